@@ -1,0 +1,64 @@
+"""``teeform measure <artifact>``: predict the measurements of an EIF, a UKI or a disk image.
+
+The artifact type is recognised by content, not by file name:
+
+* ``.eif`` magic at offset 0 (``shared/reference/eif-nitro.md`` §1.2) -> :func:`image_builder.eif.measure_report`
+* ``MZ`` at offset 0 (a PE/COFF image, i.e. a UKI) -> :func:`image_builder.uki.measure_report`
+* anything else (raw GPT disk, fixed VHD, qcow2) -> :func:`image_builder.disk.measure_report`
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import click
+
+from teeform.errors import TeeformError
+from teeform.report import MeasurementReport
+
+HANDLERS = {
+    b".eif": "image_builder.eif:measure_report",
+    b"MZ": "image_builder.uki:measure_report",
+}
+DISK_HANDLER = "image_builder.disk:measure_report"
+
+
+def measure_path(path: Path) -> MeasurementReport:
+    """Sniff ``path`` and return its :class:`MeasurementReport`.
+
+    Raises:
+        TeeformError: the file is missing, empty, or not a recognised artifact.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise TeeformError(f"cannot read: {exc.strerror}", path=path) from exc
+    if not head:
+        raise TeeformError("file is empty", path=path)
+    target = HANDLERS.get(head[:4]) or HANDLERS.get(head[:2]) or DISK_HANDLER
+    module, attr = target.split(":")
+    fn = getattr(importlib.import_module(module), attr)
+    report: MeasurementReport = fn(path)
+    return report
+
+
+@click.command("measure")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def cmd(artifact: Path, as_json: bool) -> None:
+    """Print the measurements of ARTIFACT (an EIF, a UKI, or a raw/VHD/qcow2 disk image).
+
+    \b
+    EIF:  PCR0, PCR1, PCR2 (PCR8 when signed) and ImageSha384, after checking the
+          magic, version, section bounds and CRC32 (works on EIFs built by nitro-cli).
+    UKI:  Authenticode SHA-256/384, TPM PCR 11 per systemd-stub version, RTMR1, per-section table.
+    Disk: the UKI on its ESP plus the dm-verity roothash of its root partition.
+    """
+    report = measure_path(artifact)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=False))
+    else:
+        click.echo(report.render(), nl=False)

@@ -1,0 +1,96 @@
+"""File helpers shared by every builder: atomic writes and streaming digests.
+
+Nothing here loads a whole file into memory: digests read in :data:`CHUNK` sized pieces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator, Sequence
+
+CHUNK = 1 << 20  # 1 MiB read size for streaming hashes
+
+
+@contextlib.contextmanager
+def atomic_output(path: os.PathLike[str] | str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Open a temporary file next to ``path`` for binary writing; rename it over ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched (it is never
+    half-written). The file is fsync'ed before the rename and gets permission bits ``mode``.
+
+    Yields:
+        a writable binary file object.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: os.PathLike[str] | str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + rename), with permission bits ``mode``."""
+    with atomic_output(path, mode) as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: os.PathLike[str] | str, text: str, mode: int = 0o644) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically (temp file + rename)."""
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+def hash_file(path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256",)) -> dict[str, str]:
+    """Stream ``path`` once through each of ``algorithms`` (hashlib names).
+
+    Returns:
+        ``{algorithm: lowercase hex digest}``.
+
+    Raises:
+        TeeformError: the file cannot be read.
+    """
+    from teeform.errors import TeeformError
+
+    hashers = {a: hashlib.new(a) for a in algorithms}
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                for h in hashers.values():
+                    h.update(chunk)
+    except OSError as exc:
+        raise TeeformError(f"cannot read file: {exc.strerror}", path=path) from exc
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def source_date_epoch(default: int | None = None) -> int:
+    """Return ``$SOURCE_DATE_EPOCH`` as an int (seconds since 1970-01-01 UTC).
+
+    Falls back to ``default``; if that is None too, to 0 (so builds are reproducible by default).
+    Spec: https://reproducible-builds.org/specs/source-date-epoch/
+
+    Raises:
+        TeeformError: the variable is set but is not a non-negative integer.
+    """
+    from teeform.errors import TeeformError
+
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None or raw == "":
+        return default if default is not None else 0
+    if not raw.isdigit():
+        raise TeeformError(
+            f"SOURCE_DATE_EPOCH must be a non-negative integer, got {raw!r}",
+            hint="export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
+        )
+    return int(raw)

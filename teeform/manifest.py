@@ -1,0 +1,283 @@
+"""The measurement manifest: what was built, from which inputs, and what it will measure as.
+
+One manifest is written next to every artifact teeform builds (``<name>.manifest.json``). The
+Pulumi program reads manifests and feeds their measurements into key release policies and stack
+outputs, so a hash is never copied by hand.
+
+Format (owned by teeform; JSON Schema in ``teeform/schema/manifest.schema.json``):
+
+.. code-block:: json
+
+    {
+      "schema_version": 1,
+      "kind": "eif",                      # ArtifactKind: "eif" | "vm-image"
+      "name": "openclaw-agent", "version": "1.0.0",
+      "artifact": {"file_name": "openclaw-agent.eif", "size": 123, "sha256": "<64 hex>", "sha384": "<96 hex>"},
+      "measurements": {"PCR0": "<96 hex>", ...},   # kind-specific names, lowercase hex
+      "inputs": [{"role": "kernel", "name": "bzImage", "sha256": "<64 hex>", "size": 1}, ...],
+      "builder": {"name": "teeform", "version": "0.1.0"},
+      "source_date_epoch": 0,
+      "details": {...}                    # kind-specific, free-form JSON (event logs, assumptions)
+    }
+
+Measurement names per kind (:data:`REQUIRED_MEASUREMENTS`, :data:`OPTIONAL_MEASUREMENTS`):
+
+* ``eif``: ``PCR0``, ``PCR1``, ``PCR2``, ``ImageSha384`` (= PCR0, AWS KMS condition key
+  ``kms:RecipientAttestation:ImageSha384``), and ``PCR8`` when the EIF is signed. 96 lowercase hex
+  digits (SHA-384). Source: ``shared/reference/eif-nitro.md`` §2.2, §2.5.
+* ``vm-image``: ``roothash`` (dm-verity, SHA-256), ``uki_authenticode_sha256`` /
+  ``uki_authenticode_sha384`` (PE Authenticode), ``pcr11_sha256`` / ``pcr11_sha384`` (systemd-stub
+  PCR 11, no phase), and optionally ``pcr12_sha256`` / ``pcr12_sha384``, ``rtmr1``, ``rtmr2``,
+  ``snp_launch_digest``. Source: ``shared/reference/uki-verity.md`` §1, §4-§7.
+
+Serialisation is canonical: ``json.dumps(indent=2, sort_keys=True)`` plus a newline, so two
+builds of the same inputs give byte-identical manifests.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from teeform.errors import TeeformError
+from teeform.fsutil import atomic_write_text
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).parent / "schema" / "manifest.schema.json"
+
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+class ArtifactKind(str, enum.Enum):
+    """What a manifest describes. New kinds are added here and in the JSON Schema."""
+
+    EIF = "eif"
+    VM_IMAGE = "vm-image"
+
+
+#: Measurements every manifest of a kind must carry: name -> hex length.
+REQUIRED_MEASUREMENTS: dict[ArtifactKind, dict[str, int]] = {
+    ArtifactKind.EIF: {"PCR0": 96, "PCR1": 96, "PCR2": 96, "ImageSha384": 96},
+    ArtifactKind.VM_IMAGE: {
+        "roothash": 64,
+        "uki_authenticode_sha256": 64,
+        "uki_authenticode_sha384": 96,
+        "pcr11_sha256": 64,
+        "pcr11_sha384": 96,
+    },
+}
+
+#: Measurements a manifest of a kind may carry: name -> hex length.
+OPTIONAL_MEASUREMENTS: dict[ArtifactKind, dict[str, int]] = {
+    ArtifactKind.EIF: {"PCR8": 96},
+    ArtifactKind.VM_IMAGE: {
+        "pcr12_sha256": 64,
+        "pcr12_sha384": 96,
+        "rtmr1": 96,
+        "rtmr2": 96,
+        "snp_launch_digest": 96,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The built file: its name (no directory), size in bytes, SHA-256 and SHA-384 (lowercase hex)."""
+
+    file_name: str
+    size: int
+    sha256: str
+    sha384: str
+
+    @classmethod
+    def from_file(cls, path: os.PathLike[str] | str) -> "Artifact":
+        """Describe ``path`` by streaming it once (no whole-file read)."""
+        from teeform.fsutil import hash_file
+
+        p = Path(path)
+        digests = hash_file(p, ("sha256", "sha384"))
+        return cls(p.name, p.stat().st_size, digests["sha256"], digests["sha384"])
+
+
+@dataclass(frozen=True)
+class InputDigest:
+    """One build input: its role (``kernel``, ``init``, ``nsm``, ``cmdline``, ``image``, ...), a
+    display name (file name or image reference), its SHA-256 (lowercase hex, of the exact bytes
+    used; for ``image`` the OCI manifest digest without ``sha256:``) and optionally its size."""
+
+    role: str
+    name: str
+    sha256: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Builder:
+    """The tool that produced the artifact."""
+
+    name: str = "teeform"
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A measurement manifest (see the module docstring for the format).
+
+    ``measurements`` maps a kind-specific name to lowercase hex; ``details`` is kind-specific JSON
+    (event logs, what each value assumes). Instances are immutable; use :meth:`to_json` /
+    :meth:`from_json` and :func:`write_manifest` / :func:`load_manifest` for I/O.
+    """
+
+    kind: ArtifactKind
+    name: str
+    version: str
+    artifact: Artifact
+    measurements: Mapping[str, str]
+    inputs: tuple[InputDigest, ...]
+    builder: Builder
+    source_date_epoch: int
+    details: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready dict (plain types only)."""
+        return {
+            "schema_version": self.schema_version,
+            "kind": self.kind.value,
+            "name": self.name,
+            "version": self.version,
+            "artifact": {
+                "file_name": self.artifact.file_name,
+                "size": self.artifact.size,
+                "sha256": self.artifact.sha256,
+                "sha384": self.artifact.sha384,
+            },
+            "measurements": dict(self.measurements),
+            "inputs": [
+                {k: v for k, v in (("role", i.role), ("name", i.name), ("sha256", i.sha256), ("size", i.size)) if v is not None}
+                for i in self.inputs
+            ],
+            "builder": {"name": self.builder.name, "version": self.builder.version},
+            "source_date_epoch": self.source_date_epoch,
+            "details": dict(self.details),
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON text: 2-space indent, sorted keys, trailing newline."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<manifest>") -> "Manifest":
+        """Validate ``data`` against the JSON Schema and the per-kind measurement table, then build.
+
+        Raises:
+            TeeformError: naming ``source`` and the offending field.
+        """
+        validate_manifest_dict(data, source=source)
+        kind = ArtifactKind(data["kind"])
+        a = data["artifact"]
+        return cls(
+            schema_version=int(data["schema_version"]),
+            kind=kind,
+            name=data["name"],
+            version=data["version"],
+            artifact=Artifact(a["file_name"], int(a["size"]), a["sha256"], a["sha384"]),
+            measurements=dict(data["measurements"]),
+            inputs=tuple(InputDigest(i["role"], i["name"], i["sha256"], i.get("size")) for i in data["inputs"]),
+            builder=Builder(data["builder"]["name"], data["builder"]["version"]),
+            source_date_epoch=int(data["source_date_epoch"]),
+            details=dict(data.get("details") or {}),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<manifest>") -> "Manifest":
+        """Parse JSON ``text`` (see :meth:`from_dict`)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TeeformError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path=source) from exc
+        if not isinstance(data, dict):
+            raise TeeformError("a manifest must be a JSON object", path=source)
+        return cls.from_dict(data, source=source)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def debug(self) -> bool:
+        """True when the image was measured in a debug configuration (all-zero PCR0/1/2/8 for EIFs)."""
+        zero = "0" * 96
+        return any(self.measurements.get(k) == zero for k in ("PCR0", "PCR1", "PCR2", "PCR8"))
+
+
+def _schema() -> dict[str, Any]:
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return json.load(fh)  # type: ignore[no-any-return]
+
+
+def validate_manifest_dict(data: Mapping[str, Any], *, source: str = "<manifest>") -> None:
+    """Check ``data`` against ``manifest.schema.json`` and the per-kind measurement names/lengths.
+
+    Raises:
+        TeeformError: with ``path=source`` and ``field`` set to the JSON path of the first error.
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise TeeformError(err.message, path=source, field=where, hint="see teeform/schema/manifest.schema.json")
+    kind = ArtifactKind(data["kind"])
+    meas = data["measurements"]
+    required, optional = REQUIRED_MEASUREMENTS[kind], OPTIONAL_MEASUREMENTS[kind]
+    for name, length in required.items():
+        if name not in meas:
+            raise TeeformError(f"missing measurement {name!r} (required for kind {kind.value!r})", path=source, field="measurements")
+    for name, value in meas.items():
+        length = required.get(name) or optional.get(name)
+        if length is None:
+            raise TeeformError(f"unknown measurement {name!r} for kind {kind.value!r}", path=source, field=f"measurements/{name}")
+        if not isinstance(value, str) or len(value) != length or not _HEX.match(value):
+            raise TeeformError(
+                f"must be {length} lowercase hex digits, got {value!r}", path=source, field=f"measurements/{name}"
+            )
+
+
+def load_manifest(path: os.PathLike[str] | str) -> Manifest:
+    """Read and validate the manifest at ``path``.
+
+    Raises:
+        TeeformError: the file is missing, unreadable, not JSON, or fails validation (naming the field).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise TeeformError("manifest not found", path=p, hint="build one with `teeform build eif ...` (or `make demo`)") from exc
+    except OSError as exc:
+        raise TeeformError(f"cannot read manifest: {exc.strerror}", path=p) from exc
+    return Manifest.from_json(text, source=str(p))
+
+
+def manifest_sha256(path: os.PathLike[str] | str) -> str:
+    """SHA-256 (lowercase hex) of the manifest file's exact bytes, as exported in stack outputs."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_manifest(manifest: Manifest, path: os.PathLike[str] | str) -> str:
+    """Validate and atomically write ``manifest`` to ``path`` (temp file + rename).
+
+    Returns:
+        the SHA-256 (hex) of the written bytes.
+    """
+    text = manifest.to_json()
+    validate_manifest_dict(json.loads(text), source=str(path))
+    atomic_write_text(path, text)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,63 @@
+"""A uniform result for ``teeform measure``: the values, per-section facts and caveats of one artifact.
+
+Each artifact module (``image_builder.eif``, ``image_builder.uki``, ``image_builder.disk``) returns a
+:class:`MeasurementReport`; :mod:`teeform.commands.measure` prints it as text or JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class MeasurementReport:
+    """What ``teeform measure`` prints for one artifact.
+
+    Attributes:
+        path: the artifact measured.
+        kind: ``"eif"``, ``"uki"`` or ``"disk"``.
+        measurements: ordered ``{name: lowercase hex}`` (for an EIF: PCR0, PCR1, PCR2, [PCR8], ImageSha384).
+        facts: other checked properties, e.g. ``{"EifVersion": 4, "CheckCRC": True}``.
+        sections: per-section table rows (each a dict with at least ``name`` and ``size``).
+        notes: caveats the user must know (for example that PCR 11 does not pin a PCR 12 command line).
+    """
+
+    path: str
+    kind: str
+    measurements: dict[str, str]
+    facts: dict[str, Any] = field(default_factory=dict)
+    sections: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict with keys ``path, kind, measurements, facts, sections, notes``."""
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "measurements": dict(self.measurements),
+            "facts": dict(self.facts),
+            "sections": list(self.sections),
+            "notes": list(self.notes),
+        }
+
+    def render(self) -> str:
+        """Human-readable text: measurements first, then facts, the section table and notes."""
+        lines = [f"{self.path} ({self.kind})", ""]
+        width = max((len(k) for k in self.measurements), default=0)
+        for k, v in self.measurements.items():
+            lines.append(f"  {k.ljust(width)}  {v}")
+        if self.facts:
+            lines.append("")
+            fw = max(len(k) for k in self.facts)
+            for k, v in self.facts.items():
+                lines.append(f"  {k.ljust(fw)}  {v}")
+        if self.sections:
+            cols = list(dict.fromkeys(c for row in self.sections for c in row))
+            widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in self.sections)) for c in cols}
+            lines += ["", "  " + "  ".join(c.ljust(widths[c]) for c in cols)]
+            for row in self.sections:
+                lines.append("  " + "  ".join(str(row.get(c, "")).ljust(widths[c]) for c in cols))
+        for n in self.notes:
+            lines += ["", f"note: {n}"]
+        return "\n".join(lines) + "\n"
