@@ -103,6 +103,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``teeform`` console script. Returns the process exit status."""
     debug = bool(os.environ.get("TEEFORM_DEBUG")) or "--debug" in (argv if argv is not None else sys.argv[1:])
+    saved_env = os.environ.get("TEEFORM_DEBUG")
     try:
         cli.main(args=argv, prog_name="teeform", standalone_mode=False)
     except TeeformError as exc:
@@ -123,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    finally:  # --debug sets TEEFORM_DEBUG for teeform.run; do not leak it past this invocation
+        if saved_env is None:
+            os.environ.pop("TEEFORM_DEBUG", None)
+        else:
+            os.environ["TEEFORM_DEBUG"] = saved_env
     return 0
 
 
