@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(os.environ.get("TEEFORM_DEBUG")) or "--debug" in (argv if argv is not None else sys.argv[1:])
     saved_env = os.environ.get("TEEFORM_DEBUG")
     try:
-        cli.main(args=argv, prog_name="teeform", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="teeform", standalone_mode=False)
+        # with standalone_mode=False click *returns* the status of exit_with()/ctx.exit(n) instead of raising
+        if isinstance(rv, int) and not isinstance(rv, bool):
+            return rv
     except TeeformError as exc:
         if debug:
             raise

@@ -1,0 +1,123 @@
+"""``teeform seal`` / ``teeform unseal``: envelope-encrypt the agent's secrets to the stack's KMS key.
+
+The format and cryptography are documented in :mod:`teeform.seal`; the user guide is
+``docs/verify-and-seal.md``. Secrets are read from the input file and written only to the sealed file
+(``seal``) or to stdout / a mode-0600 file (``unseal``); nothing else is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from teeform.errors import TeeformError
+from teeform.fsutil import atomic_output
+
+
+@click.command("seal")
+@click.option("--stack", required=True, help="Stack (environment) the secrets are for: stacks/Pulumi.<stack>.yaml.")
+@click.option("--target", help="Target of the stack (default: its only target).")
+@click.option("--in", "in_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Secrets: a .env file (NAME=VALUE lines) or a JSON object of strings.")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Sealed JSON file to write (mode 0600, atomic).")
+@click.option("--key-id", help="KMS key ARN/id/alias (default: `pulumi stack output kms_key_arn --stack <stack>`).")
+@click.option("--region", help="AWS region (default: the target's region).")
+@click.option("--endpoint-url", help="KMS endpoint URL (e.g. a local moto server).")
+@click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Project directory holding Pulumi.yaml (default: $TEEFORM_PROJECT_DIR or the nearest parent).")
+def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_id: str | None,
+             region: str | None, endpoint_url: str | None, project_dir: Path | None) -> None:
+    """Seal secrets to the stack's KMS key, bound to the deployed manifest.
+
+    \b
+    KMS GenerateDataKey (AES_256) with EncryptionContext
+      {teeform:stack, teeform:target, teeform:manifest-sha256}
+    then AES-256-GCM of the secrets locally; the plaintext data key is discarded.
+    """
+    from teeform.manifest import load_manifest, manifest_sha256
+    from teeform.seal import kms_client, load_secrets, resolve_key_id, seal_secrets
+    from teeform.stack import load_stack, project_dir_default
+
+    pdir = project_dir or project_dir_default()
+    cfg = load_stack(pdir, stack)
+    if target is None:
+        if len(cfg.targets) != 1:
+            raise TeeformError(f"stack {stack!r} has {len(cfg.targets)} targets; choose one with --target",
+                               hint="targets: " + ", ".join(t.name for t in cfg.targets))
+        tgt = cfg.targets[0]
+    else:
+        tgt = next((t for t in cfg.targets if t.name == target), None)  # type: ignore[assignment]
+        if tgt is None:
+            raise TeeformError(f"stack {stack!r} has no target {target!r}",
+                               hint="targets: " + ", ".join(t.name for t in cfg.targets))
+    m = Path(tgt.manifests[0])
+    manifest_path = m if m.is_absolute() else pdir / m
+    load_manifest(manifest_path)  # must exist and be valid: its digest is what the secrets are bound to
+    digest = manifest_sha256(manifest_path)
+    secrets = load_secrets(in_path)
+    arn = resolve_key_id(key_id, stack, pdir)
+    kms = kms_client(region=region or tgt.region, endpoint_url=endpoint_url)
+    sealed = seal_secrets(secrets, kms=kms, key_id=arn, stack=stack, target=tgt.name, manifest_sha256=digest)
+    with atomic_output(out_path, 0o600) as fh:
+        fh.write(sealed.to_json().encode("utf-8"))
+    click.echo(f"sealed {len(secrets)} secret(s) for stack {stack!r} target {tgt.name!r} -> {out_path} (mode 0600)", err=True)
+    click.echo(f"  key       {sealed.key_id}", err=True)
+    click.echo(f"  manifest  {manifest_path} sha256 {digest}", err=True)
+
+
+@click.command("unseal")
+@click.option("--in", "in_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Sealed JSON file written by `teeform seal`.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the secrets here (mode 0600, atomic) instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["json", "env"]), default="json", show_default=True,
+              help="Output format of the secrets.")
+@click.option("--stack", help="Refuse the file unless it was sealed for this stack.")
+@click.option("--region", help="AWS region (default: the region in the key ARN).")
+@click.option("--endpoint-url", help="KMS endpoint URL (e.g. a local moto server).")
+@click.option("--recipient-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Enclave path: RSA private key (PEM) whose public half is in the attestation document.")
+@click.option("--attestation-doc", help="Enclave path: the attestation document (CBOR or base64; - for stdin).")
+def unseal_cmd(in_path: Path, out_path: Path | None, fmt: str, stack: str | None, region: str | None,
+               endpoint_url: str | None, recipient_key: Path | None, attestation_doc: str | None) -> None:
+    """Unseal secrets: KMS Decrypt of the data key, then AES-256-GCM.
+
+    \b
+    Plain path (operators, CI):   teeform unseal --in sealed.json
+    Enclave path (the reference): --recipient-key rsa.pem --attestation-doc doc.cbor
+      adds Recipient={RSAES_OAEP_SHA_256, AttestationDocument} to Decrypt, so KMS
+      checks the enclave's PCRs against the key policy and returns CiphertextForRecipient.
+    """
+    import json
+
+    from teeform.seal import SealedSecrets, format_env, kms_client, recipient_for, region_from_arn, unseal_secrets
+
+    if bool(recipient_key) != bool(attestation_doc):
+        raise TeeformError("--recipient-key and --attestation-doc go together (the enclave path)")
+    try:
+        text = in_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TeeformError("sealed file not found", path=in_path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TeeformError(f"cannot read sealed file: {exc}", path=in_path) from None
+    sealed = SealedSecrets.from_json(text, source=str(in_path))
+    if stack is not None and sealed.aad.get("stack") != stack:
+        raise TeeformError(f"sealed for stack {sealed.aad.get('stack')!r}, not {stack!r}", path=in_path, field="aad.stack")
+    recipient = None
+    if recipient_key and attestation_doc:
+        from teeform.nitro.attestation import read_attestation_bytes
+        from teeform.nitro.kms_recipient import load_recipient_key
+
+        doc, source = read_attestation_bytes(attestation_doc)
+        recipient = recipient_for(doc, load_recipient_key(recipient_key), source=source)
+    kms = kms_client(region=region or region_from_arn(sealed.key_id), endpoint_url=endpoint_url)
+    secrets = unseal_secrets(sealed, kms=kms, recipient=recipient)
+    rendered = format_env(secrets) if fmt == "env" else json.dumps(secrets, indent=2, sort_keys=True) + "\n"
+    if out_path is None:
+        click.echo(rendered, nl=False)
+    else:
+        with atomic_output(out_path, 0o600) as fh:
+            fh.write(rendered.encode("utf-8"))
+        click.echo(f"unsealed {len(secrets)} secret(s) -> {out_path} (mode 0600)", err=True)

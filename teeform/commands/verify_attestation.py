@@ -1,0 +1,81 @@
+"""``teeform verify attestation``: check a live enclave's attestation document against the stack.
+
+Exit status: 0 when every check passes, 1 when any check fails, 2 for unusable input (unreadable or
+malformed document, missing manifests, bad options). The checks are documented in
+:mod:`teeform.nitro.verify`; the user guide is ``docs/verify-and-seal.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from teeform.cli import exit_with
+from teeform.errors import TeeformError
+from teeform.nitro.attestation import read_attestation_document
+from teeform.nitro.verify import allowed_from_manifests, load_root, parse_time, verify_attestation
+
+
+def _nonce(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    t = text.strip().lower().removeprefix("0x")
+    try:
+        return bytes.fromhex(t)
+    except ValueError:
+        raise TeeformError(f"must be hex, got {text!r}", field="--nonce") from None
+
+
+@click.command("attestation")
+@click.argument("document", metavar="<doc.cbor|doc.b64|->")
+@click.option("--stack", help="Compare with the manifests allowed by this stack (stacks/Pulumi.<stack>.yaml).")
+@click.option("--manifest", "manifests", multiple=True, type=click.Path(path_type=Path),
+              help="Compare with this EIF manifest (repeatable; any one may match).")
+@click.option("--nonce", help="Expected nonce, hex (the challenge you sent to the enclave).")
+@click.option("--at", "at", help="Validation time: ISO 8601 or 'now' (default: the document's own timestamp).")
+@click.option("--root", type=click.Path(path_type=Path),
+              help="Trust this root certificate instead of the pinned AWS Nitro Enclaves Root-G1 (tests only).")
+@click.option("--allow-debug", is_flag=True, help="Accept a debug-mode enclave (PCR0 all zeros).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Project directory holding Pulumi.yaml (default: $TEEFORM_PROJECT_DIR or the nearest parent).")
+def cmd(document: str, stack: str | None, manifests: tuple[Path, ...], nonce: str | None, at: str | None,
+        root: Path | None, allow_debug: bool, as_json: bool, project_dir: Path | None) -> None:
+    """Verify a Nitro attestation document (raw CBOR, base64 text, or - for stdin).
+
+    \b
+    Checks: COSE ES384 signature; certificate chain to the pinned AWS Nitro Enclaves
+    Root-G1; certificate validity at the document's timestamp (or --at now for a live
+    document); PCR0/1/2 (+PCR8 if pinned) equal one allowed manifest; nonce; debug mode.
+    Exit 0 = all pass, 1 = a check failed, 2 = unusable input.
+    """
+    if bool(stack) == bool(manifests):
+        raise TeeformError("give exactly one of --stack <name> or --manifest <file> (repeatable)")
+    notes: list[str] = []
+    if stack:
+        from teeform.stack import load_stack, project_dir_default
+
+        cfg = load_stack(project_dir or project_dir_default(), stack)
+        allowed, notes = allowed_from_manifests(cfg.manifest_paths())
+        if allow_debug and not cfg.allow_debug:
+            notes.append(f"--allow-debug accepts debug mode although stack {stack!r} has teeform:allowDebug false")
+    else:
+        allowed, notes = allowed_from_manifests(manifests)
+    expected_nonce = _nonce(nonce)
+    when = parse_time(at) if at else None
+    trust = load_root(root)
+    doc, _source = read_attestation_document(document)
+    report = verify_attestation(doc, root=trust, allowed=allowed, nonce=expected_nonce, at=when,
+                                allow_debug=allow_debug, at_label=f"--at {at}" if at else None)
+    if notes:
+        from dataclasses import replace
+
+        report = replace(report, notes=tuple(notes) + report.notes)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(report.render(), nl=False)
+    if not report.ok:
+        exit_with(1)

@@ -1,0 +1,427 @@
+"""Seal the agent's secrets to a stack's KMS key; unseal them (plain, or the enclave way with ``Recipient``).
+
+Envelope encryption (the KMS pattern, AWS KMS Developer Guide "envelope encryption"):
+
+1. ``GenerateDataKey(KeyId, KeySpec=AES_256, EncryptionContext=C)`` returns a 32-byte data key and
+   its KMS ciphertext (``CiphertextBlob``). ``C`` binds the data key to the deployment::
+
+       {"teeform:stack": <stack>, "teeform:target": <target>, "teeform:manifest-sha256": <sha256 hex of the
+        target's first (= deployed) manifest file, teeform.manifest.manifest_sha256>}
+
+   KMS refuses ``Decrypt`` unless the same ``C`` is presented, and key policies can pin it
+   (``kms:EncryptionContext:teeform:stack``), so a file sealed for ``dev`` cannot be opened as ``prod``.
+2. The secrets (a flat ``{NAME: value}`` map, serialised as canonical JSON: sorted keys, no spaces,
+   UTF-8) are encrypted locally with AES-256-GCM (NIST SP 800-38D; 12-byte random nonce, 16-byte tag
+   appended to the ciphertext, ``cryptography`` AESGCM) under the data key, with
+   ``AAD = canonical JSON of {"key_id", "manifest_sha256", "stack", "version"}``.
+3. The plaintext data key is dropped; only the file below is written (atomically, mode 0600).
+
+Sealed file (JSON, ``version`` 1)::
+
+    {"format": "teeform-sealed-secrets", "version": 1, "algorithm": "AES-256-GCM",
+     "key_id": "<KMS key ARN>", "encryption_context": {...}, "encrypted_data_key": "<base64 CiphertextBlob>",
+     "nonce": "<base64, 12 bytes>", "ciphertext": "<base64, ciphertext || tag>",
+     "aad": {"key_id": ..., "manifest_sha256": ..., "stack": ..., "version": 1}}
+
+Unsealing is the reference for the enclave side: ``Decrypt(CiphertextBlob, EncryptionContext, KeyId)``
+then AES-GCM. Inside an enclave the request also carries ``Recipient`` (RSAES_OAEP_SHA_256 + the
+attestation document), so KMS returns ``CiphertextForRecipient`` and the key policy can require the
+enclave's PCRs (``shared/reference/eif-nitro.md`` §5.1-§5.2); :mod:`teeform.nitro.kms_recipient`
+decrypts that reply.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from teeform.errors import TeeformError
+
+SEALED_FORMAT = "teeform-sealed-secrets"
+SEALED_VERSION = 1
+ALGORITHM = "AES-256-GCM"
+NONCE_BYTES = 12  # NIST SP 800-38D §8.2 recommended IV length
+
+CTX_STACK = "teeform:stack"
+CTX_TARGET = "teeform:target"
+CTX_MANIFEST = "teeform:manifest-sha256"
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# ------------------------------------------------------------------------------------------ secrets input
+def _unquote_double(body: str, source: str, lineno: int) -> tuple[str, str]:
+    """Parse a double-quoted value starting after the opening quote; return (value, rest of line)."""
+    out = []
+    i = 0
+    escapes = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            out.append(escapes.get(nxt, "\\" + nxt))
+            i += 2
+            continue
+        if ch == '"':
+            return "".join(out), body[i + 1:]
+        out.append(ch)
+        i += 1
+    raise TeeformError(f"line {lineno}: unterminated double quote (multi-line values are not supported; use \\n)",
+                       path=source, field=f"line {lineno}")
+
+
+def parse_env(text: str, *, source: str = "<env>") -> dict[str, str]:
+    """Parse ``.env`` text into ``{NAME: value}``.
+
+    Syntax (the common dotenv subset): blank lines and ``#`` comments are skipped; an optional
+    ``export`` prefix; ``NAME=value`` with NAME matching ``[A-Za-z_][A-Za-z0-9_]*``; values unquoted
+    (surrounding whitespace and a trailing `` #comment`` removed), ``'single-quoted'`` (literal), or
+    ``"double-quoted"`` (escapes ``\\n \\t \\r \\" \\\\ \\$``). Duplicate names are an error.
+
+    Raises:
+        TeeformError: naming the line number.
+    """
+    out: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export ") or line.startswith("export\t"):
+            line = line[7:].lstrip()
+        if "=" not in line:
+            raise TeeformError(f"line {lineno}: expected NAME=VALUE, got {line[:40]!r}", path=source, field=f"line {lineno}")
+        name, _, rest = line.partition("=")
+        name = name.strip()
+        if not _ENV_NAME.match(name):
+            raise TeeformError(f"line {lineno}: {name!r} is not a valid variable name", path=source, field=f"line {lineno}")
+        rest = rest.strip()
+        if rest.startswith('"'):
+            value, tail = _unquote_double(rest[1:], source, lineno)
+        elif rest.startswith("'"):
+            end = rest.find("'", 1)
+            if end < 0:
+                raise TeeformError(f"line {lineno}: unterminated single quote", path=source, field=f"line {lineno}")
+            value, tail = rest[1:end], rest[end + 1:]
+        else:
+            value, tail = re.split(r"\s+#", rest, maxsplit=1)[0].rstrip(), ""
+        tail = tail.strip()
+        if tail and not tail.startswith("#"):
+            raise TeeformError(f"line {lineno}: unexpected text after the closing quote: {tail[:20]!r}", path=source,
+                               field=f"line {lineno}")
+        if name in out:
+            raise TeeformError(f"line {lineno}: {name} is already set on line {first_line[name]}", path=source,
+                               field=f"line {lineno}")
+        out[name], first_line[name] = value, lineno
+    if not out:
+        raise TeeformError("no secrets found (expected NAME=VALUE lines)", path=source)
+    return out
+
+
+def format_env(secrets: Mapping[str, str]) -> str:
+    """Render ``secrets`` as ``.env`` text that :func:`parse_env` reads back identically."""
+    lines = []
+    for k in sorted(secrets):
+        v = secrets[k].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("$", "\\$")
+        lines.append(f'{k}="{v}"')
+    return "\n".join(lines) + "\n"
+
+
+def load_secrets(path: str | Path) -> dict[str, str]:
+    """Read secrets from ``.env`` text or a JSON object of string values (chosen by suffix ``.json``,
+    else by a leading ``{``).
+
+    Raises:
+        TeeformError: unreadable, malformed, empty, or a value that is not a string.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TeeformError("secrets file not found", path=p) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TeeformError(f"cannot read secrets file: {exc}", path=p) from None
+    if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TeeformError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path=p) from None
+        if not isinstance(data, dict) or not data:
+            raise TeeformError("must be a non-empty JSON object of NAME: \"value\"", path=p)
+        for k, v in data.items():
+            if not _ENV_NAME.match(k):
+                raise TeeformError(f"{k!r} is not a valid variable name", path=p, field=k)
+            if not isinstance(v, str):
+                raise TeeformError(f"value must be a string, got {type(v).__name__}", path=p, field=k)
+        return dict(data)
+    return parse_env(text, source=str(p))
+
+
+# ------------------------------------------------------------------------------------------ sealed file
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8 (the byte form used for the plaintext and the AAD)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def aad_fields(stack: str, key_id: str, manifest_sha256: str, version: int = SEALED_VERSION) -> dict[str, Any]:
+    """The AAD dict; its :func:`canonical_json` is the AES-GCM additional authenticated data."""
+    return {"key_id": key_id, "manifest_sha256": manifest_sha256, "stack": stack, "version": version}
+
+
+def encryption_context(stack: str, target: str, manifest_sha256: str) -> dict[str, str]:
+    """The KMS EncryptionContext binding a data key to stack, target and deployed manifest."""
+    return {CTX_STACK: stack, CTX_TARGET: target, CTX_MANIFEST: manifest_sha256}
+
+
+@dataclass(frozen=True)
+class SealedSecrets:
+    """A sealed file's content (module docstring). Binary fields are raw bytes here, base64 in JSON."""
+
+    key_id: str
+    encryption_context: Mapping[str, str]
+    encrypted_data_key: bytes
+    nonce: bytes
+    ciphertext: bytes
+    aad: Mapping[str, Any]
+    version: int = SEALED_VERSION
+    algorithm: str = ALGORITHM
+    format: str = field(default=SEALED_FORMAT)
+
+    def to_json(self) -> str:
+        """Canonical text: 2-space indent, sorted keys, trailing newline."""
+        b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
+        return json.dumps({
+            "format": self.format, "version": self.version, "algorithm": self.algorithm, "key_id": self.key_id,
+            "encryption_context": dict(self.encryption_context), "encrypted_data_key": b64(self.encrypted_data_key),
+            "nonce": b64(self.nonce), "ciphertext": b64(self.ciphertext), "aad": dict(self.aad),
+        }, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<sealed>") -> SealedSecrets:
+        """Parse and check a sealed file, including that ``aad`` agrees with ``key_id``/``encryption_context``.
+
+        Raises:
+            TeeformError: naming the field.
+        """
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TeeformError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path=source) from None
+        if not isinstance(d, dict) or d.get("format") != SEALED_FORMAT:
+            raise TeeformError(f"not a teeform sealed-secrets file (format must be {SEALED_FORMAT!r})", path=source, field="format")
+        if d.get("version") != SEALED_VERSION:
+            raise TeeformError(f"unsupported version {d.get('version')!r} (this teeform reads {SEALED_VERSION})",
+                               path=source, field="version")
+        if d.get("algorithm") != ALGORITHM:
+            raise TeeformError(f"unsupported algorithm {d.get('algorithm')!r}", path=source, field="algorithm")
+        for k in ("key_id", "encryption_context", "encrypted_data_key", "nonce", "ciphertext", "aad"):
+            if k not in d:
+                raise TeeformError(f"missing field {k!r}", path=source, field=k)
+        if not isinstance(d["key_id"], str) or not d["key_id"]:
+            raise TeeformError("must be a non-empty string", path=source, field="key_id")
+        ctx = d["encryption_context"]
+        if not isinstance(ctx, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ctx.items()):
+            raise TeeformError("must be an object of strings", path=source, field="encryption_context")
+        aad = d["aad"]
+        if not isinstance(aad, dict) or set(aad) != {"key_id", "manifest_sha256", "stack", "version"}:
+            raise TeeformError("must hold exactly key_id, manifest_sha256, stack, version", path=source, field="aad")
+
+        def unb64(k: str) -> bytes:
+            try:
+                return base64.b64decode(d[k], validate=True)
+            except (binascii.Error, ValueError, TypeError):
+                raise TeeformError("not valid base64", path=source, field=k) from None
+
+        sealed = cls(d["key_id"], ctx, unb64("encrypted_data_key"), unb64("nonce"), unb64("ciphertext"), aad)
+        if len(sealed.nonce) != NONCE_BYTES:
+            raise TeeformError(f"nonce must be {NONCE_BYTES} bytes, got {len(sealed.nonce)}", path=source, field="nonce")
+        mismatches = [f"aad.{a} != {b}" for a, got, b in (
+            ("key_id", sealed.key_id, "key_id"),
+            ("stack", ctx.get(CTX_STACK), f"encryption_context['{CTX_STACK}']"),
+            ("manifest_sha256", ctx.get(CTX_MANIFEST), f"encryption_context['{CTX_MANIFEST}']"),
+            ("version", sealed.version, "version"),
+        ) if aad.get(a) != got]
+        if mismatches:
+            raise TeeformError("the sealed file is inconsistent (edited?): " + ", ".join(mismatches), path=source, field="aad")
+        return sealed
+
+
+# ------------------------------------------------------------------------------------------ KMS
+def kms_client(*, region: str | None = None, endpoint_url: str | None = None) -> Any:
+    """A boto3 KMS client (credentials from the usual AWS chain)."""
+    import boto3
+
+    return boto3.client("kms", region_name=region, endpoint_url=endpoint_url)
+
+
+def region_from_arn(arn: str) -> str | None:
+    """``eu-west-1`` from ``arn:aws:kms:eu-west-1:111122223333:key/...``; None for a bare key id/alias."""
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 5 and parts[0] == "arn" and parts[3] else None
+
+
+def _kms_call(what: str, fn: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a KMS API, turning botocore errors into TeeformError with a hint."""
+    import botocore.exceptions as bx
+
+    try:
+        resp: dict[str, Any] = fn(**kwargs)
+        return resp
+    except bx.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "Error")
+        msg = exc.response.get("Error", {}).get("Message", "") or ""
+        hints = {
+            "InvalidCiphertextException": "the encrypted data key or its encryption context (stack, target, manifest "
+                                          "digest) was changed, or it was sealed under another KMS key",
+            "IncorrectKeyException": "the data key was sealed under a different KMS key than key_id",
+            "AccessDeniedException": "the key policy does not allow this caller (or key_id is not the sealing key)",
+            "NotFoundException": "check the key ARN/alias and the region",
+            "DisabledException": "enable the KMS key",
+        }
+        raise TeeformError(f"KMS {what} failed: {code}" + (f": {msg}" if msg else ""), hint=hints.get(code)) from None
+    except bx.NoCredentialsError:
+        raise TeeformError(f"KMS {what} failed: no AWS credentials", hint="configure AWS credentials (AWS_PROFILE, ...)") from None
+    except bx.NoRegionError:
+        raise TeeformError(f"KMS {what} failed: no AWS region", hint="pass --region or set AWS_REGION") from None
+    except bx.BotoCoreError as exc:
+        raise TeeformError(f"KMS {what} failed: {exc}") from None
+
+
+def _same_key(a: str, b: str) -> bool:
+    """ARNs compare exactly; a bare key id matches the ARN ending in ``key/<id>``."""
+    return a == b or a.endswith("/" + b) or b.endswith("/" + a)
+
+
+# ------------------------------------------------------------------------------------------ seal / unseal
+def seal_secrets(secrets: Mapping[str, str], *, kms: Any, key_id: str, stack: str, target: str,
+                 manifest_sha256: str) -> SealedSecrets:
+    """Envelope-encrypt ``secrets`` (module docstring).
+
+    Args:
+        kms: a boto3 KMS client.
+        key_id: KMS key ARN, id or alias; the ARN KMS reports is what gets recorded.
+
+    Raises:
+        TeeformError: KMS errors (with hints).
+    """
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    ctx = encryption_context(stack, target, manifest_sha256)
+    resp = _kms_call("GenerateDataKey", kms.generate_data_key, KeyId=key_id, KeySpec="AES_256", EncryptionContext=ctx)
+    data_key = resp["Plaintext"]
+    if len(data_key) != 32:
+        raise TeeformError(f"KMS GenerateDataKey returned a {len(data_key)}-byte key, expected 32")
+    arn = resp.get("KeyId") or key_id
+    aad = aad_fields(stack, arn, manifest_sha256)
+    nonce = os.urandom(NONCE_BYTES)
+    ct = AESGCM(data_key).encrypt(nonce, canonical_json(dict(secrets)), canonical_json(aad))
+    return SealedSecrets(arn, ctx, resp["CiphertextBlob"], nonce, ct, aad)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The enclave side's ``Recipient``: the raw attestation document and the RSA private key whose
+    public half is the document's ``public_key``."""
+
+    attestation_document: bytes
+    private_key: Any  # cryptography RSAPrivateKey
+
+
+def recipient_for(document: bytes, private_key: Any, *, source: str = "<attestation document>") -> Recipient:
+    """Check that ``document``'s ``public_key`` is the DER SubjectPublicKeyInfo of ``private_key``.
+
+    Raises:
+        TeeformError: the document has no public_key, or a different one.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    from teeform.nitro.attestation import parse_attestation_document
+
+    doc = parse_attestation_document(document, source=source)
+    spki = private_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if doc.public_key is None:
+        raise TeeformError("the attestation document has no public_key; KMS needs one to encrypt the reply",
+                           path=source, field="public_key",
+                           hint="request the document from /dev/nsm with public_key = DER SubjectPublicKeyInfo of the RSA key")
+    if doc.public_key != spki:
+        raise TeeformError("the attestation document's public_key is not the public half of --recipient-key",
+                           path=source, field="public_key")
+    return Recipient(document, private_key)
+
+
+def unseal_secrets(sealed: SealedSecrets, *, kms: Any, recipient: Recipient | None = None) -> dict[str, str]:
+    """Recover the secrets: KMS ``Decrypt`` of the data key, then AES-256-GCM.
+
+    With ``recipient``, ``Decrypt`` carries ``Recipient`` and the data key is taken from
+    ``CiphertextForRecipient`` (the enclave path, eif-nitro.md §5.2); a reply without it is refused
+    (KMS emulators such as moto ignore ``Recipient`` and return ``Plaintext``).
+
+    Raises:
+        TeeformError: KMS refused (wrong key or context), the reply is malformed, or the ciphertext,
+            nonce or AAD were modified.
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    kwargs: dict[str, Any] = dict(CiphertextBlob=sealed.encrypted_data_key, EncryptionContext=dict(sealed.encryption_context),
+                                  KeyId=sealed.key_id)
+    if recipient is not None:
+        from teeform.nitro.kms_recipient import KEY_ENCRYPTION_ALGORITHM
+
+        kwargs["Recipient"] = {"KeyEncryptionAlgorithm": KEY_ENCRYPTION_ALGORITHM,
+                               "AttestationDocument": recipient.attestation_document}
+    resp = _kms_call("Decrypt", kms.decrypt, **kwargs)
+    if resp.get("KeyId") and not _same_key(resp["KeyId"], sealed.key_id):
+        raise TeeformError(f"KMS decrypted with key {resp['KeyId']}, but the file was sealed under {sealed.key_id}")
+    if recipient is not None:
+        from teeform.nitro.kms_recipient import decrypt_ciphertext_for_recipient
+
+        blob = resp.get("CiphertextForRecipient")
+        if not blob:
+            raise TeeformError("KMS returned no CiphertextForRecipient although the request carried Recipient",
+                               hint="the endpoint does not implement Recipient (moto does not); use the plain path there")
+        data_key = decrypt_ciphertext_for_recipient(blob, recipient.private_key)
+    else:
+        data_key = resp.get("Plaintext") or b""
+    if len(data_key) != 32:
+        raise TeeformError(f"the data key is {len(data_key)} bytes, expected 32 (AES-256)")
+    aad = aad_fields(str(sealed.aad["stack"]), sealed.key_id, str(sealed.aad["manifest_sha256"]), sealed.version)
+    try:
+        plain = AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, canonical_json(aad))
+    except InvalidTag:
+        raise TeeformError("AES-256-GCM authentication failed: the ciphertext, nonce or aad fields were modified",
+                           field="ciphertext") from None
+    secrets = json.loads(plain.decode("utf-8"))
+    if not isinstance(secrets, dict):
+        raise TeeformError("decrypted payload is not a JSON object")
+    return secrets
+
+
+def resolve_key_id(key_id: str | None, stack: str, project_dir: Path) -> str:
+    """``--key-id`` if given, else ``pulumi stack output kms_key_arn --stack <stack>``.
+
+    Raises:
+        TeeformError: neither is available (with a hint), or the Pulumi output is empty.
+    """
+    if key_id:
+        return key_id
+    from teeform.run import find_tool, run
+
+    if find_tool("pulumi", required=False) is None:
+        raise TeeformError(
+            "no KMS key given and the Pulumi CLI is not installed to look it up",
+            hint=f"pass --key-id <KMS key ARN>, or install Pulumi so `pulumi stack output kms_key_arn --stack {stack}` works",
+        )
+    out = run(["pulumi", "stack", "output", "kms_key_arn", "--stack", stack], cwd=str(project_dir)).stdout
+    arn = (out or b"").decode("utf-8", "replace").strip()
+    if not arn:
+        raise TeeformError(f"`pulumi stack output kms_key_arn --stack {stack}` printed nothing",
+                           hint="deploy the stack first (pulumi up), or pass --key-id")
+    return arn
