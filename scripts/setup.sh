@@ -22,6 +22,7 @@ APT_PACKAGES=(
   qemu-utils qemu-system-x86 ovmf swtpm swtpm-tools   # disk formats, measured boot
   systemd-boot-efi                         # the bookworm (252) EFI stub
   pesign sbsigntool osslsigncode binutils  # Authenticode / PE oracles
+  python3-pefile                           # /usr/bin/python3 runs ukify 254 (.cache/sd254), the UKI oracle
   python3-venv zstd xz-utils
 )
 BPO_LIST=/etc/apt/sources.list.d/teeform-bookworm-backports.sources
