@@ -41,6 +41,33 @@ def atomic_output(path: os.PathLike[str] | str, mode: int = 0o644) -> Iterator[B
         raise
 
 
+@contextlib.contextmanager
+def atomic_output_path(path: os.PathLike[str] | str, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary *path* next to ``path`` for an external tool to write; rename it over ``path`` on success.
+
+    For tools that take an output file name (mkfs.erofs, mkfs.vfat, qemu-img). The temporary file
+    exists (empty) when yielded. On success it is fsync'ed, gets permission bits ``mode`` and is
+    renamed over ``path``; on any exception it is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def atomic_write_bytes(path: os.PathLike[str] | str, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically (temp file + rename), with permission bits ``mode``."""
     with atomic_output(path, mode) as fh:
