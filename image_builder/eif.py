@@ -1,0 +1,646 @@
+"""The AWS Nitro Enclave Image File (EIF) format: PCR maths, a streaming writer and a strict reader.
+
+Every format fact below comes from ``shared/reference/eif-nitro.md`` (written from
+aws-nitro-enclaves-image-format, nitro-cli and QEMU ``hw/core/eif.c``):
+
+* §1.1-§1.3: all integers big-endian; a 548-byte header (magic ``.eif``, u16 version, u16 flags,
+  u64 default_mem, u64 default_cpus, u16 reserved, u16 num_sections, u64 section_offsets[32],
+  u64 section_sizes[32], u32 unused, u32 eif_crc32); 12-byte section headers (u16 type, u16 flags,
+  u64 size) directly followed by their data; no padding; at most 32 sections.
+* §1.4: section order kernel, cmdline, metadata, ramdisk..., [signature].
+* §1.5: CRC-32/ISO-HDLC (zlib's) over the whole file except bytes 544..547.
+* §1.6: metadata = compact JSON with the keys ImageName, ImageVersion, BuildMetadata{BuildTime,
+  BuildTool, BuildToolVersion, OperatingSystem, KernelVersion}, DockerInfo, CustomMetadata.
+* §2.1-§2.2: ``PCR = SHA384(0^48 || SHA384(data))``; PCR0 over kernel, cmdline and every ramdisk
+  data; PCR1 over kernel, cmdline and the first ramdisk; PCR2 over the later ramdisks; PCR8 over
+  the DER of the signing certificate. Section headers, metadata and signature are not measured.
+* §2.5: ImageSha384 (the KMS condition key) equals PCR0.
+
+The writer streams every section through the CRC and the PCR hashers in
+:data:`teeform.fsutil.CHUNK` pieces, then seeks back and writes the header; the header's own CRC
+is joined to the sections' CRC with :func:`crc32_combine` (zlib's algorithm), so nothing is read
+twice and memory does not grow with the image.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import struct
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from teeform.errors import TeeformError
+from teeform.fsutil import CHUNK
+from teeform.report import MeasurementReport
+
+EIF_MAGIC = b".eif"
+EIF_VERSION = 4
+#: Oldest version we measure: v2 introduced the CRC (§1.5 version history).
+MIN_READ_VERSION = 2
+HEADER_SIZE = 548
+SECTION_HEADER_SIZE = 12
+MAX_SECTIONS = 32
+CRC_OFFSET = 544
+DEFAULT_MEM = 0x40000000  # §1.2: the builder always writes 1 GiB
+DEFAULT_CPUS = 2
+FLAG_ARM64 = 0x0001  # §1.2 EIF_HDR_ARCH_ARM64
+PCR_SIZE = 48
+PCR_ZERO = bytes(PCR_SIZE)
+MAX_METADATA = 16 << 20
+MAX_SIGNATURE = 1 << 20
+
+_HEADER = struct.Struct(">4sHHQQHH32Q32QII")
+_SECTION = struct.Struct(">HHQ")
+assert _HEADER.size == HEADER_SIZE and _SECTION.size == SECTION_HEADER_SIZE
+
+
+class SectionType(enum.IntEnum):
+    """EIF section types (§1.3; a ``repr(u16)`` Rust enum in declaration order)."""
+
+    INVALID = 0
+    KERNEL = 1
+    CMDLINE = 2
+    RAMDISK = 3
+    SIGNATURE = 4
+    METADATA = 5
+
+    @property
+    def label(self) -> str:
+        """Lower-case name used in messages and reports (``"ramdisk"``)."""
+        return self.name.lower()
+
+
+# ------------------------------------------------------------------------------- PCR maths
+
+
+def pcr_extend(pcr: bytes, data: bytes) -> bytes:
+    """One extend: ``SHA-384(pcr || data)`` (§2.1). ``pcr`` is 48 bytes; returns 48 bytes."""
+    if len(pcr) != PCR_SIZE:
+        raise ValueError("a PCR is 48 bytes")
+    return hashlib.sha384(pcr + data).digest()
+
+
+def pcr_from_digest(digest: bytes) -> bytes:
+    """``extend(0^48, digest)``: the image PCRs extend once with the SHA-384 of their data (§2.2)."""
+    return pcr_extend(PCR_ZERO, digest)
+
+
+def pcr8_from_certificate_der(der: bytes) -> bytes:
+    """PCR8 = ``SHA384(0^48 || SHA384(DER of the signing certificate))`` (§2.2, §2.3)."""
+    return pcr_from_digest(hashlib.sha384(der).digest())
+
+
+@dataclass(frozen=True)
+class EifPcrs:
+    """PCR0/1/2 (48 bytes each) and PCR8 (None when unsigned). ``ImageSha384`` = PCR0 (§2.5)."""
+
+    pcr0: bytes
+    pcr1: bytes
+    pcr2: bytes
+    pcr8: bytes | None = None
+
+    def as_hex(self) -> dict[str, str]:
+        """``{"PCR0", "PCR1", "PCR2", ["PCR8"], "ImageSha384"}`` as lowercase hex, in that order."""
+        out = {"PCR0": self.pcr0.hex(), "PCR1": self.pcr1.hex(), "PCR2": self.pcr2.hex()}
+        if self.pcr8 is not None:
+            out["PCR8"] = self.pcr8.hex()
+        out["ImageSha384"] = self.pcr0.hex()
+        return out
+
+
+class EifPcrHasher:
+    """Streams section data into the three SHA-384 hashers of §2.2.
+
+    Call :meth:`begin` for each section in file order, then :meth:`update` with its data chunks.
+    """
+
+    def __init__(self) -> None:
+        self._h0 = hashlib.sha384()
+        self._h1 = hashlib.sha384()
+        self._h2 = hashlib.sha384()
+        self._ramdisks = 0
+        self._targets: tuple[Any, ...] = ()
+
+    def begin(self, section_type: SectionType) -> None:
+        """Select which hashers the next :meth:`update` calls feed."""
+        if section_type in (SectionType.KERNEL, SectionType.CMDLINE):
+            self._targets = (self._h0, self._h1)
+        elif section_type is SectionType.RAMDISK:
+            self._targets = (self._h0, self._h1) if self._ramdisks == 0 else (self._h0, self._h2)
+            self._ramdisks += 1
+        else:
+            self._targets = ()
+
+    def update(self, data: bytes) -> None:
+        """Feed data of the current section."""
+        for h in self._targets:
+            h.update(data)
+
+    def pcrs(self, pcr8: bytes | None = None) -> EifPcrs:
+        """The PCRs of everything fed so far."""
+        return EifPcrs(pcr_from_digest(self._h0.digest()), pcr_from_digest(self._h1.digest()),
+                       pcr_from_digest(self._h2.digest()), pcr8)
+
+
+# ------------------------------------------------------------------------------------ CRC
+
+
+def crc32(data: bytes, value: int = 0) -> int:
+    """CRC-32/ISO-HDLC (§1.5), continuing from ``value``; this is ``zlib.crc32``."""
+    return zlib.crc32(data, value) & 0xFFFFFFFF
+
+
+_CRC_POLY = 0xEDB88320  # reflected 0x04C11DB7
+
+
+def _multmodp(a: int, b: int) -> int:
+    """Multiply two polynomials modulo the CRC polynomial (reflected bit order; zlib ``multmodp``)."""
+    m = 1 << 31
+    p = 0
+    while True:
+        if a & m:
+            p ^= b
+            if (a & (m - 1)) == 0:
+                break
+        m >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+    return p
+
+
+def _x2n_table() -> list[int]:
+    table = []
+    p = 1 << 30  # x^1
+    for _ in range(32):
+        table.append(p)
+        p = _multmodp(p, p)
+    return table
+
+
+_X2N = _x2n_table()
+
+
+def _x2nmodp(n: int, k: int) -> int:
+    """``x^(n * 2^k)`` modulo the CRC polynomial (zlib ``x2nmodp``)."""
+    p = 1 << 31  # x^0
+    while n:
+        if n & 1:
+            p = _multmodp(_X2N[k & 31], p)
+        n >>= 1
+        k += 1
+    return p
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC of ``A || B`` from ``crc1 = crc32(A)``, ``crc2 = crc32(B)`` and ``len2 = len(B)``.
+
+    The zlib 1.2.12+ algorithm (``crc32_combine64``): ``multmodp(x^(8*len2), crc1) ^ crc2``.
+    """
+    return (_multmodp(_x2nmodp(len2, 3), crc1 & 0xFFFFFFFF) ^ (crc2 & 0xFFFFFFFF)) & 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------------- header
+
+
+@dataclass(frozen=True)
+class EifHeader:
+    """The 548-byte EIF header (§1.2). ``section_offsets``/``section_sizes`` hold 32 slots each."""
+
+    version: int
+    flags: int
+    default_mem: int
+    default_cpus: int
+    reserved: int
+    num_sections: int
+    section_offsets: tuple[int, ...]
+    section_sizes: tuple[int, ...]
+    unused: int
+    crc32: int
+    magic: bytes = EIF_MAGIC
+
+    def pack(self) -> bytes:
+        """The 548 header bytes, big-endian."""
+        return _HEADER.pack(self.magic, self.version, self.flags, self.default_mem, self.default_cpus, self.reserved,
+                            self.num_sections, *self.section_offsets, *self.section_sizes, self.unused, self.crc32)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> EifHeader:
+        """Parse 548 bytes (no validation beyond the length)."""
+        v = _HEADER.unpack(data)
+        return cls(magic=v[0], version=v[1], flags=v[2], default_mem=v[3], default_cpus=v[4], reserved=v[5],
+                   num_sections=v[6], section_offsets=tuple(v[7:39]), section_sizes=tuple(v[39:71]),
+                   unused=v[71], crc32=v[72])
+
+
+def pack_section_header(section_type: SectionType, size: int) -> bytes:
+    """The 12-byte section header (§1.3): type, flags 0, data size."""
+    return _SECTION.pack(int(section_type), 0, size)
+
+
+# --------------------------------------------------------------------------------- metadata
+
+
+def metadata_json(*, image_name: str, image_version: str, build_time: str, build_tool: str,
+                  build_tool_version: str, operating_system: str, kernel_version: str,
+                  docker_info: Any = None, custom_metadata: Any = None) -> bytes:
+    """The metadata section (§1.6): compact UTF-8 JSON with keys in nitro-cli's declaration order.
+
+    ``build_time`` is RFC 3339 (see :func:`rfc3339`). ``docker_info``/``custom_metadata`` are any
+    JSON values (None -> ``null``).
+    """
+    obj = {
+        "ImageName": image_name,
+        "ImageVersion": image_version,
+        "BuildMetadata": {
+            "BuildTime": build_time,
+            "BuildTool": build_tool,
+            "BuildToolVersion": build_tool_version,
+            "OperatingSystem": operating_system,
+            "KernelVersion": kernel_version,
+        },
+        "DockerInfo": docker_info,
+        "CustomMetadata": custom_metadata,
+    }
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def rfc3339(epoch: int) -> str:
+    """``epoch`` seconds as chrono's ``to_rfc3339`` prints a whole-second UTC time: ``1970-01-01T00:00:00+00:00``."""
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat()
+
+
+# ----------------------------------------------------------------------------------- writer
+
+
+@dataclass(frozen=True)
+class SectionSource:
+    """Content of one section to write: either ``data`` (bytes) or ``path`` (a file streamed in chunks)."""
+
+    type: SectionType
+    data: bytes | None = None
+    path: Path | None = None
+    label: str = ""
+
+    @property
+    def size(self) -> int:
+        """Data size in bytes."""
+        if self.data is not None:
+            return len(self.data)
+        assert self.path is not None
+        return os.stat(self.path).st_size
+
+
+@dataclass(frozen=True)
+class SectionInfo:
+    """One section as written or read: slot index, type, offset of its 12-byte header, data size, data SHA-256."""
+
+    index: int
+    type: SectionType
+    offset: int
+    size: int
+    sha256: str
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class EifWriteResult:
+    """What :func:`write_eif` produced: PCRs, sections, file size, header CRC (as stored)."""
+
+    pcrs: EifPcrs
+    sections: tuple[SectionInfo, ...]
+    size: int
+    crc32: int
+
+
+Signer = Callable[[bytes], tuple[bytes, bytes]]
+"""``signer(pcr0) -> (signature_section_bytes, certificate_der)``, see :mod:`image_builder.eif_sign`."""
+
+
+def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0,
+              signer: Signer | None = None) -> EifWriteResult:
+    """Write an EIF v4 to the seekable binary stream ``fh`` (positioned at 0, empty).
+
+    Args:
+        sections: kernel, cmdline, metadata, then ramdisks, in that order (§1.4); the signature
+            section is added by ``signer`` after PCR0 is known.
+        flags: header flags (0 for x86_64, :data:`FLAG_ARM64` for aarch64).
+        signer: optional; called with PCR0, returns the signature section and certificate DER.
+
+    Returns:
+        :class:`EifWriteResult`.
+
+    Raises:
+        TeeformError: more than 32 sections, an unreadable input file, or a file that changed
+            size while it was copied.
+    """
+    order = [s.type for s in sections]
+    expected_prefix = [SectionType.KERNEL, SectionType.CMDLINE, SectionType.METADATA]
+    if order[:3] != expected_prefix or any(t is not SectionType.RAMDISK for t in order[3:]) or len(order) < 4:
+        raise ValueError("sections must be kernel, cmdline, metadata, ramdisk... (§1.4)")
+    if len(sections) + (1 if signer else 0) > MAX_SECTIONS:
+        raise TeeformError(f"an EIF holds at most {MAX_SECTIONS} sections, got {len(sections) + (1 if signer else 0)}")
+    fh.write(bytes(HEADER_SIZE))
+    offset = HEADER_SIZE
+    crc = 0
+    hasher = EifPcrHasher()
+    infos: list[SectionInfo] = []
+
+    def emit(index: int, stype: SectionType, chunks: Any, size: int, label: str) -> None:
+        nonlocal offset, crc
+        head = pack_section_header(stype, size)
+        fh.write(head)
+        crc = zlib.crc32(head, crc)
+        hasher.begin(stype)
+        sha = hashlib.sha256()
+        written = 0
+        for chunk in chunks:
+            fh.write(chunk)
+            crc = zlib.crc32(chunk, crc)
+            hasher.update(chunk)
+            sha.update(chunk)
+            written += len(chunk)
+        if written != size:
+            raise TeeformError(f"section {index} ({stype.label}) changed size while it was written: "
+                               f"expected {size} bytes, copied {written}", path=label or None)
+        infos.append(SectionInfo(index, stype, offset, size, sha.hexdigest(), label))
+        offset += SECTION_HEADER_SIZE + size
+
+    for i, s in enumerate(sections):
+        if s.data is not None:
+            emit(i, s.type, [s.data], len(s.data), s.label)
+        else:
+            assert s.path is not None
+            try:
+                with open(s.path, "rb") as src:
+                    size = os.fstat(src.fileno()).st_size
+                    emit(i, s.type, iter(lambda src=src: src.read(CHUNK), b""), size, s.label or str(s.path))
+            except OSError as exc:
+                raise TeeformError(f"cannot read: {exc.strerror}", path=s.path) from exc
+
+    pcr8 = None
+    if signer is not None:
+        pcr0 = hasher.pcrs().pcr0
+        sig, cert_der = signer(pcr0)
+        pcr8 = pcr8_from_certificate_der(cert_der)
+        emit(len(infos), SectionType.SIGNATURE, [sig], len(sig), "signature")
+
+    offsets = [s.offset for s in infos] + [0] * (MAX_SECTIONS - len(infos))
+    sizes = [s.size for s in infos] + [0] * (MAX_SECTIONS - len(infos))
+    header = EifHeader(EIF_VERSION, flags, DEFAULT_MEM, DEFAULT_CPUS, 0, len(infos), tuple(offsets), tuple(sizes), 0, 0)
+    head = header.pack()
+    total_crc = crc32_combine(crc32(head[:CRC_OFFSET]), crc, offset - HEADER_SIZE)
+    fh.seek(0)
+    fh.write(head[:CRC_OFFSET] + struct.pack(">I", total_crc))
+    fh.seek(offset)
+    return EifWriteResult(hasher.pcrs(pcr8), tuple(infos), offset, total_crc)
+
+
+# ----------------------------------------------------------------------------------- reader
+
+
+@dataclass(frozen=True)
+class EifInfo:
+    """Everything :func:`read_eif` checked and computed.
+
+    Attributes:
+        path: the file.
+        header: the parsed header.
+        sections: in file order.
+        pcrs: PCR0/1/2 and PCR8 (when signed).
+        crc32: the CRC as stored (verified equal to the computed one).
+        file_size: bytes.
+        cmdline: the kernel command line bytes.
+        metadata: the parsed metadata JSON (None when absent or not valid JSON).
+        signing_certificate_pem: PEM bytes from the signature section (None when unsigned).
+        signature_check: True/False when signed (COSE signature valid and payload == CBOR(PcrInfo
+            {0, PCR0}), as ``describe-eif``'s ``SignatureCheck``); None when unsigned.
+        notes: caveats (e.g. an old EIF version).
+    """
+
+    path: Path
+    header: EifHeader
+    sections: tuple[SectionInfo, ...]
+    pcrs: EifPcrs
+    crc32: int
+    file_size: int
+    cmdline: bytes
+    metadata: Any
+    signing_certificate_pem: bytes | None
+    signature_check: bool | None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def is_signed(self) -> bool:
+        """True when the EIF has a signature section."""
+        return self.signing_certificate_pem is not None
+
+    @property
+    def architecture(self) -> str:
+        """``"aarch64"`` when the ARM64 flag is set, else ``"x86_64"`` (§1.2)."""
+        return "aarch64" if self.header.flags & FLAG_ARM64 else "x86_64"
+
+
+def _fail(path: Path, message: str, *, field: str | None = None, hint: str | None = None) -> TeeformError:
+    return TeeformError(message, path=path, field=field,
+                        hint=hint or "the file is not a valid EIF (corrupt, truncated, or not an EIF)")
+
+
+def read_eif(path: os.PathLike[str] | str) -> EifInfo:
+    """Validate an EIF (ours or nitro-cli's) and compute its PCRs, streaming.
+
+    Checks (§1.8): magic; version (2..4 accepted, v2/v3 with a note; others refused);
+    1 <= num_sections <= 32; each section's header lies in the file, its type is 1..5, its flags
+    are 0, its size equals the header slot, its data ends inside the file; sections follow each
+    other from byte 548 to the end of the file without gaps (both the IMGFMT reader, which walks
+    from 548 to EOF, and QEMU, which follows the offsets, must see the same sections); exactly one
+    kernel and one cmdline, at least one ramdisk, at most one metadata and one signature section;
+    the CRC.
+
+    Raises:
+        TeeformError: naming exactly what is wrong, e.g. ``section 3 (ramdisk) extends beyond end
+            of file: ...`` or ``CRC mismatch: header says 0x..., computed 0x...``.
+    """
+    p = Path(path)
+    try:
+        fh = open(p, "rb")
+    except OSError as exc:
+        raise TeeformError(f"cannot read: {exc.strerror}", path=p) from exc
+    with fh:
+        file_size = os.fstat(fh.fileno()).st_size
+        raw = fh.read(HEADER_SIZE)
+        if len(raw) < HEADER_SIZE:
+            if raw[:4] != EIF_MAGIC:
+                raise _fail(p, f"bad magic {raw[:4]!r} (an EIF starts with b'.eif')", field="magic")
+            raise _fail(p, f"truncated: the file is {file_size} bytes, an EIF header alone is {HEADER_SIZE}")
+        hdr = EifHeader.unpack(raw)
+        if hdr.magic != EIF_MAGIC:
+            raise _fail(p, f"bad magic {hdr.magic!r} (an EIF starts with b'.eif')", field="magic")
+        notes: list[str] = []
+        if hdr.version > EIF_VERSION or hdr.version < MIN_READ_VERSION:
+            raise _fail(p, f"unsupported EIF version {hdr.version} (teeform reads versions {MIN_READ_VERSION} to {EIF_VERSION})",
+                        field="version", hint="versions 0-1 have no CRC; versions above 4 are not documented yet")
+        if hdr.version < EIF_VERSION:
+            notes.append(f"EIF version {hdr.version} predates the metadata section (v4); QEMU refuses versions below 4, "
+                         "but the PCRs are computed the same way")
+        if hdr.num_sections > MAX_SECTIONS:
+            raise _fail(p, f"num_sections is {hdr.num_sections}, more than the maximum of {MAX_SECTIONS}", field="num_sections")
+        if hdr.num_sections == 0:
+            raise _fail(p, "num_sections is 0", field="num_sections")
+
+        sections: list[tuple[int, SectionType, int, int]] = []
+        expected = HEADER_SIZE
+        for i in range(hdr.num_sections):
+            off, slot_size = hdr.section_offsets[i], hdr.section_sizes[i]
+            where = f"section {i}"
+            if off != expected:
+                raise _fail(p, f"{where} starts at offset {off}, expected {expected} "
+                               "(sections follow each other with no gap, eif-nitro.md §1.1)", field=where)
+            if off + SECTION_HEADER_SIZE > file_size:
+                raise _fail(p, f"{where} header at offset {off} extends beyond end of file ({file_size} bytes)", field=where)
+            fh.seek(off)
+            stype_raw, sflags, ssize = _SECTION.unpack(fh.read(SECTION_HEADER_SIZE))
+            if stype_raw not in (1, 2, 3, 4, 5):
+                raise _fail(p, f"{where} has invalid section type {stype_raw}", field=where)
+            stype = SectionType(stype_raw)
+            where = f"section {i} ({stype.label})"
+            if ssize != slot_size:
+                raise _fail(p, f"{where}: section header says size {ssize}, EIF header slot says {slot_size}", field=where)
+            if sflags != 0:
+                raise _fail(p, f"{where}: section flags are {sflags:#x}, must be 0", field=where)
+            end = off + SECTION_HEADER_SIZE + ssize
+            if end > file_size:
+                raise _fail(p, f"{where} extends beyond end of file: data ends at byte {end}, "
+                               f"the file is {file_size} bytes", field=where)
+            sections.append((i, stype, off, ssize))
+            expected = end
+        if expected != file_size:
+            raise _fail(p, f"{file_size - expected} unexpected bytes after the last section (ends at {expected}, "
+                           f"file is {file_size} bytes)")
+        counts = {t: sum(1 for s in sections if s[1] is t) for t in SectionType}
+        for t, lo, hi in ((SectionType.KERNEL, 1, 1), (SectionType.CMDLINE, 1, 1), (SectionType.RAMDISK, 1, MAX_SECTIONS),
+                          (SectionType.METADATA, 0, 1), (SectionType.SIGNATURE, 0, 1)):
+            if not lo <= counts[t] <= hi:
+                want = f"exactly {lo}" if lo == hi else f"{lo} to {hi}"
+                raise _fail(p, f"the EIF has {counts[t]} {t.label} section(s), needs {want}")
+
+        # One streaming pass: CRC over everything but bytes 544..547, PCR hashers, per-section SHA-256.
+        crc = crc32(raw[:CRC_OFFSET])
+        hasher = EifPcrHasher()
+        infos: list[SectionInfo] = []
+        cmdline = b""
+        metadata_raw = b""
+        signature_raw = b""
+        for i, stype, off, size in sections:
+            fh.seek(off)
+            crc = zlib.crc32(fh.read(SECTION_HEADER_SIZE), crc)
+            hasher.begin(stype)
+            sha = hashlib.sha256()
+            keep = stype in (SectionType.CMDLINE, SectionType.METADATA, SectionType.SIGNATURE)
+            kept: list[bytes] = []
+            remaining = size
+            while remaining:
+                chunk = fh.read(min(CHUNK, remaining))
+                if not chunk:
+                    raise _fail(p, f"section {i} ({stype.label}): file ended while reading")
+                crc = zlib.crc32(chunk, crc)
+                hasher.update(chunk)
+                sha.update(chunk)
+                if keep and sum(map(len, kept)) < MAX_METADATA:
+                    kept.append(chunk)
+                remaining -= len(chunk)
+            infos.append(SectionInfo(i, stype, off, size, sha.hexdigest(), stype.label))
+            if stype is SectionType.CMDLINE:
+                cmdline = b"".join(kept)
+            elif stype is SectionType.METADATA:
+                metadata_raw = b"".join(kept) if size <= MAX_METADATA else b""
+            elif stype is SectionType.SIGNATURE:
+                if size > MAX_SIGNATURE:
+                    raise _fail(p, f"section {i} (signature) is {size} bytes, larger than {MAX_SIGNATURE}")
+                signature_raw = b"".join(kept)
+        crc &= 0xFFFFFFFF
+        if crc != hdr.crc32:
+            raise _fail(p, f"CRC mismatch: header says {hdr.crc32:#010x}, computed {crc:#010x}", field="eif_crc32",
+                        hint="the file is corrupt or was modified after it was built")
+
+    metadata: Any = None
+    if metadata_raw:
+        try:
+            metadata = json.loads(metadata_raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            notes.append("the metadata section is not valid JSON (it is not measured, so the PCRs are unaffected)")
+    pcr8 = None
+    cert_pem = None
+    sig_ok = None
+    pcrs = hasher.pcrs()
+    if counts[SectionType.SIGNATURE]:
+        from image_builder import eif_sign
+
+        try:
+            entries = eif_sign.parse_signature_section(signature_raw)
+        except TeeformError as exc:
+            raise _fail(p, f"signature section: {exc.message}", field="signature") from exc
+        cert_pem = entries[0].signing_certificate
+        pcr8 = eif_sign.pcr8_from_pem(cert_pem, source=p)
+        sig_ok = eif_sign.verify_pcr_signature(entries[0], pcrs.pcr0)
+        if len(entries) > 1:
+            notes.append(f"the signature section holds {len(entries)} signatures; PCR8 uses the first (as nitro-cli)")
+    return EifInfo(p, hdr, tuple(infos), EifPcrs(pcrs.pcr0, pcrs.pcr1, pcrs.pcr2, pcr8), hdr.crc32, file_size,
+                   cmdline, metadata, cert_pem, sig_ok, tuple(notes))
+
+
+def measure_report(path: os.PathLike[str] | str) -> MeasurementReport:
+    """``teeform measure`` for an EIF: PCR0, PCR1, PCR2, [PCR8], ImageSha384 plus facts and the section table.
+
+    Facts mirror ``nitro-cli describe-eif`` names where one exists (§6.5): EifVersion, CheckCRC,
+    IsSigned, SignatureCheck (signed only), ImageName, ImageVersion; plus Architecture, Flags,
+    FileSize and the kernel command line.
+
+    Raises:
+        TeeformError: see :func:`read_eif`.
+    """
+    info = read_eif(path)
+    meta = info.metadata if isinstance(info.metadata, dict) else {}
+    facts: dict[str, Any] = {
+        "EifVersion": info.header.version,
+        "CheckCRC": True,
+        "IsSigned": info.is_signed,
+    }
+    if info.is_signed:
+        facts["SignatureCheck"] = info.signature_check
+    facts["ImageName"] = meta.get("ImageName")
+    facts["ImageVersion"] = meta.get("ImageVersion")
+    build = meta.get("BuildMetadata") if isinstance(meta.get("BuildMetadata"), dict) else {}
+    if build:
+        facts["BuildTool"] = f"{build.get('BuildTool')} {build.get('BuildToolVersion')}"
+        facts["BuildTime"] = build.get("BuildTime")
+    facts["Architecture"] = info.architecture
+    facts["Flags"] = f"{info.header.flags:#06x}"
+    facts["FileSize"] = info.file_size
+    facts["Cmdline"] = info.cmdline.decode("utf-8", "replace")
+    rows = [{"index": s.index, "type": s.type.label, "offset": s.offset, "size": s.size,
+             "measured_in": _measured_in(s, info.sections), "sha256": s.sha256} for s in info.sections]
+    notes = list(info.notes)
+    notes.append("ImageSha384 (the KMS condition key kms:RecipientAttestation:ImageSha384) equals PCR0; "
+                 "metadata and signature sections are not measured (eif-nitro.md §2.2, §2.5)")
+    if info.is_signed and info.signature_check is False:
+        notes.append("the signature does not verify against PCR0 with the embedded certificate (SignatureCheck false)")
+    return MeasurementReport(path=str(path), kind="eif", measurements=info.pcrs.as_hex(), facts=facts,
+                             sections=rows, notes=notes)
+
+
+def _measured_in(s: SectionInfo, sections: Sequence[SectionInfo]) -> str:
+    if s.type in (SectionType.KERNEL, SectionType.CMDLINE):
+        return "PCR0,PCR1"
+    if s.type is SectionType.RAMDISK:
+        first = next(x for x in sections if x.type is SectionType.RAMDISK)
+        return "PCR0,PCR1" if s is first else "PCR0,PCR2"
+    if s.type is SectionType.SIGNATURE:
+        return "PCR8 (certificate)"
+    return "-"

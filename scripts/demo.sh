@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `make demo`: build a real, reproducible EIF from Debian binaries, measure it, then preview the dev stack.
+#
+#  1. an OCI image layout of the "agent" (a stand-in: Debian's static busybox, Cmd prints a line and sleeps),
+#     built without Docker by image_builder/demo_image.py;
+#  2. `teeform build eif` with STAND-IN Nitro blobs (see the banner below);
+#  3. `teeform measure` on the result;
+#  4. `teeform preview --stack dev` (stacks/Pulumi.dev.yaml references build/demo/openclaw-agent.manifest.json).
+#
+# SOURCE_DATE_EPOCH is a constant (override it in the environment): the image's timestamps, and so its
+# digest and PCR2, stay the same from one commit to the next. It never reaches a measured byte of the EIF.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEEFORM=.venv/bin/teeform
+PY=.venv/bin/python
+OUT=build/demo
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1700000000}"
+
+bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+
+kernels=(.cache/debian/kernel/boot/vmlinuz-*)
+KERNEL=${kernels[0]}
+[ -f "$KERNEL" ] || { echo "error: Debian kernel not found under .cache/debian/kernel (run scripts/setup.sh)" >&2; exit 1; }
+BUSYBOX=/bin/busybox
+[ -x "$BUSYBOX" ] || { echo "error: $BUSYBOX not found (apt-get install busybox-static)" >&2; exit 1; }
+
+rm -rf "$OUT"
+mkdir -p "$OUT/blobs"
+
+bold "==> [1/4] building the agent's OCI image (stand-in: busybox-static) into $OUT/image"
+$PY -m image_builder.demo_image --out "$OUT/image" --busybox "$BUSYBOX"
+
+# Stand-in blobs. The nsm.ko placeholder is NOT a kernel module; this EIF would not boot in a Nitro Enclave.
+printf 'teeform demo placeholder: NOT the Nitro Secure Module driver. Use /usr/share/nitro_enclaves/blobs/nsm.ko.\n' \
+  > "$OUT/blobs/nsm.ko"
+# The x86_64 nitro-cli default command line (aws-nitro-enclaves-cli blobs/x86_64/cmdline, eif-nitro.md §3.1).
+printf 'reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on\n' \
+  > "$OUT/blobs/cmdline"
+
+cat >&2 <<EOF
+
+  NOTE: this demo uses STAND-IN blobs, so the EIF is real and reproducible but will not boot on Nitro:
+    kernel   $KERNEL   (Debian's kernel instead of the Nitro bzImage)
+    init     $BUSYBOX   (static busybox instead of the Nitro bootstrap init)
+    nsm.ko   $OUT/blobs/nsm.ko   (a small placeholder text file)
+    cmdline  $OUT/blobs/cmdline   (the real x86_64 nitro-cli default)
+  On a Nitro host (aws-nitro-enclaves-cli-devel installed) pass the real ones instead:
+    --kernel /usr/share/nitro_enclaves/blobs/bzImage --init /usr/share/nitro_enclaves/blobs/init \\
+    --nsm /usr/share/nitro_enclaves/blobs/nsm.ko --cmdline @/usr/share/nitro_enclaves/blobs/cmdline
+
+EOF
+
+bold "==> [2/4] teeform build eif"
+$TEEFORM build eif \
+  --image "$OUT/image" \
+  --kernel "$KERNEL" \
+  --init "$BUSYBOX" \
+  --nsm "$OUT/blobs/nsm.ko" \
+  --cmdline "@$OUT/blobs/cmdline" \
+  --name openclaw-agent \
+  --out "$OUT"
+
+bold "==> [3/4] teeform measure $OUT/openclaw-agent.eif"
+$TEEFORM measure "$OUT/openclaw-agent.eif"
+
+bold "==> [4/4] teeform preview --stack dev"
+$TEEFORM preview --stack dev

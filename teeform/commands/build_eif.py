@@ -1,0 +1,85 @@
+"""``teeform build eif``: a reproducible Nitro Enclave Image File from an OCI image.
+
+Thin CLI layer: parses options into :class:`image_builder.build_eif.EifBuildConfig` and runs
+:func:`image_builder.build_eif.build_eif`. Everything else (format, PCRs, safety checks) lives in
+``image_builder``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from teeform.fsutil import source_date_epoch
+
+_BLOBS = "/usr/share/nitro_enclaves/blobs"
+
+
+@click.command("eif")
+@click.option("--image", "image", required=True, type=click.Path(path_type=Path), metavar="PATH",
+              help="The application image: an OCI image layout directory (oci-layout + index.json), or an "
+                   "uncompressed `docker save` tar (legacy or OCI format). Layers may be tar, tar+gzip or tar+zstd.")
+@click.option("--kernel", required=True, type=click.Path(path_type=Path), metavar="FILE",
+              help=f"The enclave kernel (bzImage). On a Nitro host: {_BLOBS}/bzImage.")
+@click.option("--init", "init", required=True, type=click.Path(path_type=Path), metavar="FILE",
+              help=f"The bootstrap init binary put at /init of ramdisk 0. On a Nitro host: {_BLOBS}/init.")
+@click.option("--nsm", required=True, type=click.Path(path_type=Path), metavar="FILE",
+              help=f"The Nitro Secure Module driver put at /nsm.ko of ramdisk 0. On a Nitro host: {_BLOBS}/nsm.ko.")
+@click.option("--cmdline", required=True, metavar="TEXT|@FILE",
+              help=f"Kernel command line, or @FILE to read it from a file (e.g. @{_BLOBS}/cmdline). Leading and "
+                   "trailing whitespace is removed, as nitro-cli does.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="Output directory; receives NAME.eif and NAME.manifest.json (created if missing).")
+@click.option("--name", default=None, metavar="NAME",
+              help="Image name stored in the EIF metadata and used for the file names. "
+                   "Default: the image's repository name, else 'enclave'.")
+@click.option("--version", "version", default=None, metavar="VERSION",
+              help="Image version stored in the EIF metadata and the manifest. Default: the image ID "
+                   "(config digest without 'sha256:'), as nitro-cli.")
+@click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
+              help="Which image to use from a multi-platform index (e.g. linux/amd64). Needed only when "
+                   "the index is ambiguous.")
+@click.option("--signing-key", type=click.Path(path_type=Path), default=None, metavar="KEY.pem",
+              help="EC P-384 private key (PEM) to sign PCR0; adds a signature section and PCR8. Needs --signing-cert.")
+@click.option("--signing-cert", type=click.Path(path_type=Path), default=None, metavar="CERT.pem",
+              help="X.509 certificate (PEM) of --signing-key; PCR8 is derived from it.")
+def cmd(image: Path, kernel: Path, init: Path, nsm: Path, cmdline: str, out_dir: Path, name: str | None,
+        version: str | None, platform: str | None, signing_key: Path | None, signing_cert: Path | None) -> None:
+    """Build a reproducible Nitro Enclave Image File (EIF v4) and its measurement manifest.
+
+    \b
+    The EIF holds the kernel, the command line, metadata, a bootstrap ramdisk
+    (dev/, init, nsm.ko) and a customer ramdisk (the flattened image under rootfs/
+    plus /cmd and /env from the image config), as nitro-cli build-enclave does.
+    Every layer is verified against its digest while it is read; layers with
+    path traversal, escaping links or device nodes are refused.
+
+    \b
+    Outputs (nothing is written if the build fails):
+      OUT/NAME.eif             the enclave image
+      OUT/NAME.manifest.json   PCR0, PCR1, PCR2 (PCR8 when signed), ImageSha384 and input digests
+
+    \b
+    Reproducible: the same inputs and SOURCE_DATE_EPOCH (environment variable,
+    seconds since 1970; default 0) give a byte-identical EIF and manifest.
+    SOURCE_DATE_EPOCH only changes the metadata section, never the PCRs.
+
+    \b
+    Example (on a Nitro host):
+      teeform build eif --image app.tar --kernel /usr/share/nitro_enclaves/blobs/bzImage \\
+        --init /usr/share/nitro_enclaves/blobs/init --nsm /usr/share/nitro_enclaves/blobs/nsm.ko \\
+        --cmdline @/usr/share/nitro_enclaves/blobs/cmdline --out build/
+    """
+    from image_builder.build_eif import EifBuildConfig, build_eif, parse_cmdline
+
+    cmdline_bytes, cmdline_source = parse_cmdline(cmdline)
+    config = EifBuildConfig(
+        image=image, kernel=kernel, init=init, nsm=nsm, cmdline=cmdline_bytes, cmdline_source=cmdline_source,
+        out_dir=out_dir, name=name, version=version, signing_key=signing_key, signing_cert=signing_cert,
+        platform=platform, source_date_epoch=source_date_epoch(),
+    )
+    result = build_eif(config)
+    width = max(len(k) for k in result.manifest.measurements)
+    for key, value in result.manifest.measurements.items():
+        click.echo(f"{key.ljust(width)}  {value}")
