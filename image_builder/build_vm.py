@@ -1,0 +1,538 @@
+"""``teeform build vm-image``: root file system -> erofs -> dm-verity -> initrd -> UKI -> ESP -> GPT disk.
+
+API::
+
+    BuildConfig(...)                                   # frozen; every option of the command
+    build_vm_image(config) -> BuildResult              # runs PIPELINE, returns the output paths
+    PIPELINE: tuple[Callable[[BuildContext], None], ...]   # the named steps, in order
+
+The pipeline is one flat list of named steps over a mutable :class:`BuildContext` (style.md
+guideline 4; mkosi ``build_image``). Each step logs ``teeform: <step> ... <seconds> s`` to stderr:
+
+1. ``make_rootfs``: copy a directory (device nodes, sockets and FIFOs are left out), or flatten an OCI image layout / docker-archive with
+   :func:`image_builder.oci.extract_rootfs` (hostile layers refused there); add the mount points
+   ``dev proc sys run tmp`` the initrd moves its mounts onto, and check that the init exists.
+2. ``make_root_image``: :func:`image_builder.rootfs.make_root_image` (erofs or squashfs, fixed
+   timestamps, padded to 4 KiB).
+3. ``make_verity``: :func:`image_builder.verity.build_hash_tree` with the salt and UUID derived from
+   the image (:func:`image_builder.verity.params_for_image`), superblock on -> ``roothash``.
+4. ``make_initrd``: :func:`image_builder.initrd.make_initrd` (busybox + veritysetup + modules).
+5. ``make_uki``: :func:`image_builder.uki.build_uki`; ``.cmdline`` = ``roothash=<hex>
+   rootfstype=<fs> console=ttyS0 panic=-1`` + ``--cmdline``; ``.osrel`` = ``--os-release`` or a
+   generated one; ``.uname`` = the kernel's release.
+6. ``make_esp``: :func:`image_builder.esp.make_esp` with the UKI at ``EFI/BOOT/BOOTX64.EFI``.
+7. ``assemble_disk``: :func:`image_builder.gpt.assemble_disk`: ESP, root (PARTUUID = first 128 bits
+   of the roothash), root-verity (last 128 bits), types from the Discoverable Partitions
+   Specification (uki-verity.md §5), fixed disk GUID -> ``<name>.raw``.
+8. ``convert_formats``: :func:`image_builder.diskformats.convert` for each of ``--format``.
+9. ``predict_measurements``: :func:`image_builder.uki.predict_vm_measurements`.
+10. ``write_manifest``: kind ``vm-image``; the manifest's ``artifact`` is the **raw disk**
+    (``<name>.raw``); the other formats are listed under ``details.formats`` with their SHA-256.
+
+Everything is written into a temporary directory inside ``--out`` and renamed into place only after
+every step succeeded (manifest last), so a failed build leaves no partial output.
+
+Reproducible: the same inputs and SOURCE_DATE_EPOCH give byte-identical UKI and disk images
+(tests/test_build_vm.py builds twice and compares).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from teeform import __version__
+from teeform.errors import TeeformError
+from teeform.fsutil import hash_file
+from teeform.manifest import Artifact, ArtifactKind, Builder, InputDigest, Manifest, write_manifest
+from teeform.run import find_tool
+
+#: Disk formats ``--format`` accepts (file suffixes in the output directory).
+FORMAT_SUFFIX = {"raw": ".raw", "vhd": ".vhd", "qcow2": ".qcow2", "gce-tar": ".tar.gz"}
+#: Root file systems ``--fs`` accepts.
+FILESYSTEMS = ("erofs", "squashfs")
+#: Kernel command line teeform always puts in front of ``--cmdline`` (``roothash=`` is added too).
+BASE_CMDLINE = "console=ttyS0 panic=-1"
+#: Empty directories the initrd moves /dev, /proc, /sys, /run onto (initrd-init.sh), plus /tmp.
+MOUNT_POINTS = ("dev", "proc", "sys", "run", "tmp")
+
+
+# --------------------------------------------------------------------------- config and context
+@dataclass(frozen=True)
+class BuildConfig:
+    """Every option of ``teeform build vm-image`` after parsing (frozen; never written during a build).
+
+    Attributes:
+        rootfs: a directory, an OCI image layout directory, or a docker-archive tarball.
+        kernel: the bzImage (``vmlinuz``) to put in the UKI's ``.linux``.
+        stub: the systemd EFI stub (``linuxx64.efi.stub``); its version decides the PCR 11 sections.
+        out: output directory (created).
+        name, version: image name and version (file names and manifest).
+        modules: ``--modules``: where the kernel's modules are (default: next to the kernel).
+        cmdline_extra: appended to the generated kernel command line.
+        os_release: file for ``.osrel`` (default: generated from name/version).
+        formats: disk formats to write besides the raw disk (subset of :data:`FORMAT_SUFFIX`).
+        fs: root file system type.
+        ovmf, vcpus, vcpu_type: firmware and VM shape for SEV-SNP / TDX predictions (optional).
+        source_date_epoch: seconds; every timestamp in the outputs.
+    """
+
+    rootfs: Path
+    kernel: Path
+    stub: Path
+    out: Path
+    name: str
+    version: str = "0"
+    modules: Path | None = None
+    cmdline_extra: str = ""
+    os_release: Path | None = None
+    formats: tuple[str, ...] = ("raw",)
+    fs: str = "erofs"
+    ovmf: Path | None = None
+    vcpus: int = 1
+    vcpu_type: str = "EPYC-v4"
+    source_date_epoch: int = 0
+
+
+@dataclass
+class BuildContext:
+    """Mutable state of one build: the staging directory and what each step produced."""
+
+    config: BuildConfig
+    staging: Path
+    rootfs_dir: Path | None = None
+    rootfs_digest: str = ""
+    root_image: Path | None = None
+    verity_image: Path | None = None
+    verity: Any = None  # image_builder.verity.VerityResult
+    kernel_release: str = ""
+    modules_dir: Path | None = None
+    initrd: Any = None  # image_builder.initrd.InitrdResult
+    cmdline: str = ""
+    os_release: bytes = b""
+    uki: Path | None = None
+    esp: Path | None = None
+    disk: Path | None = None
+    disk_layout: dict[str, Any] = field(default_factory=dict)
+    formats: dict[str, Path] = field(default_factory=dict)
+    measurements: dict[str, str] = field(default_factory=dict)
+    prediction_details: dict[str, Any] = field(default_factory=dict)
+    inputs: list[InputDigest] = field(default_factory=list)
+    manifest: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def path(self, suffix: str) -> Path:
+        """``<staging>/<name><suffix>``."""
+        return self.staging / f"{self.config.name}{suffix}"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """Final paths in ``--out``: the raw disk, each format, the UKI, the manifest; plus measurements."""
+
+    disk: Path
+    formats: dict[str, Path]
+    uki: Path
+    manifest: Path
+    measurements: dict[str, str]
+    timings: dict[str, float]
+
+
+@contextlib.contextmanager
+def step(ctx: BuildContext, name: str) -> Iterator[None]:
+    """Log ``teeform: <name> ...`` and the step's wall time to stderr; record it in ``ctx.timings``."""
+    print(f"teeform: {name} ...", file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    yield
+    dt = time.monotonic() - t0
+    ctx.timings[name] = round(dt, 3)
+    print(f"teeform: {name} done in {dt:.1f} s", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- checks
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_config(config: BuildConfig) -> None:
+    """Fail before any work: every input exists, names and formats are valid, tools are installed.
+
+    Raises:
+        TeeformError: naming the option (``field``) and path.
+    """
+    for opt, p in (("--rootfs", config.rootfs), ("--kernel", config.kernel), ("--stub", config.stub)):
+        if not Path(p).exists():
+            raise TeeformError("does not exist", path=p, field=opt)
+    for opt, p in (("--os-release", config.os_release), ("--ovmf", config.ovmf), ("--modules", config.modules)):
+        if p is not None and not Path(p).exists():
+            raise TeeformError("does not exist", path=p, field=opt)
+    if not _NAME_RE.match(config.name):
+        raise TeeformError(f"invalid image name {config.name!r}", field="--name", hint="use letters, digits, '.', '_', '-'")
+    if not _NAME_RE.match(config.version):
+        raise TeeformError(f"invalid version {config.version!r}", field="--version", hint="use letters, digits, '.', '_', '-'")
+    for f in config.formats:
+        if f not in FORMAT_SUFFIX:
+            raise TeeformError(f"unknown disk format {f!r}", field="--format", hint=f"choose from {', '.join(FORMAT_SUFFIX)}")
+    if config.fs not in FILESYSTEMS:
+        raise TeeformError(f"unknown root file system {config.fs!r}", field="--fs", hint="use erofs or squashfs")
+    extra = config.cmdline_extra
+    if any(ord(c) < 0x20 or ord(c) > 0x7E for c in extra):
+        raise TeeformError("the extra kernel command line must be printable ASCII on one line", field="--cmdline")
+    for word in extra.split():
+        if word.startswith(("roothash=", "systemd.verity_root_data=", "systemd.verity_root_hash=")):
+            raise TeeformError(
+                f"{word.split('=')[0]}= is set by teeform from the dm-verity tree", field="--cmdline",
+                hint="remove it from --cmdline",
+            )
+    if config.vcpus < 1:
+        raise TeeformError("must be at least 1", field="--vcpus")
+    tools = {
+        "veritysetup": "open the dm-verity root in the initrd", "ldd": "collect veritysetup's libraries",
+        "busybox": "provide the initrd's shell", "mkfs.vfat": "make the EFI system partition",
+        "mcopy": "copy the UKI onto the ESP", "mmd": "make directories on the ESP",
+        ("mkfs.erofs" if config.fs == "erofs" else "mksquashfs"): f"make the {config.fs} root image",
+    }
+    if "qcow2" in config.formats:
+        tools["qemu-img"] = "write the qcow2 image"
+    for tool, reason in tools.items():
+        find_tool(tool, reason=reason)
+
+
+# --------------------------------------------------------------------------- steps
+def make_rootfs(ctx: BuildContext) -> None:
+    """Stage the root tree in ``<staging>/rootfs`` (directory copy or OCI flattening)."""
+    from image_builder import oci
+
+    src = ctx.config.rootfs
+    dest = ctx.staging / "rootfs"
+    if src.is_dir() and not (src / "oci-layout").exists() and not (src / "index.json").exists():
+        shutil.copytree(src, dest, symlinks=True, ignore=_skip_special_files)
+        ctx.rootfs_digest = _tree_digest(dest)
+        role_name = src.name or str(src)
+    else:
+        image = oci.extract_rootfs(src, dest, platform="linux/amd64", work_dir=ctx.staging)
+        ctx.rootfs_digest = image.identity_digest.removeprefix("sha256:")
+        role_name = image.ref_name or src.name
+    for d in MOUNT_POINTS:
+        p = dest / d
+        if not p.exists() and not p.is_symlink():
+            p.mkdir(mode=0o755)
+    init = _init_path(ctx.config.cmdline_extra)
+    target = dest / init.lstrip("/")
+    if not (target.exists() or target.is_symlink()):
+        raise TeeformError(
+            f"the root file system has no {init}", path=src, field="--rootfs",
+            hint="add an init program, or pass --cmdline 'init=/path/to/init'",
+        )
+    ctx.rootfs_dir = dest
+    ctx.inputs.append(InputDigest("rootfs", role_name, ctx.rootfs_digest))
+
+
+def make_root_image(ctx: BuildContext) -> None:
+    """Pack ``rootfs`` into a read-only erofs/squashfs image (``<name>.root.<fs>``)."""
+    from image_builder import rootfs
+
+    assert ctx.rootfs_dir is not None
+    out = ctx.path(f".root.{ctx.config.fs}")
+    rootfs.make_root_image(ctx.rootfs_dir, out, fs=ctx.config.fs, source_date_epoch=ctx.config.source_date_epoch)
+    ctx.root_image = out
+
+
+def make_verity(ctx: BuildContext) -> None:
+    """Build the dm-verity hash device (``<name>.root.verity``) and record the ``roothash``."""
+    from image_builder import verity
+
+    assert ctx.root_image is not None
+    params = verity.params_for_image(ctx.root_image, superblock=True)
+    out = ctx.path(".root.verity")
+    ctx.verity = verity.build_hash_tree(ctx.root_image, out, params)
+    ctx.verity_image = out
+    ctx.measurements["roothash"] = ctx.verity.roothash
+
+
+def make_initrd(ctx: BuildContext) -> None:
+    """Build the initrd that opens the verity root (``<name>.initrd``)."""
+    from image_builder import initrd
+
+    cfg = ctx.config
+    ctx.kernel_release = initrd.kernel_release(cfg.kernel)
+    ctx.modules_dir = initrd.find_modules_dir(cfg.kernel, ctx.kernel_release, cfg.modules)
+    out = ctx.path(".initrd")
+    ctx.initrd = initrd.make_initrd(
+        initrd.InitrdConfig(
+            modules_dir=ctx.modules_dir, kernel_release=ctx.kernel_release, fs=cfg.fs, mtime=cfg.source_date_epoch,
+        ),
+        out,
+    )
+    ctx.inputs.append(InputDigest("modules", f"lib/modules/{ctx.modules_dir.name} ({len(ctx.initrd.modules)} modules)",
+                                  _modules_digest(ctx)))
+    for host_path, digest in ctx.initrd.host_files:
+        if "/lib/modules/" not in host_path:
+            ctx.inputs.append(InputDigest("initrd-host-file", host_path, digest))
+
+
+def make_uki(ctx: BuildContext) -> None:
+    """Build the UKI (``<name>.efi``): stub + kernel + initrd + cmdline + os-release + uname."""
+    from image_builder import uki
+
+    cfg = ctx.config
+    assert ctx.verity is not None and ctx.initrd is not None
+    ctx.cmdline = kernel_cmdline(ctx.verity.roothash, cfg.fs, cfg.cmdline_extra)
+    if cfg.os_release is not None:
+        ctx.os_release = Path(cfg.os_release).read_bytes()
+    else:
+        ctx.os_release = generated_os_release(cfg.name, cfg.version).encode()
+    out = ctx.path(".efi")
+    uki.build_uki(
+        uki.UkiInputs(
+            stub=cfg.stub, linux=cfg.kernel, initrd=ctx.initrd.path, cmdline=ctx.cmdline.encode(),
+            osrel=ctx.os_release, uname=ctx.kernel_release.encode(),
+        ),
+        out,
+    )
+    ctx.uki = out
+
+
+def make_esp(ctx: BuildContext) -> None:
+    """Make the FAT ESP image with the UKI at ``EFI/BOOT/BOOTX64.EFI``."""
+    from image_builder import esp
+
+    assert ctx.uki is not None
+    out = ctx.path(".esp")
+    esp.make_esp(ctx.uki, out, source_date_epoch=ctx.config.source_date_epoch)
+    ctx.esp = out
+
+
+def assemble_disk(ctx: BuildContext) -> None:
+    """Assemble the GPT disk ``<name>.raw``: ESP, root, root-verity (Discoverable Partitions Spec)."""
+    from image_builder import gpt
+
+    assert ctx.esp and ctx.root_image and ctx.verity_image and ctx.verity
+    out = ctx.path(".raw")
+    layout = gpt.assemble_disk(out, esp=ctx.esp, root=ctx.root_image, root_verity=ctx.verity_image,
+                               roothash=ctx.verity.roothash)
+    ctx.disk_layout = layout.to_dict()
+    ctx.disk = out
+    ctx.formats["raw"] = out
+
+
+def convert_formats(ctx: BuildContext) -> None:
+    """Write each ``--format`` other than raw next to the raw disk."""
+    assert ctx.disk is not None
+    wanted = [f for f in ctx.config.formats if f != "raw"]
+    if not wanted:
+        return
+    from image_builder import diskformats
+
+    for fmt in wanted:
+        out = ctx.path(FORMAT_SUFFIX[fmt])
+        diskformats.convert(ctx.disk, fmt, out, source_date_epoch=ctx.config.source_date_epoch)
+        ctx.formats[fmt] = out
+
+
+def predict_measurements(ctx: BuildContext) -> None:
+    """Predict the UKI's Authenticode hashes, PCR 11/12, RTMR1/2 (+ SNP with ``--ovmf``).
+
+    RTMR1 includes the firmware's GPT event for this disk (:func:`image_builder.tdx.gpt_event_data`).
+    """
+    from image_builder import tdx, uki
+
+    assert ctx.uki is not None and ctx.disk is not None
+    cfg = ctx.config
+    pred = uki.predict_vm_measurements(
+        ctx.uki, ovmf=cfg.ovmf, vcpus=cfg.vcpus, vcpu_type=cfg.vcpu_type, gpt_event_data=tdx.gpt_event_data(ctx.disk),
+    )
+    ctx.measurements.update(pred["measurements"])
+    ctx.prediction_details = dict(pred["details"])
+
+
+def write_manifest_step(ctx: BuildContext) -> None:
+    """Write ``<name>.manifest.json`` (kind ``vm-image``; artifact = the raw disk)."""
+    cfg = ctx.config
+    assert ctx.disk is not None and ctx.uki is not None and ctx.verity is not None
+    k = hash_file(cfg.kernel)["sha256"]
+    s = hash_file(cfg.stub)["sha256"]
+    inputs = [
+        InputDigest("kernel", cfg.kernel.name, k, cfg.kernel.stat().st_size),
+        InputDigest("stub", cfg.stub.name, s, cfg.stub.stat().st_size),
+        InputDigest("cmdline", ctx.cmdline, _sha256(ctx.cmdline.encode()), len(ctx.cmdline)),
+        InputDigest("os-release", cfg.os_release.name if cfg.os_release else "(generated)", _sha256(ctx.os_release),
+                    len(ctx.os_release)),
+        *ctx.inputs,
+    ]
+    if cfg.ovmf is not None:
+        inputs.append(InputDigest("firmware", cfg.ovmf.name, hash_file(cfg.ovmf)["sha256"], cfg.ovmf.stat().st_size))
+    formats = {fmt: {"file_name": p.name, "size": p.stat().st_size, "sha256": hash_file(p)["sha256"]}
+               for fmt, p in ctx.formats.items()}
+    uki_digest = hash_file(ctx.uki)["sha256"]
+    details: dict[str, Any] = {
+        "formats": formats,
+        "uki": {"file_name": ctx.uki.name, "size": ctx.uki.stat().st_size, "sha256": uki_digest},
+        "cmdline": ctx.cmdline,
+        "kernel_release": ctx.kernel_release,
+        "verity": {
+            "roothash": ctx.verity.roothash, "salt": ctx.verity.salt, "uuid": ctx.verity.uuid,
+            "hash": ctx.verity.hash_name, "data_block_size": ctx.verity.data_block_size,
+            "hash_block_size": ctx.verity.hash_block_size, "data_blocks": ctx.verity.data_blocks,
+            "superblock": True, "fs": cfg.fs,
+        },
+        "disk": ctx.disk_layout,
+        "initrd": {"sha256": ctx.initrd.sha256, "size": ctx.initrd.size, "modules": list(ctx.initrd.modules)},
+        "assumptions": {
+            "stub_sha256": s, "stub_version": ctx.prediction_details.get("stub_version"), "vcpus": cfg.vcpus, "vcpu_type": cfg.vcpu_type,
+            "firmware_sha256": hash_file(cfg.ovmf)["sha256"] if cfg.ovmf else None,
+        },
+        "prediction": ctx.prediction_details,
+    }
+    manifest = Manifest(
+        kind=ArtifactKind.VM_IMAGE, name=cfg.name, version=cfg.version, artifact=Artifact.from_file(ctx.disk),
+        measurements=dict(ctx.measurements), inputs=tuple(inputs), builder=Builder("teeform", __version__),
+        source_date_epoch=cfg.source_date_epoch, details=details,
+    )
+    out = ctx.staging / f"{cfg.name}.manifest.json"
+    write_manifest(manifest, out)
+    ctx.manifest = out
+
+
+#: The build, in order. Each step takes the context and fills in its part.
+PIPELINE: tuple[Callable[[BuildContext], None], ...] = (
+    make_rootfs,
+    make_root_image,
+    make_verity,
+    make_initrd,
+    make_uki,
+    make_esp,
+    assemble_disk,
+    convert_formats,
+    predict_measurements,
+    write_manifest_step,
+)
+
+
+def build_vm_image(config: BuildConfig) -> BuildResult:
+    """Run :data:`PIPELINE` and move the results into ``config.out``.
+
+    Outputs in ``config.out``: ``<name>.raw`` (+ one file per ``--format``), ``<name>.efi`` (the UKI)
+    and ``<name>.manifest.json`` (renamed last). Intermediate files never reach ``--out``.
+
+    Raises:
+        TeeformError: bad input or a failing tool; ``config.out`` then holds no new files.
+    """
+    check_config(config)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".teeform-build-", dir=out) as tmp:
+        ctx = BuildContext(config=config, staging=Path(tmp))
+        for fn in PIPELINE:
+            with step(ctx, fn.__name__.removesuffix("_step")):
+                fn(ctx)
+        assert ctx.disk and ctx.uki and ctx.manifest
+        final: dict[str, Path] = {}
+        for fmt, p in ctx.formats.items():
+            final[fmt] = out / p.name
+            os.replace(p, final[fmt])
+        uki_final = out / ctx.uki.name
+        os.replace(ctx.uki, uki_final)
+        manifest_final = out / ctx.manifest.name
+        os.replace(ctx.manifest, manifest_final)
+    return BuildResult(final["raw"], final, uki_final, manifest_final, dict(ctx.measurements), dict(ctx.timings))
+
+
+# --------------------------------------------------------------------------- pure helpers
+def kernel_cmdline(roothash: str, fs: str, extra: str = "") -> str:
+    """Return the UKI ``.cmdline``: ``roothash=<hex> rootfstype=<fs>`` + :data:`BASE_CMDLINE` + ``extra``.
+
+    The initrd (``guest/initrd-init.sh``) reads ``roothash=`` and finds the data and hash partitions
+    by the PARTUUIDs derived from it (Discoverable Partitions Specification, uki-verity.md §5).
+    No trailing newline; single spaces (the bytes are measured into PCR 11 as they are).
+    """
+    words = [f"roothash={roothash}", f"rootfstype={fs}", *BASE_CMDLINE.split(), *extra.split()]
+    return " ".join(words)
+
+
+def generated_os_release(name: str, version: str) -> str:
+    """The ``.osrel`` used without ``--os-release`` (os-release(5) keys; no host data)."""
+    return (
+        "ID=teeform\n"
+        'NAME="teeform VM image"\n'
+        f"IMAGE_ID={name}\n"
+        f"IMAGE_VERSION={version}\n"
+    )
+
+
+def _skip_special_files(directory: str, names: list[str]) -> set[str]:
+    """``shutil.copytree`` ignore hook: leave out device nodes, sockets and FIFOs (reported on stderr).
+
+    Reading them would hang or copy device contents; the initrd mounts devtmpfs on /dev anyway.
+    """
+    import stat
+
+    skipped: set[str] = set()
+    for name in names:
+        mode = os.lstat(os.path.join(directory, name)).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+            skipped.add(name)
+            print(f"teeform: skipping special file {os.path.join(directory, name)}", file=sys.stderr)
+    return skipped
+
+
+def _init_path(extra: str) -> str:
+    for word in extra.split():
+        if word.startswith("init="):
+            return word[5:]
+    return "/sbin/init"
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tree_digest(root: Path) -> str:
+    """SHA-256 over a sorted listing of ``root`` (path, type, mode, size, content digest / link target).
+
+    A stable identity of a directory input for the manifest; not a format anyone else parses.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            p = Path(dirpath) / name
+            rel = p.relative_to(root).as_posix()
+            st = p.lstat()
+            if p.is_symlink():
+                h.update(f"L {rel} {os.readlink(p)}\n".encode())
+            elif p.is_dir():
+                h.update(f"D {rel} {st.st_mode & 0o7777:o}\n".encode())
+            elif p.is_file():
+                h.update(f"F {rel} {st.st_mode & 0o7777:o} {st.st_size} {hash_file(p)['sha256']}\n".encode())
+            else:
+                h.update(f"O {rel} {st.st_mode:o}\n".encode())
+    return h.hexdigest()
+
+
+def _modules_digest(ctx: BuildContext) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for host_path, digest in ctx.initrd.host_files:
+        if "/lib/modules/" in host_path:
+            h.update(f"{Path(host_path).name} {digest}\n".encode())
+    return h.hexdigest()
+
+
+__all__ = [
+    "BASE_CMDLINE", "FILESYSTEMS", "FORMAT_SUFFIX", "PIPELINE", "BuildConfig", "BuildContext", "BuildResult",
+    "build_vm_image", "check_config", "generated_os_release", "kernel_cmdline",
+]
