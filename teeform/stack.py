@@ -17,6 +17,7 @@ first is the one deployed; the rest stay valid during a rollout window). Example
           tee: nitro-enclave
           manifests: [build/demo/openclaw-agent.manifest.json]
           instanceType: m6i.xlarge
+          ami: ami-0123456789abcdef0       # optional; default: latest Amazon Linux 2023 (SSM parameter)
           enclave: {cpuCount: 2, memoryMib: 1024}
           attestation: {pcrs: [PCR0, PCR1, PCR2], imageSha384: true}
           network: {cidr: 10.42.0.0/16, ingress: [{cidr: 203.0.113.0/24, port: 443}]}
@@ -129,6 +130,8 @@ class Target:
     tee: TeeType
     manifests: tuple[str, ...]
     instance_type: str = "m6i.xlarge"
+    #: Parent-instance AMI id; None = the latest Amazon Linux 2023 AMI from the public SSM parameter.
+    ami: Optional[str] = None
     enclave: EnclaveConfig = field(default_factory=EnclaveConfig)
     attestation: AttestationConfig = field(default_factory=AttestationConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -220,7 +223,7 @@ def _obj(v: Any, source: str, fld: str, allowed: set[str]) -> Mapping[str, Any]:
 def _target(raw: Any, source: str, fld: str) -> Target:
     t = _obj(
         raw, source, fld,
-        {"name", "cloud", "region", "tee", "manifests", "instanceType", "enclave", "attestation", "network", "key"},
+        {"name", "cloud", "region", "tee", "manifests", "instanceType", "ami", "enclave", "attestation", "network", "key"},
     )
     for req in ("name", "cloud", "region", "tee", "manifests"):
         if req not in t:
@@ -274,7 +277,7 @@ def _target(raw: Any, source: str, fld: str) -> Target:
     )
     return Target(
         name=str(t["name"]), cloud=cloud, region=str(t["region"]), tee=tee, manifests=tuple(manifests),
-        instance_type=str(t.get("instanceType", "m6i.xlarge")), enclave=enclave, attestation=attestation,
+        instance_type=str(t.get("instanceType", "m6i.xlarge")), ami=(str(t["ami"]) if t.get("ami") else None), enclave=enclave, attestation=attestation,
         network=network, key=key,
     )
 

@@ -1,0 +1,5 @@
+"""AWS components: Nitro Enclave parent, attested KMS key, network, artifact store (pulumi-aws 7.x).
+
+Resource arguments use the typed ``*Args`` classes for nested values, because misspelled keys of
+nested dicts are silently passed through (shared/reference/pulumi.md §2.2 item 2).
+"""

@@ -1,0 +1,156 @@
+"""``ArtifactStore``: a private, versioned, KMS-encrypted S3 bucket holding the EIF and its manifest.
+
+Objects live under content-addressed keys (:func:`eif_object_key`, :func:`manifest_object_key`), so a
+new build is a new object and the host's ``s3:GetObject`` grant names exactly one image. The bucket
+uses SSE-KMS with the AWS-managed ``aws/s3`` key, not the attested key: S3 decrypts on the host's
+behalf without an attestation document, which the attested key would (rightly) refuse. All four
+public-access blocks are on.
+
+Before anything is registered the local EIF is checked against the manifest (size and SHA-384,
+streamed), so a stale or missing file fails the preview instead of uploading the wrong bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from teeform.errors import TeeformError
+from teeform.fsutil import hash_file
+
+
+def eif_object_key(sha384: str) -> str:
+    """``eif/sha384/<hex>.eif``: the EIF's object key, named by its SHA-384 (manifest ``artifact.sha384``)."""
+    return f"eif/sha384/{sha384}.eif"
+
+
+def manifest_object_key(sha256: str) -> str:
+    """``manifests/sha256/<hex>.json``: the manifest's object key, named by the SHA-256 of its bytes."""
+    return f"manifests/sha256/{sha256}.json"
+
+
+def check_eif_file(path: Path, size: int, sha384: str, manifest_path: Path) -> None:
+    """Check that the EIF at ``path`` is the one ``manifest_path`` describes.
+
+    Raises:
+        TeeformError: the file is missing (a manifest without its EIF), or its size or SHA-384 differ.
+    """
+    if not path.is_file():
+        raise TeeformError(
+            f"the EIF {path.name} described by the manifest is not on disk",
+            path=path,
+            hint=f"build it next to {manifest_path} (`teeform build eif ...` or `make demo`)",
+        )
+    actual = path.stat().st_size
+    if actual != size:
+        raise TeeformError(
+            f"EIF is {actual} bytes but the manifest says {size}", path=path, hint=f"rebuild, or use the manifest written with this EIF ({manifest_path})"
+        )
+    digest = hash_file(path, ("sha384",))["sha384"]
+    if digest != sha384:
+        raise TeeformError(
+            f"EIF sha384 {digest} does not match the manifest's {sha384}", path=path,
+            hint=f"rebuild, or use the manifest written with this EIF ({manifest_path})",
+        )
+
+
+@dataclass
+class ArtifactStoreArgs:
+    """Inputs of :class:`ArtifactStore`.
+
+    Attributes:
+        bucket_name: explicit bucket name (known at preview, so user data and policies are too).
+        eif_path: local EIF file; eif_size (bytes) and eif_sha384 (hex) from the manifest.
+        manifest_path: local manifest file; manifest_sha256: SHA-256 (hex) of its bytes.
+        force_destroy: let ``pulumi destroy`` delete a non-empty bucket (dev stacks).
+    """
+
+    bucket_name: pulumi.Input[str]
+    eif_path: Path
+    eif_size: int
+    eif_sha384: str
+    manifest_path: Path
+    manifest_sha256: str
+    force_destroy: bool = False
+
+
+class ArtifactStore(pulumi.ComponentResource):
+    """Bucket + versioning + SSE-KMS + public access block + the EIF and manifest objects.
+
+    Outputs: ``bucket_name``, ``bucket_arn``, ``eif_key``, ``eif_uri`` (``s3://bucket/key``), ``manifest_key``.
+    """
+
+    bucket_name: pulumi.Output[str]
+    eif_uri: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ArtifactStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("teeform:aws:ArtifactStore", name, None, opts)
+        check_eif_file(args.eif_path, args.eif_size, args.eif_sha384, args.manifest_path)
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = aws.s3.Bucket(f"{name}-bucket", bucket=args.bucket_name, force_destroy=args.force_destroy, opts=child)
+        aws.s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-sse",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms"
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+            opts=child,
+        )
+        block = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access-block",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        self.eif_key = eif_object_key(args.eif_sha384)
+        self.manifest_key = manifest_object_key(args.manifest_sha256)
+        objects = pulumi.ResourceOptions(parent=self, depends_on=[block])
+        aws.s3.BucketObjectv2(
+            f"{name}-eif",
+            bucket=bucket.id,
+            key=self.eif_key,
+            source=pulumi.FileAsset(str(args.eif_path)),
+            source_hash=args.eif_sha384,
+            content_type="application/octet-stream",
+            server_side_encryption="aws:kms",
+            opts=objects,
+        )
+        aws.s3.BucketObjectv2(
+            f"{name}-manifest",
+            bucket=bucket.id,
+            key=self.manifest_key,
+            source=pulumi.FileAsset(str(args.manifest_path)),
+            source_hash=args.manifest_sha256,
+            content_type="application/json",
+            server_side_encryption="aws:kms",
+            opts=objects,
+        )
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.eif_uri = bucket.bucket.apply(lambda b: f"s3://{b}/{self.eif_key}")
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "bucket_arn": self.bucket_arn,
+                "eif_key": self.eif_key,
+                "eif_uri": self.eif_uri,
+                "manifest_key": self.manifest_key,
+            }
+        )

@@ -1,0 +1,110 @@
+"""The ``teeform:index:MeasurementManifest`` component: a manifest the stack loaded, as a resource.
+
+Registering each loaded manifest as a resource whose inputs (and registered outputs) are
+``{name, kind, path, sha256, measurements}`` is how the stack policy ``measurements-match-manifest``
+learns which measurements the stack is allowed to pin, under the real engine (the policy sees the
+component's registered outputs) and offline (``teeform preview`` sees its inputs). It has no
+children and creates nothing in a cloud.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from components.registry import LoadedManifest, manifest_keys
+from teeform.errors import TeeformError
+from teeform.manifest import ArtifactKind, Manifest, load_manifest, manifest_sha256
+from teeform.stack import StackConfig, Target
+
+#: Resource type token; the policy pack has the same constant (``teeform_policies.tokens``).
+MEASUREMENT_MANIFEST_TYPE = "teeform:index:MeasurementManifest"
+
+#: EIF measurements exported per manifest, in this order (PCR8 is null for unsigned EIFs).
+#: Source: eif-nitro.md §2.2 (PCR0/1/2/8), §2.5 (ImageSha384 = PCR0).
+EIF_EXPORTED = ("PCR0", "PCR1", "PCR2", "PCR8", "ImageSha384")
+
+
+@dataclass
+class MeasurementManifestArgs:
+    """Inputs: the manifest's ``name``, ``kind`` (``eif``/``vm-image``), ``path`` (as configured),
+    ``sha256`` of the file bytes (lowercase hex) and its ``measurements`` (name -> lowercase hex)."""
+
+    name: str
+    kind: str
+    path: str
+    sha256: str
+    measurements: dict[str, str]
+
+
+class MeasurementManifest(pulumi.ComponentResource):
+    """A measurement manifest registered in the stack (no cloud resources)."""
+
+    def __init__(self, name: str, args: MeasurementManifestArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        props: dict[str, Any] = {
+            "name": args.name,
+            "kind": args.kind,
+            "path": args.path,
+            "sha256": args.sha256,
+            "measurements": dict(args.measurements),
+        }
+        super().__init__(MEASUREMENT_MANIFEST_TYPE, name, props, opts)
+        self.measurements = args.measurements
+        self.sha256 = args.sha256
+        # The engine gives stack policies a component's registered outputs, so repeat the props.
+        self.register_outputs(props)
+
+
+def measurement_output(manifest: Manifest) -> dict[str, str | None]:
+    """The ``measurements`` stack output of one manifest.
+
+    EIF: ``{PCR0, PCR1, PCR2, PCR8 (None when unsigned), ImageSha384}``. vm-image: every
+    measurement the manifest records (roothash, uki_authenticode_*, pcr11_*, rtmr*, snp_launch_digest...).
+    """
+    if manifest.kind is ArtifactKind.EIF:
+        return {k: manifest.measurements.get(k) for k in EIF_EXPORTED}
+    return dict(sorted(manifest.measurements.items()))
+
+
+def load_target_manifests(stack: StackConfig, target: Target) -> tuple[LoadedManifest, ...]:
+    """Load and check ``target``'s allowed manifests (paths relative to the project directory).
+
+    Raises:
+        TeeformError: a manifest is missing or invalid (naming the file), or its kind does not fit
+            the target's TEE type (an EIF for nitro-enclave, a vm-image for sev-snp/tdx).
+    """
+    loaded: list[tuple[Path, Manifest]] = []
+    for i, rel in enumerate(target.manifests):
+        p = Path(rel)
+        path = (p if p.is_absolute() else stack.project_dir / p).resolve()
+        m = load_manifest(path)
+        if m.kind.value != target.tee.manifest_kind:
+            raise TeeformError(
+                f"manifest {path} is of kind {m.kind.value!r}, but a {target.tee.value} target needs "
+                f"{target.tee.manifest_kind!r}",
+                path=stack.source,
+                field=f"teeform:targets[{target.name}].manifests[{i}]",
+            )
+        loaded.append((path, m))
+    keys = manifest_keys([m for _, m in loaded])
+    return tuple(LoadedManifest(path, m, manifest_sha256(path), key) for (path, m), key in zip(loaded, keys, strict=True))
+
+
+def register_manifests(target: Target, manifests: tuple[LoadedManifest, ...]) -> list[MeasurementManifest]:
+    """Register one :class:`MeasurementManifest` per allowed manifest, named ``<target>-manifest-<key>``."""
+    return [
+        MeasurementManifest(
+            f"{target.name}-manifest-{lm.key}",
+            MeasurementManifestArgs(
+                name=lm.manifest.name,
+                kind=lm.manifest.kind.value,
+                path=target.manifests[i],
+                sha256=lm.sha256,
+                measurements=dict(lm.manifest.measurements),
+            ),
+        )
+        for i, lm in enumerate(manifests)
+    ]

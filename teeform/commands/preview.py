@@ -1,0 +1,46 @@
+"""``teeform preview``: the Pulumi program under the SDK's mock engine, then the policy pack (offline).
+
+See :mod:`teeform.preview` for what runs and how it differs from ``pulumi preview``.
+Exit status: 0 without mandatory violations, 1 with any, 2 for an error (bad config, a program
+error such as a missing manifest or an instance type that cannot host the enclave).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from teeform.cli import exit_with
+from teeform.preview import render_text, run_preview, to_json
+from teeform.stack import project_dir_default
+
+
+@click.command("preview")
+@click.option("--stack", "stack", required=True, help="Stack name (reads stacks/Pulumi.<stack>.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document {resources, outputs, violations}.")
+@click.option("--stack-file", type=click.Path(path_type=Path), help="Use this stack config file instead.")
+@click.option(
+    "--policy-config", type=click.Path(path_type=Path),
+    help="Policy-pack config JSON (default: policies/config/<stack>.json when present).",
+)
+@click.option(
+    "--project-dir", type=click.Path(path_type=Path, file_okay=False),
+    help="The teeform project (default: $TEEFORM_PROJECT_DIR or the nearest parent with Pulumi.yaml).",
+)
+def cmd(stack: str, as_json: bool, stack_file: Path | None, policy_config: Path | None, project_dir: Path | None) -> None:
+    """Preview a stack offline: run the Pulumi program with mocks and check it with the policy pack.
+
+    \b
+    Prints the resources (type, name, key properties), the stack outputs with the
+    measurements first, then every policy violation with its enforcement level.
+    Exits 1 when a mandatory policy is violated (as `pulumi preview --policy-pack` would).
+    """
+    result = run_preview(project_dir or project_dir_default(), stack, stack_file=stack_file, policy_config=policy_config)
+    if as_json:
+        click.echo(json.dumps(to_json(result), indent=2))
+    else:
+        click.echo(render_text(result), nl=False)
+    if result.mandatory:
+        exit_with(1)

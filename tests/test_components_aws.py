@@ -1,0 +1,306 @@
+"""AWS components under the Pulumi mock engine (the real program, pulumi.md §2.3) and their pure helpers.
+
+Expected values come from the test's own inputs (the fake manifest it wrote, hashlib over the files
+it wrote) and from the reference notes (eif-nitro.md §5, §6), never from the code under test.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import json
+
+import pytest
+import yaml
+from pulumi_support import by_type, fake_hex, nitro_target, one, run, write_fake_eif_manifest
+
+from components.aws.enclave_host import UserDataSpec, check_enclave_fit, render_user_data
+from components.aws.enclave_network import subnet_cidr
+from components.aws.nitro import deployer_principal, physical_name
+from teeform.errors import TeeformError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+KEY = "aws:kms/key:Key"
+LT = "aws:ec2/launchTemplate:LaunchTemplate"
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    d = tmp_path_factory.mktemp("single")
+    img = write_fake_eif_manifest(d)
+    resources, outputs, _ = run([nitro_target([img.manifest_path])])
+    return img, resources, outputs
+
+
+def key_policy(resources):
+    return json.loads(one(resources, KEY).inputs["policy"])
+
+
+def stmt(policy, sid):
+    return next(s for s in policy["Statement"] if s["Sid"] == sid)
+
+
+def test_key_policy_pins_exactly_the_manifest_measurements(single):
+    img, resources, _ = single
+    policy = key_policy(resources)
+    assert policy["Version"] == "2012-10-17"
+    enclave = stmt(policy, "EnclaveUseWithAttestation")
+    m = img.manifest.measurements
+    # eif-nitro.md §5.1/§5.3: StringEqualsIgnoreCase, one key per PCR, ImageSha384 = PCR0.
+    assert enclave["Condition"] == {
+        "StringEqualsIgnoreCase": {
+            "kms:RecipientAttestation:PCR0": [m["PCR0"]],
+            "kms:RecipientAttestation:PCR1": [m["PCR1"]],
+            "kms:RecipientAttestation:PCR2": [m["PCR2"]],
+            "kms:RecipientAttestation:ImageSha384": [m["PCR0"]],
+        }
+    }
+    assert sorted(enclave["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom"]
+    role = one(resources, "aws:iam/role:Role").inputs["name"]
+    assert enclave["Principal"] == {"AWS": f"arn:aws:iam::111122223333:role/{role}"}
+    seal = stmt(policy, "DeployerSeal")
+    assert seal["Principal"] == {"AWS": "arn:aws:iam::111122223333:user/teeform-deployer"}
+    assert sorted(seal["Action"]) == ["kms:DescribeKey", "kms:Encrypt"]
+
+
+def test_admin_statement_grants_no_plaintext_operation(single):
+    _, resources, _ = single
+    admin = stmt(key_policy(resources), "KeyAdministration")
+    assert admin["Principal"] == {"AWS": ["arn:aws:iam::111122223333:root"]}
+    assert "Condition" not in admin
+    forbidden = [
+        "kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateDataKeyPair",
+        "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateRandom", "kms:DeriveSharedSecret", "kms:CreateGrant",
+    ]
+    for pattern in admin["Action"]:
+        assert pattern not in ("*", "kms:*")
+        hits = [a for a in forbidden if fnmatch.fnmatchcase(a.lower(), pattern.lower())]
+        assert not hits, f"admin action {pattern} grants {hits}"
+    for needed in ("kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand", "kms:Put*", "kms:Disable*"):
+        assert needed in admin["Action"]
+
+
+def test_key_rotation_and_deletion_window(single):
+    _, resources, _ = single
+    k = one(resources, KEY).inputs
+    assert k["enableKeyRotation"] is True and k["deletionWindowInDays"] == 30
+    assert one(resources, "aws:kms/alias:Alias").inputs["name"].startswith("alias/")
+
+
+def test_two_manifests_give_two_allowed_values(tmp_path):
+    old = write_fake_eif_manifest(tmp_path / "v1", version="1.0.0")
+    new = write_fake_eif_manifest(tmp_path / "v2", version="2.0.0")
+    resources, outputs, _ = run([nitro_target([new.manifest_path, old.manifest_path], key={"admins": ["arn:aws:iam::111122223333:role/admin"]})])
+    cond = stmt(key_policy(resources), "EnclaveUseWithAttestation")["Condition"]["StringEqualsIgnoreCase"]
+    for k in ("PCR0", "PCR1", "PCR2"):
+        assert cond[f"kms:RecipientAttestation:{k}"] == [new.manifest.measurements[k], old.manifest.measurements[k]]
+    assert stmt(key_policy(resources), "KeyAdministration")["Principal"] == {"AWS": ["arn:aws:iam::111122223333:role/admin"]}
+    # Same manifest name: exported as name@version; only the first (deployed) EIF is uploaded.
+    assert list(outputs["measurements"]) == ["openclaw-agent@2.0.0", "openclaw-agent@1.0.0"]
+    eif = [r for r in by_type(resources, "aws:s3/bucketObjectv2:BucketObjectv2") if r.name.endswith("-eif")]
+    assert [r.inputs["key"] for r in eif] == [f"eif/sha384/{new.manifest.artifact.sha384}.eif"]
+
+
+def test_launch_template_enclave_imdsv2_encrypted_ebs(single):
+    _, resources, _ = single
+    lt = one(resources, LT).inputs
+    assert lt["enclaveOptions"] == {"enabled": True}
+    assert lt["metadataOptions"]["httpTokens"] == "required"
+    assert lt["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    (bdm,) = lt["blockDeviceMappings"]
+    assert bdm["ebs"]["encrypted"] == "true"  # a string in pulumi-aws (pulumi.md §4.1)
+    assert lt["instanceType"] == "m6i.xlarge"
+    assert lt["iamInstanceProfile"]["arn"].startswith("arn:aws:iam::111122223333:instance-profile/")
+    inst = one(resources, "aws:ec2/instance:Instance").inputs
+    assert inst["launchTemplate"]["id"].startswith("lt-")
+
+
+def test_user_data_in_template_checks_sha384_before_running(single):
+    img, resources, _ = single
+    text = base64.b64decode(one(resources, LT).inputs["userData"]).decode()
+    sha = hashlib.sha384(img.eif_path.read_bytes()).hexdigest()
+    check = text.index(f"echo '{sha}  /opt/teeform/enclave.eif' | sha384sum --check")
+    run_at = text.index("nitro-cli run-enclave --eif-path /opt/teeform/enclave.eif --cpu-count 2 --memory 1024")
+    assert text.index("aws s3 cp") < check < run_at
+    assert "--debug-mode" not in text and "--attach-console" not in text
+
+
+def test_role_policy_is_least_privilege(single):
+    img, resources, outputs = single
+    doc = json.loads(one(resources, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    read, use = doc["Statement"]
+    bucket = one(resources, "aws:s3/bucket:Bucket").inputs["bucket"]
+    assert read["Action"] == "s3:GetObject"
+    assert read["Resource"] == f"arn:aws:s3:::{bucket}/eif/sha384/{img.manifest.artifact.sha384}.eif"
+    assert use["Resource"] == outputs["kms_key_arn"]
+    assert sorted(use["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom"]
+    assume = json.loads(one(resources, "aws:iam/role:Role").inputs["assumeRolePolicy"])
+    assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def test_security_group_has_no_ingress_by_default(single):
+    _, resources, _ = single
+    sg = one(resources, "aws:ec2/securityGroup:SecurityGroup").inputs
+    assert "ingress" not in sg and "egress" not in sg
+    assert by_type(resources, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") == []
+    eg = one(resources, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule").inputs
+    assert (eg["ipProtocol"], eg["fromPort"], eg["toPort"], eg["cidrIpv4"]) == ("tcp", 443, 443, "0.0.0.0/0")
+
+
+def test_configured_ingress_and_existing_network(tmp_path):
+    img = write_fake_eif_manifest(tmp_path)
+    net = {"vpcId": "vpc-0123", "subnetId": "subnet-0123", "ingress": [{"cidr": "10.0.0.0/8", "port": 443}, {"cidr": "fd00::/8", "port": 8443}]}
+    resources, _, _ = run([nitro_target([img.manifest_path], network=net)])
+    rules = [r.inputs for r in by_type(resources, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    assert [(r.get("cidrIpv4"), r.get("cidrIpv6"), r["fromPort"], r["toPort"]) for r in rules] == [
+        ("10.0.0.0/8", None, 443, 443), (None, "fd00::/8", 8443, 8443)
+    ]
+    assert by_type(resources, "aws:ec2/vpc:Vpc") == []
+    assert one(resources, "aws:ec2/securityGroup:SecurityGroup").inputs["vpcId"] == "vpc-0123"
+    assert one(resources, "aws:ec2/instance:Instance").inputs["subnetId"] == "subnet-0123"
+
+
+def test_bucket_private_versioned_encrypted_content_addressed(single):
+    img, resources, outputs = single
+    pab = one(resources, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(pab[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    assert one(resources, "aws:s3/bucketVersioning:BucketVersioning").inputs["versioningConfiguration"]["status"] == "Enabled"
+    sse = one(resources, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    objs = {r.name.rsplit("-", 1)[1]: r.inputs for r in by_type(resources, "aws:s3/bucketObjectv2:BucketObjectv2")}
+    sha384 = hashlib.sha384(img.eif_path.read_bytes()).hexdigest()
+    sha256 = hashlib.sha256(img.manifest_path.read_bytes()).hexdigest()
+    assert objs["eif"]["key"] == f"eif/sha384/{sha384}.eif" and objs["eif"]["sourceHash"] == sha384
+    assert objs["manifest"]["key"] == f"manifests/sha256/{sha256}.json"
+    bucket = one(resources, "aws:s3/bucket:Bucket").inputs["bucket"]
+    assert outputs["eif_uri"] == f"s3://{bucket}/eif/sha384/{sha384}.eif"
+
+
+def test_missing_or_stale_eif_is_a_clear_error(tmp_path):
+    img = write_fake_eif_manifest(tmp_path / "a", write_eif=False)
+    with pytest.raises(TeeformError, match="the EIF openclaw-agent.eif described by the manifest is not on disk"):
+        run([nitro_target([img.manifest_path])])
+    img = write_fake_eif_manifest(tmp_path / "b")
+    data = bytearray(img.eif_path.read_bytes())
+    data[0] ^= 1
+    img.eif_path.write_bytes(bytes(data))
+    with pytest.raises(TeeformError, match="does not match the manifest"):
+        run([nitro_target([img.manifest_path])])
+
+
+def test_small_instance_type_rejected_in_program(tmp_path):
+    img = write_fake_eif_manifest(tmp_path)
+    with pytest.raises(TeeformError) as ei:
+        run([nitro_target([img.manifest_path], instanceType="c6g.large", enclave={"cpuCount": 2, "memoryMib": 1024})])
+    assert ei.value.field == "teeform:targets[agent].enclave.cpuCount"
+    assert "c6g.large has 2 vCPUs; an enclave of 2 leaves the parent fewer than 1" in ei.value.message
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+@pytest.mark.parametrize(
+    "itype, cpus, mem, eif, fragment",
+    [
+        ("m6i.large", 2, 1024, 1, "m6i.large has 2 vCPUs; Nitro Enclaves on Intel/AMD instances need at least 4"),
+        ("t3.xlarge", 2, 1024, 1, "the t3 family does not support Nitro Enclaves"),
+        ("m7g.xlarge", 2, 1024, 1, "the m7g family does not support Nitro Enclaves"),
+        ("m6i.xlarge", 3, 1024, 1, "needs whole cores (an even vCPU count), got 3"),
+        ("m6i.xlarge", 4, 1024, 1, "leaves the parent fewer than 2"),
+        ("m6i.xlarge", 2, 1024, 300 << 20, "nitro-cli needs at least 1200 MiB (4 x the 300 MiB EIF"),
+        ("m6i.xlarge", 2, 16384, 1, "leaves the parent less than 1024 MiB"),
+        ("z1.mega", 2, 1024, 1, "unknown instance type 'z1.mega'; known: c5.2xlarge,"),
+    ],
+)
+def test_check_enclave_fit_rejects(itype, cpus, mem, eif, fragment):
+    with pytest.raises(TeeformError) as ei:
+        check_enclave_fit(itype, cpus, mem, eif, field_prefix="t")
+    assert fragment in ei.value.message
+
+
+def test_check_enclave_fit_accepts():
+    assert check_enclave_fit("m6i.xlarge", 2, 15360, 3000 << 20).vcpus == 4
+    assert check_enclave_fit("m6g.large", 1, 64, 1).arch == "arm64"  # Graviton: 2 vCPUs, no SMT (§6.1)
+
+
+SPEC = UserDataSpec(region="eu-west-1", bucket="b1", eif_key="eif/sha384/x.eif", eif_sha384=fake_hex("eif"), cpu_count=2, memory_mib=2048)
+
+
+def test_user_data_allocator_and_vsock_allowlist():
+    text = render_user_data(SPEC)
+    assert text == render_user_data(SPEC)  # pure
+    allocator = yaml.safe_load(text.split("allocator.yaml <<'EOF'\n", 1)[1].split("\nEOF", 1)[0])
+    assert allocator == {"memory_mib": 2048, "cpu_count": 2}
+    allow = yaml.safe_load(text.split("vsock-proxy.yaml <<'EOF'\n", 1)[1].split("\nEOF", 1)[0])
+    assert allow == {"allowlist": [{"address": "kms.eu-west-1.amazonaws.com", "port": 443}]}
+    assert "vsock-proxy 8000 kms.eu-west-1.amazonaws.com 443" in text
+    assert "dnf install -y aws-nitro-enclaves-cli" in text
+    assert "systemctl enable --now nitro-enclaves-allocator.service" in text
+    assert text.index("sha384sum --check") < text.index("nitro-cli run-enclave")
+    assert "--enclave-cid 16" in text and "--debug-mode" not in text
+
+
+def test_user_data_debug_and_validation():
+    from dataclasses import replace
+
+    assert render_user_data(replace(SPEC, debug=True)).count("--debug-mode") == 1
+    with pytest.raises(TeeformError, match="not an AWS region"):
+        render_user_data(replace(SPEC, region="eu-west-1; rm -rf /"))
+    with pytest.raises(TeeformError, match="enclave CID must be >= 4"):
+        render_user_data(replace(SPEC, enclave_cid=3))
+
+
+def test_names_and_principals():
+    assert physical_name(["teeform", "dev", "agent", "111122223333", "eu-west-1"], 63, lower=True) == "teeform-dev-agent-111122223333-eu-west-1"
+    long = physical_name(["x" * 80], 63)
+    assert len(long) == 63 and long != physical_name(["x" * 81], 63)
+    assert deployer_principal("arn:aws:sts::111122223333:assumed-role/Deploy/gh-123") == "arn:aws:iam::111122223333:role/Deploy"
+    assert deployer_principal("arn:aws:iam::111122223333:user/ci") == "arn:aws:iam::111122223333:user/ci"
+    assert subnet_cidr("10.42.0.0/16") == "10.42.0.0/24" and subnet_cidr("10.0.0.0/26") == "10.0.0.0/26"
+    with pytest.raises(TeeformError, match="/16 to /28"):
+        subnet_cidr("10.0.0.0/8")
+
+
+def test_attested_key_component_alone_protect_and_errors():
+    """AttestedKey constructed directly under mocks (no program): protect reaches the key."""
+    import pulumi
+    from pulumi.runtime import settings
+
+    from components.aws.attested_key import AllowedImage, AttestedKey, AttestedKeyArgs
+    from teeform.preview import make_mocks
+
+    images = [AllowedImage("a", {"PCR0": fake_hex("a0"), "PCR1": fake_hex("a1"), "ImageSha384": fake_hex("a0")})]
+    settings.ROOT.set(None)
+    mocks = make_mocks("eu-west-1")
+    pulumi.runtime.set_mocks(mocks, project="teeform", stack="unit", preview=False)
+    built = {}
+
+    @pulumi.runtime.test
+    def _build():
+        built["key"] = AttestedKey(
+            "k", AttestedKeyArgs(
+                enclave_role_arn="arn:aws:iam::111122223333:role/host", deployer_arn="arn:aws:iam::111122223333:user/ci",
+                admin_arns=["arn:aws:iam::111122223333:root"], images=images, pcrs=["PCR0", "PCR1"], image_sha384=False,
+                deletion_window_days=30, protect=True, alias_name="alias/teeform/unit",
+            ),
+        )
+
+    _build()
+    assert built["key"].key._protect is True  # SDK attribute holding ResourceOptions.protect
+    (kms,) = [r for r in mocks.resources if r.typ == KEY]
+    assert kms.name == "k-kms"
+    cond = json.loads(kms.inputs["policy"])["Statement"][1]["Condition"]["StringEqualsIgnoreCase"]
+    assert cond == {"kms:RecipientAttestation:PCR0": [fake_hex("a0")], "kms:RecipientAttestation:PCR1": [fake_hex("a1")]}
+
+
+def test_ami_default_from_al2023_parameter_or_pinned(tmp_path):
+    img = write_fake_eif_manifest(tmp_path)
+    resources, _, mocks = run([nitro_target([img.manifest_path], instanceType="m6g.xlarge")])
+    (call,) = [c for c in mocks.calls if c.token == "aws:ssm/getParameter:getParameter"]
+    assert call.args["name"] == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+    assert one(resources, LT).inputs["imageId"] == "ami-0a1b2c3d4e5f60718"  # the mock's answer
+    resources, _, mocks = run([nitro_target([img.manifest_path], ami="ami-0123456789abcdef0")])
+    assert one(resources, LT).inputs["imageId"] == "ami-0123456789abcdef0"
+    assert not [c for c in mocks.calls if c.token == "aws:ssm/getParameter:getParameter"]

@@ -1,0 +1,73 @@
+"""Policy resource-type tokens are checked against the pinned pulumi-aws SDK (style.md guideline 14),
+and the props the validators read exist in what the mock engine records for the real program."""
+
+from __future__ import annotations
+
+import sys
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+from pulumi.runtime import settings
+from pulumi_support import REPO, by_type, nitro_target, one, run, write_fake_eif_manifest
+
+from components.measurement_manifest import MEASUREMENT_MANIFEST_TYPE
+from teeform.preview import make_mocks
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+sys.path.insert(0, str(REPO / "policies"))
+from teeform_policies import tokens  # noqa: E402
+
+sys.path.remove(str(REPO / "policies"))
+
+#: constant -> a constructor of the pulumi-aws resource it names (minimal required args)
+CONSTRUCTORS = {
+    "AWS_KMS_KEY": lambda: aws.kms.Key("t"),
+    "AWS_KMS_KEY_POLICY": lambda: aws.kms.KeyPolicy("t", key_id="k", policy="{}"),
+    "AWS_EC2_LAUNCH_TEMPLATE": lambda: aws.ec2.LaunchTemplate("t"),
+    "AWS_EC2_INSTANCE": lambda: aws.ec2.Instance("t"),
+    "AWS_EC2_SECURITY_GROUP": lambda: aws.ec2.SecurityGroup("t"),
+    "AWS_EC2_SECURITY_GROUP_RULE": lambda: aws.ec2.SecurityGroupRule(
+        "t", type="ingress", from_port=1, to_port=1, protocol="tcp", security_group_id="sg"
+    ),
+    "AWS_VPC_SECURITY_GROUP_INGRESS_RULE": lambda: aws.vpc.SecurityGroupIngressRule("t", security_group_id="sg", ip_protocol="tcp"),
+    "AWS_EBS_VOLUME": lambda: aws.ebs.Volume("t", availability_zone="a"),
+}
+
+
+def test_every_token_constant_is_checked():
+    names = {n for n in dir(tokens) if n.isupper() and isinstance(getattr(tokens, n), str)}
+    assert names == set(CONSTRUCTORS) | {"TEEFORM_MEASUREMENT_MANIFEST"}
+
+
+@pytest.mark.parametrize("const", sorted(CONSTRUCTORS))
+def test_aws_tokens_match_the_sdk(const):
+    settings.ROOT.set(None)
+    mocks = make_mocks()
+    pulumi.runtime.set_mocks(mocks, project="teeform", stack="tokens", preview=False)
+
+    @pulumi.runtime.test
+    def _construct():
+        CONSTRUCTORS[const]()
+
+    _construct()
+    assert [r.typ for r in mocks.resources if r.typ != "pulumi:pulumi:Stack"] == [getattr(tokens, const)]
+
+
+def test_manifest_token_matches_the_component():
+    assert tokens.TEEFORM_MEASUREMENT_MANIFEST == MEASUREMENT_MANIFEST_TYPE
+
+
+def test_props_read_by_validators_exist_in_program_inputs(tmp_path):
+    img = write_fake_eif_manifest(tmp_path)
+    resources, _, _ = run([nitro_target([img.manifest_path], network={"ingress": [{"cidr": "10.0.0.0/8", "port": 443}]})])
+    lt = one(resources, tokens.AWS_EC2_LAUNCH_TEMPLATE).inputs
+    assert {"enclaveOptions", "metadataOptions", "blockDeviceMappings", "userData", "tags", "tagSpecifications"} <= set(lt)
+    assert "httpTokens" in lt["metadataOptions"] and "encrypted" in lt["blockDeviceMappings"][0]["ebs"]
+    assert lt["tags"]["teeform:role"] == "enclave-host"  # ec2-enclave-enabled's default hostTagKey/hostTagValue
+    key = one(resources, tokens.AWS_KMS_KEY).inputs
+    assert {"policy", "enableKeyRotation", "customerMasterKeySpec", "keyUsage"} <= set(key)
+    assert "launchTemplate" in one(resources, tokens.AWS_EC2_INSTANCE).inputs
+    assert "cidrIpv4" in one(resources, tokens.AWS_VPC_SECURITY_GROUP_INGRESS_RULE).inputs
+    assert "measurements" in by_type(resources, tokens.TEEFORM_MEASUREMENT_MANIFEST)[0].inputs
