@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The VM-image example (make vm-demo): build a UKI + dm-verity disk from a busybox root whose /sbin/init
+# prints the vTPM's PCRs, measure it, then boot it under QEMU + OVMF + swtpm and check that the
+# measured PCR 11 equals the manifest's prediction.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1700000000}"
+OUT=build/vm-demo
+TEEFORM=.venv/bin/teeform
+bold() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+KERNEL=$(ls .cache/debian/kernel/boot/vmlinuz-* | head -1)
+STUB=/usr/lib/systemd/boot/efi/linuxx64.efi.stub   # Debian bookworm's systemd 252 stub
+
+rm -rf "$OUT"; mkdir -p "$OUT"
+bold "[1/4] root file system: busybox-static + the boot probe as /sbin/init ($OUT/rootfs)"
+.venv/bin/python -c "from pathlib import Path; from image_builder.qemu_boot import make_probe_rootfs; make_probe_rootfs(Path('$OUT/rootfs'))"
+
+bold "[2/4] teeform build vm-image (kernel: $KERNEL, stub: $STUB)"
+$TEEFORM build vm-image --rootfs "$OUT/rootfs" --kernel "$KERNEL" --stub "$STUB" \
+    --out "$OUT/image" --name agent-vm --version 1.0.0 --format raw,vhd,qcow2,gce-tar
+
+bold "[3/4] teeform measure $OUT/image/agent-vm.raw"
+$TEEFORM measure "$OUT/image/agent-vm.raw"
+
+bold "[4/4] measured boot: QEMU + OVMF + swtpm"
+.venv/bin/python scripts/vm_demo_boot.py "$OUT/image/agent-vm.raw" "$OUT/image/agent-vm.manifest.json" "$OUT/boot"
