@@ -99,7 +99,8 @@ class EifBuildConfig:
         name, version: override ImageName/ImageVersion (and the output file name).
         signing_key, signing_cert: PEM files; both or neither.
         platform: ``os/arch[/variant]`` for multi-platform images.
-        source_date_epoch: seconds since 1970 UTC; the metadata BuildTime (not measured).
+        source_date_epoch: seconds since 1970 UTC; the mtime of every ramdisk entry (measured: PCR0,
+            PCR1, PCR2) and the metadata BuildTime (not measured).
     """
 
     image: Path

@@ -25,8 +25,8 @@ Determinism rules applied by :func:`write_archive`:
 * no padding after the trailer beyond the 4-byte alignment (GNU cpio additionally pads the archive
   to its 512-byte block size with NULs; the kernel skips NULs between archives).
 
-Ownership is whatever each :class:`TreeEntry` says (0 for everything teeform generates; image
-files keep their numeric owner from the OCI layer, see :mod:`image_builder.build_eif`).
+Ownership is whatever each :class:`TreeEntry` says; the EIF builder passes uid/gid 0 for every
+entry, image files included (see :mod:`image_builder.build_eif`).
 
 The writer streams: file contents are copied in :data:`teeform.fsutil.CHUNK` pieces from the
 opener each entry supplies, so memory does not grow with the archive.

@@ -7,8 +7,9 @@
 #  3. `teeform measure` on the result;
 #  4. `teeform preview --stack dev` (stacks/Pulumi.dev.yaml references build/demo/openclaw-agent.manifest.json).
 #
-# SOURCE_DATE_EPOCH is a constant (override it in the environment): the image's timestamps, and so its
-# digest and PCR2, stay the same from one commit to the next. It never reaches a measured byte of the EIF.
+# SOURCE_DATE_EPOCH is a constant (override it in the environment): the image's timestamps (and so its
+# digest) and the mtime of every ramdisk entry (so PCR0, PCR1 and PCR2) stay the same from one commit to
+# the next. The manifest records it, so a rebuild with the same value gives the same PCRs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

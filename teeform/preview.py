@@ -14,8 +14,9 @@ the Pulumi CLI, a backend or cloud credentials:
    CrossGuard calls it (§3.1, §3.4; pulumi_policy ``_PolicyAnalyzerServicer.Analyze``/``AnalyzeStack``):
    a ``ResourceValidationArgs`` per resource with ``deserialize_properties(inputs)`` and the
    policy's config, and one ``StackValidationArgs`` over all resources. The enforcement level is
-   the policy's default, overridden by the pack config for the stack (``policies/config/<stack>.json``
-   or ``--policy-config``): the policy's own entry, else ``"all"``. Config properties get their
+   the policy's default, overridden by the pack config for the stack (``--policy-config``, else
+   ``policies/config/<stack>.json``, else ``policies/config/<environment>.json``): the policy's own
+   entry, else ``"all"``. Config properties get their
    ``config_schema`` defaults.
 
 Differences from the real engine (documented, not hidden): policies see the SDK-sent inputs, not
@@ -468,6 +469,21 @@ async def _await(result: Any) -> None:
 # ----------------------------------------------------------------------------- orchestration
 
 
+def default_policy_config(project_dir: Path, stack: str, environment: Any) -> Path | None:
+    """The pack config used when ``--policy-config`` is not given: ``policies/config/<stack>.json``,
+    else ``policies/config/<environment>.json`` (stack config ``teeform:environment``), else None.
+
+    The fallback keeps "``no-public-ingress`` is mandatory in prod" true for a production stack that
+    is not named ``prod`` (e.g. stack ``prod-eu`` with ``teeform:environment: prod``).
+    """
+    names = [stack] + ([str(environment)] if environment else [])
+    for name in dict.fromkeys(names):
+        candidate = project_dir / "policies" / "config" / f"{name}.json"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def run_preview(
     project_dir: Path,
     stack: str,
@@ -477,7 +493,7 @@ def run_preview(
 ) -> PreviewResult:
     """Run the program for ``stack`` under mocks and evaluate the policy pack (module docstring).
 
-    ``policy_config`` defaults to ``<project_dir>/policies/config/<stack>.json`` when that exists.
+    ``policy_config`` defaults to :func:`default_policy_config`.
 
     Raises:
         TeeformError: bad stack or policy config, or an error raised by the program.
@@ -491,8 +507,7 @@ def run_preview(
     except (OSError, yaml.YAMLError):
         project = PROJECT
     if policy_config is None:
-        default = project_dir / "policies" / "config" / f"{stack}.json"
-        policy_config = default if default.is_file() else None
+        policy_config = default_policy_config(project_dir, stack, values.get(f"{project}:environment"))
     pack_config = read_pack_config(policy_config)
     policies = load_policies(project_dir)
     mocks, outputs = run_program(project_dir, stack, values, stack_file=str(stack_file) if stack_file else None, project=project)

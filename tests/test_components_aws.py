@@ -304,3 +304,23 @@ def test_ami_default_from_al2023_parameter_or_pinned(tmp_path):
     resources, _, mocks = run([nitro_target([img.manifest_path], ami="ami-0123456789abcdef0")])
     assert one(resources, LT).inputs["imageId"] == "ami-0123456789abcdef0"
     assert not [c for c in mocks.calls if c.token == "aws:ssm/getParameter:getParameter"]
+
+
+def test_configured_deletion_window_reaches_the_key_and_below_7_is_refused(tmp_path):
+    img = write_fake_eif_manifest(tmp_path)
+    resources, _, _ = run([nitro_target([img.manifest_path], key={"deletionWindowDays": 7, "protect": False})])
+    assert one(resources, KEY).inputs["deletionWindowInDays"] == 7
+    with pytest.raises(TeeformError, match=r"teeform:targets\[0\].key.deletionWindowDays: must be between 7 and 30, got 6"):
+        run([nitro_target([img.manifest_path], key={"deletionWindowDays": 6})])
+
+    import pulumi
+
+    from components.aws.attested_key import AllowedImage, AttestedKey, AttestedKeyArgs
+
+    images = [AllowedImage("a", {"PCR0": fake_hex("a0")})]
+    with pytest.raises(TeeformError, match="deletion window must be 7..30 days, got 6"):
+        AttestedKey("k6", AttestedKeyArgs(
+            enclave_role_arn="arn:aws:iam::111122223333:role/host", deployer_arn="arn:aws:iam::111122223333:user/ci",
+            admin_arns=["arn:aws:iam::111122223333:root"], images=images, pcrs=["PCR0"], image_sha384=False,
+            deletion_window_days=6, protect=False, alias_name="alias/teeform/k6",
+        ), pulumi.ResourceOptions())

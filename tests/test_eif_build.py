@@ -205,6 +205,9 @@ def _no_outputs(out: Path) -> None:
         ([LayerEntry("l", "symlink", target="../../../x")], "escapes the image root"),
         ([LayerEntry("h", "hardlink", target="../x")], "escapes the image root"),
         ([LayerEntry("dev/kmsg", "chr")], "character device node"),
+        ([LayerEntry("dev/sda", "blk")], "block device node"),
+        ([LayerEntry("etc", "symlink", target="/tmp"), LayerEntry("etc/passwd", "file", b"x")],
+         "parent 'etc' is a symlink"),
     ],
 )
 def test_hostile_image_writes_nothing(tmp_path: Path, blobs: Path, entries: list[LayerEntry], message: str,
@@ -276,3 +279,19 @@ def test_demo_inputs_debian_kernel_and_busybox(tmp_path: Path, monkeypatch: pyte
     # the bzImage header's release string equals the Debian package's file-name suffix (vmlinuz-<release>)
     assert info.metadata["BuildMetadata"]["KernelVersion"] == kernel.name.removeprefix("vmlinuz-")
     assert info.metadata["ImageName"] == "openclaw-agent"
+
+
+def test_failure_after_the_eif_is_written_leaves_no_temp_file(tmp_path: Path, blobs: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The EIF is streamed into a temp file in --out; a late failure (here: the manifest step) removes it."""
+    import image_builder.build_eif as build_eif
+    from teeform.errors import TeeformError
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise TeeformError("simulated failure while writing the manifest")
+
+    monkeypatch.setattr(build_eif, "build_manifest", boom)
+    image, _, _ = _image(tmp_path)
+    out = tmp_path / "out"
+    assert _build(image, blobs, out) == 2
+    _no_outputs(out)

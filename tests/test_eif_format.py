@@ -221,6 +221,28 @@ def test_measure_command_on_malformed_file(tmp_path: Path, good: bytes, capsys: 
     assert "extends beyond end of file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda g: b"XEIF" + g[4:], "bad magic b'XEIF'"),
+        (lambda g: g[:-3] + bytes([g[-3] ^ 1]) + g[-2:], "CRC mismatch: header says"),
+        (lambda g: g[:300], "truncated: the file is 300 bytes"),
+        (lambda g: _patch(g, 26, (40).to_bytes(2, "big")), "num_sections is 40, more than the maximum of 32"),
+    ],
+)
+def test_measure_command_names_what_is_wrong(tmp_path: Path, good: bytes, capsys: pytest.CaptureFixture[str],
+                                             mutate: object, message: str) -> None:
+    """Through the CLI: one error line naming the problem (a `.eif` with bad magic is still read as an EIF)."""
+    from teeform.cli import main
+
+    p = tmp_path / "bad.eif"
+    p.write_bytes(mutate(good))  # type: ignore[operator]
+    assert main(["measure", str(p), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.startswith(f"error: {p}") and message in err
+
+
 def test_writer_refuses_too_many_sections() -> None:
     with pytest.raises(TeeformError, match="at most 32 sections"):
         eif.write_eif(io.BytesIO(), _sections([b"r"] * 30))

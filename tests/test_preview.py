@@ -118,3 +118,17 @@ def test_unwraps_teeform_errors_from_pulumi_wrappers():
     except RuntimeError as wrapped:
         assert _find_teeform_error(Exception(wrapped)) is inner
     assert _find_teeform_error(ValueError("x")) is None
+
+
+def test_production_environment_selects_prod_pack_config(tmp_path, capsys):
+    """A stack not named prod but with teeform:environment: prod gets policies/config/prod.json, so open
+    ingress is mandatory there too; the same stack with environment dev stays advisory."""
+    img = write_fake_eif_manifest(tmp_path / "build")
+    ingress = {"ingress": [{"cidr": "0.0.0.0/0", "port": 443}]}
+    for env, rc_expected, level in (("prod", 1, "mandatory"), ("dev", 0, "advisory")):
+        stack = write_stack_file(tmp_path / f"Pulumi.eu-{env}.yaml", [nitro_target([img.manifest_path], network=ingress)],
+                                 environment=env)
+        rc, out, _ = preview(capsys, "--stack", f"eu-{env}", "--stack-file", str(stack))
+        assert rc == rc_expected, out
+        assert f"config {REPO / 'policies' / 'config' / (env + '.json')}" in out
+        assert f"  [{level}] no-public-ingress (aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule: agent-net-ingress-0)" in out

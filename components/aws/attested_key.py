@@ -192,17 +192,24 @@ class AttestedKeyArgs:
 
 class AttestedKey(pulumi.ComponentResource):
     """A symmetric KMS key (rotation on) whose plaintext operations need a Nitro attestation document,
-    plus its alias. Outputs: ``key_arn``, ``key_id``, ``alias_name``."""
+    plus its alias. Outputs: ``key_arn``, ``key_id``, ``alias_name``.
+
+    Raises:
+        TeeformError: (before anything is registered) a deletion window outside 7..30 days, or
+            measurements that :func:`attestation_conditions` refuses.
+    """
 
     key_arn: pulumi.Output[str]
     key_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: AttestedKeyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("teeform:aws:AttestedKey", name, None, opts)
+        # Checked before anything is registered (not inside apply), so configuration errors stop the
+        # program before any resource, this component included.
         if not 7 <= args.deletion_window_days <= 30:
-            raise TeeformError(f"deletion window must be 7..30 days, got {args.deletion_window_days}")
-        # Evaluated now (not inside apply) so configuration errors stop the program before any resource.
+            raise TeeformError(f"deletion window must be 7..30 days, got {args.deletion_window_days}",
+                               field="key.deletionWindowDays")
         conditions = attestation_conditions(args.images, args.pcrs, args.image_sha384)
+        super().__init__("teeform:aws:AttestedKey", name, None, opts)
         policy = pulumi.Output.all(args.admin_arns, args.enclave_role_arn, args.deployer_arn).apply(
             lambda v: json.dumps(
                 build_key_policy(admin_arns=v[0], enclave_role_arn=v[1], deployer_arn=v[2], conditions=conditions),

@@ -63,7 +63,9 @@ def cmd(image: Path, kernel: Path, init: Path, nsm: Path, cmdline: str, out_dir:
     \b
     Reproducible: the same inputs and SOURCE_DATE_EPOCH (environment variable,
     seconds since 1970; default 0) give a byte-identical EIF and manifest.
-    SOURCE_DATE_EPOCH only changes the metadata section, never the PCRs.
+    SOURCE_DATE_EPOCH is a measured input: it is the mtime of every ramdisk
+    entry (so it changes PCR0, PCR1 and PCR2) and the metadata BuildTime;
+    the manifest records it so anyone can rebuild the same PCRs.
 
     \b
     Example (on a Nitro host):

@@ -5,6 +5,9 @@ The artifact type is recognised by content, not by file name:
 * ``.eif`` magic at offset 0 (``shared/reference/eif-nitro.md`` §1.2) -> :func:`image_builder.eif.measure_report`
 * ``MZ`` at offset 0 (a PE/COFF image, i.e. a UKI) -> :func:`image_builder.uki.measure_report`
 * anything else (raw GPT disk, fixed VHD, qcow2) -> :func:`image_builder.disk.measure_report`
+
+A file whose name ends in ``.eif`` always goes to the EIF reader, so a corrupt EIF is reported as one
+(``bad magic ...``) instead of as an unrecognised disk image.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def measure_path(path: Path) -> MeasurementReport:
     if not head:
         raise TeeformError("file is empty", path=path)
     target = HANDLERS.get(head[:4]) or HANDLERS.get(head[:2]) or DISK_HANDLER
+    if path.suffix.lower() == ".eif":
+        target = HANDLERS[b".eif"]
     module, attr = target.split(":")
     fn = getattr(importlib.import_module(module), attr)
     report: MeasurementReport = fn(path)

@@ -23,7 +23,8 @@ from teeform.stack import project_dir_default
 @click.option("--stack-file", type=click.Path(path_type=Path), help="Use this stack config file instead.")
 @click.option(
     "--policy-config", type=click.Path(path_type=Path),
-    help="Policy-pack config JSON (default: policies/config/<stack>.json when present).",
+    help="Policy-pack config JSON (default: policies/config/<stack>.json, else "
+         "policies/config/<environment>.json for the stack's teeform:environment, when present).",
 )
 @click.option(
     "--project-dir", type=click.Path(path_type=Path, file_okay=False),
@@ -35,7 +36,15 @@ def cmd(stack: str, as_json: bool, stack_file: Path | None, policy_config: Path 
     \b
     Prints the resources (type, name, key properties), the stack outputs with the
     measurements first, then every policy violation with its enforcement level.
-    Exits 1 when a mandatory policy is violated (as `pulumi preview --policy-pack` would).
+    Exit status: 0 with no mandatory violation (advisory ones are printed), 1 when a
+    mandatory policy is violated (as `pulumi preview --policy-pack` would), 2 on an
+    error (bad stack config, missing manifest, an instance type that cannot host
+    the enclave), printed as one line naming the file and field.
+
+    \b
+    Examples:
+      teeform preview --stack dev
+      teeform preview --stack prod --json
     """
     result = run_preview(project_dir or project_dir_default(), stack, stack_file=stack_file, policy_config=policy_config)
     if as_json:
