@@ -51,7 +51,7 @@ SRC
   # systemd 254 (bookworm-backports): ukify, systemd-measure and the 254 stub, unpacked privately.
   if [ ! -x "$CACHE/sd254/usr/lib/systemd/ukify" ] && [ ! -x "$CACHE/sd254/lib/systemd/ukify" ]; then
     log "unpacking systemd 254 from bookworm-backports into .cache/sd254"
-    tmp=$(mktemp -d); (cd "$tmp" && apt-get download -q systemd/bookworm-backports \
+    tmp=$(mktemp -d); (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root systemd/bookworm-backports \
         systemd-boot-efi/bookworm-backports libsystemd-shared/bookworm-backports >/dev/null)
     rm -rf "$CACHE/sd254.tmp"; mkdir -p "$CACHE/sd254.tmp"
     for d in "$tmp"/*.deb; do dpkg-deb -x "$d" "$CACHE/sd254.tmp"; done
@@ -63,7 +63,7 @@ SRC
   if ! ls "$CACHE"/debian/kernel/boot/vmlinuz-* >/dev/null 2>&1; then
     kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
     log "unpacking $kpkg into .cache/debian/kernel"
-    tmp=$(mktemp -d); (cd "$tmp" && apt-get download -q "$kpkg" >/dev/null)
+    tmp=$(mktemp -d); (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >/dev/null)
     rm -rf "$CACHE/debian/kernel.tmp"; mkdir -p "$CACHE/debian/kernel.tmp"
     dpkg-deb -x "$tmp"/*.deb "$CACHE/debian/kernel.tmp"
     rm -rf "$CACHE/debian/kernel"; mv "$CACHE/debian/kernel.tmp" "$CACHE/debian/kernel"; rm -rf "$tmp"
