@@ -19,7 +19,19 @@ EIF (``shared/reference/eif-nitro.md`` §2.2, §2.5, §3.2): the hypervisor hash
   roles :data:`EIF_APP_ROLES`.
 * PCR0 = ImageSha384 = all of the above (kernel, cmdline and every ramdisk in order).
 * PCR8 = the signing certificate (DER): roles :data:`EIF_CERT_ROLES`. Re-signing changes PCR8 only;
-  editing metadata changes no PCR (metadata and signature sections are not measured).
+  editing metadata changes no PCR (metadata and signature sections are not measured). teeform's EIF
+  builder (``image_builder/build_eif.py`` ``build_manifest``) records the certificate in
+  ``details.signing_certificate_sha256`` (SHA-256 of its DER) and ``details.signing_certificate_subject``
+  rather than as an input, so :func:`eif_inputs` turns those into a ``signing-certificate`` input.
+* ``SOURCE_DATE_EPOCH`` is a measured input of teeform EIFs: it is the mtime of every entry of both
+  ramdisks (``image_builder/build_eif.py`` module docstring, ``image_builder/cpio.py``), so a change
+  explains PCR1, PCR2 and PCR0 (:data:`EIF_SDE_MEASURED`). Checked by building the same inputs with two
+  values (``tests/test_measurements_diff.py::test_real_eif_builds``).
+
+The input roles ``image_builder/build_eif.py`` writes are ``image``, ``kernel``, ``init``, ``nsm`` and
+``cmdline``; ``image_builder/build_vm.py`` writes ``rootfs``, ``kernel``, ``stub``, ``cmdline``,
+``os-release``, ``modules`` and ``initrd-host-file`` (both go into the initrd, a UKI section) and
+``firmware``. Other roles in the tables are accepted aliases for manifests written by other tools.
 
 vm-image (``shared/reference/uki-verity.md`` §1-§7), see :data:`VM_IMAGE_DEPENDENCIES`:
 
@@ -46,6 +58,8 @@ from teeform.manifest import ArtifactKind, InputDigest, Manifest
 EIF_BOOTSTRAP_ROLES = frozenset({"kernel", "cmdline", "init", "nsm", "nsm-ko", "bootstrap-ramdisk", "linuxkit"})
 EIF_APP_ROLES = frozenset({"image", "app-ramdisk", "application", "docker-image", "image-config", "customer-ramdisk"})
 EIF_CERT_ROLES = frozenset({"signing-certificate", "signing-cert", "certificate"})
+#: EIF measurements that contain the ramdisks, whose every entry has mtime = SOURCE_DATE_EPOCH.
+EIF_SDE_MEASURED = frozenset({"PCR0", "PCR1", "PCR2", "ImageSha384"})
 
 EIF_DEPENDENCIES: dict[str, frozenset[str]] = {
     "PCR0": EIF_BOOTSTRAP_ROLES | EIF_APP_ROLES,
@@ -55,8 +69,10 @@ EIF_DEPENDENCIES: dict[str, frozenset[str]] = {
     "PCR8": EIF_CERT_ROLES,
 }
 
-_UKI_ROLES = frozenset({"stub", "kernel", "initrd", "cmdline", "osrel", "os-release", "splash", "dtb", "uname",
-                        "sbat", "pcrpkey", "ucode", "uki"})
+#: ``modules`` and ``initrd-host-file`` are what build_vm.py puts into the initrd (a UKI section).
+_INITRD_ROLES = frozenset({"initrd", "modules", "initrd-host-file"})
+_UKI_ROLES = frozenset({"stub", "kernel", "cmdline", "osrel", "os-release", "splash", "dtb", "uname",
+                        "sbat", "pcrpkey", "ucode", "uki"}) | _INITRD_ROLES
 _ROOTFS_ROLES = frozenset({"rootfs", "root", "root-filesystem", "image", "tree", "verity-salt"})
 _PCR11_ROLES = _UKI_ROLES  # the stub counts: 254+ stubs measure their own .sbat (uki-verity.md §0)
 
@@ -70,7 +86,7 @@ VM_IMAGE_DEPENDENCIES: dict[str, frozenset[str]] = {
     "pcr12_sha384": frozenset({"cmdline-addon", "addon", "credentials", "extra-cmdline"}),
     "rtmr1": _UKI_ROLES | {"ovmf", "firmware"},
     "rtmr2": _PCR11_ROLES | {"cmdline-addon", "addon", "credentials"},
-    "snp_launch_digest": frozenset({"ovmf", "firmware", "kernel", "initrd", "cmdline", "vcpus"}),
+    "snp_launch_digest": frozenset({"ovmf", "firmware", "kernel", "cmdline", "vcpus"}) | _INITRD_ROLES,
 }
 
 #: measurement -> other measurements whose value it embeds (a change there changes it).
@@ -261,6 +277,17 @@ def _pair_inputs(old: Sequence[InputDigest], new: Sequence[InputDigest]) -> list
     return out
 
 
+def eif_inputs(m: Manifest) -> tuple[InputDigest, ...]:
+    """The inputs of an EIF manifest, plus a ``signing-certificate`` input derived from
+    ``details.signing_certificate_sha256`` / ``details.signing_certificate_subject`` (where teeform's
+    EIF builder records the PCR8 certificate) when no input of a certificate role is recorded."""
+    sha = m.details.get("signing_certificate_sha256")
+    if not isinstance(sha, str) or any(norm_role(i.role) in EIF_CERT_ROLES for i in m.inputs):
+        return tuple(m.inputs)
+    subject = m.details.get("signing_certificate_subject")
+    return (*m.inputs, InputDigest("signing-certificate", subject if isinstance(subject, str) else "signing certificate", sha))
+
+
 def diff_manifests(old: Manifest, new: Manifest, *, old_label: str = "old", new_label: str = "new") -> ManifestDiff:
     """Compare two manifests of the same kind (see the module docstring for the rules).
 
@@ -272,7 +299,11 @@ def diff_manifests(old: Manifest, new: Manifest, *, old_label: str = "old", new_
                            hint="compare two builds of the same artifact kind")
     kind = old.kind
     deps, embeds = DEPENDENCIES[kind], EMBEDS[kind]
-    inputs = _pair_inputs(old.inputs, new.inputs)
+    if kind is ArtifactKind.EIF:
+        inputs = _pair_inputs(eif_inputs(old), eif_inputs(new))
+    else:
+        inputs = _pair_inputs(old.inputs, new.inputs)
+    sde_changed = old.source_date_epoch != new.source_date_epoch
 
     builder: list[str] = []
     if (old.builder.name, old.builder.version) != (new.builder.name, new.builder.version):
@@ -295,6 +326,9 @@ def diff_manifests(old: Manifest, new: Manifest, *, old_label: str = "old", new_
         roles = deps.get(n, frozenset())
         causes = [i.describe() for i in inputs if i.role in roles]
         causes += [f"{e} changed ({WHY_EMBEDDED.get(e, 'it is embedded')})" for e in embeds.get(n, ()) if e in changed_names]
+        if kind is ArtifactKind.EIF and sde_changed and n in EIF_SDE_MEASURED:
+            causes.append(f"SOURCE_DATE_EPOCH changed ({old.source_date_epoch} -> {new.source_date_epoch}; it is the "
+                          "mtime of every ramdisk entry)")
         if n == "ImageSha384" and "PCR0" in changed_names and not causes:
             causes.append("PCR0 changed (ImageSha384 equals PCR0)")
         explained = bool(causes)
@@ -329,8 +363,10 @@ def diff_manifests(old: Manifest, new: Manifest, *, old_label: str = "old", new_
     if detail_keys:
         notes.append("details changed: " + ", ".join(detail_keys))
     if "PCR8" in changed_names and changed_names <= {"PCR8"}:
-        notes.append("only PCR8 changed: the same image was signed with another certificate (policies pinning "
-                     "PCR0/1/2 stay valid; those pinning PCR8 must change)")
+        how = ("the same image is now signed" if "PCR8" not in old.measurements else
+               "the same image is no longer signed" if "PCR8" not in new.measurements else
+               "the same image was signed with another certificate")
+        notes.append(f"only PCR8 changed: {how} (policies pinning PCR0/1/2 stay valid; those pinning PCR8 must change)")
 
     return ManifestDiff(kind, old_label, new_label, tuple(changes),
                         tuple(n for n in names if n not in changed_names), tuple(inputs), tuple(artifact),

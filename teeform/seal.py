@@ -3,7 +3,15 @@
 Envelope encryption (the KMS pattern, AWS KMS Developer Guide "envelope encryption"):
 
 1. ``GenerateDataKey(KeyId, KeySpec=AES_256, EncryptionContext=C)`` returns a 32-byte data key and
-   its KMS ciphertext (``CiphertextBlob``). ``C`` binds the data key to the deployment::
+   its KMS ciphertext (``CiphertextBlob``). If the key policy denies the caller ``GenerateDataKey``
+   (``AccessDeniedException``) -- as the stack's own key policy does: its ``DeployerSeal`` statement
+   grants the deployer only ``kms:Encrypt`` and ``kms:DescribeKey``, and the policy pack treats
+   ``GenerateDataKey`` as a plaintext operation reserved to the attested enclave
+   (``components/aws/attested_key.py``, ``policies/teeform_policies/kms.py``) -- the 32-byte data key
+   is drawn from the OS CSPRNG (``os.urandom``) and wrapped with ``Encrypt(KeyId, Plaintext=key,
+   EncryptionContext=C)`` instead. Both give a ``CiphertextBlob`` that only ``Decrypt`` with the same
+   key and context opens, so the sealed file and the enclave side are the same either way.
+   ``C`` binds the data key to the deployment::
 
        {"teeform:stack": <stack>, "teeform:target": <target>, "teeform:manifest-sha256": <sha256 hex of the
         target's first (= deployed) manifest file, teeform.manifest.manifest_sha256>}
@@ -37,7 +45,7 @@ import binascii
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,8 +275,13 @@ def region_from_arn(arn: str) -> str | None:
     return parts[3] if len(parts) > 5 and parts[0] == "arn" and parts[3] else None
 
 
+class KmsAccessDenied(TeeformError):
+    """KMS answered ``AccessDeniedException`` (the key policy or IAM does not allow the call)."""
+
+
 def _kms_call(what: str, fn: Any, **kwargs: Any) -> dict[str, Any]:
-    """Call a KMS API, turning botocore errors into TeeformError with a hint."""
+    """Call a KMS API, turning botocore errors into TeeformError with a hint
+    (:class:`KmsAccessDenied` for ``AccessDeniedException``)."""
     import botocore.exceptions as bx
 
     try:
@@ -285,7 +298,8 @@ def _kms_call(what: str, fn: Any, **kwargs: Any) -> dict[str, Any]:
             "NotFoundException": "check the key ARN/alias and the region",
             "DisabledException": "enable the KMS key",
         }
-        raise TeeformError(f"KMS {what} failed: {code}" + (f": {msg}" if msg else ""), hint=hints.get(code)) from None
+        cls = KmsAccessDenied if code == "AccessDeniedException" else TeeformError
+        raise cls(f"KMS {what} failed: {code}" + (f": {msg}" if msg else ""), hint=hints.get(code)) from None
     except bx.NoCredentialsError:
         raise TeeformError(f"KMS {what} failed: no AWS credentials", hint="configure AWS credentials (AWS_PROFILE, ...)") from None
     except bx.NoRegionError:
@@ -301,28 +315,45 @@ def _same_key(a: str, b: str) -> bool:
 
 # ------------------------------------------------------------------------------------------ seal / unseal
 def seal_secrets(secrets: Mapping[str, str], *, kms: Any, key_id: str, stack: str, target: str,
-                 manifest_sha256: str) -> SealedSecrets:
+                 manifest_sha256: str, note: Callable[[str], None] | None = None) -> SealedSecrets:
     """Envelope-encrypt ``secrets`` (module docstring).
 
     Args:
         kms: a boto3 KMS client.
         key_id: KMS key ARN, id or alias; the ARN KMS reports is what gets recorded.
+        note: receives one line saying how the data key was made (``GenerateDataKey``, or the
+            ``Encrypt`` fallback when ``GenerateDataKey`` is denied).
 
     Raises:
-        TeeformError: KMS errors (with hints).
+        TeeformError: KMS errors (with hints); when both GenerateDataKey and Encrypt are denied, the
+            message names both.
     """
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     ctx = encryption_context(stack, target, manifest_sha256)
-    resp = _kms_call("GenerateDataKey", kms.generate_data_key, KeyId=key_id, KeySpec="AES_256", EncryptionContext=ctx)
-    data_key = resp["Plaintext"]
+    try:
+        resp = _kms_call("GenerateDataKey", kms.generate_data_key, KeyId=key_id, KeySpec="AES_256", EncryptionContext=ctx)
+        data_key, blob = resp["Plaintext"], resp["CiphertextBlob"]
+        how = "KMS GenerateDataKey (AES_256)"
+    except KmsAccessDenied as denied:
+        data_key = os.urandom(32)
+        try:
+            resp = _kms_call("Encrypt", kms.encrypt, KeyId=key_id, Plaintext=data_key, EncryptionContext=ctx)
+        except KmsAccessDenied as exc:
+            raise TeeformError(f"{denied.message}; {exc.message}",
+                               hint="the caller needs kms:Encrypt (or kms:GenerateDataKey) on the key; the stack's key "
+                                    "policy grants kms:Encrypt to the deployer principal (DeployerSeal)") from None
+        blob = resp["CiphertextBlob"]
+        how = "local 32-byte key (os.urandom) wrapped with KMS Encrypt (GenerateDataKey is denied by the key policy)"
     if len(data_key) != 32:
         raise TeeformError(f"KMS GenerateDataKey returned a {len(data_key)}-byte key, expected 32")
+    if note is not None:
+        note(how)
     arn = resp.get("KeyId") or key_id
     aad = aad_fields(stack, arn, manifest_sha256)
     nonce = os.urandom(NONCE_BYTES)
     ct = AESGCM(data_key).encrypt(nonce, canonical_json(dict(secrets)), canonical_json(aad))
-    return SealedSecrets(arn, ctx, resp["CiphertextBlob"], nonce, ct, aad)
+    return SealedSecrets(arn, ctx, blob, nonce, ct, aad)
 
 
 @dataclass(frozen=True)
@@ -404,24 +435,41 @@ def unseal_secrets(sealed: SealedSecrets, *, kms: Any, recipient: Recipient | No
     return secrets
 
 
-def resolve_key_id(key_id: str | None, stack: str, project_dir: Path) -> str:
-    """``--key-id`` if given, else ``pulumi stack output kms_key_arn --stack <stack>``.
+def resolve_key_id(key_id: str | None, stack: str, project_dir: Path, target: str | None = None) -> str:
+    """``--key-id`` if given, else the stack output ``kms_key_arn`` (``pulumi stack output kms_key_arn
+    --json --stack <stack>``; the name the Pulumi program exports, ``components/aws/nitro.py``).
+
+    With one target the output is the ARN itself; with several it is a map keyed by target name
+    (``components/registry.py`` ``shape_outputs``), and ``target`` picks the entry.
 
     Raises:
-        TeeformError: neither is available (with a hint), or the Pulumi output is empty.
+        TeeformError: neither is available (with a hint), the output is empty, or it has no entry for
+            ``target``.
     """
     if key_id:
         return key_id
+    import json as _json
+
     from teeform.run import find_tool, run
 
+    what = f"`pulumi stack output kms_key_arn --json --stack {stack}`"
     if find_tool("pulumi", required=False) is None:
         raise TeeformError(
             "no KMS key given and the Pulumi CLI is not installed to look it up",
-            hint=f"pass --key-id <KMS key ARN>, or install Pulumi so `pulumi stack output kms_key_arn --stack {stack}` works",
+            hint=f"pass --key-id <KMS key ARN>, or install Pulumi so {what} works",
         )
-    out = run(["pulumi", "stack", "output", "kms_key_arn", "--stack", stack], cwd=str(project_dir)).stdout
-    arn = (out or b"").decode("utf-8", "replace").strip()
-    if not arn:
-        raise TeeformError(f"`pulumi stack output kms_key_arn --stack {stack}` printed nothing",
+    out = run(["pulumi", "stack", "output", "kms_key_arn", "--json", "--stack", stack], cwd=str(project_dir)).stdout
+    text = (out or b"").decode("utf-8", "replace").strip()
+    try:
+        value = _json.loads(text) if text else None
+    except ValueError:
+        value = text  # an older CLI printing the bare string
+    if isinstance(value, dict):
+        if target is None or not isinstance(value.get(target), str):
+            raise TeeformError(f"{what} has no key for target {target!r}",
+                               hint="targets with a key: " + (", ".join(sorted(value)) or "none") + "; choose one with --target")
+        value = value[target]
+    if not isinstance(value, str) or not value.strip():
+        raise TeeformError(f"{what} printed no key ARN",
                            hint="deploy the stack first (pulumi up), or pass --key-id")
-    return arn
+    return value.strip()

@@ -81,17 +81,36 @@ def test_metadata_only_change_moves_no_pcr():
     assert any("details changed: build_time" in n for n in d.notes)
 
 
-def test_unexplained_change_points_at_builder_and_sde():
-    old = eif_manifest()
-    new = eif_manifest(builder="0.2.0", sde=1700000500)
-    # same recorded inputs, but the app ramdisk bytes differ (e.g. cpio mtimes from SOURCE_DATE_EPOCH)
-    meas = dict(new.measurements)
-    meas["PCR2"] = pcr(b"app-v1 with other mtimes")
-    new = Manifest(**{**new.__dict__, "measurements": meas})
+def _with_pcr2(m: Manifest, data: bytes) -> Manifest:
+    return Manifest(**{**m.__dict__, "measurements": {**m.measurements, "PCR2": pcr(data)}})
+
+
+def test_unexplained_change_points_at_builder():
+    # same recorded inputs and SOURCE_DATE_EPOCH, but the app ramdisk bytes differ (another builder version)
+    old, new = eif_manifest(), _with_pcr2(eif_manifest(builder="0.2.0"), b"app-v1 laid out differently")
     ch = by_name(diff_manifests(old, new))
     assert not ch["PCR2"].explained
+    assert "possibly builder teeform 0.1.0 -> teeform 0.2.0" in ch["PCR2"].sentence()
+    # nothing recorded changed at all: say so
+    ch = by_name(diff_manifests(old, _with_pcr2(eif_manifest(), b"app-v1 laid out differently")))
+    assert not ch["PCR2"].explained and "no recorded input explains it" in ch["PCR2"].sentence()
+
+
+def test_source_date_epoch_explains_eif_ramdisk_pcrs():
+    # teeform EIFs: SOURCE_DATE_EPOCH is the mtime of every ramdisk entry (image_builder/build_eif.py)
+    old, new = eif_manifest(), _with_pcr2(eif_manifest(builder="0.2.0", sde=1700000500), b"app-v1 with other mtimes")
+    ch = by_name(diff_manifests(old, new))
+    assert ch["PCR2"].explained
     s = ch["PCR2"].sentence()
-    assert "possibly builder teeform 0.1.0 -> teeform 0.2.0" in s and "SOURCE_DATE_EPOCH 1700000000 -> 1700000500" in s
+    assert "because SOURCE_DATE_EPOCH changed (1700000000 -> 1700000500; it is the mtime of every ramdisk entry)" in s
+
+
+def test_vm_image_source_date_epoch_is_only_a_possible_cause():
+    old, new = vm_manifest(), vm_manifest()
+    new = Manifest(**{**new.__dict__, "source_date_epoch": 5,
+                      "measurements": {**new.measurements, "pcr11_sha256": "9" * 64}})
+    ch = by_name(diff_manifests(old, new))
+    assert not ch["pcr11_sha256"].explained and "possibly SOURCE_DATE_EPOCH 0 -> 5" in ch["pcr11_sha256"].sentence()
 
 
 def test_input_added_removed_and_unknown_role():
@@ -164,3 +183,77 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "cannot diff a 'eif' manifest with a 'vm-image' manifest" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text('{"kind": "eif"}')
     assert main(["measurements", "diff", a, str(tmp_path / "bad.json")]) == 2
+
+
+# ------------------------------------------------------------------------- real builds (teeform build eif)
+def _signer(tmp: Path, cn: str) -> tuple[Path, Path]:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA384()))
+    kp, cp = tmp / f"{cn}.key.pem", tmp / f"{cn}.cert.pem"
+    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return kp, cp
+
+
+def test_real_eif_builds(tmp_path, monkeypatch, capsys):
+    """Build tiny EIFs with `teeform build eif`, changing one input at a time, and check that the diff
+    names exactly that input (the role names image_builder/build_eif.py writes) as the cause."""
+    from image_builder.demo_image import LayerEntry, image_config, layer_blob, write_oci_layout
+
+    def image(name: str, text: bytes) -> Path:
+        blob = layer_blob(tmp_path / "layers", [LayerEntry("app/agent", "file", text, mode=0o755)], mtime=0)
+        cfg = image_config([blob.diff_id], cmd=["/app/agent"], env=["PATH=/bin"], created=0)
+        write_oci_layout(tmp_path / name, [blob], cfg, ref_name="agent:1")
+        return tmp_path / name
+
+    b = tmp_path / "blobs"
+    b.mkdir()
+    for n, data in (("bzImage", b"kernel"), ("init", b"init-1"), ("init2", b"init-2"), ("nsm.ko", b"nsm")):
+        (b / n).write_bytes(data)
+    img1, img2 = image("img1", b"agent v1"), image("img2", b"agent v2")
+    k1, c1 = _signer(tmp_path, "signer-1")
+    k2, c2 = _signer(tmp_path, "signer-2")
+
+    def build(out: str, img: Path = img1, init: str = "init", sde: str = "1700000000", *extra: str) -> str:
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", sde)
+        assert main(["build", "eif", "--image", str(img), "--kernel", str(b / "bzImage"), "--init", str(b / init),
+                     "--nsm", str(b / "nsm.ko"), "--cmdline", "console=ttyS0", "--name", "agent",
+                     "--out", str(tmp_path / out), *extra]) == 0
+        return str(tmp_path / out / "agent.manifest.json")
+
+    base = build("base")
+    cases = {
+        "image": (build("image", img2), {"PCR0", "PCR2", "ImageSha384"}, "input 'image' changed"),
+        "init": (build("init", init="init2"), {"PCR0", "PCR1", "ImageSha384"}, "input 'init' changed"),
+        "sde": (build("sde", sde="1800000000"), {"PCR0", "PCR1", "PCR2", "ImageSha384"},
+                "SOURCE_DATE_EPOCH changed (1700000000 -> 1800000000"),
+        "signed": (build("signed", img1, "init", "1700000000", "--signing-key", str(k1), "--signing-cert", str(c1)),
+                   {"PCR8"}, "input 'signing-certificate' added (CN=signer-1"),
+    }
+    capsys.readouterr()
+    for what, (new, changed, cause) in cases.items():
+        assert main(["measurements", "diff", base, new, "--json"]) == 0
+        j = json.loads(capsys.readouterr().out)
+        got = {m["measurement"]: m for m in j["measurements"]}
+        assert set(got) == changed, what
+        for m in got.values():
+            assert m["explained"] and any(cause in c for c in m["causes"]), (what, m)
+    resigned = build("resigned", img1, "init", "1700000000", "--signing-key", str(k2), "--signing-cert", str(c2))
+    capsys.readouterr()
+    assert main(["measurements", "diff", cases["signed"][0], resigned]) == 0
+    text = capsys.readouterr().out
+    assert "* PCR8 changed because input 'signing-certificate' changed" in text and "name CN=signer-1 -> CN=signer-2" in text
+    assert "unchanged: PCR0, PCR1, PCR2, ImageSha384" in text
+    assert "the same image was signed with another certificate" in text

@@ -116,7 +116,7 @@ def test_round_trip(project, moto_url, key_arn, capsys):
     assert d["encryption_context"] == {"teeform:stack": "dev", "teeform:target": "agent", "teeform:manifest-sha256": digest}
     assert d["aad"] == {"key_id": key_arn, "manifest_sha256": digest, "stack": "dev", "version": 1}
     assert len(base64.b64decode(d["nonce"])) == 12
-    capsys.readouterr()
+    assert "data key  KMS GenerateDataKey (AES_256)" in capsys.readouterr().err
     assert unseal(sealed_path, moto_url) == 0
     assert json.loads(capsys.readouterr().out) == EXPECTED
     assert unseal(sealed_path, moto_url, "--format", "env") == 0
@@ -246,12 +246,90 @@ def test_key_id_from_pulumi_stack_output(project, moto_url, key_arn, monkeypatch
     bindir = project / "bin"
     bindir.mkdir()
     fake = bindir / "pulumi"
-    fake.write_text(f'#!/bin/sh\n[ "$1 $2 $3 $4 $5" = "stack output kms_key_arn --stack dev" ] || exit 3\necho {key_arn}\n')
+    fake.write_text(f'#!/bin/sh\n[ "$1 $2 $3 $4 $5 $6" = "stack output kms_key_arn --json --stack dev" ] || exit 3\n'
+                    f'echo \'"{key_arn}"\'\n')
     fake.chmod(0o755)
     monkeypatch.setenv("TEEFORM_TOOLS_DIR", str(bindir))
     assert main(["seal", "--stack", "dev", "--in", str(project / "secrets.env"), "--out", str(project / "s.json"),
                  "--endpoint-url", moto_url, "--project-dir", str(project)]) == 0
     assert json.loads((project / "s.json").read_text())["key_id"] == key_arn
+
+
+def test_key_id_from_multi_target_stack_output(project, moto_url, key_arn, other_key_arn, monkeypatch, capsys):
+    """With several targets the program exports kms_key_arn as a map keyed by target name
+    (components/registry.py shape_outputs); --target picks the entry."""
+    _manifest(project / "build" / "worker.manifest.json", "77" * 48)
+    (project / "stacks" / "Pulumi.multi.yaml").write_text(
+        "config:\n  teeform:targets:\n"
+        f"    - {{name: agent, cloud: aws, region: {REGION}, tee: nitro-enclave, manifests: [build/dev.manifest.json]}}\n"
+        f"    - {{name: worker, cloud: aws, region: {REGION}, tee: nitro-enclave, manifests: [build/worker.manifest.json]}}\n")
+    bindir = project / "bin"
+    bindir.mkdir()
+    fake = bindir / "pulumi"
+    outputs = json.dumps({"agent": key_arn, "worker": other_key_arn})
+    fake.write_text(f'#!/bin/sh\n[ "$1 $2 $3 $4 $5 $6" = "stack output kms_key_arn --json --stack multi" ] || exit 3\n'
+                    f"echo '{outputs}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("TEEFORM_TOOLS_DIR", str(bindir))
+    args = ["seal", "--stack", "multi", "--in", str(project / "secrets.env"), "--out", str(project / "w.json"),
+            "--endpoint-url", moto_url, "--project-dir", str(project)]
+    assert main(args) == 2
+    assert "choose one with --target" in capsys.readouterr().err
+    assert main([*args, "--target", "worker"]) == 0
+    d = json.loads((project / "w.json").read_text())
+    assert d["key_id"] == other_key_arn and d["encryption_context"]["teeform:target"] == "worker"
+    assert d["encryption_context"]["teeform:manifest-sha256"] == manifest_sha256(project / "build" / "worker.manifest.json")
+
+
+class DeployerSealKMS:
+    """moto's KMS answering GenerateDataKey the way real KMS does under the stack's key policy, whose
+    DeployerSeal statement grants the deployer only kms:Encrypt and kms:DescribeKey
+    (components/aws/attested_key.py): AccessDeniedException. moto does not evaluate key policies."""
+
+    def __init__(self, client, *, deny_encrypt: bool = False):
+        self.kms, self.deny_encrypt, self.calls = client, deny_encrypt, []
+
+    def _denied(self, op):
+        from botocore.exceptions import ClientError
+
+        return ClientError({"Error": {"Code": "AccessDeniedException", "Message": f"not authorized to perform {op}"}}, op)
+
+    def generate_data_key(self, **kw):
+        self.calls.append("GenerateDataKey")
+        raise self._denied("kms:GenerateDataKey")
+
+    def encrypt(self, **kw):
+        self.calls.append("Encrypt")
+        if self.deny_encrypt:
+            raise self._denied("kms:Encrypt")
+        return self.kms.encrypt(**kw)
+
+
+def test_generate_data_key_denied_falls_back_to_encrypt(project, moto_url, kms, key_arn, capsys):
+    from teeform.seal import seal_secrets
+
+    emu = DeployerSealKMS(kms)
+    notes: list[str] = []
+    sealed = seal_secrets(EXPECTED, kms=emu, key_id=key_arn, stack="dev", target="agent",
+                          manifest_sha256="ab" * 32, note=notes.append)
+    assert emu.calls == ["GenerateDataKey", "Encrypt"] and "wrapped with KMS Encrypt" in notes[0]
+    p = project / "enc.json"
+    p.write_text(sealed.to_json())
+    capsys.readouterr()
+    assert unseal(p, moto_url) == 0  # plain KMS Decrypt (moto) opens the Encrypt-wrapped data key
+    assert json.loads(capsys.readouterr().out) == EXPECTED
+    # the encryption context still binds it
+    edit(p, lambda d: (d["encryption_context"].update({"teeform:stack": "prod"}), d["aad"].update(stack="prod")))
+    assert unseal(p, moto_url) == 2
+    assert "InvalidCiphertextException" in capsys.readouterr().err
+
+
+def test_both_denied_names_both(kms, key_arn):
+    from teeform.seal import seal_secrets
+
+    with pytest.raises(TeeformError, match="GenerateDataKey failed: AccessDeniedException.*Encrypt failed: AccessDenied"):
+        seal_secrets(EXPECTED, kms=DeployerSealKMS(kms, deny_encrypt=True), key_id=key_arn, stack="dev",
+                     target="agent", manifest_sha256="ab" * 32)
 
 
 # ---------------------------------------------------------------------------------------- input parsing

@@ -24,8 +24,13 @@ def cmd(old_manifest: Path, new_manifest: Path, markdown: bool, as_json: bool) -
 
     \b
     EIF: PCR1 = kernel + cmdline + bootstrap ramdisk (init, nsm); PCR2 = application
-    image; PCR0 = ImageSha384 = both; PCR8 = signing certificate.
+    image; PCR0 = ImageSha384 = both; PCR8 = signing certificate. SOURCE_DATE_EPOCH
+    is the mtime of every ramdisk entry, so it moves PCR0/1/2 too.
     vm-image: roothash, UKI Authenticode, PCR 11/12, RTMR1/2, SNP launch digest.
+
+    \b
+    Exit 0 whether or not anything changed; 2 for a missing/invalid manifest.
+    Example (PR comment):  teeform measurements diff old.manifest.json new.manifest.json --markdown
     """
     if markdown and as_json:
         from teeform.errors import TeeformError

@@ -22,7 +22,8 @@ from teeform.fsutil import atomic_output
               help="Secrets: a .env file (NAME=VALUE lines) or a JSON object of strings.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Sealed JSON file to write (mode 0600, atomic).")
-@click.option("--key-id", help="KMS key ARN/id/alias (default: `pulumi stack output kms_key_arn --stack <stack>`).")
+@click.option("--key-id", help="KMS key ARN/id/alias (default: the stack output kms_key_arn, via "
+              "`pulumi stack output kms_key_arn --json --stack <stack>`; with several targets, the --target entry).")
 @click.option("--region", help="AWS region (default: the target's region).")
 @click.option("--endpoint-url", help="KMS endpoint URL (e.g. a local moto server).")
 @click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False),
@@ -35,6 +36,12 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
     KMS GenerateDataKey (AES_256) with EncryptionContext
       {teeform:stack, teeform:target, teeform:manifest-sha256}
     then AES-256-GCM of the secrets locally; the plaintext data key is discarded.
+    If the key policy denies GenerateDataKey (the stack's policy grants the
+    deployer only kms:Encrypt), a local random key is wrapped with KMS Encrypt
+    under the same context instead; unsealing is identical.
+
+    \b
+    Example:  teeform seal --stack dev --in secrets.env --out sealed.json
     """
     from teeform.manifest import load_manifest, manifest_sha256
     from teeform.seal import kms_client, load_secrets, resolve_key_id, seal_secrets
@@ -57,14 +64,20 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
     load_manifest(manifest_path)  # must exist and be valid: its digest is what the secrets are bound to
     digest = manifest_sha256(manifest_path)
     secrets = load_secrets(in_path)
-    arn = resolve_key_id(key_id, stack, pdir)
+    arn = resolve_key_id(key_id, stack, pdir, tgt.name)
     kms = kms_client(region=region or tgt.region, endpoint_url=endpoint_url)
-    sealed = seal_secrets(secrets, kms=kms, key_id=arn, stack=stack, target=tgt.name, manifest_sha256=digest)
+    how: list[str] = []
+    sealed = seal_secrets(secrets, kms=kms, key_id=arn, stack=stack, target=tgt.name, manifest_sha256=digest,
+                          note=how.append)
     with atomic_output(out_path, 0o600) as fh:
         fh.write(sealed.to_json().encode("utf-8"))
     click.echo(f"sealed {len(secrets)} secret(s) for stack {stack!r} target {tgt.name!r} -> {out_path} (mode 0600)", err=True)
     click.echo(f"  key       {sealed.key_id}", err=True)
-    click.echo(f"  manifest  {manifest_path} sha256 {digest}", err=True)
+    from teeform.nitro.verify import display_path
+
+    click.echo(f"  manifest  {display_path(manifest_path)} sha256 {digest}", err=True)
+    for line in how:
+        click.echo(f"  data key  {line}", err=True)
 
 
 @click.command("unseal")

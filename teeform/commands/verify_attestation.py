@@ -50,6 +50,11 @@ def cmd(document: str, stack: str | None, manifests: tuple[Path, ...], nonce: st
     Root-G1; certificate validity at the document's timestamp (or --at now for a live
     document); PCR0/1/2 (+PCR8 if pinned) equal one allowed manifest; nonce; debug mode.
     Exit 0 = all pass, 1 = a check failed, 2 = unusable input.
+
+    \b
+    Examples:
+      teeform verify attestation doc.b64 --stack prod --at now --nonce 8f3a...
+      teeform verify attestation - --manifest build/agent.manifest.json --json < doc.cbor
     """
     if bool(stack) == bool(manifests):
         raise TeeformError("give exactly one of --stack <name> or --manifest <file> (repeatable)")

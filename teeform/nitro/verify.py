@@ -224,8 +224,17 @@ def load_root(path: str | Path | None = None) -> Root:
     return Root(cert, digest, str(p), pinned=path is None)
 
 
+def display_path(p: str | Path) -> str:
+    """``p`` relative to the current directory when it lies under it (as typed otherwise), for messages."""
+    try:
+        return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)
+
+
 def allowed_from_manifests(paths: Iterable[str | Path]) -> tuple[list[AllowedMeasurements], list[str]]:
-    """Load the EIF manifests among ``paths`` as allowed measurement sets.
+    """Load the EIF manifests among ``paths`` as allowed measurement sets (``source`` is the path
+    relative to the current directory when under it, see :func:`display_path`).
 
     Returns:
         (allowed sets, notes about skipped non-EIF manifests).
@@ -243,7 +252,7 @@ def allowed_from_manifests(paths: Iterable[str | Path]) -> tuple[list[AllowedMea
         if m.kind is not ArtifactKind.EIF:
             notes.append(f"skipped {p}: kind {m.kind.value!r} is not an EIF manifest")
             continue
-        allowed.append(AllowedMeasurements(str(p), {k: m.measurements[k] for k in CHECKED_PCRS if k in m.measurements}))
+        allowed.append(AllowedMeasurements(display_path(p), {k: m.measurements[k] for k in CHECKED_PCRS if k in m.measurements}))
     if not allowed:
         raise TeeformError(
             "no EIF manifest to compare the PCRs with" + (f" (given: {', '.join(map(str, paths))})" if paths else ""),
