@@ -16,32 +16,6 @@ CHUNK = 1 << 20  # 1 MiB read size for streaming hashes
 
 
 @contextlib.contextmanager
-def atomic_output(path: os.PathLike[str] | str, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Open a temporary file next to ``path`` for binary writing; rename it over ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is left untouched (it is never
-    half-written). The file is fsync'ed before the rename and gets permission bits ``mode``.
-
-    Yields:
-        a writable binary file object.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
 def atomic_output_path(path: os.PathLike[str] | str, mode: int = 0o644) -> Iterator[Path]:
     """Yield a temporary *path* next to ``path`` for an external tool to write; rename it over ``path`` on success.
 
@@ -66,6 +40,21 @@ def atomic_output_path(path: os.PathLike[str] | str, mode: int = 0o644) -> Itera
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: os.PathLike[str] | str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Open a temporary file next to ``path`` for binary writing; rename it over ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched (it is never
+    half-written). The file is fsync'ed before the rename and gets permission bits ``mode``
+    (see :func:`atomic_output_path`, which this wraps).
+
+    Yields:
+        a binary file object open for reading and writing (``w+b``).
+    """
+    with atomic_output_path(path, mode) as tmp, open(tmp, "w+b") as fh:  # read-write, as callers may read back
+        yield fh
 
 
 def atomic_write_bytes(path: os.PathLike[str] | str, data: bytes, mode: int = 0o644) -> None:
