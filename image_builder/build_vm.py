@@ -25,9 +25,12 @@ guideline 4; mkosi ``build_image``). Each step logs ``teeform: <step> ... <secon
    of the roothash), root-verity (last 128 bits), types from the Discoverable Partitions
    Specification (uki-verity.md §5), fixed disk GUID -> ``<name>.raw``.
 8. ``convert_formats``: :func:`image_builder.diskformats.convert` for each of ``--format``.
-9. ``predict_measurements``: :func:`image_builder.uki.predict_vm_measurements`.
+9. ``predict_measurements``: :func:`image_builder.uki.predict_vm_measurements`, plus the SEV-SNP
+   launch digest with ``--ovmf`` (direct boot when the firmware has SNP_KERNEL_HASHES; then
+   ``<name>.initrd`` is also moved to ``--out``).
 10. ``write_manifest``: kind ``vm-image``; the manifest's ``artifact`` is the **raw disk**
     (``<name>.raw``); the other formats are listed under ``details.formats`` with their SHA-256.
+    ``details.measurement_assumptions`` maps each measurement to what it assumes.
 
 Everything is written into a temporary directory inside ``--out`` and renamed into place only after
 every step succeeded (manifest last), so a failed build leaves no partial output.
@@ -129,6 +132,7 @@ class BuildContext:
     inputs: list[InputDigest] = field(default_factory=list)
     manifest: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    snp_initrd: Path | None = None  # set when the SEV-SNP digest is for a direct boot (initrd goes to --out)
 
     def path(self, suffix: str) -> Path:
         """``<staging>/<name><suffix>``."""
@@ -145,6 +149,7 @@ class BuildResult:
     manifest: Path
     measurements: dict[str, str]
     timings: dict[str, float]
+    initrd: Path | None = None  # <name>.initrd, only when snp_launch_digest is for a direct boot
 
 
 @contextlib.contextmanager
@@ -194,6 +199,8 @@ def check_config(config: BuildConfig) -> None:
             )
     if config.vcpus < 1:
         raise TeeformError("must be at least 1", field="--vcpus")
+    if config.ovmf is not None:
+        check_snp_options(config)
     tools = {
         "veritysetup": "open the dm-verity root in the initrd", "ldd": "collect veritysetup's libraries",
         "busybox": "provide the initrd's shell", "mkfs.vfat": "make the EFI system partition",
@@ -204,6 +211,37 @@ def check_config(config: BuildConfig) -> None:
         tools["qemu-img"] = "write the qcow2 image"
     for tool, reason in tools.items():
         find_tool(tool, reason=reason)
+
+
+def check_snp_options(config: BuildConfig) -> None:
+    """Check ``--ovmf`` / ``--vcpu-type`` before any work (the SEV-SNP prediction runs last).
+
+    The firmware must carry SEV metadata (footer GUID ``dc886566-…``, uki-verity.md §7; Debian
+    bookworm's ``OVMF_CODE_4M.fd`` has none), and the vCPU type must be one sev-snp-measure knows
+    (``sevsnpmeasure.vcpu_types.CPU_SIGS``).
+
+    Raises:
+        TeeformError: with ``field`` ``--ovmf`` or ``--vcpu-type``.
+    """
+    from sevsnpmeasure.vcpu_types import CPU_SIGS
+
+    from image_builder import snp
+
+    if config.vcpu_type not in CPU_SIGS:
+        raise TeeformError(f"unknown vCPU type {config.vcpu_type!r}", field="--vcpu-type",
+                           hint="one of " + ", ".join(sorted(CPU_SIGS)))
+    assert config.ovmf is not None
+    try:
+        sections = snp.ovmf_sev_sections(config.ovmf)
+    except TeeformError as exc:
+        raise TeeformError(exc.message, path=config.ovmf, field="--ovmf", hint=exc.hint) from None
+    if not sections:
+        raise TeeformError(
+            "this firmware has no SEV metadata (OVMF footer GUID dc886566-984a-4798-a75e-5585a7bf67cc), so an "
+            "SEV-SNP guest cannot launch it and no launch digest exists", path=config.ovmf, field="--ovmf",
+            hint="use an AmdSev OVMF build (OvmfPkg/AmdSev/AmdSevX64.dsc, Debian sid 'ovmf-amdsev') or a cloud's "
+                 "published SEV-SNP firmware; leave out --ovmf to skip the SEV-SNP prediction",
+        )
 
 
 # --------------------------------------------------------------------------- steps
@@ -342,16 +380,77 @@ def predict_measurements(ctx: BuildContext) -> None:
     """Predict the UKI's Authenticode hashes, PCR 11/12, RTMR1/2 (+ SNP with ``--ovmf``).
 
     RTMR1 includes the firmware's GPT event for this disk (:func:`image_builder.tdx.gpt_event_data`).
-    """
-    from image_builder import tdx, uki
 
-    assert ctx.uki is not None and ctx.disk is not None
+    SEV-SNP (uki-verity.md §7): when ``--ovmf`` has an SNP_KERNEL_HASHES section (an AmdSev build),
+    ``snp_launch_digest`` is the digest of a **direct boot** of this image's kernel, initrd and
+    ``.cmdline`` (QEMU ``-kernel <kernel> -initrd <name>.initrd -append '<cmdline>'`` with
+    ``kernel-hashes=on``, the disk attached for the root): the command line carries ``roothash=``,
+    so the launch digest pins the root file system too, and ``<name>.initrd`` is written to
+    ``--out``. Otherwise (SEV metadata but no kernel hashes) it is the firmware-only digest, which
+    does not cover a UKI booted from disk (recorded as an assumption).
+    """
+    from image_builder import snp, tdx, uki
+
+    assert ctx.uki is not None and ctx.disk is not None and ctx.initrd is not None
     cfg = ctx.config
-    pred = uki.predict_vm_measurements(
-        ctx.uki, ovmf=cfg.ovmf, vcpus=cfg.vcpus, vcpu_type=cfg.vcpu_type, gpt_event_data=tdx.gpt_event_data(ctx.disk),
-    )
+    pred = uki.predict_vm_measurements(ctx.uki, gpt_event_data=tdx.gpt_event_data(ctx.disk))
     ctx.measurements.update(pred["measurements"])
     ctx.prediction_details = dict(pred["details"])
+    if cfg.ovmf is None:
+        return
+    direct = "SNP_KERNEL_HASHES" in snp.ovmf_sev_sections(cfg.ovmf)
+    inputs = snp.SnpInputs(ovmf=Path(cfg.ovmf), vcpus=cfg.vcpus, vcpu_type=cfg.vcpu_type)
+    if direct:
+        inputs = snp.SnpInputs(ovmf=Path(cfg.ovmf), vcpus=cfg.vcpus, vcpu_type=cfg.vcpu_type, kernel=Path(cfg.kernel),
+                               initrd=ctx.initrd.path, cmdline=ctx.cmdline)
+    res = snp.predict_snp_launch_digest(inputs)
+    ctx.measurements["snp_launch_digest"] = res.launch_digest
+    info = res.to_json()
+    if direct:
+        ctx.snp_initrd = ctx.initrd.path
+        info["direct_boot"] = {"kernel": Path(cfg.kernel).name, "initrd": f"{cfg.name}.initrd", "append": ctx.cmdline}
+    else:
+        info["direct_boot"] = None
+    ctx.prediction_details["snp_launch_digest"] = info
+
+
+def measurement_assumptions(ctx: BuildContext) -> dict[str, list[str]]:
+    """``{measurement name: [what the value assumes]}`` for every measurement of the manifest.
+
+    Collected from the prediction details (stub version and sections for PCR 11, the firmware
+    boot path for RTMR1, firmware digest and vCPU shape for SEV-SNP) plus the build's own facts
+    (dm-verity parameters, stub digest), so a policy author sees each value's premises next to it.
+    """
+    cfg = ctx.config
+    d = ctx.prediction_details
+    v = ctx.verity
+    stub_sha = hash_file(cfg.stub)["sha256"]
+    stub = f"systemd-stub {d.get('stub_version')} ({d.get('stub_version_source')}), file sha256 {stub_sha}"
+    out: dict[str, list[str]] = {}
+    for name in ctx.measurements:
+        if name == "roothash":
+            out[name] = [
+                f"dm-verity format 1, {v.hash_name}, data/hash blocks {v.data_block_size}/{v.hash_block_size}, "
+                f"{v.data_blocks} data blocks, salt {v.salt} (derived from the {cfg.fs} image's SHA-256), "
+                "superblock at the start of the root-verity partition (veritysetup format compatible)",
+            ]
+        elif name.startswith("uki_authenticode_"):
+            out[name] = [
+                "PE Authenticode of the UKI as written (unsigned); signing it with sbsign/pesign does not change it "
+                "(size is a multiple of FileAlignment, no trailing data)",
+                "measured by the firmware into PCR 4 (vTPM) / RTMR1 (TDX) when it loads EFI/BOOT/BOOTX64.EFI",
+            ]
+        elif name.startswith(("pcr11_", "pcr12_")):
+            pcr, bank = name.split("_", 1)
+            pred = d.get(pcr, {}).get(bank, {})
+            out[name] = [stub, *pred.get("assumptions", [])]
+        elif name in ("rtmr1", "rtmr2"):
+            out[name] = [stub, *d.get(name, {}).get("assumptions", [])]
+        elif name == "snp_launch_digest":
+            out[name] = list(d.get(name, {}).get("assumptions", []))
+        else:  # pragma: no cover - every name above is handled; keep new ones visible
+            out[name] = []
+    return out
 
 
 def write_manifest_step(ctx: BuildContext) -> None:
@@ -391,6 +490,7 @@ def write_manifest_step(ctx: BuildContext) -> None:
             "firmware_sha256": hash_file(cfg.ovmf)["sha256"] if cfg.ovmf else None,
         },
         "prediction": ctx.prediction_details,
+        "measurement_assumptions": measurement_assumptions(ctx),
     }
     manifest = Manifest(
         kind=ArtifactKind.VM_IMAGE, name=cfg.name, version=cfg.version, artifact=Artifact.from_file(ctx.disk),
@@ -441,9 +541,14 @@ def build_vm_image(config: BuildConfig) -> BuildResult:
             os.replace(p, final[fmt])
         uki_final = out / ctx.uki.name
         os.replace(ctx.uki, uki_final)
+        initrd_final = None
+        if ctx.snp_initrd is not None:
+            initrd_final = out / ctx.snp_initrd.name
+            os.replace(ctx.snp_initrd, initrd_final)
         manifest_final = out / ctx.manifest.name
         os.replace(ctx.manifest, manifest_final)
-    return BuildResult(final["raw"], final, uki_final, manifest_final, dict(ctx.measurements), dict(ctx.timings))
+    return BuildResult(final["raw"], final, uki_final, manifest_final, dict(ctx.measurements), dict(ctx.timings),
+                       initrd_final)
 
 
 # --------------------------------------------------------------------------- pure helpers

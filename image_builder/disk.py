@@ -10,10 +10,12 @@ What is checked and reported:
 1. the container format and its raw bytes: :func:`image_builder.diskformats.open_raw_view` (raw,
    fixed VHD without its footer, and temporary raw copies of qcow2 / dynamic VHD / GCE tarballs);
 2. the GPT (:func:`image_builder.gpt.read_disk_layout`: both headers and CRCs);
-3. the ESP (type ``c12a7328-…``): ``EFI/BOOT/BOOTX64.EFI`` is copied out with mtools
-   (``mcopy -i <raw>@@<offset>``) and measured with :func:`image_builder.uki.predict_vm_measurements`
+3. the ESP (type ``c12a7328-…``): the UKI is copied out with mtools (``mcopy -i <raw>@@<offset>``;
+   :func:`find_uki`: ``EFI/BOOT/BOOTX64.EFI`` when it is a UKI, else the single ``EFI/Linux/*.efi``
+   of a systemd-boot/mkosi layout) and measured with :func:`image_builder.uki.predict_vm_measurements`
    (Authenticode, PCR 11/12 for the detected stub version) - RTMR1 with this disk's GPT event
-   (:func:`image_builder.tdx.gpt_event_data`), so it equals the build manifest's ``rtmr1``;
+   (:func:`image_builder.tdx.gpt_event_data`), so it equals the build manifest's ``rtmr1`` (RTMR1 is
+   left out when a boot loader starts the UKI);
 4. the dm-verity root: the superblock of the root-verity partition (type ``2c7357ed-…``) is read, its
    ``data_blocks`` must fit in the root partition (type ``4f68bce3-…``), and the whole tree is
    recomputed and compared (:func:`image_builder.verity.verify_hash_tree`);
@@ -65,6 +67,58 @@ def _cmdline_value(cmdline: str, key: str) -> str | None:
     return None
 
 
+def _is_uki(path: Path) -> bool:
+    from image_builder.pe import read_pe_headers
+
+    try:
+        return read_pe_headers(path).section(".linux") is not None
+    except TeeformError:
+        return False
+
+
+def find_uki(raw: Path, esp_offset: int, tmp: Path, *, disk: Path, esp_number: int) -> tuple[Path, str]:
+    """Copy the UKI out of the ESP at byte ``esp_offset`` of ``raw`` into ``tmp``; return (copy, ESP path).
+
+    Where (UAPI Boot Loader Specification, type #2 entries; UAPI.5 UKI): ``EFI/BOOT/BOOTX64.EFI`` when
+    it is a UKI (a PE with a ``.linux`` section: teeform's layout, the firmware starts the UKI), else
+    the single ``EFI/Linux/*.efi`` (mkosi / systemd-boot layout, BOOTX64.EFI being the boot loader).
+
+    Raises:
+        TeeformError: no BOOTX64.EFI, or it is not a UKI and ``EFI/Linux`` holds no UKI or several
+            (which one boots depends on the loader's configuration).
+    """
+    env = {"MTOOLSRC": "/dev/null"}
+    img = f"{raw}@@{esp_offset}"
+    first = tmp / "BOOTX64.EFI"
+    try:
+        run(["mcopy", "-n", "-i", img, UKI_ESP_PATH, str(first)], env=env)
+    except TeeformError as exc:
+        raise TeeformError(f"cannot copy EFI/BOOT/BOOTX64.EFI out of the ESP: {exc.message}", path=disk,
+                           field=f"partition {esp_number}") from None
+    if _is_uki(first):
+        return first, UKI_ESP_PATH.removeprefix("::/")
+    try:
+        listing = run(["mdir", "-b", "-i", img, "::/EFI/Linux"], env=env).stdout.decode("utf-8", "replace")
+    except TeeformError:
+        listing = ""
+    names = sorted(line.strip().removeprefix("::/").removeprefix("::") for line in listing.splitlines()
+                   if line.strip().lower().endswith(".efi"))
+    found: list[tuple[Path, str]] = []
+    for i, name in enumerate(names):
+        dest = tmp / f"uki{i}.efi"
+        run(["mcopy", "-n", "-i", img, "::/" + name.lstrip("/"), str(dest)], env=env)
+        if _is_uki(dest):
+            found.append((dest, name.lstrip("/")))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise TeeformError("EFI/BOOT/BOOTX64.EFI is not a UKI (no .linux section) and EFI/Linux/ holds no UKI",
+                           path=disk, field=f"partition {esp_number}")
+    raise TeeformError(f"EFI/Linux/ holds several UKIs ({', '.join(n for _, n in found)}); which one boots "
+                       "depends on the boot loader's configuration", path=disk, field=f"partition {esp_number}",
+                       hint="measure the UKI file itself: teeform measure <uki.efi>")
+
+
 def check_disk(path: os.PathLike[str] | str) -> DiskCheck:
     """Run checks 1-5 of the module docstring on ``path``.
 
@@ -87,20 +141,16 @@ def check_disk(path: os.PathLike[str] | str) -> DiskCheck:
                 raise TeeformError(f"the disk has no {what} (type {t})", path=p, field="gpt")
         esp, root, hashp = parts[ESP_TYPE], parts[ROOT_TYPE], parts[ROOT_VERITY_TYPE]
 
-        uki_path = Path(tmp) / "BOOTX64.EFI"
-        try:
-            run(["mcopy", "-n", "-i", f"{raw}@@{esp.offset}", UKI_ESP_PATH, str(uki_path)], env={"MTOOLSRC": "/dev/null"})
-        except TeeformError as exc:
-            raise TeeformError(f"cannot copy EFI/BOOT/BOOTX64.EFI out of the ESP: {exc.message}", path=p,
-                               field=f"partition {esp.number}") from None
+        uki_path, esp_path = find_uki(raw, esp.offset, Path(tmp), disk=p, esp_number=esp.number)
         cmd_bytes = read_section_bytes(uki_path, ".cmdline")
         if cmd_bytes is None:
             raise TeeformError("the UKI has no .cmdline section, so nothing pins the root hash", path=p,
-                               field="EFI/BOOT/BOOTX64.EFI")
+                               field=esp_path)
         cmdline = cmd_bytes.decode("utf-8", "replace").strip("\0").strip()
         want = _cmdline_value(cmdline, "roothash")
         if not want:
-            raise TeeformError("the UKI's .cmdline has no roothash=", path=p, field="EFI/BOOT/BOOTX64.EFI:.cmdline")
+            extra = " (usrhash= /usr verity images are not supported)" if _cmdline_value(cmdline, "usrhash") else ""
+            raise TeeformError(f"the UKI's .cmdline has no roothash={extra}", path=p, field=f"{esp_path}:.cmdline")
 
         sb = verity.read_superblock(raw, offset=hashp.offset)
         if sb.data_blocks * sb.data_block_size > root.size:
@@ -124,13 +174,21 @@ def check_disk(path: os.PathLike[str] | str) -> DiskCheck:
                     f"({exp_root} / {exp_hash}); the initrd would not find the root", path=p, field="gpt")
 
         pred = uki.predict_vm_measurements(uki_path, gpt_event_data=tdx.gpt_event_data(raw))
+        if esp_path != UKI_ESP_PATH.removeprefix("::/"):
+            # A boot loader (e.g. systemd-boot) sits at BOOTX64.EFI and loads the UKI: the firmware then
+            # measures the loader too, which the RTMR1 model (UKI started by the firmware) does not cover.
+            pred["measurements"].pop("rtmr1", None)
+            pred["details"]["rtmr1"] = {"assumptions": [
+                f"not predicted: EFI/BOOT/BOOTX64.EFI is a boot loader that loads {esp_path}, so RTMR1 / PCR 4 "
+                "also hold the loader's Authenticode digest and events"]}
         uki_layout = uki.read_uki_layout(uki_path)
         from teeform.fsutil import hash_file
 
-        uki_info = {"esp_partition": esp.number, "esp_path": "EFI/BOOT/BOOTX64.EFI", "size": uki_layout.size,
+        uki_info = {"esp_partition": esp.number, "esp_path": esp_path, "size": uki_layout.size,
                     "sha256": hash_file(uki_path)["sha256"],
                     "sections": [{"name": s.name, "virtual_size": s.virtual_size, "sha256": s.digests["sha256"]}
-                                 for s in uki_layout.sections]}
+                                 for s in uki_layout.sections],
+                    "section_rows": uki.section_rows(uki_layout, pred["details"]["stub_version"])}
         return DiskCheck(
             path=str(p), format=fmt, disk=layout.to_dict(), roothash=got, cmdline=cmdline,
             verity={"hash": sb.hash_name, "data_block_size": sb.data_block_size, "hash_block_size": sb.hash_block_size,
@@ -143,8 +201,9 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
     """``teeform measure DISK``: roothash (recomputed and checked) plus the measurements of the UKI on the ESP.
 
     Measurement names: ``roothash`` and the names ``teeform measure UKI`` uses
-    (``AuthenticodeSha256/384``, ``PCR11_sha256/384``, ``RTMR1``, ``RTMR2`` for stubs >= 256), with
-    RTMR1 including this disk's GPT event.
+    (``AuthenticodeSha256/384``, ``PCR11_sha256/384``, ``PCR12_sha256/384``, ``RTMR1``, ``RTMR2``
+    for stubs >= 256), with RTMR1 including this disk's GPT event. The table lists the partitions,
+    then the UKI's sections.
 
     Returns:
         :class:`teeform.report.MeasurementReport` with kind ``"disk"``.
@@ -163,8 +222,11 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
         "AuthenticodeSha384": m["uki_authenticode_sha384"],
         "PCR11_sha256": m["pcr11_sha256"],
         "PCR11_sha384": m["pcr11_sha384"],
-        "RTMR1": m["rtmr1"],
+        "PCR12_sha256": m["pcr12_sha256"],
+        "PCR12_sha384": m["pcr12_sha384"],
     }
+    if "rtmr1" in m:
+        measurements["RTMR1"] = m["rtmr1"]
     if "rtmr2" in m:
         measurements["RTMR2"] = m["rtmr2"]
     facts: dict[str, Any] = {
@@ -176,14 +238,17 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
         "RoothashMatchesCmdline": True,
         "VerityTree": f"{c.verity['data_blocks']} blocks of {c.verity['data_block_size']} B, {c.verity['hash']}, "
                       f"salt {c.verity['salt']}",
+        "UkiPath": c.uki["esp_path"],
         "UkiSha256": c.uki["sha256"],
     }
     rows = [{"name": q["name"], "number": q["number"], "type": q["type"], "partuuid": q["partuuid"],
              "offset": q["offset"], "size": q["size"]} for q in c.disk["partitions"]]
+    # Then the per-section table of the UKI on the ESP (same columns as `teeform measure uki.efi`).
+    rows += c.uki["section_rows"]
     notes = [
         PCR12_NOTE,
         "roothash was recomputed from the root partition and equals roothash= in the UKI's .cmdline, so PCR 11 and "
         "the UKI's Authenticode hash pin the root file system.",
-        "RTMR1 assumes: " + "; ".join(c.uki_details.get("rtmr1", {}).get("assumptions", [])),
+        ("RTMR1 assumes: " if "rtmr1" in m else "RTMR1 ") + "; ".join(c.uki_details.get("rtmr1", {}).get("assumptions", [])),
     ]
     return MeasurementReport(c.path, "disk", measurements, facts, rows, notes)

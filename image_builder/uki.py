@@ -654,12 +654,48 @@ def _predict(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, stub_versio
     return {"measurements": measurements, "details": details}
 
 
+def section_rows(layout: UkiLayout, stub_version: int) -> list[dict[str, Any]]:
+    """The per-section table of ``teeform measure``: name, RVA, VirtualSize, SHA-256 of the measured
+    bytes, and ``pcr11`` = the section's position in the stub's PCR 11 measurement order (``-`` when
+    that stub version does not measure it, or it is empty; uki-verity.md §1.1-§1.2)."""
+    from image_builder.pcr11 import measured_sections
+
+    order = [n for n in measured_sections(stub_version) if (sec := layout.section(n)) is not None and sec.size]
+    return [{"name": s.name, "rva": f"{s.virtual_address:#x}", "virtual_size": s.virtual_size,
+             "pcr11": str(order.index(s.name) + 1) if s.name in order and layout.section(s.name) is s else "-",
+             "sha256": s.digests["sha256"]} for s in layout.sections]
+
+
+def _plain_pe_report(path: os.PathLike[str] | str, layout: UkiLayout) -> Any:
+    """Report for a PE file without ``.linux`` (a boot loader, a bare stub, a kernel): kind ``"pe"``,
+    only the Authenticode digests - a PCR 11 value would be meaningless (no kernel is started)."""
+    from image_builder.authenticode import authenticode_digest
+    from teeform.report import MeasurementReport
+
+    auth = authenticode_digest(path, ("sha256", "sha384"))
+    rows = [{"name": s.name, "rva": f"{s.virtual_address:#x}", "virtual_size": s.virtual_size,
+             "sha256": s.digests["sha256"]} for s in layout.sections]
+    facts = {"Size": layout.size, "TimeDateStamp": layout.time_date_stamp,
+             "SectionAlignment": f"{layout.section_alignment:#x}", "FileAlignment": f"{layout.file_alignment:#x}"}
+    notes = ["Not a UKI (no .linux section): only the Authenticode digest is meaningful - what the firmware "
+             "measures into PCR 4 / TDX RTMR1 when it loads this file (uki-verity.md §1.5). PCR 11 is not predicted."]
+    return MeasurementReport(os.fspath(path), "pe", {"AuthenticodeSha256": auth["sha256"],
+                                                     "AuthenticodeSha384": auth["sha384"]}, facts, rows, notes)
+
+
 def measure_report(path: os.PathLike[str] | str) -> Any:
     """``teeform measure UKI``: Authenticode SHA-256/384, PCR 11 (sha256, sha384) for the detected
-    stub version, RTMR1, a per-section table and the PCR 12 note.
+    stub version, the expected PCR 12 (nothing measured: zeros), RTMR1 (RTMR2 for stubs >= 256), a
+    per-section table and the PCR 12 note. Works on any UKI (ukify, mkosi, objcopy recipes): only
+    the PE section table and the stub's ``.sbat``/``.sdmagic`` are read.
+
+    Measurement names correspond to the manifest's: ``AuthenticodeSha256/384`` =
+    ``uki_authenticode_sha256/384``, ``PCR11_*`` = ``pcr11_*``, ``PCR12_*`` = ``pcr12_*``,
+    ``RTMR1/2`` = ``rtmr1/2`` (RTMR1 here without a GPT event: a bare UKI has no disk).
 
     Returns:
-        :class:`teeform.report.MeasurementReport` with kind ``"uki"``.
+        :class:`teeform.report.MeasurementReport` with kind ``"uki"``; kind ``"pe"`` (Authenticode
+        only) for a PE file without a ``.linux`` section.
 
     Raises:
         TeeformError: not a PE file or no detectable stub version.
@@ -668,6 +704,8 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
     from teeform.report import MeasurementReport
 
     layout = read_uki_layout(path)
+    if layout.section(".linux") is None:
+        return _plain_pe_report(path, layout)
     pred = _predict(path, layout, stub_version=None, ovmf=None, vcpus=None, vcpu_type=None,
                     gpt_event_data=None, secure_boot=False)
     m = pred["measurements"]
@@ -677,6 +715,8 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
         "AuthenticodeSha384": m["uki_authenticode_sha384"],
         "PCR11_sha256": m["pcr11_sha256"],
         "PCR11_sha384": m["pcr11_sha384"],
+        "PCR12_sha256": m["pcr12_sha256"],
+        "PCR12_sha384": m["pcr12_sha384"],
         "RTMR1": m["rtmr1"],
     }
     if "rtmr2" in m:
@@ -690,8 +730,7 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
         "SectionAlignment": f"{layout.section_alignment:#x}",
         "FileAlignment": f"{layout.file_alignment:#x}",
     }
-    rows = [{"name": s.name, "rva": f"{s.virtual_address:#x}", "virtual_size": s.virtual_size,
-             "sha256": s.digests["sha256"]} for s in layout.sections]
+    rows = section_rows(layout, det["stub_version"])
     notes = ["RTMR1 assumes: " + "; ".join(det["rtmr1"]["assumptions"])]
     if layout.section(".cmdline") is not None:
         notes.insert(0, PCR12_NOTE)

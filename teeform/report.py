@@ -52,11 +52,19 @@ class MeasurementReport:
             fw = max(len(k) for k in self.facts)
             for k, v in self.facts.items():
                 lines.append(f"  {k.ljust(fw)}  {v}")
-        if self.sections:
-            cols = list(dict.fromkeys(c for row in self.sections for c in row))
-            widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in self.sections)) for c in cols}
+        # Consecutive rows with the same columns form one table (a disk report lists its partitions,
+        # then the sections of the UKI on its ESP).
+        groups: list[list[dict[str, Any]]] = []
+        for row in self.sections:
+            if groups and list(groups[-1][0]) == list(row):
+                groups[-1].append(row)
+            else:
+                groups.append([row])
+        for rows in groups:
+            cols = list(dict.fromkeys(c for row in rows for c in row))
+            widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
             lines += ["", "  " + "  ".join(c.ljust(widths[c]) for c in cols)]
-            for row in self.sections:
+            for row in rows:
                 lines.append("  " + "  ".join(str(row.get(c, "")).ljust(widths[c]) for c in cols))
         for n in self.notes:
             lines += ["", f"note: {n}"]

@@ -9,6 +9,7 @@ info`` (the converted formats). The boot itself is tests/test_boot.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -94,6 +95,23 @@ def test_bad_options_fail_before_work(tmp_path: Path, kw: dict, field: str) -> N
     assert ei.value.field == field
 
 
+OVMF_2M = Path("/usr/share/OVMF/OVMF_CODE.fd")
+OVMF_4M = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+
+
+def test_snp_options_fail_before_work(tmp_path: Path) -> None:
+    (tmp_path / "rootfs").mkdir()
+    # uki-verity.md §7: bookworm's OVMF_CODE_4M.fd has no SEV metadata at all -> refused up front.
+    with pytest.raises(TeeformError, match="no SEV metadata") as ei:
+        bv.check_config(_config(tmp_path, tmp_path / "out", ovmf=require_file(OVMF_4M, "Debian OVMF_CODE_4M.fd")))
+    assert ei.value.field == "--ovmf"
+    with pytest.raises(TeeformError, match="unknown vCPU type") as ei:
+        bv.check_config(_config(tmp_path, tmp_path / "out", ovmf=require_file(OVMF_2M, "Debian OVMF_CODE.fd"),
+                                vcpu_type="Pentium"))
+    assert ei.value.field == "--vcpu-type"
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_init_leaves_out_untouched(tmp_path: Path) -> None:
     require_tool("mkfs.erofs")
     root = _rootfs(tmp_path / "rootfs")
@@ -146,6 +164,18 @@ def test_outputs_and_manifest(built) -> None:
     roles = {i.role for i in m.inputs}
     assert {"kernel", "stub", "rootfs", "modules", "cmdline", "os-release"} <= roles
     assert m.details["cmdline"].startswith(f"roothash={m.measurements['roothash']} ")
+    # The UKI (read with pefile, independent of teeform's PE code): the stub's fixed TimeDateStamp
+    # (0 for bookworm's 252 stub), no trailing data after the last section, size a multiple of 8.
+    import pefile
+
+    pe = pefile.PE(str(r.uki), fast_load=True)
+    size = r.uki.stat().st_size
+    assert pe.FILE_HEADER.TimeDateStamp == 0 and pe.FILE_HEADER.PointerToSymbolTable == 0
+    assert max(s.PointerToRawData + s.SizeOfRawData for s in pe.sections) == size and size % 8 == 0
+    assert [s.Name.rstrip(b"\0").decode() for s in pe.sections][-5:] == [".osrel", ".cmdline", ".uname", ".linux", ".initrd"]
+    # Each value records what it assumes.
+    assert set(m.details["measurement_assumptions"]) == set(m.measurements)
+    assert any("systemd-stub 252" in a for a in m.details["measurement_assumptions"]["pcr11_sha384"])
     # qemu-img probes a fixed VHD as raw (its footer copy at offset 0 exists only for dynamic VHDs),
     # so the VHD is opened with -f vpc; a wrong footer makes qemu-img fail or report another size.
     for fmt, opts in (("qcow2", []), ("vhd", ["-f", "vpc"])):
@@ -277,3 +307,149 @@ def test_oci_layout_input(tmp_path: Path) -> None:
     assert rootfs_input.sha256 == digests["manifest"].removeprefix("sha256:")
     assert m.details["cmdline"].endswith(" init=/bin/sh")
     assert disk.measure_report(r.disk).measurements["roothash"] == m.measurements["roothash"]
+
+
+@pytest.mark.integration
+@pytest.mark.oracle
+def test_snp_direct_boot_digest_equals_sev_snp_measure_cli(tmp_path: Path) -> None:
+    """With an OVMF that has SNP_KERNEL_HASHES, snp_launch_digest is the direct boot of the image's kernel,
+    initrd and .cmdline; the oracle is the sev-snp-measure command line on the files the build wrote."""
+    import sys
+
+    from test_tdx_snp import synthetic_kernel_hashes_ovmf
+
+    for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy", "objcopy"):
+        require_tool(t)
+    ovmf = synthetic_kernel_hashes_ovmf(require_file(OVMF_2M, "Debian OVMF_CODE.fd"), tmp_path / "ovmf-kh.fd")
+    _rootfs(tmp_path / "rootfs")
+    r = bv.build_vm_image(_config(tmp_path, tmp_path / "out", ovmf=ovmf, vcpus=2, vcpu_type="EPYC-Milan",
+                                  cmdline_extra="quiet"))
+    from teeform.manifest import load_manifest
+
+    m = load_manifest(r.manifest)
+    assert r.initrd == tmp_path / "out" / "img.initrd"
+    # The initrd written for the direct boot is the UKI's .initrd, byte for byte (objcopy extracts it).
+    sec = tmp_path / "sec.initrd"
+    subprocess.run(["objcopy", "-O", "binary", "--only-section=.initrd", str(r.uki), str(sec)], check=True)
+    assert sec.read_bytes() == r.initrd.read_bytes()
+    exe = Path(sys.executable).parent / "sev-snp-measure"
+    if not exe.exists():
+        exe = Path(require_tool("sev-snp-measure"))
+    cli = subprocess.run(
+        [str(exe), "--mode", "snp", "--vcpus", "2", "--vcpu-type", "EPYC-Milan", "--ovmf", str(ovmf),
+         "--kernel", str(_kernel()), "--initrd", str(r.initrd), "--append", m.details["cmdline"]],
+        capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    assert m.measurements["snp_launch_digest"] == cli
+    snp = m.details["prediction"]["snp_launch_digest"]
+    assert snp["direct_boot"] == {"kernel": _kernel().name, "initrd": "img.initrd", "append": m.details["cmdline"]}
+    assert m.details["cmdline"].startswith(f"roothash={m.measurements['roothash']} ")  # so the digest pins the root
+    # Each value records what it assumes.
+    assumptions = m.details["measurement_assumptions"]
+    assert set(assumptions) == set(m.measurements)
+    assert all(assumptions[k] for k in m.measurements)
+    fw_sha = hashlib.sha256(ovmf.read_bytes()).hexdigest()
+    assert any(fw_sha in a for a in assumptions["snp_launch_digest"])
+    assert any("EPYC-Milan" in a and "2 vCPU" in a for a in assumptions["snp_launch_digest"])
+    stub_sha = hashlib.sha256(STUB_252.read_bytes()).hexdigest()
+    assert any("systemd-stub 252" in a and stub_sha in a for a in assumptions["pcr11_sha256"])
+    assert any(m.details["verity"]["salt"] in a for a in assumptions["roothash"])
+
+
+@pytest.mark.integration
+@pytest.mark.oracle
+def test_snp_firmware_only_digest_without_kernel_hashes(tmp_path: Path) -> None:
+    """Debian's OVMF_CODE.fd has SEV metadata but no SNP_KERNEL_HASHES: firmware-only digest, no initrd output."""
+    import sys
+
+    for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy"):
+        require_tool(t)
+    ovmf = require_file(OVMF_2M, "Debian OVMF_CODE.fd")
+    _rootfs(tmp_path / "rootfs")
+    r = bv.build_vm_image(_config(tmp_path, tmp_path / "out", ovmf=ovmf, vcpus=1, vcpu_type="EPYC-v4"))
+    from teeform.manifest import load_manifest
+
+    m = load_manifest(r.manifest)
+    assert r.initrd is None and not (tmp_path / "out" / "img.initrd").exists()
+    exe = Path(sys.executable).parent / "sev-snp-measure"
+    if not exe.exists():
+        exe = Path(require_tool("sev-snp-measure"))
+    cli = subprocess.run([str(exe), "--mode", "snp", "--vcpus", "1", "--vcpu-type", "EPYC-v4", "--ovmf", str(ovmf)],
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    assert m.measurements["snp_launch_digest"] == cli
+    assert m.details["prediction"]["snp_launch_digest"]["direct_boot"] is None
+    assert any("firmware only" in a for a in m.details["measurement_assumptions"]["snp_launch_digest"])
+
+
+@pytest.mark.parametrize("container", ["oci-layout", "docker-archive"])
+@pytest.mark.parametrize(("entry", "message"), [
+    (("../evil", "file", "x"), r"member '\.\./evil': path contains '\.\.'"),
+    (("/etc/passwd", "file", "x"), r"member '/etc/passwd': absolute path"),
+    (("bin/escape", "symlink", "../../../etc/shadow"), r"member 'bin/escape': symlink target .* escapes the image root"),
+    (("etc/h", "hardlink", "/etc/passwd"), r"member 'etc/h': hardlink target '/etc/passwd' escapes"),
+    (("dev/sda", "blk", ""), r"member 'dev/sda': block device node"),
+])
+def test_hostile_layers_refused_by_build_vm_image(tmp_path: Path, capsys, container: str, entry: tuple,
+                                                  message: str) -> None:
+    """Same input hardening as the EIF path: `teeform build vm-image --rootfs` refuses a hostile layer
+    with one error line (no traceback) and leaves --out empty. The refusal rules are image_builder.oci's
+    (tests/test_oci.py); here they are reached through the vm-image command."""
+    import re
+
+    for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy"):
+        require_tool(t)
+    from image_builder.demo_image import LayerEntry, image_config, layer_blob, write_docker_archive, write_oci_layout
+    from teeform.cli import main
+
+    path, kind, extra = entry
+    good = [LayerEntry("bin/", "dir"), LayerEntry("etc/", "dir"), LayerEntry("sbin/", "dir"),
+            LayerEntry("sbin/init", "file", b"#!/bin/sh\n", mode=0o755)]
+    bad = [LayerEntry(path, kind, extra.encode() if kind == "file" else b"",
+                      target=extra if kind in ("symlink", "hardlink") else "")]
+    blobs = [layer_blob(tmp_path / "blobs", good, mtime=0), layer_blob(tmp_path / "blobs", bad, mtime=0)]
+    config = image_config([b.diff_id for b in blobs], cmd=["/sbin/init"], created=0)
+    if container == "oci-layout":
+        image = tmp_path / "image"
+        write_oci_layout(image, blobs, config)
+    else:
+        image = tmp_path / "image.tar"
+        write_docker_archive(image, blobs, config, fmt="legacy")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    status = main(["build", "vm-image", "--rootfs", str(image), "--kernel", str(_kernel()),
+                   "--stub", str(require_file(STUB_252, "systemd 252 stub")), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status != 0
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and re.search(message, errors[0]), err
+    assert "layer 2/2" in errors[0], err
+    assert "Traceback" not in err
+    assert list(out.iterdir()) == []  # no staging directory, no partial disk
+
+
+@pytest.mark.integration
+def test_measure_disk_with_boot_loader_and_uki_in_efi_linux(built, tmp_path: Path) -> None:
+    """The systemd-boot / mkosi layout: BOOTX64.EFI is systemd-boot, the UKI is EFI/Linux/<name>.efi.
+    The ESP is rewritten with mtools (independent of teeform's ESP writer)."""
+    from image_builder import disk
+
+    boot = require_file(Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"), "systemd-boot (systemd-boot-efi)")
+    require_tool("mmd")
+    _, _, r, m = built
+    d = tmp_path / "sdboot.raw"
+    shutil.copyfile(r.disk, d)
+    esp = _partitions(d)[ESP_TYPE]
+    img = f"{d}@@{int(esp['start']) * 512}"
+    env = {**os.environ, "MTOOLSRC": "/dev/null"}
+    subprocess.run(["mcopy", "-o", "-i", img, str(boot), "::/EFI/BOOT/BOOTX64.EFI"], check=True, env=env)
+    subprocess.run(["mmd", "-i", img, "::/EFI/Linux"], check=True, env=env)
+    subprocess.run(["mcopy", "-i", img, str(r.uki), "::/EFI/Linux/img-1.efi"], check=True, env=env)
+    rep = disk.measure_report(d)
+    assert rep.facts["UkiPath"] == "EFI/Linux/img-1.efi"
+    assert rep.measurements["roothash"] == m.measurements["roothash"]
+    assert rep.measurements["PCR11_sha256"] == m.measurements["pcr11_sha256"]
+    assert rep.measurements["AuthenticodeSha384"] == m.measurements["uki_authenticode_sha384"]
+    assert "RTMR1" not in rep.measurements and any("boot loader" in n for n in rep.notes)
+    # A second UKI makes the choice ambiguous: refused with one error naming both.
+    subprocess.run(["mcopy", "-i", img, str(r.uki), "::/EFI/Linux/img-2.efi"], check=True, env=env)
+    with pytest.raises(TeeformError, match="several UKIs"):
+        disk.measure_report(d)

@@ -4,6 +4,7 @@ pefile/objdump/objcopy, reproducible, atomic on errors; measure_report / predict
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 import subprocess
 from pathlib import Path
@@ -219,3 +220,69 @@ def test_predict_vm_measurements_names_match_manifest(tv2: dict[str, Path], tmp_
 
 def test_kernel_uname_non_bzimage(tv2: dict[str, Path]) -> None:
     assert kernel_uname(tv2["linux"]) is None
+
+
+@pytest.mark.oracle
+def test_measure_cli_on_a_uki_built_by_ukify_254(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`teeform measure --json` on a UKI that ukify 254 (bookworm-backports, .cache/sd254) built with the 254
+    stub and Debian's kernel - an artifact built elsewhere. Oracles: systemd-measure 254 `calculate --phase=`
+    on the sections objcopy extracts (PCR 11), `pesign -h` (Authenticode SHA-256), objcopy (section digests)."""
+    from test_authenticode import pesign_hash
+    from test_pcr11 import systemd_measure
+
+    from teeform.cli import main
+
+    kernel = require_file(V.DEBIAN_KERNEL, "Debian kernel (.cache/debian)")
+    stub(V.STUB_254, V.STUB_254_SHA256)
+    objcopy = require_tool("objcopy")
+    (tmp_path / "initrd").write_bytes(bytes((i * 31) % 256 for i in range(123_457)))
+    (tmp_path / "cmdline").write_bytes(b"console=ttyS0 roothash=" + b"ab" * 32)
+    (tmp_path / "osrel").write_bytes(b'ID=debian\nVERSION_ID="12"\n')
+    run_ukify_254([f"--linux={kernel}", "--initrd=initrd", "--cmdline=@cmdline", "--os-release=@osrel",
+                   f"--stub={V.STUB_254}", "--output=ukify.efi"], tmp_path)
+    uki = tmp_path / "ukify.efi"
+    capsys.readouterr()
+    assert main(["measure", "--json", str(uki)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["kind"] == "uki"
+    files = {}
+    for name in (".linux", ".osrel", ".cmdline", ".initrd", ".uname", ".sbat"):
+        f = tmp_path / f"sec{name}"
+        subprocess.run([objcopy, "-O", "binary", f"--only-section={name}", str(uki), str(f)], check=True)
+        files[name] = f
+    want = systemd_measure(254, files, ["sha256", "sha384"], [""])
+    assert rep["measurements"]["PCR11_sha256"] == next(e["hash"] for e in want["sha256"] if e["pcr"] == 11)
+    assert rep["measurements"]["PCR11_sha384"] == next(e["hash"] for e in want["sha384"] if e["pcr"] == 11)
+    assert rep["measurements"]["AuthenticodeSha256"] == pesign_hash(uki)
+    assert rep["measurements"]["PCR12_sha256"] == "00" * 32  # expected state: nothing measured into PCR 12
+    assert "systemd-stub 254" in rep["facts"]["StubVersion"]
+    rows = {r["name"]: r for r in rep["sections"]}
+    for name, f in files.items():
+        assert rows[name]["sha256"] == sha256(f), name
+        assert rows[name]["virtual_size"] == f.stat().st_size, name
+    # The 254 stub's enum order (uki-verity.md §1.1): linux osrel cmdline initrd uname sbat.
+    measured = sorted((int(r["pcr11"]), n) for n, r in rows.items() if r["pcr11"] != "-")
+    assert measured == [(1, ".linux"), (2, ".osrel"), (3, ".cmdline"), (4, ".initrd"), (5, ".uname"), (6, ".sbat")]
+    assert any("PCR 12" in n and "does not pin the kernel command line" in n for n in rep["notes"])
+    # The text form prints the same values and the per-section table.
+    assert main(["measure", str(uki)]) == 0
+    text = capsys.readouterr().out
+    assert rep["measurements"]["PCR11_sha256"] in text and "virtual_size" in text and "note: " in text
+
+
+@pytest.mark.oracle
+def test_measure_a_pe_that_is_not_a_uki(capsys: pytest.CaptureFixture[str]) -> None:
+    """systemd-boot (and a bare stub) are PE files without .linux: Authenticode only (= pesign), no PCR 11."""
+    from test_authenticode import pesign_hash
+
+    from teeform.cli import main
+
+    for f in (require_file(Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"), "systemd-boot"),
+              stub(V.STUB_252, V.STUB_252_SHA256)):
+        capsys.readouterr()
+        assert main(["measure", "--json", str(f)]) == 0
+        rep = json.loads(capsys.readouterr().out)
+        assert rep["kind"] == "pe"
+        assert set(rep["measurements"]) == {"AuthenticodeSha256", "AuthenticodeSha384"}
+        assert rep["measurements"]["AuthenticodeSha256"] == pesign_hash(f)
+        assert any("Not a UKI" in n for n in rep["notes"])

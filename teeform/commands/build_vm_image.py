@@ -22,7 +22,9 @@ _PATH = click.Path(path_type=Path)
 @click.option("--modules", type=_PATH, default=None,
               help="Kernel modules: lib/modules/<release> (default: next to --kernel, then /lib/modules).")
 @click.option("--stub", required=True, type=_PATH, help="systemd EFI stub (linuxx64.efi.stub); its version sets PCR 11.")
-@click.option("--cmdline", "cmdline_extra", default="", help="Extra kernel command line, appended to the generated one.")
+@click.option("--cmdline", "cmdline_extra", default="",
+              help="Extra kernel command line, appended to the generated 'roothash=... rootfstype=... console=ttyS0 "
+                   "panic=-1' in .cmdline (so it is measured into PCR 11), e.g. 'init=/usr/bin/agent'.")
 @click.option("--os-release", type=_PATH, default=None, help="os-release file for .osrel (default: generated).")
 @click.option("--out", required=True, type=_PATH, help="Output directory.")
 @click.option("--name", default=None, help="Image name (default: the --rootfs base name).")
@@ -31,9 +33,14 @@ _PATH = click.Path(path_type=Path)
               help="Comma-separated disk formats: raw, vhd, qcow2, gce-tar (raw is always written).")
 @click.option("--fs", default="erofs", show_default=True, type=click.Choice(["erofs", "squashfs"]),
               help="Root file system type.")
-@click.option("--ovmf", type=_PATH, default=None, help="OVMF.fd for SEV-SNP / TDX predictions (optional).")
+@click.option("--ovmf", type=_PATH, default=None,
+              help="OVMF firmware with SEV metadata: adds snp_launch_digest. With an SNP_KERNEL_HASHES section "
+                   "(AmdSev build) it is the digest of a direct boot of this kernel, initrd and command line "
+                   "(<name>.initrd is written too); otherwise the firmware-only digest. Debian bookworm's OVMF "
+                   "files do not qualify.")
 @click.option("--vcpus", type=int, default=1, show_default=True, help="vCPUs assumed by the SEV-SNP prediction.")
-@click.option("--vcpu-type", default="EPYC-v4", show_default=True, help="vCPU type assumed by the SEV-SNP prediction.")
+@click.option("--vcpu-type", default="EPYC-v4", show_default=True,
+              help="QEMU CPU model assumed by the SEV-SNP prediction (EPYC-v4, EPYC-Milan, EPYC-Genoa, ...).")
 def cmd(rootfs: Path, kernel: Path, modules: Path | None, stub: Path, cmdline_extra: str, os_release: Path | None,
         out: Path, name: str | None, version: str, formats: str, fs: str, ovmf: Path | None, vcpus: int,
         vcpu_type: str) -> None:
@@ -43,6 +50,11 @@ def cmd(rootfs: Path, kernel: Path, modules: Path | None, stub: Path, cmdline_ex
     The UKI's .cmdline carries roothash=<dm-verity root hash>, so PCR 11 and the UKI's
     Authenticode hash pin every byte of the root file system. Outputs in --out:
       <name>.raw (+ .vhd/.qcow2/.tar.gz), <name>.efi, <name>.manifest.json
+    The manifest (kind vm-image) records roothash, uki_authenticode_sha256/384 (PCR 4 /
+    TDX RTMR1), pcr11_sha256/384 for the stub's systemd version, pcr12_* (expected: nothing
+    measured), rtmr1, rtmr2 (stubs >= 256) and snp_launch_digest (with --ovmf), each with
+    what it assumes (details.measurement_assumptions). See docs/vm-image.md.
+    Hostile OCI layers (.., absolute paths, escaping links, device nodes) are refused.
     Reproducible: set SOURCE_DATE_EPOCH for byte-identical rebuilds.
     """
     from image_builder.build_vm import BuildConfig, build_vm_image
@@ -58,6 +70,8 @@ def cmd(rootfs: Path, kernel: Path, modules: Path | None, stub: Path, cmdline_ex
     for fmt, p in result.formats.items():
         click.echo(f"{fmt:8} {p}")
     click.echo(f"{'uki':8} {result.uki}")
+    if result.initrd is not None:
+        click.echo(f"{'initrd':8} {result.initrd}  (for the SEV-SNP direct boot)")
     click.echo(f"{'manifest':8} {result.manifest}")
     width = max(len(k) for k in result.measurements)
     for k, v in result.measurements.items():

@@ -59,8 +59,11 @@ def cmd(artifact: Path, as_json: bool) -> None:
     \b
     EIF:  PCR0, PCR1, PCR2 (PCR8 when signed) and ImageSha384, after checking the
           magic, version, section bounds and CRC32 (works on EIFs built by nitro-cli).
-    UKI:  Authenticode SHA-256/384, TPM PCR 11 per systemd-stub version, RTMR1, per-section table.
-    Disk: the UKI on its ESP plus the dm-verity roothash of its root partition.
+    UKI:  Authenticode SHA-256/384, TPM PCR 11 for the stub's systemd version (252/254/257
+          section sets), expected PCR 12, RTMR1, per-section table - also for UKIs built by
+          ukify or mkosi. Note: PCR 11 alone does not pin the kernel command line (PCR 12).
+    Disk: raw, VHD, qcow2 or GCE tarball: the dm-verity roothash of the root partition
+          (recomputed, checked against roothash= in .cmdline) plus the UKI on the ESP.
     """
     report = measure_path(artifact)
     if as_json:
