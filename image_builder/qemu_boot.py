@@ -6,7 +6,7 @@ README's VM example (``scripts/vm-demo.sh``). The guest's ``/sbin/init`` must be
 from ``/sys/class/tpm/tpm0/pcr-sha256/<n>``, the root mount, the dm devices) and powers off.
 
 Set-up follows ``shared/reference/measured-boot.md``: ``-accel tcg`` always (KVM hangs on these
-hosts), ``-nodefaults`` (otherwise OVMF tries a DVD first and PCR 4 changes), a fresh copy of
+hosts without vmx/svm; :func:`boot_accel` picks KVM only when it is usable), ``-nodefaults`` (otherwise OVMF tries a DVD first and PCR 4 changes), a fresh copy of
 OVMF_VARS for every boot, swtpm (TPM 2.0) on a unix socket as the vTPM, ``-no-reboot``, and the whole
 run bounded by ``timeout``.
 """
@@ -25,7 +25,24 @@ from teeform.run import find_tool
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 PROBE = Path(__file__).parent / "guest" / "boot-probe.sh"
-BOOT_TIMEOUT = 240  # seconds per boot (a boot takes ~15-20 s on 2 TCG cores)
+BOOT_TIMEOUT = int(os.environ.get("TEEFORM_BOOT_TIMEOUT", "120"))  # seconds per boot (~20 s on 2 TCG cores)
+
+
+def boot_accel() -> str:
+    """``kvm`` when KVM is usable (CPU has vmx/svm and /dev/kvm is writable), else ``tcg``.
+
+    ``TEEFORM_BOOT_ACCEL`` overrides. measured-boot.md: on hosts whose CPU lacks vmx/svm, ``-accel kvm``
+    hangs with "KVM internal error", so KVM is never tried there.
+    """
+    forced = os.environ.get("TEEFORM_BOOT_ACCEL")
+    if forced:
+        return forced
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "tcg"
+    has_virt = any(f in flags.split() for f in ("vmx", "svm"))
+    return "kvm" if has_virt and os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
 
 
 @dataclass
@@ -37,10 +54,15 @@ class Boot:
     probe: dict[str, str]
     returncode: int
     seconds: float
+    accel: str = "tcg"
+    timeout: int = BOOT_TIMEOUT
 
     def tail(self, n: int = 40) -> str:
-        """The last ``n`` lines of the serial log, with a heading naming the saved log file."""
-        return f"\n--- serial log {self.log_path} (last {n} lines) ---\n" + "\n".join(self.log.splitlines()[-n:])
+        """The last ``n`` lines of the serial log, headed by the boot time, qemu status and log path."""
+        status = (f"killed after the {self.timeout} s time limit" if self.returncode == 124
+                  else f"qemu exit status {self.returncode}")
+        return (f"\n--- boot: {self.seconds:.1f} s, {status}, -accel {self.accel}; serial log {self.log_path} "
+                f"(last {n} lines) ---\n" + "\n".join(self.log.splitlines()[-n:]))
 
 
 def parse_probe(log: str) -> dict[str, str]:
@@ -85,6 +107,7 @@ def boot_disk(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     log_path = workdir / "serial.log"
+    accel = boot_accel()
     t0 = time.monotonic()
     try:
         for _ in range(100):
@@ -92,7 +115,7 @@ def boot_disk(
                 break
             time.sleep(0.05)
         argv = [
-            "timeout", str(timeout), qemu, "-accel", "tcg", "-machine", "q35", "-m", str(memory_mib), "-smp", "2",
+            "timeout", str(timeout), qemu, "-accel", accel, "-machine", "q35", "-m", str(memory_mib), "-smp", "2",
             "-nographic", "-display", "none", "-nodefaults", "-serial", f"file:{log_path}", "-monitor", "none",
             "-drive", f"if=pflash,format=raw,unit=0,file={ovmf_code},readonly=on",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
@@ -112,7 +135,7 @@ def boot_disk(
     log = log_path.read_bytes().decode("utf-8", "replace") if log_path.exists() else ""
     if proc.stdout:
         log += "\n[qemu stdout/stderr]\n" + proc.stdout.decode("utf-8", "replace")
-    return Boot(log, log_path, parse_probe(log), proc.returncode, seconds)
+    return Boot(log, log_path, parse_probe(log), proc.returncode, seconds, accel, timeout)
 
 
 def make_probe_rootfs(dest: Path) -> Path:

@@ -21,122 +21,35 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CACHE, REPO, require_file, require_tool
+from conftest import CACHE, require_file, require_tool
+
+from image_builder import qemu_boot
+from image_builder.qemu_boot import OVMF_CODE, OVMF_VARS, Boot
 
 pytestmark = pytest.mark.integration
 
 KERNEL_DIR = CACHE / "debian" / "kernel"
 STUB_252 = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
 STUB_254 = CACHE / "sd254" / "usr" / "lib" / "systemd" / "boot" / "efi" / "linuxx64.efi.stub"
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-PROBE = REPO / "image_builder" / "guest" / "boot-probe.sh"
-BOOT_TIMEOUT = int(os.environ.get("TEEFORM_BOOT_TIMEOUT", "120"))  # seconds per boot (~20 s on 2 TCG cores)
-
-
-def boot_accel() -> str:
-    """``kvm`` when KVM is usable (see module docstring), else ``tcg``; ``TEEFORM_BOOT_ACCEL`` overrides."""
-    forced = os.environ.get("TEEFORM_BOOT_ACCEL")
-    if forced:
-        return forced
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "tcg"
-    has_virt = any(f in flags.split() for f in ("vmx", "svm"))
-    return "kvm" if has_virt and os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
-
-
-@dataclass
-class Boot:
-    """One boot: the serial log text, its path, the probe's key=value facts, qemu's exit status, seconds."""
-
-    log: str
-    log_path: Path
-    probe: dict[str, str]
-    returncode: int
-    seconds: float
-    accel: str = "tcg"
-
-    def tail(self, n: int = 40) -> str:
-        status = (f"killed after the {BOOT_TIMEOUT} s time limit" if self.returncode == 124
-                  else f"qemu exit status {self.returncode}")
-        return (f"\n--- boot: {self.seconds:.1f} s, {status}, -accel {self.accel}; serial log {self.log_path} "
-                f"(last {n} lines) ---\n" + "\n".join(self.log.splitlines()[-n:]))
 
 
 def boot_disk(disk: Path, workdir: Path) -> Boot:
-    """Boot ``disk`` (raw) once under QEMU TCG + OVMF + swtpm and return what the serial console said."""
-    qemu = require_tool("qemu-system-x86_64")
-    swtpm = require_tool("swtpm")
-    workdir.mkdir(parents=True, exist_ok=True)
-    tpmdir = workdir / "tpm"
-    shutil.rmtree(tpmdir, ignore_errors=True)
-    tpmdir.mkdir()
-    vars_copy = workdir / "OVMF_VARS.fd"
-    shutil.copyfile(OVMF_VARS, vars_copy)  # fresh variables every boot (measured-boot.md, pitfalls)
-    sock = tpmdir / "sock"
-    tpm = subprocess.Popen(
-        [swtpm, "socket", "--tpm2", "--tpmstate", f"dir={tpmdir}", "--ctrl", f"type=unixio,path={sock}",
-         "--log", f"file={tpmdir / 'swtpm.log'},level=1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    log_path = workdir / "serial.log"
-    accel = boot_accel()
-    t0 = time.monotonic()
-    try:
-        for _ in range(100):
-            if sock.exists():
-                break
-            time.sleep(0.05)
-        argv = [
-            "timeout", str(BOOT_TIMEOUT), qemu, "-accel", accel, "-machine", "q35", "-m", "1024", "-smp", "2",
-            "-nographic", "-display", "none", "-nodefaults", "-serial", f"file:{log_path}", "-monitor", "none",
-            "-drive", f"if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on",
-            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
-            "-chardev", f"socket,id=chrtpm,path={sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
-            "-device", "tpm-tis,tpmdev=tpm0",
-            "-drive", f"file={disk},format=raw,if=virtio",
-            "-no-reboot",
-        ]
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=BOOT_TIMEOUT + 30)
-    finally:
-        tpm.terminate()
-        try:
-            tpm.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            tpm.kill()
-    seconds = time.monotonic() - t0
-    log = log_path.read_bytes().decode("utf-8", "replace") if log_path.exists() else ""
-    if proc.stdout:
-        log += "\n[qemu stdout/stderr]\n" + proc.stdout.decode("utf-8", "replace")
-    probe: dict[str, str] = {}
-    for line in log.splitlines():
-        line = line.strip()
-        if line.startswith("TEEFORM-PROBE ") and "=" in line:
-            k, v = line[len("TEEFORM-PROBE "):].split("=", 1)
-            probe.setdefault(k, v.strip())
-    print(f"boot of {disk.name}: {seconds:.1f} s, qemu exit {proc.returncode}, -accel {accel}, serial log {log_path}")
-    return Boot(log, log_path, probe, proc.returncode, seconds, accel)
+    """Boot ``disk`` once (image_builder.qemu_boot); a missing qemu/swtpm/OVMF skips locally, fails in CI."""
+    require_tool("qemu-system-x86_64")
+    require_tool("swtpm")
+    require_file(OVMF_CODE, "OVMF firmware (Debian ovmf)")
+    boot = qemu_boot.boot_disk(disk, workdir)
+    print(f"boot of {disk.name}: {boot.seconds:.1f} s, qemu exit {boot.returncode}, -accel {boot.accel}")
+    return boot
 
 
 def make_probe_rootfs(dest: Path) -> Path:
-    """A busybox-static root whose /sbin/init is the boot probe."""
-    busybox = require_tool("busybox")
-    (dest / "bin").mkdir(parents=True)
-    (dest / "sbin").mkdir()
-    shutil.copy2(busybox, dest / "bin" / "busybox")
-    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for a in applets:
-        if a != "busybox":
-            os.symlink("busybox", dest / "bin" / a)
-    shutil.copy2(PROBE, dest / "sbin" / "init")
-    os.chmod(dest / "sbin" / "init", 0o755)
-    return dest
+    """A busybox-static root whose /sbin/init is the boot probe (image_builder/guest/boot-probe.sh)."""
+    require_tool("busybox")
+    return qemu_boot.make_probe_rootfs(dest)
 
 
 def build(tmp: Path, stub: Path, name: str):  # -> tuple[BuildResult, Manifest]
