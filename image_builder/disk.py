@@ -212,23 +212,12 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
         TeeformError: see :func:`check_disk`.
     """
     from image_builder.pcr11 import PCR12_NOTE
+    from image_builder.uki import display_measurements
     from teeform.report import MeasurementReport
 
     c = check_disk(path)
     m = c.uki_measurements
-    measurements = {
-        "roothash": c.roothash,
-        "AuthenticodeSha256": m["uki_authenticode_sha256"],
-        "AuthenticodeSha384": m["uki_authenticode_sha384"],
-        "PCR11_sha256": m["pcr11_sha256"],
-        "PCR11_sha384": m["pcr11_sha384"],
-        "PCR12_sha256": m["pcr12_sha256"],
-        "PCR12_sha384": m["pcr12_sha384"],
-    }
-    if "rtmr1" in m:
-        measurements["RTMR1"] = m["rtmr1"]
-    if "rtmr2" in m:
-        measurements["RTMR2"] = m["rtmr2"]
+    measurements = display_measurements({"roothash": c.roothash, **m})
     facts: dict[str, Any] = {
         "Format": c.format,
         "DiskSize": c.disk["size"],

@@ -683,6 +683,26 @@ def _plain_pe_report(path: os.PathLike[str] | str, layout: UkiLayout) -> Any:
                                                      "AuthenticodeSha384": auth["sha384"]}, facts, rows, notes)
 
 
+
+#: Manifest measurement name (teeform/manifest.py, kind vm-image) -> the name `teeform measure` prints.
+DISPLAY_NAMES = {
+    "roothash": "roothash",
+    "uki_authenticode_sha256": "AuthenticodeSha256",
+    "uki_authenticode_sha384": "AuthenticodeSha384",
+    "pcr11_sha256": "PCR11_sha256",
+    "pcr11_sha384": "PCR11_sha384",
+    "pcr12_sha256": "PCR12_sha256",
+    "pcr12_sha384": "PCR12_sha384",
+    "rtmr1": "RTMR1",
+    "rtmr2": "RTMR2",
+}
+
+
+def display_measurements(measurements: Mapping[str, str]) -> dict[str, str]:
+    """Rename manifest measurement names to the ones ``teeform measure`` prints, in :data:`DISPLAY_NAMES`
+    order, keeping only those present (e.g. RTMR1 is absent when a boot loader precedes the UKI)."""
+    return {shown: measurements[name] for name, shown in DISPLAY_NAMES.items() if name in measurements}
+
 def measure_report(path: os.PathLike[str] | str) -> Any:
     """``teeform measure UKI``: Authenticode SHA-256/384, PCR 11 (sha256, sha384) for the detected
     stub version, the expected PCR 12 (nothing measured: zeros), RTMR1 (RTMR2 for stubs >= 256), a
@@ -710,17 +730,7 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
                     gpt_event_data=None, secure_boot=False)
     m = pred["measurements"]
     det = pred["details"]
-    measurements = {
-        "AuthenticodeSha256": m["uki_authenticode_sha256"],
-        "AuthenticodeSha384": m["uki_authenticode_sha384"],
-        "PCR11_sha256": m["pcr11_sha256"],
-        "PCR11_sha384": m["pcr11_sha384"],
-        "PCR12_sha256": m["pcr12_sha256"],
-        "PCR12_sha384": m["pcr12_sha384"],
-        "RTMR1": m["rtmr1"],
-    }
-    if "rtmr2" in m:
-        measurements["RTMR2"] = m["rtmr2"]
+    measurements = display_measurements(m)
     facts = {
         "StubVersion": f"systemd-stub {det['stub_version']} ({det['stub_version_source']})",
         "PCR11Sections": " ".join(n for n in measured_sections(det["stub_version"])
