@@ -81,7 +81,7 @@ def _unquote_double(body: str, source: str, lineno: int) -> tuple[str, str]:
             return "".join(out), body[i + 1:]
         out.append(ch)
         i += 1
-    raise TeeformError(f"line {lineno}: unterminated double quote (multi-line values are not supported; use \\n)",
+    raise TeeformError(f"unterminated double quote (multi-line values are not supported; use \\n)",
                        path=source, field=f"line {lineno}")
 
 
@@ -105,27 +105,27 @@ def parse_env(text: str, *, source: str = "<env>") -> dict[str, str]:
         if line.startswith("export ") or line.startswith("export\t"):
             line = line[7:].lstrip()
         if "=" not in line:
-            raise TeeformError(f"line {lineno}: expected NAME=VALUE, got {line[:40]!r}", path=source, field=f"line {lineno}")
+            raise TeeformError(f"expected NAME=VALUE, got {line[:40]!r}", path=source, field=f"line {lineno}")
         name, _, rest = line.partition("=")
         name = name.strip()
         if not _ENV_NAME.match(name):
-            raise TeeformError(f"line {lineno}: {name!r} is not a valid variable name", path=source, field=f"line {lineno}")
+            raise TeeformError(f"{name!r} is not a valid variable name", path=source, field=f"line {lineno}")
         rest = rest.strip()
         if rest.startswith('"'):
             value, tail = _unquote_double(rest[1:], source, lineno)
         elif rest.startswith("'"):
             end = rest.find("'", 1)
             if end < 0:
-                raise TeeformError(f"line {lineno}: unterminated single quote", path=source, field=f"line {lineno}")
+                raise TeeformError("unterminated single quote", path=source, field=f"line {lineno}")
             value, tail = rest[1:end], rest[end + 1:]
         else:
             value, tail = re.split(r"\s+#", rest, maxsplit=1)[0].rstrip(), ""
         tail = tail.strip()
         if tail and not tail.startswith("#"):
-            raise TeeformError(f"line {lineno}: unexpected text after the closing quote: {tail[:20]!r}", path=source,
+            raise TeeformError(f"unexpected text after the closing quote: {tail[:20]!r}", path=source,
                                field=f"line {lineno}")
         if name in out:
-            raise TeeformError(f"line {lineno}: {name} is already set on line {first_line[name]}", path=source,
+            raise TeeformError(f"{name} is already set on line {first_line[name]}", path=source,
                                field=f"line {lineno}")
         out[name], first_line[name] = value, lineno
     if not out:
