@@ -8,7 +8,6 @@ with status 2; a traceback is shown only with ``--debug``.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 
 class TeeformError(Exception):
@@ -25,9 +24,9 @@ class TeeformError(Exception):
         self,
         message: str,
         *,
-        hint: Optional[str] = None,
-        path: Optional[os.PathLike[str] | str] = None,
-        field: Optional[str] = None,
+        hint: str | None = None,
+        path: os.PathLike[str] | str | None = None,
+        field: str | None = None,
     ) -> None:
         self.message = message
         self.hint = hint

@@ -9,8 +9,9 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO
 
 CHUNK = 1 << 20  # 1 MiB read size for streaming hashes
 

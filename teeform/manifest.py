@@ -41,9 +41,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from teeform.errors import TeeformError
 from teeform.fsutil import atomic_write_text
@@ -54,7 +55,7 @@ SCHEMA_PATH = Path(__file__).parent / "schema" / "manifest.schema.json"
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 
-class ArtifactKind(str, enum.Enum):
+class ArtifactKind(enum.StrEnum):
     """What a manifest describes. New kinds are added here and in the JSON Schema."""
 
     EIF = "eif"
@@ -96,7 +97,7 @@ class Artifact:
     sha384: str
 
     @classmethod
-    def from_file(cls, path: os.PathLike[str] | str) -> "Artifact":
+    def from_file(cls, path: os.PathLike[str] | str) -> Artifact:
         """Describe ``path`` by streaming it once (no whole-file read)."""
         from teeform.fsutil import hash_file
 
@@ -174,7 +175,7 @@ class Manifest:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<manifest>") -> "Manifest":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<manifest>") -> Manifest:
         """Validate ``data`` against the JSON Schema and the per-kind measurement table, then build.
 
         Raises:
@@ -197,7 +198,7 @@ class Manifest:
         )
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "<manifest>") -> "Manifest":
+    def from_json(cls, text: str, *, source: str = "<manifest>") -> Manifest:
         """Parse JSON ``text`` (see :meth:`from_dict`)."""
         try:
             data = json.loads(text)
@@ -237,7 +238,7 @@ def validate_manifest_dict(data: Mapping[str, Any], *, source: str = "<manifest>
     kind = ArtifactKind(data["kind"])
     meas = data["measurements"]
     required, optional = REQUIRED_MEASUREMENTS[kind], OPTIONAL_MEASUREMENTS[kind]
-    for name, length in required.items():
+    for name in required:
         if name not in meas:
             raise TeeformError(f"missing measurement {name!r} (required for kind {kind.value!r})", path=source, field="measurements")
     for name, value in meas.items():

@@ -14,7 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 from teeform.errors import TeeformError, ToolMissingError
 
@@ -40,7 +40,7 @@ DEBIAN_PACKAGE: dict[str, str] = {
 SYSTEM_TOOL_DIRS = ("/usr/lib/systemd", "/lib/systemd", "/usr/sbin", "/sbin")
 
 
-def find_tool(name: str, *, required: bool = True, reason: str = "") -> Optional[str]:
+def find_tool(name: str, *, required: bool = True, reason: str = "") -> str | None:
     """Return the absolute path of tool ``name``.
 
     Search order: each directory in ``$TEEFORM_TOOLS_DIR``, then ``$PATH``, then
@@ -67,11 +67,11 @@ def find_tool(name: str, *, required: bool = True, reason: str = "") -> Optional
 def run(
     argv: Sequence[str],
     *,
-    input: Optional[bytes] = None,
-    env: Optional[Mapping[str, str]] = None,
-    cwd: Optional[str] = None,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
     capture: bool = True,
-    timeout: Optional[float] = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` (argv[0] resolved with :func:`find_tool`) and check its exit status.
 

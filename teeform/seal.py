@@ -81,7 +81,7 @@ def _unquote_double(body: str, source: str, lineno: int) -> tuple[str, str]:
             return "".join(out), body[i + 1:]
         out.append(ch)
         i += 1
-    raise TeeformError(f"unterminated double quote (multi-line values are not supported; use \\n)",
+    raise TeeformError("unterminated double quote (multi-line values are not supported; use \\n)",
                        path=source, field=f"line {lineno}")
 
 

@@ -34,16 +34,17 @@ from __future__ import annotations
 import enum
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from teeform.errors import TeeformError
 
 PROJECT = "teeform"
 
 
-class Cloud(str, enum.Enum):
+class Cloud(enum.StrEnum):
     """Clouds teeform targets. Each gets one component module, not a fork."""
 
     AWS = "aws"
@@ -52,7 +53,7 @@ class Cloud(str, enum.Enum):
     ALICLOUD = "alicloud"
 
 
-class TeeType(str, enum.Enum):
+class TeeType(enum.StrEnum):
     """TEE technologies, with the manifest kind each consumes."""
 
     NITRO_ENCLAVE = "nitro-enclave"
@@ -88,8 +89,8 @@ class IngressRule:
 class NetworkConfig:
     """Use existing ``vpc_id``/``subnet_id``, or create a VPC of ``cidr``. No ingress unless listed."""
 
-    vpc_id: Optional[str] = None
-    subnet_id: Optional[str] = None
+    vpc_id: str | None = None
+    subnet_id: str | None = None
     cidr: str = "10.42.0.0/16"
     ingress: tuple[IngressRule, ...] = ()
 
@@ -131,7 +132,7 @@ class Target:
     manifests: tuple[str, ...]
     instance_type: str = "m6i.xlarge"
     #: Parent-instance AMI id; None = the latest Amazon Linux 2023 AMI from the public SSM parameter.
-    ami: Optional[str] = None
+    ami: str | None = None
     enclave: EnclaveConfig = field(default_factory=EnclaveConfig)
     attestation: AttestationConfig = field(default_factory=AttestationConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -170,7 +171,7 @@ class StackConfig:
         stack: str,
         source: str = "<config>",
         project_dir: Path | str = ".",
-    ) -> "StackConfig":
+    ) -> StackConfig:
         """Build from un-namespaced config values (``{"targets": [...], "environment": ..., ...}``).
 
         Raises:

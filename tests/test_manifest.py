@@ -80,7 +80,7 @@ EXPECTED_TEXT = """{
   "source_date_epoch": 1700000000,
   "version": "1.2.3"
 }
-""" % {"h64": H64, "h96": H96, "p1": "01" * 48, "p2": "02" * 48}
+""" % {"h64": H64, "h96": H96, "p1": "01" * 48, "p2": "02" * 48}  # noqa: UP031 (reads as the file)
 
 
 def test_exact_text_and_round_trip():
