@@ -19,6 +19,7 @@ from components.aws.enclave_host import UserDataSpec, check_enclave_fit, render_
 from components.aws.enclave_network import subnet_cidr
 from components.aws.nitro import deployer_principal, physical_name
 from teeform.errors import TeeformError
+from teeform.preview import MOCK_AMI_ID
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -300,7 +301,7 @@ def test_ami_default_from_al2023_parameter_or_pinned(tmp_path):
     resources, _, mocks = run([nitro_target([img.manifest_path], instanceType="m6g.xlarge")])
     (call,) = [c for c in mocks.calls if c.token == "aws:ssm/getParameter:getParameter"]
     assert call.args["name"] == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
-    assert one(resources, LT).inputs["imageId"] == "ami-0a1b2c3d4e5f60718"  # the mock's answer
+    assert one(resources, LT).inputs["imageId"] == MOCK_AMI_ID  # what the mocked SSM parameter returned
     resources, _, mocks = run([nitro_target([img.manifest_path], ami="ami-0123456789abcdef0")])
     assert one(resources, LT).inputs["imageId"] == "ami-0123456789abcdef0"
     assert not [c for c in mocks.calls if c.token == "aws:ssm/getParameter:getParameter"]

@@ -135,16 +135,19 @@ def test_rebuild_is_byte_identical_and_epoch_is_the_ramdisk_mtime(tmp_path: Path
     assert json.loads(sc[2][1])["BuildMetadata"]["BuildTime"] == "1970-01-01T00:33:20+00:00"
     for _, data in sc[3:5]:
         # newc header (cpio(5)): magic 070701, then 8-hex-digit ino, mode, uid, gid, nlink, mtime, ...
-        pos = 0
+        pos, checked, trailer = 0, 0, False
         while data[pos:pos + 6] == b"070701":
             fields = [int(data[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
             namesize, filesize = fields[11], fields[6]
             name = data[pos + 110: pos + 110 + namesize - 1]
             if name == b"TRAILER!!!":
+                trailer = True
                 break
             assert (fields[2], fields[3], fields[5]) == (0, 0, 2000), name
+            checked += 1
             pos = (pos + 110 + namesize + 3) & ~3
             pos = (pos + filesize + 3) & ~3
+        assert checked > 0 and trailer, "the ramdisk is not a plain newc archive walked to its trailer"
     assert a[544:548] != c[544:548]  # ... and therefore the CRC
 
 

@@ -65,7 +65,8 @@ def test_verity_partition_uuids_reference_vector() -> None:
 def test_esp_is_reproducible_and_readable(tmp_path: Path, uki: Path) -> None:
     require_tool("mkfs.vfat")
     require_tool("mcopy")
-    require_tool("blkid")
+    for oracle in ("mdir", "fsck.vfat", "blkid"):
+        require_tool(oracle)
     a = esp.make_esp(uki, tmp_path / "a.img", source_date_epoch=EPOCH)
     time.sleep(1.1)  # FAT times have 2 s resolution; make sure "now" moved on
     os.utime(uki, (EPOCH + 999, EPOCH + 999))

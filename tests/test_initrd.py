@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -184,7 +185,7 @@ def test_verity_flags_map_systemd_names_and_refuse_weakening() -> None:
 @pytest.mark.integration
 def test_initrd_is_reproducible_and_complete(tmp_path: Path, modules_dir: Path, release: str) -> None:
     require_tool("busybox")
-    require_tool("veritysetup")
+    veritysetup = require_tool("veritysetup")
     require_tool("cpio")
     cfg = ir.InitrdConfig(modules_dir=modules_dir, kernel_release=release, mtime=1700000000)
     a = ir.make_initrd(cfg, tmp_path / "a.cpio.gz")
@@ -201,25 +202,35 @@ def test_initrd_is_reproducible_and_complete(tmp_path: Path, modules_dir: Path, 
     for need in ("bin/busybox", "bin/veritysetup", "lib/teeform/initrd-lib.sh", "etc/teeform/modules",
                  "lib/modules/kernel/drivers/md/dm-verity.ko", "lib/modules/kernel/fs/erofs/erofs.ko"):
         assert need in rows, need
-    for lib in ir.shared_libraries(Path(shutil.which("veritysetup") or "/usr/sbin/veritysetup")):
-        assert lib.as_posix().lstrip("/") in rows
+    libs = ir.shared_libraries(Path(veritysetup))
+    assert libs, "veritysetup is a dynamic executable: ldd must list its libraries"
+    for lib in libs:
+        assert lib.as_posix().lstrip("/") in rows, lib
     assert a.modules[-1] == "kernel/fs/erofs/erofs.ko"
     assert any(h[0].endswith("busybox") for h in a.host_files)
 
 
 @pytest.mark.oracle
-def test_elf_interpreter_agrees_with_ldd() -> None:
-    # Oracle: ldd lists the program interpreter of a dynamic executable among its libraries.
-    ls = Path("/bin/ls")
+def test_elf_interpreter_agrees_with_readelf_and_ldd() -> None:
+    # Oracles: GNU readelf's "[Requesting program interpreter: ...]" line (the PT_INTERP segment, read
+    # by binutils, not by teeform), and ldd, which lists the interpreter among the libraries.
+    readelf = require_tool("readelf")
+    require_tool("ldd")
+    ls = require_file(Path("/bin/ls"), "a dynamic executable (coreutils)")
+    out = subprocess.run([readelf, "-lW", str(ls)], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"\[Requesting program interpreter: (\S+)\]", out)
+    assert m, out
     interp = ir.elf_interpreter(ls)
-    assert interp is not None and Path(interp) in ir.shared_libraries(ls)
-    assert ir.elf_interpreter(Path(require_tool("busybox"))) is None  # busybox-static
+    assert interp == m.group(1)
+    assert Path(interp) in ir.shared_libraries(ls)
+    busybox = require_tool("busybox")
+    static = subprocess.run([readelf, "-lW", busybox], capture_output=True, text=True, check=True).stdout
+    assert "INTERP" not in static  # readelf: busybox-static has no PT_INTERP segment ...
+    assert ir.elf_interpreter(Path(busybox)) is None  # ... and teeform agrees
 
 
 def test_initrd_refuses_dynamic_busybox(tmp_path: Path, modules_dir: Path, release: str) -> None:
-    dyn = Path("/bin/ls")
-    if not dyn.exists():
-        pytest.skip("no dynamic binary to test with")
+    dyn = require_file(Path("/bin/ls"), "a dynamic executable (coreutils)")
     cfg = ir.InitrdConfig(modules_dir=modules_dir, kernel_release=release, busybox=dyn)
     with pytest.raises(TeeformError, match="statically linked"):
         ir.initrd_entries(cfg)

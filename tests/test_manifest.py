@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def test_write_then_load(tmp_path: Path):
     p = tmp_path / "m.json"
     digest = write_manifest(eif_manifest(), p)
     assert load_manifest(p) == eif_manifest()
-    assert manifest_sha256(p) == digest
+    assert manifest_sha256(p) == digest == hashlib.sha256(p.read_bytes()).hexdigest()  # independent: hashlib over the file
     assert [x.name for x in tmp_path.iterdir()] == ["m.json"]  # no temp files left behind
 
 

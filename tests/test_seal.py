@@ -11,6 +11,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from teeform.cli import main
 from teeform.errors import TeeformError
@@ -117,6 +119,20 @@ def test_round_trip(project, moto_url, key_arn, capsys):
     assert d["aad"] == {"key_id": key_arn, "manifest_sha256": digest, "stack": "dev", "version": 1}
     assert len(base64.b64decode(d["nonce"])) == 12
     assert "data key  KMS GenerateDataKey (AES_256)" in capsys.readouterr().err
+    # Independent of teeform's unseal: KMS Decrypt (moto, through boto3) of the data key under the recorded
+    # encryption context, then AES-256-GCM with the AAD built here from the documented rule (canonical
+    # JSON: sorted keys, no spaces, UTF-8 - teeform/seal.py module docstring, step 2).
+    kms_client = boto3.client("kms", region_name=REGION, endpoint_url=moto_url)
+    data_key = kms_client.decrypt(CiphertextBlob=base64.b64decode(d["encrypted_data_key"]),
+                                  EncryptionContext=d["encryption_context"], KeyId=key_arn)["Plaintext"]
+    assert len(data_key) == 32
+    aad = json.dumps({"key_id": key_arn, "manifest_sha256": digest, "stack": "dev", "version": 1},
+                     sort_keys=True, separators=(",", ":")).encode()
+    plain = AESGCM(data_key).decrypt(base64.b64decode(d["nonce"]), base64.b64decode(d["ciphertext"]), aad)
+    assert json.loads(plain) == EXPECTED
+    with pytest.raises(InvalidTag):  # the AAD really is bound: another stack name does not authenticate
+        AESGCM(data_key).decrypt(base64.b64decode(d["nonce"]), base64.b64decode(d["ciphertext"]),
+                                 aad.replace(b'"dev"', b'"prod"'))
     assert unseal(sealed_path, moto_url) == 0
     assert json.loads(capsys.readouterr().out) == EXPECTED
     assert unseal(sealed_path, moto_url, "--format", "env") == 0
