@@ -111,3 +111,11 @@ def source_date_epoch(default: int | None = None) -> int:
             hint="export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
         )
     return int(raw)
+
+
+def display_path(p: str | os.PathLike[str]) -> str:
+    """``p`` relative to the current directory when it lies under it (as given otherwise), for messages."""
+    try:
+        return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)

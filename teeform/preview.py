@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from teeform.errors import TeeformError
+from teeform.fsutil import display_path
 from teeform.stack import PROJECT, read_stack_values
 
 #: The example account id of the AWS documentation, used by the mocks.
@@ -655,7 +656,7 @@ def render_text(result: PreviewResult) -> str:
         else:
             lines.append(f"  {k}: {v}")
     lines.append("")
-    cfg = f", config {result.policy_config}" if result.policy_config else ""
+    cfg = f", config {display_path(result.policy_config)}" if result.policy_config else ""
     if not result.violations:
         lines.append(f"Policies: {len(result.policies)} ran{cfg}; no violations.")
     else:

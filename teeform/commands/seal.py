@@ -73,7 +73,7 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
         fh.write(sealed.to_json().encode("utf-8"))
     click.echo(f"sealed {len(secrets)} secret(s) for stack {stack!r} target {tgt.name!r} -> {out_path} (mode 0600)", err=True)
     click.echo(f"  key       {sealed.key_id}", err=True)
-    from teeform.nitro.verify import display_path
+    from teeform.fsutil import display_path
 
     click.echo(f"  manifest  {display_path(manifest_path)} sha256 {digest}", err=True)
     for line in how:

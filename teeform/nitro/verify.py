@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import verification as xv
 
 from teeform.errors import TeeformError
+from teeform.fsutil import display_path
 from teeform.nitro.attestation import COSE_ALG_ES384, ES384_SIGNATURE_LEN, AttestationDocument
 
 #: The AWS Nitro Enclaves Root-G1 certificate shipped with teeform (eif-nitro.md §4.5).
@@ -222,14 +223,6 @@ def load_root(path: str | Path | None = None) -> Root:
             path=p, hint="reinstall teeform; the file was modified",
         )
     return Root(cert, digest, str(p), pinned=path is None)
-
-
-def display_path(p: str | Path) -> str:
-    """``p`` relative to the current directory when it lies under it (as typed otherwise), for messages."""
-    try:
-        return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(p)
 
 
 def allowed_from_manifests(paths: Iterable[str | Path]) -> tuple[list[AllowedMeasurements], list[str]]:
