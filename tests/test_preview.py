@@ -10,6 +10,7 @@ from pulumi_support import REPO, nitro_target, write_fake_eif_manifest, write_st
 
 from teeform.cli import main
 from teeform.errors import TeeformError
+from teeform.fsutil import display_path
 from teeform.preview import _find_teeform_error, policy_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -43,7 +44,7 @@ def test_repo_stacks_preview_clean(tmp_path, capsys, env):
     assert "+ aws:ec2/launchTemplate:LaunchTemplate  agent-host-lt" in out
     assert "metadataOptions.httpTokens=required" in out and "enclaveOptions.enabled=True" in out
     assert f"StringEqualsIgnoreCase kms:RecipientAttestation:PCR0 in [{pcr0}]" in out
-    assert f"config {REPO / 'policies' / 'config' / (env + '.json')}" in out
+    assert f"config {display_path(REPO / 'policies' / 'config' / (env + '.json'))}" in out  # the file chosen
     assert "No mandatory violations." in out and "[mandatory]" not in out
 
 
@@ -130,5 +131,5 @@ def test_production_environment_selects_prod_pack_config(tmp_path, capsys):
                                  environment=env)
         rc, out, _ = preview(capsys, "--stack", f"eu-{env}", "--stack-file", str(stack))
         assert rc == rc_expected, out
-        assert f"config {REPO / 'policies' / 'config' / (env + '.json')}" in out
+        assert f"config {display_path(REPO / 'policies' / 'config' / (env + '.json'))}" in out  # the file chosen
         assert f"  [{level}] no-public-ingress (aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule: agent-net-ingress-0)" in out
