@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from image_builder.eif import rfc3339
-from teeform.fsutil import CHUNK, source_date_epoch
+from teeform.fsutil import CHUNK, hash_file, source_date_epoch
 
 MT_LAYER = {
     None: "application/vnd.oci.image.layer.v1.tar",
@@ -83,13 +83,8 @@ _TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SY
 
 
 def _sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-    return "sha256:" + h.hexdigest(), n
+    """``("sha256:<hex>", size)`` of ``path``, streamed (OCI digest form)."""
+    return "sha256:" + hash_file(path)["sha256"], path.stat().st_size
 
 
 def write_layer_tar(fh: Any, entries: Sequence[LayerEntry], *, mtime: int) -> None:

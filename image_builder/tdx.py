@@ -100,9 +100,13 @@ def rtmr_extend(value: bytes, digest: bytes) -> bytes:
 
 
 def _chain(register: str, events: list[RtmrEvent], bank: str) -> str:
+    """Replay ``events`` into a zeroed register of ``bank``: the same H(value || digest) extend as a TPM PCR
+    (:func:`image_builder.pcr11.extend`), which is also TDG.MR.RTMR.EXTEND for the sha384 bank."""
+    from image_builder.pcr11 import extend
+
     value = bytes(hashlib.new(bank).digest_size)
     for e in events:
-        value = hashlib.new(bank, value + bytes.fromhex(e.digest)).digest()
+        value = extend(value, bytes.fromhex(e.digest), bank)
     return value.hex()
 
 
