@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from image_builder.demo_image import (  # noqa: E402
+from image_builder.inputs.demo_image import (  # noqa: E402
     MT_LAYER,
     LayerBlob,
     LayerEntry,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: teeform's dm-verity hash tree (image_builder.verity) against `veritysetup format`.
+"""Benchmark: teeform's dm-verity hash tree (image_builder.formats.verity) against `veritysetup format`.
 
 Builds the tree of one data file (default 1 GiB of random bytes) with both, using the same salt,
 UUID and block sizes, checks that the root hashes and the hash-device bytes are identical, and
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from image_builder.verity import VerityParams, build_hash_tree
+from image_builder.formats.verity import VerityParams, build_hash_tree
 from teeform.run import find_tool, run
 
 SALT = bytes.fromhex("5eed" * 16)

@@ -1,9 +1,14 @@
 """teeform's image builders: measured artifacts built from OCI images, reproducibly.
 
-* :mod:`image_builder.oci` - open, verify and safely flatten OCI images / ``docker save`` tars;
-* :mod:`image_builder.cpio` - deterministic newc cpio (initramfs) writer;
-* :mod:`image_builder.eif` - the Nitro Enclave Image File format: writer, reader, PCR0/1/2/8;
-* :mod:`image_builder.eif_sign` - the EIF signature section (COSE_Sign1 over PCR0, PCR8);
-* :mod:`image_builder.build_eif` - the ``teeform build eif`` pipeline;
-* :mod:`image_builder.demo_image` - deterministic OCI images without Docker (demo, tests, benchmarks).
+Layers, highest first; a module imports only from its own layer or lower ones (enforced by the
+``import-linter`` contract in ``pyproject.toml``, run by ``make test``):
+
+* :mod:`image_builder.pipelines` - the ``teeform build eif`` / ``build vm-image`` / ``measure <disk>``
+  pipelines: file I/O, external tools (mkfs.erofs, mtools, qemu), temp files and atomic outputs;
+* :mod:`image_builder.measure` - pure measurement maths, one module per register or spec
+  (PCR11 of systemd-stub, Authenticode, SEV-SNP launch digest, TDX RTMRs);
+* :mod:`image_builder.formats` - byte formats we read and write (EIF, PE/UKI, cpio, GPT, dm-verity,
+  VHD/qcow2/GCE tar);
+* :mod:`image_builder.inputs` - OCI image input: open, verify and safely flatten OCI layouts and
+  ``docker save`` tars; deterministic demo images.
 """

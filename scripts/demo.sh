@@ -2,7 +2,7 @@
 # `make demo`: build a real, reproducible EIF from Debian binaries, measure it, then preview the dev stack.
 #
 #  1. an OCI image layout of the "agent" (a stand-in: Debian's static busybox, Cmd prints a line and sleeps),
-#     built without Docker by image_builder/demo_image.py;
+#     built without Docker by image_builder/inputs/demo_image.py;
 #  2. `teeform build eif` with STAND-IN Nitro blobs (see the banner below);
 #  3. `teeform measure` on the result;
 #  4. `teeform preview --stack dev` (stacks/Pulumi.dev.yaml references build/demo/openclaw-agent.manifest.json).
@@ -30,7 +30,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT/blobs"
 
 bold "==> [1/4] building the agent's OCI image (stand-in: busybox-static) into $OUT/image"
-$PY -m image_builder.demo_image --out "$OUT/image" --busybox "$BUSYBOX"
+$PY -m image_builder.inputs.demo_image --out "$OUT/image" --busybox "$BUSYBOX"
 
 # Stand-in blobs. The nsm.ko placeholder is NOT a kernel module; this EIF would not boot in a Nitro Enclave.
 printf 'teeform demo placeholder: NOT the Nitro Secure Module driver. Use /usr/share/nitro_enclaves/blobs/nsm.ko.\n' \

@@ -109,7 +109,7 @@ printf 'stand-in nsm.ko\n' > "$D/blobs/nsm.ko"
 $PY - "$D" <<'EOF'
 import sys
 from pathlib import Path
-from image_builder.demo_image import LayerEntry, image_config, layer_blob, write_oci_layout
+from image_builder.inputs.demo_image import LayerEntry, image_config, layer_blob, write_oci_layout
 d = Path(sys.argv[1])
 for v in ("1.0.0", "1.1.0"):
     blob = layer_blob(d / "layers", [LayerEntry("app/agent", "file", f"#!/bin/sh\necho agent {v}\n".encode(), mode=0o755)], mtime=0)

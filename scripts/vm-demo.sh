@@ -13,7 +13,7 @@ STUB=/usr/lib/systemd/boot/efi/linuxx64.efi.stub   # Debian bookworm's systemd 2
 
 rm -rf "$OUT"; mkdir -p "$OUT"
 bold "[1/4] root file system: busybox-static + the boot probe as /sbin/init ($OUT/rootfs)"
-.venv/bin/python -c "from pathlib import Path; from image_builder.qemu_boot import make_probe_rootfs; make_probe_rootfs(Path('$OUT/rootfs'))"
+.venv/bin/python -c "from pathlib import Path; from image_builder.pipelines.qemu_boot import make_probe_rootfs; make_probe_rootfs(Path('$OUT/rootfs'))"
 
 bold "[2/4] teeform build vm-image (kernel: $KERNEL, stub: $STUB)"
 $TEEFORM build vm-image --rootfs "$OUT/rootfs" --kernel "$KERNEL" --stub "$STUB" \

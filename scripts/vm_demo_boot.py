@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from image_builder.qemu_boot import boot_disk
+from image_builder.pipelines.qemu_boot import boot_disk
 from teeform.manifest import load_manifest
 
 

@@ -20,16 +20,16 @@ EIF (``shared/reference/eif-nitro.md`` §2.2, §2.5, §3.2): the hypervisor hash
 * PCR0 = ImageSha384 = all of the above (kernel, cmdline and every ramdisk in order).
 * PCR8 = the signing certificate (DER): roles :data:`EIF_CERT_ROLES`. Re-signing changes PCR8 only;
   editing metadata changes no PCR (metadata and signature sections are not measured). teeform's EIF
-  builder (``image_builder/build_eif.py`` ``build_manifest``) records the certificate in
+  builder (``image_builder/pipelines/build_eif.py`` ``build_manifest``) records the certificate in
   ``details.signing_certificate_sha256`` (SHA-256 of its DER) and ``details.signing_certificate_subject``
   rather than as an input, so :func:`eif_inputs` turns those into a ``signing-certificate`` input.
 * ``SOURCE_DATE_EPOCH`` is a measured input of teeform EIFs: it is the mtime of every entry of both
-  ramdisks (``image_builder/build_eif.py`` module docstring, ``image_builder/cpio.py``), so a change
+  ramdisks (``image_builder/pipelines/build_eif.py`` module docstring, ``image_builder/formats/cpio.py``), so a change
   explains PCR1, PCR2 and PCR0 (:data:`EIF_SDE_MEASURED`). Checked by building the same inputs with two
   values (``tests/test_measurements_diff.py::test_real_eif_builds``).
 
-The input roles ``image_builder/build_eif.py`` writes are ``image``, ``kernel``, ``init``, ``nsm`` and
-``cmdline``; ``image_builder/build_vm.py`` writes ``rootfs``, ``kernel``, ``stub``, ``cmdline``,
+The input roles ``image_builder/pipelines/build_eif.py`` writes are ``image``, ``kernel``, ``init``, ``nsm`` and
+``cmdline``; ``image_builder/pipelines/build_vm.py`` writes ``rootfs``, ``kernel``, ``stub``, ``cmdline``,
 ``os-release``, ``modules`` and ``initrd-host-file`` (both go into the initrd, a UKI section) and
 ``firmware``. Other roles in the tables are accepted aliases for manifests written by other tools.
 

@@ -1,6 +1,6 @@
 """A uniform result for ``teeform measure``: the values, per-section facts and caveats of one artifact.
 
-Each artifact module (``image_builder.eif``, ``image_builder.uki``, ``image_builder.disk``) returns a
+Each artifact module (``image_builder.formats.eif``, ``image_builder.formats.uki``, ``image_builder.pipelines.disk``) returns a
 :class:`MeasurementReport`; :mod:`teeform.commands.measure` prints it as text or JSON.
 """
 

@@ -1,7 +1,7 @@
 """Proof by boot: a teeform VM image boots under QEMU + OVMF + swtpm, and its root is dm-verity.
 
 The oracle is the machine itself: the guest's vTPM PCR 11, read back from
-``/sys/class/tpm/tpm0/pcr-sha256/11`` by ``image_builder/guest/boot-probe.sh`` (the image's
+``/sys/class/tpm/tpm0/pcr-sha256/11`` by ``image_builder/pipelines/guest/boot-probe.sh`` (the image's
 ``/sbin/init``), must equal the manifest's predicted ``pcr11_sha256``; ``/`` must be mounted from the
 ``root`` dm-verity mapping on the disk's root and root-verity partitions; and a disk with one flipped
 byte in the root file system must fail verity instead of running the probe.
@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from conftest import CACHE, require_file, require_tool
 
-from image_builder import qemu_boot
-from image_builder.qemu_boot import OVMF_CODE, OVMF_VARS, Boot
+from image_builder.pipelines import qemu_boot
+from image_builder.pipelines.qemu_boot import OVMF_CODE, OVMF_VARS, Boot
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ STUB_254 = CACHE / "sd254" / "usr" / "lib" / "systemd" / "boot" / "efi" / "linux
 
 
 def boot_disk(disk: Path, workdir: Path) -> Boot:
-    """Boot ``disk`` once (image_builder.qemu_boot); a missing qemu/swtpm/OVMF skips locally, fails in CI."""
+    """Boot ``disk`` once (image_builder.pipelines.qemu_boot); a missing qemu/swtpm/OVMF skips locally, fails in CI."""
     require_tool("qemu-system-x86_64")
     require_tool("swtpm")
     require_file(OVMF_CODE, "OVMF firmware (Debian ovmf)")
@@ -47,13 +47,13 @@ def boot_disk(disk: Path, workdir: Path) -> Boot:
 
 
 def make_probe_rootfs(dest: Path) -> Path:
-    """A busybox-static root whose /sbin/init is the boot probe (image_builder/guest/boot-probe.sh)."""
+    """A busybox-static root whose /sbin/init is the boot probe (image_builder/pipelines/guest/boot-probe.sh)."""
     require_tool("busybox")
     return qemu_boot.make_probe_rootfs(dest)
 
 
 def build(tmp: Path, stub: Path, name: str):  # -> tuple[BuildResult, Manifest]
-    from image_builder.build_vm import BuildConfig, build_vm_image
+    from image_builder.pipelines.build_vm import BuildConfig, build_vm_image
     from teeform.manifest import load_manifest
 
     kernels = sorted((KERNEL_DIR / "boot").glob("vmlinuz-*"))

@@ -1,5 +1,5 @@
-"""Tests for ``teeform build vm-image`` (image_builder/build_vm.py) and ``teeform measure disk``
-(image_builder/disk.py).
+"""Tests for ``teeform build vm-image`` (image_builder/pipelines/build_vm.py) and ``teeform measure disk``
+(image_builder/pipelines/disk.py).
 
 Oracles: ``veritysetup verify`` / ``veritysetup dump`` (cryptsetup 2.6.1) on the partitions cut out
 of the disk, ``sfdisk --json`` (partition types and PARTUUIDs), ``objcopy`` + ``systemd-measure
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import CACHE, require_file, require_tool
 
-from image_builder import build_vm as bv
+from image_builder.pipelines import build_vm as bv
 from teeform.errors import TeeformError
 
 KERNEL_DIR = CACHE / "debian" / "kernel"
@@ -230,7 +230,7 @@ def test_uki_on_esp_and_pcr11_match_systemd_measure(built, tmp_path: Path) -> No
 @pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["raw", "vhd", "qcow2", "gce-tar"])
 def test_measure_disk_agrees_with_manifest(built, fmt: str) -> None:
-    from image_builder import disk
+    from image_builder.pipelines import disk
 
     _, cfg, r, m = built
     path = cfg.out / m.details["formats"][fmt]["file_name"]
@@ -244,7 +244,7 @@ def test_measure_disk_agrees_with_manifest(built, fmt: str) -> None:
 
 @pytest.mark.integration
 def test_measure_disk_rejects_tampered_root(built, tmp_path: Path) -> None:
-    from image_builder import disk
+    from image_builder.pipelines import disk
 
     _, _, r, _ = built
     bad = tmp_path / "bad.raw"
@@ -295,7 +295,8 @@ def test_special_files_are_left_out_of_a_directory_rootfs(tmp_path: Path, capsys
 def test_oci_layout_input(tmp_path: Path) -> None:
     for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy"):
         require_tool(t)
-    from image_builder import demo_image, disk
+    from image_builder.inputs import demo_image
+    from image_builder.pipelines import disk
     from teeform.manifest import load_manifest
 
     digests = demo_image.build_demo_image(tmp_path / "oci", busybox=Path(require_tool("busybox")))
@@ -391,13 +392,19 @@ def test_snp_firmware_only_digest_without_kernel_hashes(tmp_path: Path) -> None:
 def test_hostile_layers_refused_by_build_vm_image(tmp_path: Path, capsys, container: str, entry: tuple,
                                                   message: str) -> None:
     """Same input hardening as the EIF path: `teeform build vm-image --rootfs` refuses a hostile layer
-    with one error line (no traceback) and leaves --out empty. The refusal rules are image_builder.oci's
+    with one error line (no traceback) and leaves --out empty. The refusal rules are image_builder.inputs.oci's
     (tests/test_oci.py); here they are reached through the vm-image command."""
     import re
 
     for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy"):
         require_tool(t)
-    from image_builder.demo_image import LayerEntry, image_config, layer_blob, write_docker_archive, write_oci_layout
+    from image_builder.inputs.demo_image import (
+        LayerEntry,
+        image_config,
+        layer_blob,
+        write_docker_archive,
+        write_oci_layout,
+    )
     from teeform.cli import main
 
     path, kind, extra = entry
@@ -430,7 +437,7 @@ def test_hostile_layers_refused_by_build_vm_image(tmp_path: Path, capsys, contai
 def test_measure_disk_with_boot_loader_and_uki_in_efi_linux(built, tmp_path: Path) -> None:
     """The systemd-boot / mkosi layout: BOOTX64.EFI is systemd-boot, the UKI is EFI/Linux/<name>.efi.
     The ESP is rewritten with mtools (independent of teeform's ESP writer)."""
-    from image_builder import disk
+    from image_builder.pipelines import disk
 
     boot = require_file(Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"), "systemd-boot (systemd-boot-efi)")
     require_tool("mmd")

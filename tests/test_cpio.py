@@ -1,4 +1,4 @@
-"""The deterministic newc writer (image_builder.cpio), checked against GNU cpio 2.13 as the oracle.
+"""The deterministic newc writer (image_builder.formats.cpio), checked against GNU cpio 2.13 as the oracle.
 
 * byte comparison: GNU ``cpio -o -H newc -R 0:0 --reproducible`` over the same tree on disk (files
   touched to SOURCE_DATE_EPOCH, names fed in ``LC_ALL=C`` sorted order) must produce exactly our
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import require_tool, tools_required
 
-from image_builder.cpio import EntryKind, NewcHeader, TreeEntry, write_archive
+from image_builder.formats.cpio import EntryKind, NewcHeader, TreeEntry, write_archive
 from teeform.errors import TeeformError
 
 SDE = 1_700_000_000

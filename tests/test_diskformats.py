@@ -1,4 +1,4 @@
-"""Cloud disk formats (image_builder.diskformats) against qemu-img and GNU tar, run live."""
+"""Cloud disk formats (image_builder.formats.diskformats) against qemu-img and GNU tar, run live."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from image_builder import diskformats, gpt
+from image_builder.formats import diskformats, gpt
 from teeform.errors import TeeformError
 from teeform.run import run
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import CACHE, require_file, require_tool
 
-from image_builder import eif, oci
-from image_builder.demo_image import LayerEntry, image_config, layer_blob, write_docker_archive, write_oci_layout
+from image_builder.formats import eif
+from image_builder.inputs import oci
+from image_builder.inputs.demo_image import LayerEntry, image_config, layer_blob, write_docker_archive, write_oci_layout
 from teeform.cli import main
 from teeform.manifest import load_manifest
 
@@ -270,7 +271,7 @@ def test_demo_inputs_debian_kernel_and_busybox(tmp_path: Path, monkeypatch: pyte
     kernels = sorted((CACHE / "debian/kernel/boot").glob("vmlinuz-*"))
     kernel = require_file(kernels[0] if kernels else CACHE / "debian/kernel/boot/vmlinuz-*", "Debian kernel")
     busybox = require_file(Path("/bin/busybox"), "busybox-static")
-    from image_builder.demo_image import build_demo_image
+    from image_builder.inputs.demo_image import build_demo_image
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     build_demo_image(tmp_path / "img", busybox=busybox)
@@ -287,7 +288,7 @@ def test_demo_inputs_debian_kernel_and_busybox(tmp_path: Path, monkeypatch: pyte
 def test_failure_after_the_eif_is_written_leaves_no_temp_file(tmp_path: Path, blobs: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The EIF is streamed into a temp file in --out; a late failure (here: the manifest step) removes it."""
-    import image_builder.build_eif as build_eif
+    import image_builder.pipelines.build_eif as build_eif
     from teeform.errors import TeeformError
 
     def boom(*_a: object, **_k: object) -> None:

@@ -1,4 +1,4 @@
-"""EIF format (image_builder.eif): published vectors, independent recomputation, malformed files.
+"""EIF format (image_builder.formats.eif): published vectors, independent recomputation, malformed files.
 
 Golden values:
 * PCR3/PCR4 examples: AWS Nitro Enclaves User Guide, "Where to get an enclave's measurements"
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from image_builder import eif
-from image_builder.eif import SectionSource, SectionType
+from image_builder.formats import eif
+from image_builder.formats.eif import SectionSource, SectionType
 from teeform.errors import TeeformError
 
 PCR2_EMPTY = ("21b9efbc184807662e966d34f390821309eeac6802309798826296bf3e8bec7c"

@@ -1,4 +1,4 @@
-"""EIF signing (image_builder.eif_sign): §7.3 CBOR vectors, COSE_Sign1 checked with the openssl CLI, PCR8.
+"""EIF signing (image_builder.formats.eif_sign): §7.3 CBOR vectors, COSE_Sign1 checked with the openssl CLI, PCR8.
 
 Oracles:
 * the two byte-exact CBOR vectors of eif-nitro.md §7.3 (IMGFMT ``src/utils/cbor.rs`` at commit
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from image_builder import eif, eif_sign
-from image_builder.eif import SectionSource, SectionType
+from image_builder.formats import eif, eif_sign
+from image_builder.formats.eif import SectionSource, SectionType
 from teeform.errors import TeeformError
 
 VECTOR_PCRINFO = (

@@ -1,4 +1,4 @@
-"""ESP images (image_builder.esp) and GPT disks (image_builder.gpt), read back with sgdisk, sfdisk, mtools, blkid."""
+"""ESP images (image_builder.pipelines.esp) and GPT disks (image_builder.formats.gpt), read back with sgdisk, sfdisk, mtools, blkid."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from image_builder import esp, gpt, verity
+from image_builder.formats import gpt, verity
+from image_builder.pipelines import esp
 from teeform.errors import TeeformError
 from teeform.run import run
 

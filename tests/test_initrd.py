@@ -1,4 +1,4 @@
-"""Tests for image_builder/initrd.py and the guest shell helpers (image_builder/guest/).
+"""Tests for image_builder/pipelines/initrd.py and the guest shell helpers (image_builder/pipelines/guest/).
 
 Oracles: GNU ``objcopy`` (the ``.modinfo`` section of each module), the Debian kernel package's own
 ``lib/modules/<release>`` directory name, ``sfdisk`` (partition UUIDs it writes into a GPT), the
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import CACHE, require_file, require_tool
 
-from image_builder import initrd as ir
+from image_builder.pipelines import initrd as ir
 from teeform.errors import TeeformError
 
 KERNEL_DIR = CACHE / "debian" / "kernel"

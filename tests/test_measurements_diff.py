@@ -97,7 +97,7 @@ def test_unexplained_change_points_at_builder():
 
 
 def test_source_date_epoch_explains_eif_ramdisk_pcrs():
-    # teeform EIFs: SOURCE_DATE_EPOCH is the mtime of every ramdisk entry (image_builder/build_eif.py)
+    # teeform EIFs: SOURCE_DATE_EPOCH is the mtime of every ramdisk entry (image_builder/pipelines/build_eif.py)
     old, new = eif_manifest(), _with_pcr2(eif_manifest(builder="0.2.0", sde=1700000500), b"app-v1 with other mtimes")
     ch = by_name(diff_manifests(old, new))
     assert ch["PCR2"].explained
@@ -209,8 +209,8 @@ def _signer(tmp: Path, cn: str) -> tuple[Path, Path]:
 
 def test_real_eif_builds(tmp_path, monkeypatch, capsys):
     """Build tiny EIFs with `teeform build eif`, changing one input at a time, and check that the diff
-    names exactly that input (the role names image_builder/build_eif.py writes) as the cause."""
-    from image_builder.demo_image import LayerEntry, image_config, layer_blob, write_oci_layout
+    names exactly that input (the role names image_builder/pipelines/build_eif.py writes) as the cause."""
+    from image_builder.inputs.demo_image import LayerEntry, image_config, layer_blob, write_oci_layout
 
     def image(name: str, text: bytes) -> Path:
         blob = layer_blob(tmp_path / "layers", [LayerEntry("app/agent", "file", text, mode=0o755)], mtime=0)

@@ -1,6 +1,6 @@
-"""OCI input (image_builder.oci): layouts and docker archives, digests, whiteouts, hostile layers.
+"""OCI input (image_builder.inputs.oci): layouts and docker archives, digests, whiteouts, hostile layers.
 
-Images are generated with image_builder.demo_image helpers (plain tarfile writers that deliberately
+Images are generated with image_builder.inputs.demo_image helpers (plain tarfile writers that deliberately
 allow hostile members). Expected trees are written out by hand from the OCI layer rules
 (image-spec ``layer.md``), not produced by the code under test.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from image_builder import oci
-from image_builder.demo_image import (
+from image_builder.inputs import oci
+from image_builder.inputs.demo_image import (
     LayerEntry,
     image_config,
     layer_blob,

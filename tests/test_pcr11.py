@@ -12,9 +12,15 @@ import pytest
 import uki_vectors as V
 from conftest import require_file, require_tool
 
-from image_builder import pcr11
-from image_builder.pcr11 import SectionDigests, detect_stub_version, measured_sections, predict_pcr11, predict_pcr12
-from image_builder.uki import SectionOrder, UkiInputs, build_uki, read_uki_layout
+from image_builder.formats.uki import SectionOrder, UkiInputs, build_uki, read_uki_layout
+from image_builder.measure import pcr11
+from image_builder.measure.pcr11 import (
+    SectionDigests,
+    detect_stub_version,
+    measured_sections,
+    predict_pcr11,
+    predict_pcr12,
+)
 from teeform.errors import TeeformError
 
 OPTION = {".linux": "linux", ".osrel": "osrel", ".cmdline": "cmdline", ".initrd": "initrd",

@@ -1,4 +1,4 @@
-"""Root file system images (image_builder.rootfs): reproducibility, padding, and read-back with Debian tools."""
+"""Root file system images (image_builder.pipelines.rootfs): reproducibility, padding, and read-back with Debian tools."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from image_builder.rootfs import derive_fs_uuid, make_root_image
+from image_builder.pipelines.rootfs import derive_fs_uuid, make_root_image
 from teeform.errors import TeeformError
 from teeform.run import run
 

@@ -24,9 +24,9 @@ import pytest
 import uki_vectors as V
 from conftest import require_file, require_tool
 
-from image_builder import tdx
-from image_builder.pcr11 import predict_pcr11
-from image_builder.snp import SnpInputs, ovmf_sev_sections, predict_snp_launch_digest
+from image_builder.measure import tdx
+from image_builder.measure.pcr11 import predict_pcr11
+from image_builder.measure.snp import SnpInputs, ovmf_sev_sections, predict_snp_launch_digest
 from teeform.errors import TeeformError
 
 OVMF_2M = Path("/usr/share/OVMF/OVMF_CODE.fd")

@@ -14,7 +14,7 @@ import pytest
 import uki_vectors as V
 from conftest import require_file, require_tool, tools_required
 
-from image_builder.uki import (
+from image_builder.formats.uki import (
     SectionOrder,
     UkiInputs,
     build_uki,

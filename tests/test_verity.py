@@ -1,4 +1,4 @@
-"""dm-verity hash trees (image_builder.verity) against `veritysetup` 2.6.1, run live, and published vectors."""
+"""dm-verity hash trees (image_builder.formats.verity) against `veritysetup` 2.6.1, run live, and published vectors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from image_builder import verity
-from image_builder.verity import VerityParams, build_hash_tree, verify_hash_tree
+from image_builder.formats import verity
+from image_builder.formats.verity import VerityParams, build_hash_tree, verify_hash_tree
 from teeform.errors import TeeformError
 from teeform.run import run
 

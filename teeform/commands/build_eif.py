@@ -1,7 +1,7 @@
 """``teeform build eif``: a reproducible Nitro Enclave Image File from an OCI image.
 
-Thin CLI layer: parses options into :class:`image_builder.build_eif.EifBuildConfig` and runs
-:func:`image_builder.build_eif.build_eif`. Everything else (format, PCRs, safety checks) lives in
+Thin CLI layer: parses options into :class:`image_builder.pipelines.build_eif.EifBuildConfig` and runs
+:func:`image_builder.pipelines.build_eif.build_eif`. Everything else (format, PCRs, safety checks) lives in
 ``image_builder``.
 """
 
@@ -73,7 +73,7 @@ def cmd(image: Path, kernel: Path, init: Path, nsm: Path, cmdline: str, out_dir:
         --init /usr/share/nitro_enclaves/blobs/init --nsm /usr/share/nitro_enclaves/blobs/nsm.ko \\
         --cmdline @/usr/share/nitro_enclaves/blobs/cmdline --out build/
     """
-    from image_builder.build_eif import EifBuildConfig, build_eif, parse_cmdline
+    from image_builder.pipelines.build_eif import EifBuildConfig, build_eif, parse_cmdline
 
     cmdline_bytes, cmdline_source = parse_cmdline(cmdline)
     config = EifBuildConfig(

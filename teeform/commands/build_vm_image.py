@@ -1,7 +1,7 @@
 """``teeform build vm-image``: a UKI + dm-verity GPT disk image and its measurement manifest.
 
-The pipeline itself is :mod:`image_builder.build_vm`; this module only parses options into a
-frozen :class:`~image_builder.build_vm.BuildConfig` and prints the result. See docs/vm-image.md.
+The pipeline itself is :mod:`image_builder.pipelines.build_vm`; this module only parses options into a
+frozen :class:`~image_builder.pipelines.build_vm.BuildConfig` and prints the result. See docs/vm-image.md.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def cmd(rootfs: Path, kernel: Path, modules: Path | None, stub: Path, cmdline_ex
     Hostile OCI layers (.., absolute paths, escaping links, device nodes) are refused.
     Reproducible: set SOURCE_DATE_EPOCH for byte-identical rebuilds.
     """
-    from image_builder.build_vm import BuildConfig, build_vm_image
+    from image_builder.pipelines.build_vm import BuildConfig, build_vm_image
 
     fmts = tuple(dict.fromkeys(["raw", *(f.strip() for f in formats.split(",") if f.strip())]))
     config = BuildConfig(

@@ -2,9 +2,9 @@
 
 The artifact type is recognised by content, not by file name:
 
-* ``.eif`` magic at offset 0 (``shared/reference/eif-nitro.md`` §1.2) -> :func:`image_builder.eif.measure_report`
-* ``MZ`` at offset 0 (a PE/COFF image, i.e. a UKI) -> :func:`image_builder.uki.measure_report`
-* anything else (raw GPT disk, fixed VHD, qcow2) -> :func:`image_builder.disk.measure_report`
+* ``.eif`` magic at offset 0 (``shared/reference/eif-nitro.md`` §1.2) -> :func:`image_builder.formats.eif.measure_report`
+* ``MZ`` at offset 0 (a PE/COFF image, i.e. a UKI) -> :func:`image_builder.formats.uki.measure_report`
+* anything else (raw GPT disk, fixed VHD, qcow2) -> :func:`image_builder.pipelines.disk.measure_report`
 
 A file whose name ends in ``.eif`` always goes to the EIF reader, so a corrupt EIF is reported as one
 (``bad magic ...``) instead of as an unrecognised disk image.
@@ -22,10 +22,10 @@ from teeform.errors import TeeformError
 from teeform.report import MeasurementReport
 
 HANDLERS = {
-    b".eif": "image_builder.eif:measure_report",
-    b"MZ": "image_builder.uki:measure_report",
+    b".eif": "image_builder.formats.eif:measure_report",
+    b"MZ": "image_builder.formats.uki:measure_report",
 }
-DISK_HANDLER = "image_builder.disk:measure_report"
+DISK_HANDLER = "image_builder.pipelines.disk:measure_report"
 
 
 def measure_path(path: Path) -> MeasurementReport:

@@ -19,15 +19,15 @@ What goes into the EIF mirrors ``nitro-cli build-enclave`` (``shared/reference/e
   which needs a daemon), CustomMetadata ``null``;
 * ramdisk #0, the bootstrap ramdisk (§3.2): ``dev/`` 0755, ``init`` 0755, ``nsm.ko`` 0755;
 * ramdisk #1, the customer ramdisk (§3.2): ``cmd`` 0644 and ``env`` 0644 (one entry per line, each
-  ending in ``\\n``; see :func:`image_builder.oci.select_command`), ``rootfs/`` 0755 holding the
+  ending in ``\\n``; see :func:`image_builder.inputs.oci.select_command`), ``rootfs/`` 0755 holding the
   flattened image, plus ``rootfs/{dev,run,sys,var,proc,tmp}`` (0755) where the image lacks them;
 * both ramdisks are uncompressed newc cpio (nitro-cli >= 1.3.2) written by
-  :mod:`image_builder.cpio` into temporary files: sorted paths, every mtime = SOURCE_DATE_EPOCH,
+  :mod:`image_builder.formats.cpio` into temporary files: sorted paths, every mtime = SOURCE_DATE_EPOCH,
   uid/gid 0 for every entry (the Nitro ``init`` runs the command as root and never switches user,
   eif-nitro.md §3.3), stable inode numbers. The byte layout therefore differs from linuxkit's, so
   PCR2 will not equal nitro-cli's for the same image (PCR1 neither, for the same blobs): teeform's
   PCRs are reproducible from teeform's inputs plus the SOURCE_DATE_EPOCH recorded in the manifest;
-* an optional signature section (§1.7) over PCR0 (:mod:`image_builder.eif_sign`).
+* an optional signature section (§1.7) over PCR0 (:mod:`image_builder.formats.eif_sign`).
 
 SOURCE_DATE_EPOCH is the mtime of every ramdisk entry and the metadata BuildTime, so it is a
 measured input: PCR1 and PCR2 depend on it, and the manifest records it so anyone can rebuild with
@@ -58,8 +58,9 @@ from pathlib import Path
 from typing import Any
 
 import teeform
-from image_builder import cpio, eif, oci
-from image_builder.eif_sign import EifSigner
+from image_builder.formats import cpio, eif
+from image_builder.formats.eif_sign import EifSigner
+from image_builder.inputs import oci
 from teeform.errors import TeeformError
 from teeform.fsutil import CHUNK, hash_file
 from teeform.manifest import (
@@ -296,7 +297,7 @@ def snapshot_blobs(ctx: BuildContext) -> None:
 
 
 def flatten_layers(ctx: BuildContext) -> None:
-    """Stream, verify and flatten the image layers into a spool (:func:`image_builder.oci.flatten`)."""
+    """Stream, verify and flatten the image layers into a spool (:func:`image_builder.inputs.oci.flatten`)."""
     assert ctx.image is not None
     ctx.tree = oci.flatten(ctx.image, ctx.work, progress=lambda m: ctx.progress(f"  {m}"))
     ctx.progress(f"  {ctx.tree.file_count} files, {ctx.tree.content_bytes} bytes of file content")

@@ -320,7 +320,7 @@ class EifWriteResult:
 
 
 Signer = Callable[[bytes], tuple[bytes, bytes]]
-"""``signer(pcr0) -> (signature_section_bytes, certificate_der)``, see :mod:`image_builder.eif_sign`."""
+"""``signer(pcr0) -> (signature_section_bytes, certificate_der)``, see :mod:`image_builder.formats.eif_sign`."""
 
 
 def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0,
@@ -580,7 +580,7 @@ def read_eif(path: os.PathLike[str] | str) -> EifInfo:
     sig_ok = None
     pcrs = hasher.pcrs()
     if counts[SectionType.SIGNATURE]:
-        from image_builder import eif_sign
+        from image_builder.formats import eif_sign
 
         try:
             entries = eif_sign.parse_signature_section(signature_raw)

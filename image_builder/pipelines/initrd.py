@@ -25,14 +25,14 @@ So the initrd is the minimal path (docs/vm-image.md, "The initrd"):
   ``depends=`` / ``softdep=pre:`` closure read from each module's ``.modinfo`` ELF section, listed
   in load order in ``/etc/teeform/modules`` and loaded with ``insmod`` (no ``modules.dep`` needed:
   Debian's unpacked kernel package ships none);
-* ``/init`` = ``image_builder/guest/initrd-init.sh`` (helpers in ``/lib/teeform/initrd-lib.sh``): reads ``roothash=`` (and the optional
+* ``/init`` = ``image_builder/pipelines/guest/initrd-init.sh`` (helpers in ``/lib/teeform/initrd-lib.sh``): reads ``roothash=`` (and the optional
   ``systemd.verity_root_data=/hash=/options=``, systemd's names) from ``/proc/cmdline``, finds the
   data and hash partitions by PARTUUID (by default the first/last 128 bits of the root hash, as in
   the Discoverable Partitions Specification) by reading the GPT with ``od``, runs
   ``veritysetup open``, mounts ``/dev/mapper/root`` read-only at ``/sysroot`` and ``switch_root``'s
   to ``init=`` (default ``/sbin/init``). Any failure powers off; there is no rescue shell.
 
-The archive is a newc cpio written by :func:`image_builder.cpio.write_archive` (members sorted by
+The archive is a newc cpio written by :func:`image_builder.formats.cpio.write_archive` (members sorted by
 path, owner 0:0, every mtime = ``mtime`` = SOURCE_DATE_EPOCH, sequential inodes), streamed through
 gzip with header mtime 0 and no file name: the same inputs give the same bytes.
 
@@ -53,7 +53,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from image_builder.cpio import EntryKind, TreeEntry, write_archive
+from image_builder.formats.cpio import EntryKind, TreeEntry, write_archive
 from teeform.errors import TeeformError
 from teeform.fsutil import atomic_output, hash_file
 from teeform.run import find_tool, run
@@ -444,7 +444,7 @@ def _entry_bytes(e: InitrdEntry) -> bytes:
 
 
 def _tree_entries(entries: Sequence[InitrdEntry]) -> list[TreeEntry]:
-    """Map :class:`InitrdEntry` to :class:`image_builder.cpio.TreeEntry` (owner 0:0)."""
+    """Map :class:`InitrdEntry` to :class:`image_builder.formats.cpio.TreeEntry` (owner 0:0)."""
     out: list[TreeEntry] = []
     for e in entries:
         path = e.path.encode()

@@ -1,4 +1,4 @@
-# teeform initrd library: pure helpers sourced by /init (image_builder/guest/initrd-init.sh).
+# teeform initrd library: pure helpers sourced by /init (image_builder/pipelines/guest/initrd-init.sh).
 # Kept separate so tests/test_initrd.py can run them with busybox sh on the build host.
 # Needs: fatal() defined by the caller; busybox cut, od, dd, tr, grep, readlink, basename.
 

@@ -101,8 +101,8 @@ def rtmr_extend(value: bytes, digest: bytes) -> bytes:
 
 def _chain(register: str, events: list[RtmrEvent], bank: str) -> str:
     """Replay ``events`` into a zeroed register of ``bank``: the same H(value || digest) extend as a TPM PCR
-    (:func:`image_builder.pcr11.extend`), which is also TDG.MR.RTMR.EXTEND for the sha384 bank."""
-    from image_builder.pcr11 import extend
+    (:func:`image_builder.measure.pcr11.extend`), which is also TDG.MR.RTMR.EXTEND for the sha384 bank."""
+    from image_builder.measure.pcr11 import extend
 
     value = bytes(hashlib.new(bank).digest_size)
     for e in events:
@@ -188,7 +188,7 @@ def predict_rtmr2(sections: Mapping[str, Any], stub_version: int) -> RtmrPredict
     """RTMR2 from systemd-stub >= 256 (its PCR 11 section events in SHA-384); None for older stubs.
 
     Args:
-        sections: as for :func:`image_builder.pcr11.predict_pcr11` (SectionDigests must hold sha384).
+        sections: as for :func:`image_builder.measure.pcr11.predict_pcr11` (SectionDigests must hold sha384).
         stub_version: systemd-stub version.
 
     The model assumes nothing else extends PCR 8-15 before or between the stub's events (no PCR 12
@@ -196,7 +196,7 @@ def predict_rtmr2(sections: Mapping[str, Any], stub_version: int) -> RtmrPredict
     """
     if stub_version < 256:
         return None
-    from image_builder.pcr11 import predict_pcr11
+    from image_builder.measure.pcr11 import predict_pcr11
 
     p = predict_pcr11(sections, stub_version, "sha384")
     ev = tuple(RtmrEvent("RTMR2", e.pcr, e.event_type, e.description, e.digest) for e in p.events)

@@ -2,7 +2,7 @@
 
 This is the proof-by-boot harness shared by the integration test (``tests/test_boot.py``) and the
 README's VM example (``scripts/vm-demo.sh``). The guest's ``/sbin/init`` must be the boot probe
-(``image_builder/guest/boot-probe.sh``), which prints ``TEEFORM-PROBE <key>=<value>`` lines (PCRs read
+(``image_builder/pipelines/guest/boot-probe.sh``), which prints ``TEEFORM-PROBE <key>=<value>`` lines (PCRs read
 from ``/sys/class/tpm/tpm0/pcr-sha256/<n>``, the root mount, the dm devices) and powers off.
 
 Set-up follows ``shared/reference/measured-boot.md``: ``-accel tcg`` always (KVM hangs on these

@@ -7,13 +7,13 @@
 * :func:`write_docker_archive` writes a ``docker save`` style tar, legacy (``manifest.json`` +
   ``<id>/layer.tar``) or OCI (Docker >= 25: ``oci-layout``, ``index.json``, ``blobs/``, plus
   ``manifest.json``).
-* :func:`build_demo_image` / ``python -m image_builder.demo_image --out DIR`` builds the demo's
+* :func:`build_demo_image` / ``python -m image_builder.inputs.demo_image --out DIR`` builds the demo's
   stand-in agent image from Debian's ``busybox-static``: ``/bin/busybox`` plus one symlink per
   applet, a minimal ``/etc/passwd``/``/etc/group``, ``/tmp`` (1777), and
   ``Cmd ["/bin/sh", "-c", "echo openclaw agent stand-in; sleep infinity"]``.
 
 The helpers deliberately allow hostile entries (``../x``, absolute paths, devices) so tests can
-check that :mod:`image_builder.oci` refuses them.
+check that :mod:`image_builder.inputs.oci` refuses them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image_builder.eif import rfc3339
+from image_builder.formats.eif import rfc3339
 from teeform.fsutil import CHUNK, hash_file, source_date_epoch
 
 MT_LAYER = {
@@ -168,7 +168,7 @@ def image_config(diff_ids: Sequence[str], *, cmd: list[str] | None = None, env: 
         "created": when,
         "config": cfg,
         "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
-        "history": [{"created": when, "created_by": "teeform image_builder.demo_image"}],
+        "history": [{"created": when, "created_by": "teeform image_builder.inputs.demo_image"}],
     }
     out.update(extra or {})
     return out
@@ -299,7 +299,7 @@ def build_demo_image(dest: Path, *, busybox: Path = Path("/bin/busybox"), ref_na
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m image_builder.demo_image --out DIR [--busybox PATH]``."""
+    """``python -m image_builder.inputs.demo_image --out DIR [--busybox PATH]``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--out", required=True, type=Path, help="OCI layout directory to create (replaced if it exists)")
     ap.add_argument("--busybox", type=Path, default=Path("/bin/busybox"), help="static busybox binary")

@@ -334,7 +334,7 @@ def pack_gpt(layout: DiskLayout) -> GptBytes:
 
 def _copy_sparse(src: Path, out_fd: int, offset: int) -> None:
     """Copy ``src`` into the pre-sized ``out_fd`` at ``offset`` in chunks, leaving zero runs as holes."""
-    from image_builder.diskformats import pwrite_sparse
+    from image_builder.formats.diskformats import pwrite_sparse
 
     with open(src, "rb") as fh:
         pos = offset
@@ -356,9 +356,9 @@ def assemble_disk(
 
     Args:
         out_path: the raw disk image (size a multiple of 1 MiB).
-        esp: FAT image (:func:`image_builder.esp.make_esp`).
+        esp: FAT image (:func:`image_builder.pipelines.esp.make_esp`).
         root: root file system image (the dm-verity data device).
-        root_verity: dm-verity hash device (:func:`image_builder.verity.build_hash_tree`).
+        root_verity: dm-verity hash device (:func:`image_builder.formats.verity.build_hash_tree`).
         roothash: hex root hash; gives the root/root-verity PARTUUIDs and the derived GUIDs.
         disk_guid: override the derived disk GUID.
 
@@ -424,7 +424,7 @@ def read_disk_layout(path: os.PathLike[str] | str, *, size: int | None = None) -
     """Read and check the GPT of a raw disk image (512-byte sectors).
 
     ``size`` limits the disk to the first ``size`` bytes of the file (default: the whole file); use
-    :func:`image_builder.diskformats.open_raw_view` to get the raw part of a VHD/qcow2/GCE image.
+    :func:`image_builder.formats.diskformats.open_raw_view` to get the raw part of a VHD/qcow2/GCE image.
 
     Checks: protective MBR signature, both headers' signature and CRC32, both entry arrays' CRC32,
     that the headers point at each other, and that the two arrays are identical.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # teeform initrd /init: open the dm-verity root named by roothash= and switch_root into it.
 #
-# Runs as PID 1 from the initramfs that image_builder/initrd.py builds (busybox-static applets,
+# Runs as PID 1 from the initramfs that image_builder/pipelines/initrd.py builds (busybox-static applets,
 # veritysetup + its shared libraries, the kernel modules listed in /etc/teeform/modules, and the
 # helpers of initrd-lib.sh installed as /lib/teeform/initrd-lib.sh).
 # Everything it acts on comes from /proc/cmdline, which systemd-stub took from the UKI's .cmdline
@@ -64,7 +64,7 @@ esac
 [ -n "$DATA_SPEC" ] || DATA_SPEC="PARTUUID=$(dps_uuid "$(echo "$ROOTHASH" | cut -c1-32)")"
 [ -n "$HASH_SPEC" ] || HASH_SPEC="PARTUUID=$(dps_uuid "$(echo "$ROOTHASH" | cut -c$((${#ROOTHASH} - 31))-)")"
 
-# Kernel modules, in dependency order (written by image_builder/initrd.py).
+# Kernel modules, in dependency order (written by image_builder/pipelines/initrd.py).
 if [ -f /etc/teeform/modules ]; then
     while read -r ko; do
         [ -n "$ko" ] || continue

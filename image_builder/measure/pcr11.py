@@ -284,7 +284,7 @@ def detect_stub_version(path: os.PathLike[str] | str) -> int:
     Raises:
         TeeformError: not a PE file, or neither section names a systemd version.
     """
-    from image_builder.pe import read_section_bytes
+    from image_builder.formats.pe import read_section_bytes
 
     sbat = read_section_bytes(path, ".sbat", max_size=1 << 20)
     ver = _parse_sbat_version(sbat) if sbat else None

@@ -4,7 +4,7 @@ Accepted inputs
 ---------------
 * an **OCI image layout directory** (``oci-layout`` + ``index.json`` + ``blobs/<alg>/<hex>``;
   OCI image-spec v1.1 ``image-layout.md``), e.g. from ``skopeo copy ... oci:DIR`` or
-  :mod:`image_builder.demo_image`;
+  :mod:`image_builder.inputs.demo_image`;
 * a **``docker save`` tarball** (uncompressed), either the newer OCI-in-tar format (Docker >= 25:
   ``oci-layout`` + ``index.json`` inside the tar; preferred when present) or the legacy format
   (``manifest.json`` listing ``Config`` and ``Layers``; moby ``image/spec/v1.2.md``).

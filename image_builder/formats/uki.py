@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from image_builder.pe import (
+from image_builder.formats.pe import (
     PE_SECTION_HEADER_SIZE,
     PeHeaders,
     iter_section_data,
@@ -155,8 +155,8 @@ class UkiSection:
         return self.virtual_size if self.virtual_size else self.raw_size
 
     def section_digests(self) -> Any:
-        """This section as :class:`image_builder.pcr11.SectionDigests`."""
-        from image_builder.pcr11 import SectionDigests
+        """This section as :class:`image_builder.measure.pcr11.SectionDigests`."""
+        from image_builder.measure.pcr11 import SectionDigests
 
         return SectionDigests(self.size, dict(self.digests))
 
@@ -178,7 +178,7 @@ class UkiLayout:
         return next((s for s in self.sections if s.name == name), None)
 
     def section_digests(self) -> dict[str, Any]:
-        """``{name: SectionDigests}`` for :func:`image_builder.pcr11.predict_pcr11` (first of each name)."""
+        """``{name: SectionDigests}`` for :func:`image_builder.measure.pcr11.predict_pcr11` (first of each name)."""
         out: dict[str, Any] = {}
         for s in self.sections:
             out.setdefault(s.name, s.section_digests())
@@ -547,7 +547,7 @@ def linux_authenticode(uki_path: os.PathLike[str] | str, algorithms: Sequence[st
     With Secure Boot off, systemd-stub ``LoadImage()``s this buffer and the firmware measures its
     Authenticode into PCR 4 / RTMR1 as a second application (uki-verity.md §1.5; measured-boot.md).
     """
-    from image_builder.authenticode import authenticode_digest_fh
+    from image_builder.measure.authenticode import authenticode_digest_fh
 
     with open(uki_path, "rb") as fh:
         sec = read_pe_headers_fh(fh, path=uki_path).section(".linux")
@@ -574,12 +574,12 @@ def predict_vm_measurements(
 
     Args:
         uki_path: the UKI.
-        stub_version: systemd-stub version; None = :func:`image_builder.pcr11.detect_stub_version`.
+        stub_version: systemd-stub version; None = :func:`image_builder.measure.pcr11.detect_stub_version`.
         ovmf: an OVMF with SEV metadata; when given (with ``vcpus`` and ``vcpu_type``) the SEV-SNP
             launch digest of that firmware is added (it does *not* cover a UKI booted from disk).
         vcpus, vcpu_type: guest vCPU count and QEMU CPU model (e.g. ``EPYC-v4``) for SEV-SNP.
         gpt_event_data: the UEFI_GPT_DATA the firmware measures for the boot disk
-            (:func:`image_builder.tdx.gpt_event_data`); None = "no GPT event" (recorded as an assumption).
+            (:func:`image_builder.measure.tdx.gpt_event_data`); None = "no GPT event" (recorded as an assumption).
         secure_boot: whether UEFI Secure Boot will be on (changes RTMR1: see tdx.predict_rtmr1).
 
     Returns:
@@ -600,8 +600,8 @@ def predict_vm_measurements(
 def _predict(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, stub_version: int | None,
              ovmf: os.PathLike[str] | str | None, vcpus: int | None, vcpu_type: str | None,
              gpt_event_data: bytes | None, secure_boot: bool) -> dict[str, Any]:
-    from image_builder import pcr11, tdx
-    from image_builder.authenticode import authenticode_digest
+    from image_builder.measure import pcr11, tdx
+    from image_builder.measure.authenticode import authenticode_digest
 
     detected = pcr11.detect_stub_version(uki_path) if stub_version is None else stub_version
     auth = authenticode_digest(uki_path, ("sha256", "sha384"))
@@ -643,7 +643,7 @@ def _predict(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, stub_versio
     else:
         details["rtmr2"] = tdx.rtmr2_not_measured_note(detected)
     if ovmf is not None:
-        from image_builder import snp
+        from image_builder.measure import snp
 
         if vcpus is None or vcpu_type is None:
             raise TeeformError("the SEV-SNP launch digest needs vcpus and vcpu_type", field="vcpus",
@@ -658,7 +658,7 @@ def section_rows(layout: UkiLayout, stub_version: int) -> list[dict[str, Any]]:
     """The per-section table of ``teeform measure``: name, RVA, VirtualSize, SHA-256 of the measured
     bytes, and ``pcr11`` = the section's position in the stub's PCR 11 measurement order (``-`` when
     that stub version does not measure it, or it is empty; uki-verity.md §1.1-§1.2)."""
-    from image_builder.pcr11 import measured_sections
+    from image_builder.measure.pcr11 import measured_sections
 
     order = [n for n in measured_sections(stub_version) if (sec := layout.section(n)) is not None and sec.size]
     return [{"name": s.name, "rva": f"{s.virtual_address:#x}", "virtual_size": s.virtual_size,
@@ -669,7 +669,7 @@ def section_rows(layout: UkiLayout, stub_version: int) -> list[dict[str, Any]]:
 def _plain_pe_report(path: os.PathLike[str] | str, layout: UkiLayout) -> Any:
     """Report for a PE file without ``.linux`` (a boot loader, a bare stub, a kernel): kind ``"pe"``,
     only the Authenticode digests - a PCR 11 value would be meaningless (no kernel is started)."""
-    from image_builder.authenticode import authenticode_digest
+    from image_builder.measure.authenticode import authenticode_digest
     from teeform.report import MeasurementReport
 
     auth = authenticode_digest(path, ("sha256", "sha384"))
@@ -720,7 +720,7 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
     Raises:
         TeeformError: not a PE file or no detectable stub version.
     """
-    from image_builder.pcr11 import PCR12_NOTE, measured_sections
+    from image_builder.measure.pcr11 import PCR12_NOTE, measured_sections
     from teeform.report import MeasurementReport
 
     layout = read_uki_layout(path)

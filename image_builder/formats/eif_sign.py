@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from image_builder.eif import pcr8_from_certificate_der
+from image_builder.formats.eif import pcr8_from_certificate_der
 from teeform.errors import TeeformError
 
 #: COSE protected header ``{1: -35}`` (alg ES384), RFC 8152 §8.1 / eif-nitro.md §4.2.
@@ -202,6 +202,6 @@ class EifSigner:
         return hashlib.sha256(self.certificate_der).hexdigest()
 
     def __call__(self, pcr0: bytes) -> tuple[bytes, bytes]:
-        """Return ``(signature section bytes, certificate DER)`` for ``pcr0`` (the :data:`image_builder.eif.Signer` protocol)."""
+        """Return ``(signature section bytes, certificate DER)`` for ``pcr0`` (the :data:`image_builder.formats.eif.Signer` protocol)."""
         cose = cose_sign1_es384(pcr_info_cbor(pcr0, 0), self.key)
         return signature_section_cbor([(self.cert_pem, cose)]), self.certificate_der

@@ -7,18 +7,18 @@ API::
 
 What is checked and reported:
 
-1. the container format and its raw bytes: :func:`image_builder.diskformats.open_raw_view` (raw,
+1. the container format and its raw bytes: :func:`image_builder.formats.diskformats.open_raw_view` (raw,
    fixed VHD without its footer, and temporary raw copies of qcow2 / dynamic VHD / GCE tarballs);
-2. the GPT (:func:`image_builder.gpt.read_disk_layout`: both headers and CRCs);
+2. the GPT (:func:`image_builder.formats.gpt.read_disk_layout`: both headers and CRCs);
 3. the ESP (type ``c12a7328-…``): the UKI is copied out with mtools (``mcopy -i <raw>@@<offset>``;
    :func:`find_uki`: ``EFI/BOOT/BOOTX64.EFI`` when it is a UKI, else the single ``EFI/Linux/*.efi``
-   of a systemd-boot/mkosi layout) and measured with :func:`image_builder.uki.predict_vm_measurements`
+   of a systemd-boot/mkosi layout) and measured with :func:`image_builder.formats.uki.predict_vm_measurements`
    (Authenticode, PCR 11/12 for the detected stub version) - RTMR1 with this disk's GPT event
-   (:func:`image_builder.tdx.gpt_event_data`), so it equals the build manifest's ``rtmr1`` (RTMR1 is
+   (:func:`image_builder.measure.tdx.gpt_event_data`), so it equals the build manifest's ``rtmr1`` (RTMR1 is
    left out when a boot loader starts the UKI);
 4. the dm-verity root: the superblock of the root-verity partition (type ``2c7357ed-…``) is read, its
    ``data_blocks`` must fit in the root partition (type ``4f68bce3-…``), and the whole tree is
-   recomputed and compared (:func:`image_builder.verity.verify_hash_tree`);
+   recomputed and compared (:func:`image_builder.formats.verity.verify_hash_tree`);
 5. the recomputed root hash must equal ``roothash=`` in the UKI's ``.cmdline``, and (unless the
    command line names the devices with ``systemd.verity_root_data=/hash=``) the root and
    root-verity PARTUUIDs must be the first/last 128 bits of it, which is how the teeform initrd
@@ -68,7 +68,7 @@ def _cmdline_value(cmdline: str, key: str) -> str | None:
 
 
 def _is_uki(path: Path) -> bool:
-    from image_builder.pe import read_pe_headers
+    from image_builder.formats.pe import read_pe_headers
 
     try:
         return read_pe_headers(path).section(".linux") is not None
@@ -126,9 +126,10 @@ def check_disk(path: os.PathLike[str] | str) -> DiskCheck:
         TeeformError: a missing partition or UKI, a bad GPT, a dm-verity tree that does not verify, a
             root hash that differs from ``roothash=``, or PARTUUIDs the initrd would not find.
     """
-    from image_builder import gpt, tdx, uki, verity
-    from image_builder.diskformats import open_raw_view
-    from image_builder.pe import read_section_bytes
+    from image_builder.formats import gpt, uki, verity
+    from image_builder.formats.diskformats import open_raw_view
+    from image_builder.formats.pe import read_section_bytes
+    from image_builder.measure import tdx
 
     p = Path(path)
     with open_raw_view(p) as view, tempfile.TemporaryDirectory(prefix="teeform-measure-") as tmp:
@@ -211,8 +212,8 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
     Raises:
         TeeformError: see :func:`check_disk`.
     """
-    from image_builder.pcr11 import PCR12_NOTE
-    from image_builder.uki import display_measurements
+    from image_builder.formats.uki import display_measurements
+    from image_builder.measure.pcr11 import PCR12_NOTE
     from teeform.report import MeasurementReport
 
     c = check_disk(path)

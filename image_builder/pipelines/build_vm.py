@@ -10,22 +10,22 @@ The pipeline is one flat list of named steps over a mutable :class:`BuildContext
 guideline 4; mkosi ``build_image``). Each step logs ``teeform: <step> ... <seconds> s`` to stderr:
 
 1. ``make_rootfs``: copy a directory (device nodes, sockets and FIFOs are left out), or flatten an OCI image layout / docker-archive with
-   :func:`image_builder.oci.extract_rootfs` (hostile layers refused there); add the mount points
+   :func:`image_builder.inputs.oci.extract_rootfs` (hostile layers refused there); add the mount points
    ``dev proc sys run tmp`` the initrd moves its mounts onto, and check that the init exists.
-2. ``make_root_image``: :func:`image_builder.rootfs.make_root_image` (erofs or squashfs, fixed
+2. ``make_root_image``: :func:`image_builder.pipelines.rootfs.make_root_image` (erofs or squashfs, fixed
    timestamps, padded to 4 KiB).
-3. ``make_verity``: :func:`image_builder.verity.build_hash_tree` with the salt and UUID derived from
-   the image (:func:`image_builder.verity.params_for_image`), superblock on -> ``roothash``.
-4. ``make_initrd``: :func:`image_builder.initrd.make_initrd` (busybox + veritysetup + modules).
-5. ``make_uki``: :func:`image_builder.uki.build_uki`; ``.cmdline`` = ``roothash=<hex>
+3. ``make_verity``: :func:`image_builder.formats.verity.build_hash_tree` with the salt and UUID derived from
+   the image (:func:`image_builder.formats.verity.params_for_image`), superblock on -> ``roothash``.
+4. ``make_initrd``: :func:`image_builder.pipelines.initrd.make_initrd` (busybox + veritysetup + modules).
+5. ``make_uki``: :func:`image_builder.formats.uki.build_uki`; ``.cmdline`` = ``roothash=<hex>
    rootfstype=<fs> console=ttyS0 panic=-1`` + ``--cmdline``; ``.osrel`` = ``--os-release`` or a
    generated one; ``.uname`` = the kernel's release.
-6. ``make_esp``: :func:`image_builder.esp.make_esp` with the UKI at ``EFI/BOOT/BOOTX64.EFI``.
-7. ``assemble_disk``: :func:`image_builder.gpt.assemble_disk`: ESP, root (PARTUUID = first 128 bits
+6. ``make_esp``: :func:`image_builder.pipelines.esp.make_esp` with the UKI at ``EFI/BOOT/BOOTX64.EFI``.
+7. ``assemble_disk``: :func:`image_builder.formats.gpt.assemble_disk`: ESP, root (PARTUUID = first 128 bits
    of the roothash), root-verity (last 128 bits), types from the Discoverable Partitions
    Specification (uki-verity.md §5), fixed disk GUID -> ``<name>.raw``.
-8. ``convert_formats``: :func:`image_builder.diskformats.convert` for each of ``--format``.
-9. ``predict_measurements``: :func:`image_builder.uki.predict_vm_measurements`, plus the SEV-SNP
+8. ``convert_formats``: :func:`image_builder.formats.diskformats.convert` for each of ``--format``.
+9. ``predict_measurements``: :func:`image_builder.formats.uki.predict_vm_measurements`, plus the SEV-SNP
    launch digest with ``--ovmf`` (direct boot when the firmware has SNP_KERNEL_HASHES; then
    ``<name>.initrd`` is also moved to ``--out``).
 10. ``write_manifest``: kind ``vm-image``; the manifest's ``artifact`` is the **raw disk**
@@ -116,10 +116,10 @@ class BuildContext:
     rootfs_digest: str = ""
     root_image: Path | None = None
     verity_image: Path | None = None
-    verity: Any = None  # image_builder.verity.VerityResult
+    verity: Any = None  # image_builder.formats.verity.VerityResult
     kernel_release: str = ""
     modules_dir: Path | None = None
-    initrd: Any = None  # image_builder.initrd.InitrdResult
+    initrd: Any = None  # image_builder.pipelines.initrd.InitrdResult
     cmdline: str = ""
     os_release: bytes = b""
     uki: Path | None = None
@@ -225,7 +225,7 @@ def check_snp_options(config: BuildConfig) -> None:
     """
     from sevsnpmeasure.vcpu_types import CPU_SIGS
 
-    from image_builder import snp
+    from image_builder.measure import snp
 
     if config.vcpu_type not in CPU_SIGS:
         raise TeeformError(f"unknown vCPU type {config.vcpu_type!r}", field="--vcpu-type",
@@ -247,7 +247,7 @@ def check_snp_options(config: BuildConfig) -> None:
 # --------------------------------------------------------------------------- steps
 def make_rootfs(ctx: BuildContext) -> None:
     """Stage the root tree in ``<staging>/rootfs`` (directory copy or OCI flattening)."""
-    from image_builder import oci
+    from image_builder.inputs import oci
 
     src = ctx.config.rootfs
     dest = ctx.staging / "rootfs"
@@ -276,7 +276,7 @@ def make_rootfs(ctx: BuildContext) -> None:
 
 def make_root_image(ctx: BuildContext) -> None:
     """Pack ``rootfs`` into a read-only erofs/squashfs image (``<name>.root.<fs>``)."""
-    from image_builder import rootfs
+    from image_builder.pipelines import rootfs
 
     assert ctx.rootfs_dir is not None
     out = ctx.path(f".root.{ctx.config.fs}")
@@ -286,7 +286,7 @@ def make_root_image(ctx: BuildContext) -> None:
 
 def make_verity(ctx: BuildContext) -> None:
     """Build the dm-verity hash device (``<name>.root.verity``) and record the ``roothash``."""
-    from image_builder import verity
+    from image_builder.formats import verity
 
     assert ctx.root_image is not None
     params = verity.params_for_image(ctx.root_image, superblock=True)
@@ -298,7 +298,7 @@ def make_verity(ctx: BuildContext) -> None:
 
 def make_initrd(ctx: BuildContext) -> None:
     """Build the initrd that opens the verity root (``<name>.initrd``)."""
-    from image_builder import initrd
+    from image_builder.pipelines import initrd
 
     cfg = ctx.config
     ctx.kernel_release = initrd.kernel_release(cfg.kernel)
@@ -319,7 +319,7 @@ def make_initrd(ctx: BuildContext) -> None:
 
 def make_uki(ctx: BuildContext) -> None:
     """Build the UKI (``<name>.efi``): stub + kernel + initrd + cmdline + os-release + uname."""
-    from image_builder import uki
+    from image_builder.formats import uki
 
     cfg = ctx.config
     assert ctx.verity is not None and ctx.initrd is not None
@@ -341,7 +341,7 @@ def make_uki(ctx: BuildContext) -> None:
 
 def make_esp(ctx: BuildContext) -> None:
     """Make the FAT ESP image with the UKI at ``EFI/BOOT/BOOTX64.EFI``."""
-    from image_builder import esp
+    from image_builder.pipelines import esp
 
     assert ctx.uki is not None
     out = ctx.path(".esp")
@@ -351,7 +351,7 @@ def make_esp(ctx: BuildContext) -> None:
 
 def assemble_disk(ctx: BuildContext) -> None:
     """Assemble the GPT disk ``<name>.raw``: ESP, root, root-verity (Discoverable Partitions Spec)."""
-    from image_builder import gpt
+    from image_builder.formats import gpt
 
     assert ctx.esp and ctx.root_image and ctx.verity_image and ctx.verity
     out = ctx.path(".raw")
@@ -368,7 +368,7 @@ def convert_formats(ctx: BuildContext) -> None:
     wanted = [f for f in ctx.config.formats if f != "raw"]
     if not wanted:
         return
-    from image_builder import diskformats
+    from image_builder.formats import diskformats
 
     for fmt in wanted:
         out = ctx.path(FORMAT_SUFFIX[fmt])
@@ -379,7 +379,7 @@ def convert_formats(ctx: BuildContext) -> None:
 def predict_measurements(ctx: BuildContext) -> None:
     """Predict the UKI's Authenticode hashes, PCR 11/12, RTMR1/2 (+ SNP with ``--ovmf``).
 
-    RTMR1 includes the firmware's GPT event for this disk (:func:`image_builder.tdx.gpt_event_data`).
+    RTMR1 includes the firmware's GPT event for this disk (:func:`image_builder.measure.tdx.gpt_event_data`).
 
     SEV-SNP (uki-verity.md §7): when ``--ovmf`` has an SNP_KERNEL_HASHES section (an AmdSev build),
     ``snp_launch_digest`` is the digest of a **direct boot** of this image's kernel, initrd and
@@ -389,7 +389,8 @@ def predict_measurements(ctx: BuildContext) -> None:
     ``--out``. Otherwise (SEV metadata but no kernel hashes) it is the firmware-only digest, which
     does not cover a UKI booted from disk (recorded as an assumption).
     """
-    from image_builder import snp, tdx, uki
+    from image_builder.formats import uki
+    from image_builder.measure import snp, tdx
 
     assert ctx.uki is not None and ctx.disk is not None and ctx.initrd is not None
     cfg = ctx.config

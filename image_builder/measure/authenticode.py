@@ -30,7 +30,7 @@ import os
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from image_builder.pe import read_pe_headers_fh
+from image_builder.formats.pe import read_pe_headers_fh
 from teeform.errors import TeeformError
 from teeform.fsutil import CHUNK
 

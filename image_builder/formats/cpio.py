@@ -26,7 +26,7 @@ Determinism rules applied by :func:`write_archive`:
   to its 512-byte block size with NULs; the kernel skips NULs between archives).
 
 Ownership is whatever each :class:`TreeEntry` says; the EIF builder passes uid/gid 0 for every
-entry, image files included (see :mod:`image_builder.build_eif`).
+entry, image files included (see :mod:`image_builder.pipelines.build_eif`).
 
 The writer streams: file contents are copied in :data:`teeform.fsutil.CHUNK` pieces from the
 opener each entry supplies, so memory does not grow with the archive.
@@ -51,7 +51,7 @@ MAX_FIELD = 0xFFFFFFFF
 
 
 class EntryKind(enum.StrEnum):
-    """File types teeform puts into an initramfs (no device nodes, see :mod:`image_builder.oci`)."""
+    """File types teeform puts into an initramfs (no device nodes, see :mod:`image_builder.inputs.oci`)."""
 
     FILE = "file"
     DIR = "dir"

@@ -9,7 +9,7 @@ Public API::
     pad_to_block(path, block=4096) -> int          # new size in bytes
 
 The image is padded with zeros to a multiple of 4096 bytes so that it can be the data device of a
-dm-verity tree with 4 KiB data blocks (image_builder.verity refuses unaligned data).
+dm-verity tree with 4 KiB data blocks (image_builder.formats.verity refuses unaligned data).
 
 Reproducibility (checked on Debian 12: erofs-utils 1.5-1, squashfs-tools 1:4.5.1-1):
 

@@ -234,7 +234,7 @@ def convert(
     """Convert the raw disk ``raw_path`` to ``fmt`` at ``out_path`` (atomically; reproducible).
 
     Args:
-        raw_path: a raw disk image (e.g. from :func:`image_builder.gpt.assemble_disk`).
+        raw_path: a raw disk image (e.g. from :func:`image_builder.formats.gpt.assemble_disk`).
         fmt: ``"raw"`` (sparse copy), ``"vhd"`` (fixed VHD, size rounded up to 1 MiB + 512-byte
             footer), ``"qcow2"`` or ``"gce-tar"`` (gzip'd GNU tar holding ``disk.raw``).
         out_path: output file.

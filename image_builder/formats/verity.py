@@ -35,7 +35,7 @@ Format facts (source: /work/shared/reference/uki-verity.md §5, from cryptsetup 
 
 Data size: ``veritysetup`` silently *floors* the data size to whole data blocks, leaving a partial
 tail block unprotected (checked live: a 5000-byte file gives ``Data blocks: 1``). teeform refuses
-such input instead (:class:`~teeform.errors.TeeformError`); :mod:`image_builder.rootfs` pads images
+such input instead (:class:`~teeform.errors.TeeformError`); :mod:`image_builder.pipelines.rootfs` pads images
 to a multiple of 4096 bytes.
 
 Salt and UUID: ``veritysetup`` picks both at random, which makes every rebuild differ (the root hash
