@@ -1,0 +1,272 @@
+"""Bounded, hostile-input-safe reading of the files teeform is given (JSON, YAML, raw bytes).
+
+Every file input goes through here, so a wrong file gives one :class:`~teeform.errors.TeeformError`
+line naming the file (and, for structured data, the field), never a traceback, a hang or a memory
+blow-up. Public API::
+
+    read_limited(path, limit, *, what) -> bytes            # regular file of at most ``limit`` bytes
+    decode_utf8(data, *, source) -> str                   # strict UTF-8, error names the byte offset
+    loads_json(data, *, source, max_depth=64) -> Any      # JSON with depth/number/string checks
+    load_json_file(path, limit, *, what, max_depth=64) -> Any
+    loads_yaml(text, *, source, max_nodes=100_000, max_depth=64) -> Any   # safe YAML, alias bombs refused
+    check_text(value, *, source, field) -> str            # a str that encodes to UTF-8 (no lone surrogates)
+
+Limits and why:
+
+* **Size**: callers pass a documented bound per file kind (e.g. :data:`SMALL_JSON_LIMIT` for
+  manifests and configs); the file is read with ``limit + 1`` bytes at most, so ``/dev/zero`` or a
+  10 GiB file costs nothing. Directories, FIFOs and devices are refused by ``stat`` before reading.
+* **JSON depth**: CPython's ``json`` recurses per nesting level and raises ``RecursionError`` near
+  1,000 levels (and code walking the result recurses too); nesting is measured first, in one linear
+  pass over the brackets outside strings, and refused past ``max_depth``.
+* **Numbers**: integers longer than CPython's 4,300-digit ``int`` conversion limit (CPython 3.11
+  ``sys.int_info.default_max_str_digits``; "Integer string conversion length limitation") raise
+  ``ValueError`` inside ``json``; teeform refuses integers over 20 digits (no field it reads needs
+  more than 64 bits) and the non-standard constants ``NaN``/``Infinity`` (RFC 8259 §6 has none).
+* **Strings**: JSON ``\\ud800`` escapes decode to lone surrogates, which later fail to encode; every
+  string (keys too) must be encodable as UTF-8 (RFC 8259 §8.2 "Unicode Characters").
+* **YAML**: ``yaml.SafeLoader`` only (no object construction); aliases are expanded lazily by
+  PyYAML's constructor, so a "billion laughs" document is refused by counting the nodes the
+  composed graph expands to (aliases included) before constructing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from teeform.errors import TeeformError
+
+#: Bound for small structured files: manifests, stack configs, pack configs, OCI JSON, sealed files.
+SMALL_JSON_LIMIT = 16 << 20
+#: Default nesting bound for JSON/YAML documents teeform reads.
+MAX_DEPTH = 64
+#: Longest integer literal accepted in JSON (a uint64 has 20 decimal digits).
+MAX_INT_DIGITS = 20
+
+_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+
+
+def read_limited(path: os.PathLike[str] | str, limit: int, *, what: str) -> bytes:
+    """Read a regular file of at most ``limit`` bytes.
+
+    Args:
+        path: the file.
+        limit: the largest accepted size in bytes.
+        what: what the file is, for the message (``"manifest"``, ``"stack config"``...).
+
+    Raises:
+        TeeformError: missing, not a regular file (directory, device, FIFO), unreadable, or larger
+            than ``limit`` (checked on the bytes read, so a file that grows is also caught).
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise TeeformError(f"{p}: {what} not found") from None
+    except OSError as e:
+        raise TeeformError(f"{p}: cannot read {what}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise TeeformError(f"{p}: {what} is {kind}", hint=f"give the path of the {what} file")
+    if st.st_size > limit:
+        raise TeeformError(f"{p}: {what} is {st.st_size} bytes, over the {limit}-byte limit")
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as e:
+        raise TeeformError(f"{p}: cannot read {what}: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise TeeformError(f"{p}: {what} is over the {limit}-byte limit")
+    return data
+
+
+def decode_utf8(data: bytes, *, source: str) -> str:
+    """Decode ``data`` as strict UTF-8.
+
+    Raises:
+        TeeformError: ``<source>: not UTF-8 text (invalid byte at offset N)``.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TeeformError(f"{source}: not UTF-8 text (invalid byte at offset {e.start})") from None
+
+
+def check_text(value: str, *, source: str, field: str) -> str:
+    """Return ``value`` if it encodes to UTF-8 (no lone surrogates), else raise naming ``field``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise TeeformError(f"{source}: {field}: string holds a lone surrogate at index {e.start}") from None
+    return value
+
+
+def json_depth(data: bytes) -> int:
+    """Maximum bracket nesting of a JSON text (brackets inside strings ignored); linear time."""
+    depth = best = 0
+    for m in _STRING_OR_BRACKET.finditer(data):
+        c = m.group()
+        if c in (b"[", b"{"):
+            depth += 1
+            best = max(best, depth)
+        elif c in (b"]", b"}"):
+            depth -= 1
+    return best
+
+
+def _walk_strings(value: Any, source: str, path: str) -> None:
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        v, p = stack.pop()
+        if isinstance(v, str):
+            check_text(v, source=source, field=p or "(top level)")
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                check_text(k, source=source, field=f"{p}.{k!r}" if p else repr(k))
+                stack.append((item, f"{p}.{k}" if p else str(k)))
+        elif isinstance(v, list):
+            stack.extend((item, f"{p}[{i}]") for i, item in enumerate(v))
+
+
+def loads_json(data: bytes | str, *, source: str, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse JSON from hostile input.
+
+    Args:
+        data: the document (bytes are decoded as strict UTF-8).
+        source: file name (or ``file: field``) for messages.
+        max_depth: deepest accepted nesting of arrays/objects.
+
+    Raises:
+        TeeformError: not UTF-8, nested deeper than ``max_depth``, an integer of more than
+            :data:`MAX_INT_DIGITS` digits, ``NaN``/``Infinity``, a lone surrogate, or invalid JSON
+            (with line and column).
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    text = decode_utf8(raw, source=source) if isinstance(data, bytes) else data
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise TeeformError(f"{source}: JSON nested {depth} levels deep (limit {max_depth})")
+
+    def parse_int(s: str) -> int:
+        if len(s.lstrip("-")) > MAX_INT_DIGITS:
+            raise TeeformError(f"{source}: JSON integer of {len(s)} digits (limit {MAX_INT_DIGITS})")
+        return int(s)
+
+    def parse_constant(s: str) -> Any:
+        raise TeeformError(f"{source}: JSON constant {s} is not allowed (RFC 8259 has no NaN/Infinity)")
+
+    def parse_float(s: str) -> float:
+        if len(s) > 64:
+            raise TeeformError(f"{source}: JSON number of {len(s)} characters (limit 64)")
+        return float(s)
+
+    try:
+        value = json.loads(text, parse_int=parse_int, parse_constant=parse_constant, parse_float=parse_float)
+    except json.JSONDecodeError as e:
+        raise TeeformError(f"{source}: not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    except RecursionError:  # defence in depth: json_depth should have caught it
+        raise TeeformError(f"{source}: JSON nested too deeply") from None
+    _walk_strings(value, source, "")
+    return value
+
+
+def load_json_file(path: os.PathLike[str] | str, limit: int = SMALL_JSON_LIMIT, *, what: str,
+                   max_depth: int = MAX_DEPTH) -> Any:
+    """:func:`read_limited` then :func:`loads_json`; errors name the file."""
+    return loads_json(read_limited(path, limit, what=what), source=str(path), max_depth=max_depth)
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """SafeLoader; :func:`loads_yaml` inspects the composed graph before constructing it."""
+
+
+def _expanded_size(root: yaml.Node, max_nodes: int, max_depth: int, source: str) -> None:
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > max_depth:
+            raise TeeformError(f"{source}: YAML nested more than {max_depth} levels deep")
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = max_nodes + 1  # a cycle counts as too large
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child, depth + 1)
+                if total > max_nodes:
+                    break
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k, depth + 1) + size(v, depth + 1)
+                if total > max_nodes:
+                    break
+        sizes[key] = total
+        return total
+
+    if size(root, 0) > max_nodes:
+        raise TeeformError(f"{source}: YAML expands to more than {max_nodes} nodes (alias bomb?)")
+
+
+def loads_yaml(text: str, *, source: str, max_nodes: int = 100_000, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse one YAML document safely (``yaml.SafeLoader``: plain data only).
+
+    Raises:
+        TeeformError: invalid YAML (with line/column), more than ``max_nodes`` nodes once aliases
+            are expanded (a "billion laughs" document), nesting deeper than ``max_depth``, several
+            documents, or strings with lone surrogates.
+    """
+    try:
+        loader = _CountingLoader(text)
+    except yaml.YAMLError as e:  # the reader refuses control characters up front
+        raise TeeformError(f"{source}: not valid YAML: {str(e).splitlines()[-1]}") from None
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise TeeformError(f"{source}: not valid YAML: {problem}{where}") from None
+        if node is None:
+            return None
+        _expanded_size(node, max_nodes, max_depth, source)
+        try:
+            value = loader.construct_document(node)
+        except yaml.YAMLError as e:
+            raise TeeformError(f"{source}: not valid YAML: {str(e).splitlines()[0]}") from None
+        except RecursionError:
+            raise TeeformError(f"{source}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+    _walk_strings(value, source, "")
+    return value
+
+
+def require_type(value: Any, expected: type | tuple[type, ...], *, source: str, field: str,
+                 describe: str | None = None) -> Any:
+    """Return ``value`` if it is an instance of ``expected`` (``bool`` is not an ``int`` here).
+
+    Raises:
+        TeeformError: ``<source>: <field>: expected <describe>, got <type name>``.
+    """
+    types = expected if isinstance(expected, tuple) else (expected,)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        names = describe or " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+        raise TeeformError(f"{source}: {field}: expected {names}, got {_TYPE_NAMES.get(type(value), type(value).__name__)}")
+    return value
+
+
+_TYPE_NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
+                                bool: "true/false", float: "a number", type(None): "nothing (null)"}
+
+__all__: list[str] = ["SMALL_JSON_LIMIT", "MAX_DEPTH", "MAX_INT_DIGITS", "read_limited", "decode_utf8",
+                      "check_text", "json_depth", "loads_json", "load_json_file", "loads_yaml", "require_type"]
