@@ -3,15 +3,22 @@
 A test that needs an external tool calls :func:`require_tool`. On a developer's laptop a missing tool
 skips the test; in CI (``CI`` or ``TEEFORM_REQUIRE_TOOLS`` set to a true value) it fails, so CI can
 never pass by skipping (DEVELOPERS.md: "a missing tool must fail the run there").
+
+Inputs fetched by ``scripts/setup.sh`` (Debian kernel, systemd stubs, ukify/systemd-measure 254,
+busybox-static, OVMF) are looked up in its lock record with :func:`locked` (``teeform/inputs_lock.py``),
+never by guessed file names or versions.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import pytest
 
+from teeform.errors import TeeformError
+from teeform.inputs_lock import InputsLock, LockedInput, load_lock
 from teeform.run import find_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +52,36 @@ def require_file(path: Path, what: str) -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+@functools.cache
+def _load_lock() -> InputsLock | str:
+    try:
+        return load_lock(REPO)
+    except TeeformError as exc:
+        return f"{exc} ({exc.hint})" if exc.hint else str(exc)
+
+
+def inputs_lock() -> InputsLock:
+    """The set-up's lock record; when it is missing the test is skipped (fails in CI), saying to run setup.sh."""
+    lock = _load_lock()
+    if isinstance(lock, str):
+        if tools_required():
+            pytest.fail(lock)
+        pytest.skip(lock)
+    return lock
+
+
+def locked_input(name: str) -> LockedInput:
+    """Input ``name`` of the lock record (``"kernel.vmlinuz"``, ``"bookworm.stub"``, ...), present on disk."""
+    entry = inputs_lock().get(name)
+    require_file(entry.path, f"{name} ({entry.package} {entry.version})")
+    return entry
+
+
+def locked(name: str) -> Path:
+    """The path of input ``name`` (see :func:`locked_input`)."""
+    return locked_input(name).path
 
 
 @pytest.fixture(scope="session")
