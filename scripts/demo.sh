@@ -20,11 +20,13 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1700000000}"
 
 bold() { printf '\033[1m%s\033[0m\n' "$*"; }
 
-kernels=(.cache/debian/kernel/boot/vmlinuz-*)
-KERNEL=${kernels[0]}
-[ -f "$KERNEL" ] || { echo "error: Debian kernel not found under .cache/debian/kernel (run scripts/setup.sh)" >&2; exit 1; }
-BUSYBOX=/bin/busybox
-[ -x "$BUSYBOX" ] || { echo "error: $BUSYBOX not found (apt-get install busybox-static)" >&2; exit 1; }
+# Inputs from the set-up's lock record (.cache/inputs.lock.json, teeform/inputs_lock.py): no guessed names.
+LOCK="$PY -m teeform.inputs_lock"
+KERNEL=$($LOCK path kernel.vmlinuz) || exit 1
+BUSYBOX=$($LOCK path busybox) || exit 1
+KERNEL_PKG="$($LOCK get kernel.vmlinuz.package) $($LOCK get kernel.vmlinuz.version)"
+BUSYBOX_PKG="$($LOCK get busybox.package) $($LOCK get busybox.version)"
+[ -f "$KERNEL" ] && [ -x "$BUSYBOX" ] || { echo "error: $KERNEL or $BUSYBOX is missing (run scripts/setup.sh)" >&2; exit 1; }
 
 rm -rf "$OUT"
 mkdir -p "$OUT/blobs"
@@ -42,8 +44,8 @@ printf 'reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomu
 cat >&2 <<EOF
 
   NOTE: this demo uses STAND-IN blobs, so the EIF is real and reproducible but will not boot on Nitro:
-    kernel   $KERNEL   (Debian's kernel instead of the Nitro bzImage)
-    init     $BUSYBOX   (static busybox instead of the Nitro bootstrap init)
+    kernel   $KERNEL   ($KERNEL_PKG: Debian's kernel instead of the Nitro bzImage)
+    init     $BUSYBOX   ($BUSYBOX_PKG: static busybox instead of the Nitro bootstrap init)
     nsm.ko   $OUT/blobs/nsm.ko   (a small placeholder text file)
     cmdline  $OUT/blobs/cmdline   (the real x86_64 nitro-cli default)
   On a Nitro host (aws-nitro-enclaves-cli-devel installed) pass the real ones instead:

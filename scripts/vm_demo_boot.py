@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from image_builder.pipelines.qemu_boot import boot_disk
+from teeform.errors import TeeformError
+from teeform.inputs_lock import load_lock
 from teeform.manifest import load_manifest
 
 
@@ -18,7 +20,8 @@ def main(disk: str, manifest: str, workdir: str) -> int:
     m = load_manifest(manifest)
     predicted = m.measurements["pcr11_sha256"]
     print(f"booting {disk} (QEMU TCG + OVMF + swtpm; about 15-20 s) ...", flush=True)
-    boot = boot_disk(Path(disk), Path(workdir))
+    lock = load_lock()  # the OVMF build the set-up recorded (README's vm-demo block lists it)
+    boot = boot_disk(Path(disk), Path(workdir), ovmf_code=lock.file("ovmf.code-4m"), ovmf_vars=lock.file("ovmf.vars-4m"))
     observed = boot.probe.get("PCR11_SHA256", "<not printed>").lower()
     root = boot.probe.get("ROOT_MOUNT", "<not printed>")
     dm = boot.probe.get("DM_UUID", "")
@@ -33,4 +36,8 @@ def main(disk: str, manifest: str, workdir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    try:
+        sys.exit(main(*sys.argv[1:4]))
+    except TeeformError as exc:
+        print(f"error: {exc}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
+        sys.exit(1)

@@ -6,7 +6,8 @@ The oracle is the machine itself: the guest's vTPM PCR 11, read back from
 ``root`` dm-verity mapping on the disk's root and root-verity partitions; and a disk with one flipped
 byte in the root file system must fail verity instead of running the probe.
 
-Set-up follows shared/reference/measured-boot.md: ``-accel tcg`` unless KVM is really usable
+Set-up (image_builder/pipelines/qemu_boot.py; vTPM wiring as in QEMU ``docs/specs/tpm.rst`` "The QEMU TPM
+emulator device" with ``swtpm socket --tpm2``): ``-accel tcg`` unless KVM is really usable
 (``/dev/kvm`` read-write *and* the CPU advertises vmx/svm: on the reference host ``/dev/kvm`` exists
 but KVM hangs, so the device alone is not enough; ``TEEFORM_BOOT_ACCEL=tcg|kvm`` overrides), qemu
 wrapped in ``timeout``, ``-nodefaults``, a fresh copy of OVMF_VARS per boot, swtpm (TPM 2.0) on a
@@ -24,24 +25,20 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CACHE, require_file, require_tool
+from conftest import locked, require_tool
 
 from image_builder.pipelines import qemu_boot
-from image_builder.pipelines.qemu_boot import OVMF_CODE, OVMF_VARS, Boot
+from image_builder.pipelines.qemu_boot import Boot
 
 pytestmark = pytest.mark.integration
 
-KERNEL_DIR = CACHE / "debian" / "kernel"
-STUB_252 = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
-STUB_254 = CACHE / "sd254" / "usr" / "lib" / "systemd" / "boot" / "efi" / "linuxx64.efi.stub"
 
 
 def boot_disk(disk: Path, workdir: Path) -> Boot:
     """Boot ``disk`` once (image_builder.pipelines.qemu_boot); a missing qemu/swtpm/OVMF skips locally, fails in CI."""
     require_tool("qemu-system-x86_64")
     require_tool("swtpm")
-    require_file(OVMF_CODE, "OVMF firmware (Debian ovmf)")
-    boot = qemu_boot.boot_disk(disk, workdir)
+    boot = qemu_boot.boot_disk(disk, workdir, ovmf_code=locked("ovmf.code-4m"), ovmf_vars=locked("ovmf.vars-4m"))
     print(f"boot of {disk.name}: {boot.seconds:.1f} s, qemu exit {boot.returncode}, -accel {boot.accel}")
     return boot
 
@@ -56,8 +53,7 @@ def build(tmp: Path, stub: Path, name: str):  # -> tuple[BuildResult, Manifest]
     from image_builder.pipelines.build_vm import BuildConfig, build_vm_image
     from teeform.manifest import load_manifest
 
-    kernels = sorted((KERNEL_DIR / "boot").glob("vmlinuz-*"))
-    kernel = require_file(kernels[0] if kernels else KERNEL_DIR / "boot" / "vmlinuz", "Debian kernel")
+    kernel = locked("kernel.vmlinuz")
     rootfs = make_probe_rootfs(tmp / "rootfs")
     cfg = BuildConfig(rootfs=rootfs, kernel=kernel, stub=stub, out=tmp / "out", name=name, version="1",
                       source_date_epoch=1700000000)
@@ -69,12 +65,11 @@ def build(tmp: Path, stub: Path, name: str):  # -> tuple[BuildResult, Manifest]
 def image252(tmp_path_factory: pytest.TempPathFactory):
     for t in ("qemu-system-x86_64", "swtpm", "busybox", "veritysetup", "mkfs.erofs"):
         require_tool(t)
-    require_file(STUB_252, "systemd-boot-efi 252 stub")
-    require_file(OVMF_CODE, "OVMF code")
-    require_file(OVMF_VARS, "OVMF variables template")
+    locked("ovmf.code-4m")
+    locked("ovmf.vars-4m")
     tmp = tmp_path_factory.mktemp("boot252")
     t0 = time.monotonic()
-    result, manifest = build(tmp, STUB_252, "probe252")
+    result, manifest = build(tmp, locked("bookworm.stub"), "probe252")
     print(f"build (252 stub): {time.monotonic() - t0:.1f} s")
     return tmp, result, manifest
 
@@ -142,10 +137,9 @@ def test_flipped_root_byte_fails_verity(image252, tmp_path: Path) -> None:
 
 def test_boot_with_254_stub(tmp_path: Path) -> None:
     """Optional: the systemd 254 stub (bookworm-backports) also measures .uname and .sbat."""
-    require_file(STUB_254, "systemd 254 stub (.cache/sd254)")
     for t in ("qemu-system-x86_64", "swtpm", "busybox", "veritysetup", "mkfs.erofs"):
         require_tool(t)
-    result, manifest = build(tmp_path, STUB_254, "probe254")
+    result, manifest = build(tmp_path, locked("sd254.stub"), "probe254")
     b = boot_disk(result.disk, tmp_path / "boot")
     _assert_verity_root(b)
     observed = b.probe.get("PCR11_SHA256", "").lower()

@@ -17,13 +17,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CACHE, require_file, require_tool
+from conftest import locked, require_file, require_tool
 
 from image_builder.pipelines import build_vm as bv
 from teeform.errors import TeeformError
 
-KERNEL_DIR = CACHE / "debian" / "kernel"
-STUB_252 = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
 DPS_ROOT = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 DPS_ROOT_VERITY = "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5"
 ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
@@ -31,8 +29,11 @@ SDE = 1700000000
 
 
 def _kernel() -> Path:
-    found = sorted((KERNEL_DIR / "boot").glob("vmlinuz-*")) if KERNEL_DIR.exists() else []
-    return require_file(found[0] if found else KERNEL_DIR / "boot" / "vmlinuz", "Debian kernel (.cache/debian/kernel)")
+    return locked("kernel.vmlinuz")
+
+
+def _stub() -> Path:
+    return locked("bookworm.stub")  # Debian bookworm's systemd-boot-efi 252 stub
 
 
 def _rootfs(dest: Path) -> Path:
@@ -50,7 +51,7 @@ def _rootfs(dest: Path) -> Path:
 
 
 def _config(tmp: Path, out: Path, **kw) -> bv.BuildConfig:
-    base = dict(rootfs=tmp / "rootfs", kernel=_kernel(), stub=require_file(STUB_252, "systemd 252 stub"), out=out,
+    base = dict(rootfs=tmp / "rootfs", kernel=_kernel(), stub=_stub(), out=out,
                 name="img", version="1", source_date_epoch=SDE)
     base.update(kw)
     return bv.BuildConfig(**base)
@@ -95,18 +96,22 @@ def test_bad_options_fail_before_work(tmp_path: Path, kw: dict, field: str) -> N
     assert ei.value.field == field
 
 
-OVMF_2M = Path("/usr/share/OVMF/OVMF_CODE.fd")
-OVMF_4M = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+def _ovmf_2m() -> Path:
+    return locked("ovmf.code")  # Debian ovmf OVMF_CODE.fd
+
+
+def _ovmf_4m() -> Path:
+    return locked("ovmf.code-4m")
 
 
 def test_snp_options_fail_before_work(tmp_path: Path) -> None:
     (tmp_path / "rootfs").mkdir()
     # uki-verity.md §7: bookworm's OVMF_CODE_4M.fd has no SEV metadata at all -> refused up front.
     with pytest.raises(TeeformError, match="no SEV metadata") as ei:
-        bv.check_config(_config(tmp_path, tmp_path / "out", ovmf=require_file(OVMF_4M, "Debian OVMF_CODE_4M.fd")))
+        bv.check_config(_config(tmp_path, tmp_path / "out", ovmf=_ovmf_4m()))
     assert ei.value.field == "--ovmf"
     with pytest.raises(TeeformError, match="unknown vCPU type") as ei:
-        bv.check_config(_config(tmp_path, tmp_path / "out", ovmf=require_file(OVMF_2M, "Debian OVMF_CODE.fd"),
+        bv.check_config(_config(tmp_path, tmp_path / "out", ovmf=_ovmf_2m(),
                                 vcpu_type="Pentium"))
     assert ei.value.field == "--vcpu-type"
     assert not (tmp_path / "out").exists()
@@ -268,7 +273,7 @@ def test_cli_build_and_measure(tmp_path: Path, capsys) -> None:
     _rootfs(tmp_path / "rootfs")
     out = tmp_path / "out"
     status = main(["build", "vm-image", "--rootfs", str(tmp_path / "rootfs"), "--kernel", str(_kernel()),
-                   "--stub", str(STUB_252), "--out", str(out), "--name", "cli", "--cmdline", "quiet"])
+                   "--stub", str(_stub()), "--out", str(out), "--name", "cli", "--cmdline", "quiet"])
     assert status == 0, capsys.readouterr().err
     text = capsys.readouterr()
     assert "pcr11_sha256" in text.out and "teeform: make_verity" in text.err
@@ -321,7 +326,7 @@ def test_snp_direct_boot_digest_equals_sev_snp_measure_cli(tmp_path: Path) -> No
 
     for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy", "objcopy"):
         require_tool(t)
-    ovmf = synthetic_kernel_hashes_ovmf(require_file(OVMF_2M, "Debian OVMF_CODE.fd"), tmp_path / "ovmf-kh.fd")
+    ovmf = synthetic_kernel_hashes_ovmf(_ovmf_2m(), tmp_path / "ovmf-kh.fd")
     _rootfs(tmp_path / "rootfs")
     r = bv.build_vm_image(_config(tmp_path, tmp_path / "out", ovmf=ovmf, vcpus=2, vcpu_type="EPYC-Milan",
                                   cmdline_extra="quiet"))
@@ -351,7 +356,7 @@ def test_snp_direct_boot_digest_equals_sev_snp_measure_cli(tmp_path: Path) -> No
     fw_sha = hashlib.sha256(ovmf.read_bytes()).hexdigest()
     assert any(fw_sha in a for a in assumptions["snp_launch_digest"])
     assert any("EPYC-Milan" in a and "2 vCPU" in a for a in assumptions["snp_launch_digest"])
-    stub_sha = hashlib.sha256(STUB_252.read_bytes()).hexdigest()
+    stub_sha = hashlib.sha256(_stub().read_bytes()).hexdigest()
     assert any("systemd-stub 252" in a and stub_sha in a for a in assumptions["pcr11_sha256"])
     assert any(m.details["verity"]["salt"] in a for a in assumptions["roothash"])
 
@@ -364,7 +369,7 @@ def test_snp_firmware_only_digest_without_kernel_hashes(tmp_path: Path) -> None:
 
     for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy"):
         require_tool(t)
-    ovmf = require_file(OVMF_2M, "Debian OVMF_CODE.fd")
+    ovmf = _ovmf_2m()
     _rootfs(tmp_path / "rootfs")
     r = bv.build_vm_image(_config(tmp_path, tmp_path / "out", ovmf=ovmf, vcpus=1, vcpu_type="EPYC-v4"))
     from teeform.manifest import load_manifest
@@ -423,7 +428,7 @@ def test_hostile_layers_refused_by_build_vm_image(tmp_path: Path, capsys, contai
     out = tmp_path / "out"
     capsys.readouterr()
     status = main(["build", "vm-image", "--rootfs", str(image), "--kernel", str(_kernel()),
-                   "--stub", str(require_file(STUB_252, "systemd 252 stub")), "--out", str(out)])
+                   "--stub", str(_stub()), "--out", str(out)])
     err = capsys.readouterr().err
     assert status != 0
     errors = [line for line in err.splitlines() if line.startswith("error:")]

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CACHE, require_file, require_tool
+from conftest import inputs_lock, locked, require_tool
 
 from image_builder.formats import eif
 from image_builder.inputs import oci
@@ -268,9 +268,8 @@ def test_help_explains_every_option() -> None:
 @pytest.mark.integration
 def test_demo_inputs_debian_kernel_and_busybox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo's real stand-in inputs: Debian's kernel and busybox-static."""
-    kernels = sorted((CACHE / "debian/kernel/boot").glob("vmlinuz-*"))
-    kernel = require_file(kernels[0] if kernels else CACHE / "debian/kernel/boot/vmlinuz-*", "Debian kernel")
-    busybox = require_file(Path("/bin/busybox"), "busybox-static")
+    kernel = locked("kernel.vmlinuz")
+    busybox = locked("busybox")
     from image_builder.inputs.demo_image import build_demo_image
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
@@ -280,8 +279,8 @@ def test_demo_inputs_debian_kernel_and_busybox(tmp_path: Path, monkeypatch: pyte
     assert main(["build", "eif", "--image", str(tmp_path / "img"), "--kernel", str(kernel), "--init", str(busybox),
                  "--nsm", str(tmp_path / "nsm.ko"), "--cmdline", CMDLINE, "--out", str(out)]) == 0
     info = eif.read_eif(out / "openclaw-agent.eif")
-    # the bzImage header's release string equals the Debian package's file-name suffix (vmlinuz-<release>)
-    assert info.metadata["BuildMetadata"]["KernelVersion"] == kernel.name.removeprefix("vmlinuz-")
+    # the bzImage header's release string equals the one the set-up read from the package's file names
+    assert info.metadata["BuildMetadata"]["KernelVersion"] == inputs_lock().kernel_release
     assert info.metadata["ImageName"] == "openclaw-agent"
 
 

@@ -2,7 +2,7 @@
 
 Oracles: GNU ``objcopy`` (the ``.modinfo`` section of each module), the Debian kernel package's own
 ``lib/modules/<release>`` directory name, ``sfdisk`` (partition UUIDs it writes into a GPT), the
-dm-verity/DPS vector of shared/reference/uki-verity.md §5, and GNU ``cpio -t`` (archive listing).
+dm-verity/DPS vector of tests/vectors/README.md, and GNU ``cpio -t`` (archive listing).
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CACHE, require_file, require_tool
+from conftest import inputs_lock, locked, require_file, require_tool
 
 from image_builder.pipelines import initrd as ir
 from teeform.errors import TeeformError
 
-KERNEL_DIR = CACHE / "debian" / "kernel"
 GUEST = Path(ir.__file__).resolve().parent / "guest"
 
 
 @pytest.fixture(scope="module")
 def kernel() -> Path:
-    found = sorted((KERNEL_DIR / "boot").glob("vmlinuz-*")) if KERNEL_DIR.exists() else []
-    return require_file(found[0] if found else KERNEL_DIR / "boot" / "vmlinuz-*", "Debian kernel (.cache/debian/kernel)")
+    return locked("kernel.vmlinuz")
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +41,11 @@ def modules_dir(kernel: Path, release: str) -> Path:
 
 # ----------------------------------------------------------------------------- kernel facts
 def test_kernel_release_matches_the_package_layout(kernel: Path, release: str) -> None:
-    # Oracle: Debian names both the kernel file and the modules directory after `uname -r`.
+    # Oracle: Debian names both the kernel file and the modules directory after `uname -r`; the set-up
+    # took the release from those names (teeform/inputs_lock.py), kernel_release() reads the bzImage header.
+    assert release == inputs_lock().kernel_release
     assert kernel.name == f"vmlinuz-{release}"
-    assert (KERNEL_DIR / "lib" / "modules" / release / "kernel").is_dir()
+    assert locked("kernel.modules").name == release and (locked("kernel.modules") / "kernel").is_dir()
 
 
 def test_kernel_release_rejects_non_bzimage(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_modules_override_forms(tmp_path: Path, kernel: Path, release: str, modu
     # --modules may name lib/modules/<rel>, its parent, or a root containing lib/modules/<rel>.
     assert ir.find_modules_dir(kernel, release, modules_dir) == modules_dir
     assert ir.find_modules_dir(kernel, release, modules_dir.parent) == modules_dir
-    assert ir.find_modules_dir(kernel, release, KERNEL_DIR) == modules_dir
+    assert ir.find_modules_dir(kernel, release, modules_dir.parents[2]) == modules_dir  # the unpacked package root
     with pytest.raises(TeeformError, match="no kernel modules") as ei:
         ir.find_modules_dir(kernel, release, tmp_path)
     assert ei.value.field == "--modules"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import uki_vectors as V
-from conftest import require_file, require_tool
+from conftest import inputs_lock, locked_input, require_file, require_tool
 
 from image_builder.formats.uki import SectionOrder, UkiInputs, build_uki, read_uki_layout
 from image_builder.measure import pcr11
@@ -27,13 +27,18 @@ OPTION = {".linux": "linux", ".osrel": "osrel", ".cmdline": "cmdline", ".initrd"
           ".uname": "uname", ".sbat": "sbat", ".splash": "splash", ".dtb": "dtb", ".pcrpkey": "pcrpkey"}
 
 
+MEASURE = {252: "bookworm.systemd-measure", 254: "sd254.systemd-measure"}  # lock names
+STUBS = {252: "bookworm.stub", 254: "sd254.stub"}
+
+
 def systemd_measure(version: int, files: dict[str, Path], banks: list[str], phases: list[str]) -> dict[str, list]:
-    """Run `systemd-measure calculate --json=short` of systemd ``version`` (252 or 254)."""
+    """Run `systemd-measure calculate --json=short` of systemd ``version`` (252: bookworm, 254: backports)."""
+    tool = locked_input(MEASURE[version])
+    assert tool.upstream_major == version, f"the lock's {tool.name} is {tool.package} {tool.version}"
+    exe, env = tool.path, None
     if version == 252:
-        exe, env = require_file(V.MEASURE_252, "systemd-measure 252"), None
         require_tool("systemd-measure")
     else:
-        exe = require_file(V.MEASURE_254, "systemd-measure 254 (.cache/sd254)")
         env = {**os.environ, "LD_LIBRARY_PATH": str(V.MEASURE_254_LIBS)}
     argv = [str(exe), "calculate", "--json=short"]
     argv += [f"--{OPTION[name]}={path}" for name, path in files.items()]
@@ -106,7 +111,7 @@ def test_live_systemd_measure_tv1_and_empty_sections(tmp_path: Path, version: in
     sections[".dtb"] = b""  # empty: skipped by both the stub and systemd-measure
     sections[".splash"] = bytes(range(256)) * 3
     if version >= 254:
-        sections[".uname"] = b"6.1.0-56-amd64"
+        sections[".uname"] = V.TV2_UNAME  # synthetic, like the other sections
         sections[".sbat"] = b"sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n\0"
     files = write_sections(tmp_path, sections)
     banks = ["sha1", "sha256", "sha384"]
@@ -119,17 +124,17 @@ def test_live_systemd_measure_tv1_and_empty_sections(tmp_path: Path, version: in
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("version,stub_path", [(252, V.STUB_252), (254, V.STUB_254)], ids=["252", "254"])
-def test_live_systemd_measure_on_sections_of_built_uki(tmp_path: Path, version: int, stub_path: Path) -> None:
+@pytest.mark.parametrize("version", [252, 254])
+def test_live_systemd_measure_on_sections_of_built_uki(tmp_path: Path, version: int) -> None:
     """Build a UKI from the real Debian kernel, extract its sections with objcopy (independent of our
     reader) and compare systemd-measure on them with our prediction from the UKI's layout."""
-    kernel = require_file(V.DEBIAN_KERNEL, "Debian kernel")
-    require_file(stub_path, "systemd-stub")
+    kernel = V.DEBIAN_KERNEL
+    stub_path = locked_input(STUBS[version]).path
     objcopy = require_tool("objcopy")
     (tmp_path / "initrd").write_bytes(os.urandom(5000))
     uki = tmp_path / "uki.efi"
     build_uki(UkiInputs(stub=stub_path, linux=kernel, initrd=tmp_path / "initrd", cmdline=b"console=ttyS0 quiet",
-                        osrel=b"ID=debian\n", uname=b"6.1.0-56-amd64"), uki)
+                        osrel=b"ID=debian\n", uname=inputs_lock().kernel_release.encode()), uki)
     names = [".linux", ".osrel", ".cmdline", ".initrd"] + ([".uname", ".sbat"] if version >= 254 else [])
     files = {}
     for name in names:
@@ -163,8 +168,10 @@ def test_measured_sections_per_version() -> None:
 
 
 def test_detect_stub_version(tmp_path: Path) -> None:
-    assert detect_stub_version(require_file(V.STUB_252, "stub 252")) == 252
-    assert detect_stub_version(require_file(V.STUB_254, "stub 254")) == 254
+    # Oracle: the Debian package version the set-up recorded (systemd-boot-efi 252.x / 254.x).
+    for name in STUBS.values():
+        stub = locked_input(name)
+        assert detect_stub_version(stub.path) == stub.upstream_major, stub
     assert pcr11._parse_sdmagic_version(b"#### LoaderInfo: systemd-stub 257.13-1~deb13u1 ####\0") == 257
     with pytest.raises(TeeformError, match="PE"):
         (tmp_path / "x").write_bytes(b"hello")

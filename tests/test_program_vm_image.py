@@ -18,15 +18,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CACHE, require_file, require_tool
+from conftest import locked, require_tool
 from pulumi_support import REPO, by_type, run, write_stack_file
 
 from teeform.manifest import Artifact, ArtifactKind, Builder, Manifest, write_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-STUB_252 = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
-KERNEL_DIR = CACHE / "debian" / "kernel"
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +32,7 @@ def vm_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real vm-image manifest: `teeform build vm-image` on a tiny busybox root."""
     for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy"):
         require_tool(t)
-    kernels = sorted((KERNEL_DIR / "boot").glob("vmlinuz-*")) if KERNEL_DIR.exists() else []
-    kernel = require_file(kernels[0] if kernels else KERNEL_DIR / "boot" / "vmlinuz", "Debian kernel")
+    kernel = locked("kernel.vmlinuz")
     tmp = tmp_path_factory.mktemp("vm")
     root = tmp / "rootfs"
     (root / "bin").mkdir(parents=True)
@@ -47,7 +44,7 @@ def vm_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from teeform.cli import main
 
     status = main(["build", "vm-image", "--rootfs", str(root), "--kernel", str(kernel),
-                   "--stub", str(require_file(STUB_252, "systemd 252 stub")), "--out", str(tmp / "out"),
+                   "--stub", str(locked("bookworm.stub")), "--out", str(tmp / "out"),
                    "--name", "agent-vm", "--version", "1.0.0"])
     assert status == 0
     return tmp / "out" / "agent-vm.manifest.json"

@@ -1,29 +1,48 @@
 """Inputs and published values of the UKI test vectors (provenance: tests/vectors/README.md).
 
-TV-1/TV-2/TV-3 are defined in shared/reference/uki-verity.md §2; the inputs are regenerated here
-from their recipes (no binary fixtures are checked in).
+TV-1/TV-2/TV-3 were produced with the Debian tools named in tests/vectors/README.md (systemd-measure
+252.39, ukify 257.13 / 254.26); the inputs are regenerated here from their recipes (no binary fixtures
+are checked in). The stubs the vectors were made with are pinned by sha256 in tests/vectors/pins.json,
+which ``scripts/setup.sh`` also checks.
+
+The paths of Debian inputs (``DEBIAN_KERNEL``, ``STUB_252``, ``STUB_254``, ``UKIFY_254``,
+``MEASURE_252``, ``MEASURE_254``, ``MEASURE_254_LIBS``) are looked up in the set-up's lock record
+when first used inside a test (:func:`conftest.locked`), never guessed.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from conftest import CACHE
+from conftest import locked
 
-STUB_252 = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
-STUB_254 = CACHE / "sd254/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
-SD254 = CACHE / "sd254"
-UKIFY_254 = SD254 / "lib/systemd/ukify"
-MEASURE_252 = Path("/usr/lib/systemd/systemd-measure")
-MEASURE_254 = SD254 / "lib/systemd/systemd-measure"
-MEASURE_254_LIBS = SD254 / "usr/lib/x86_64-linux-gnu/systemd"
-DEBIAN_KERNEL = CACHE / "debian/kernel/boot/vmlinuz-6.1.0-56-amd64"
+PINS = json.loads((Path(__file__).parent / "vectors" / "pins.json").read_text())
 
-# uki-verity.md §2 "Stub facts" / TV-3: sha256 of the two Debian stubs the vectors were made with.
-STUB_252_SHA256 = "c62ae56ffaf49d1a61de4434f4f531dd1d4ed3b5aee46c934c56e3f809b22cc4"
-STUB_254_SHA256 = "14b3d3502bdc645d14022de17fa18698bedb641e3dc9fc0d64e762c670d15e80"
+# Lock names (teeform/inputs_lock.py INPUTS) behind the module attributes below.
+LOCKED = {
+    "DEBIAN_KERNEL": "kernel.vmlinuz",
+    "STUB_252": "bookworm.stub",
+    "STUB_254": "sd254.stub",
+    "UKIFY_254": "sd254.ukify",
+    "MEASURE_252": "bookworm.systemd-measure",
+    "MEASURE_254": "sd254.systemd-measure",
+    "MEASURE_254_LIBS": "sd254.libsystemd-shared",
+}
 
-# ---- TV-1 (uki-verity.md §2): systemd-measure 252 calculate on four tiny files.
+
+def __getattr__(name: str) -> Path:
+    """``V.STUB_252`` etc.: the path recorded in the lock (skips locally / fails in CI when absent)."""
+    if name in LOCKED:
+        return locked(LOCKED[name])
+    raise AttributeError(name)
+
+
+# sha256 of the two Debian stubs the vectors were made with (TV-2: bookworm 252.39, TV-3: backports 254.26).
+STUB_252_SHA256 = PINS["bookworm.stub"]["sha256"]
+STUB_254_SHA256 = PINS["sd254.stub"]["sha256"]
+
+# ---- TV-1: systemd-measure 252.39 calculate on four tiny files.
 TV1_FILES = {".linux": b"foo", ".initrd": b"bar", ".osrel": b"ID=test\n", ".cmdline": b"console=ttyS0"}
 TV1 = {
     "sha256": {
@@ -48,7 +67,7 @@ TV1 = {
     "sha1": {("enter-initrd",): "12752f4b36ce35b9650497f0ecdf78fa23603f97"},
 }
 
-# ---- TV-2 (uki-verity.md §2): ukify 257.13 + bookworm 252 stub.
+# ---- TV-2: ukify 257.13 + bookworm 252 stub.
 TV2_UNAME = b"6.1.0-test"
 TV2_FILE_SHA256 = "7064882726359ce4fda13bffc4f1101967ea59ee66c62040adcd6f290f7d9bb3"
 TV2_FILE_SIZE = 147968
@@ -64,11 +83,11 @@ TV2_PCR11_252 = {
     "sha256": "e64a89b979f68a1bf3d616de3da4749e3bd74afce72a6f86cf60274acd4910ad",
     "sha384": "099ac418807c0d0d15d17dd1c8971784fa6115de1ef4cb22c9650ddab165eb1506764a2d3564b41a002919b931c24b89",
 }
-# uki-verity.md §6: zeros extended with the TV-2 Authenticode SHA-384.
+# TDX RTMR arithmetic: 48 zero bytes extended with the TV-2 Authenticode SHA-384 (hashlib).
 TV2_RTMR_EXTEND_ONCE = ("aef908ce9a72938a58ee49bc2fa9da1370e8286a6320d8028e5959e34761ef16"
                         "b77de781edf38cdd3c0a6b42aa1aa82d")
 
-# ---- TV-3 (uki-verity.md §2): ukify 254 + bookworm-backports 254 stub, same inputs.
+# ---- TV-3: ukify 254.26 + bookworm-backports 254 stub, same inputs.
 TV3_FILE_SHA256 = "d07cf12efe2d8f3e4041d38bb0591a4370432802f34a6d82be6651ed0fbcb754"
 TV3_AUTHENTICODE_SHA256 = "5f14ebb3f119638774adc0696bbf2438dff8b410054a97d29bc1f17b38f7e633"
 TV3_SBAT_LEN = 308
@@ -82,7 +101,7 @@ TV3_PCR11_254_WITHOUT_SBAT_ENTER_INITRD = "f572fd656fc49ee035dfcf7f87d0fa71d118e
 
 
 def write_tv2_inputs(d: Path) -> dict[str, Path]:
-    """Write the TV-2/TV-3 input files into ``d`` (recipes from uki-verity.md §2)."""
+    """Write the TV-2/TV-3 input files into ``d`` (recipes in tests/vectors/README.md)."""
     files = {
         "linux": (d / "vmlinuz.bin", bytes(i % 251 for i in range(65536))),
         "initrd": (d / "initrd.bin", bytes((7 * i) % 256 for i in range(10000))),
