@@ -5,14 +5,14 @@
 # from tiny stand-in blobs.
 #
 # Needs: scripts/setup.sh (the venv), `make demo` (stack dev allows build/demo/openclaw-agent.manifest.json),
-# and the real attestation documents in ../shared/nitro-fixtures/.
+# and the real attestation documents in tests/fixtures/nitro/ (provenance: its README).
 # Values that change from run to run: the `--at now` time, moto's key id and port, ciphertexts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 export PATH="$PWD/.venv/bin:$PATH"
 PY=.venv/bin/python
-FX=../shared/nitro-fixtures
+FX=tests/fixtures/nitro
 OUT=build/docs
 DOC=evervault-2022-10-13-nondebug.cose
 

@@ -6,7 +6,7 @@ never pass by skipping (DEVELOPERS.md: "a missing tool must fail the run there")
 
 Inputs fetched by ``scripts/setup.sh`` (Debian kernel, systemd stubs, ukify/systemd-measure 254,
 busybox-static, OVMF) are looked up in its lock record with :func:`locked` (``teeform/inputs_lock.py``),
-never by guessed file names or versions.
+never by guessed file names or versions. Data the repository carries lives under ``tests/fixtures/``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from teeform.inputs_lock import InputsLock, LockedInput, load_lock
 from teeform.run import find_tool
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-NITRO_FIXTURES = SHARED / "nitro-fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
+NITRO_FIXTURES = FIXTURES / "nitro"  # provenance: tests/fixtures/nitro/README.md
 CACHE = REPO / ".cache"
 
 
@@ -86,5 +86,6 @@ def locked(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def nitro_fixtures() -> Path:
-    """The directory of real Nitro attestation documents (shared/nitro-fixtures)."""
-    return require_file(NITRO_FIXTURES, "shared/nitro-fixtures")
+    """The directory of real Nitro attestation documents (tests/fixtures/nitro, see its README)."""
+    assert (NITRO_FIXTURES / "expected.json").is_file(), f"{NITRO_FIXTURES} is part of the repository"
+    return NITRO_FIXTURES

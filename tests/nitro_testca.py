@@ -1,6 +1,7 @@
 """A throwaway Nitro-shaped PKI for tests: mint attestation documents the real fixtures do not cover.
 
-The shape copies what ``shared/reference/eif-nitro.md`` §4.4 step 5 observed on real documents: a root
+The shape copies the certificate chains of the real documents in ``tests/fixtures/nitro`` (checked as in
+aws-nitro-enclaves-nsm-api ``docs/attestation_process.md`` §3.2.3, "Semantical validation"): a root
 (critical CA:TRUE, no pathLen, keyUsage keyCertSign/cRLSign/digitalSignature), a regional CA
 (pathLen 2), a zonal CA (pathLen 1), an instance CA (pathLen 0, keyUsage keyCertSign only, no
 key identifiers), and a leaf (CA:FALSE, keyUsage digitalSignature + nonRepudiation, not critical).

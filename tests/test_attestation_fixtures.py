@@ -1,8 +1,9 @@
-"""Parse every real Nitro attestation document in shared/nitro-fixtures and compare with expected.json.
+"""Parse every real Nitro attestation document in tests/fixtures/nitro and compare with expected.json.
 
-Oracle: ``shared/nitro-fixtures/expected.json`` was produced by an independent decoder (see the
-fixtures README, "How these were checked"); the PCR values of the 2023-01-18 signed document are also
-published by the upstream test spec (eif-nitro.md §7.4).
+Oracle: ``tests/fixtures/nitro/expected.json`` was produced by an independent decoder (see the
+fixtures README, "expected.json"); the PCR values of the 2023-01-18 signed document are also
+published upstream (evervault/attestation-doc-validation@084ba280
+``test-specs/beta/valid_attestation_doc_in_cert_der_encoding_time_sensitive.json``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from conftest import NITRO_FIXTURES
 
 from teeform.nitro.attestation import parse_attestation_document
 
-EXPECTED = json.loads((NITRO_FIXTURES / "expected.json").read_text()) if (NITRO_FIXTURES / "expected.json").exists() else {}
+EXPECTED = json.loads((NITRO_FIXTURES / "expected.json").read_text())
 NAMES = sorted(n for n in EXPECTED if n.endswith(".cose"))
 
 

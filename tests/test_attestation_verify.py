@@ -1,6 +1,6 @@
 """`teeform verify attestation`: real fixtures (oracle: expected.json + the AWS root) and minted documents.
 
-Golden values come from ``shared/nitro-fixtures/expected.json`` (decoded by an independent script, see
+Golden values come from ``tests/fixtures/nitro/expected.json`` (decoded by an independent script, see
 its README) and the published root pin (eif-nitro.md §4.5); tampering and test-CA cases assert WHICH
 check fails.
 """
@@ -23,7 +23,7 @@ from teeform.manifest import Artifact, ArtifactKind, Builder, InputDigest, Manif
 from teeform.nitro import verify as V
 from teeform.nitro.attestation import parse_attestation_document
 
-EXPECTED = json.loads((NITRO_FIXTURES / "expected.json").read_text()) if (NITRO_FIXTURES / "expected.json").exists() else {}
+EXPECTED = json.loads((NITRO_FIXTURES / "expected.json").read_text())
 FIXTURES = sorted(n for n in EXPECTED if n.endswith(".cose"))
 NONDEBUG = [n for n in FIXTURES if "nondebug" in n]
 DEBUG = [n for n in FIXTURES if "-debug" in n]
