@@ -10,6 +10,7 @@ every signature check) and asserts the exact message.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from asn1crypto import x509 as ax
 from conftest import NITRO_FIXTURES
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from test_seal import project  # noqa: F401  (fixture: a project with stacks dev and prod)
 
 from teeform.cli import main
 from teeform.errors import TeeformError
@@ -287,3 +289,348 @@ def test_far_future_certificate_dates_are_fine(tmp_path, capsys):
                                   allowed=[V.AllowedMeasurements("m", {"PCR0": "11" * 48})])
     assert report.check("time").status == "pass" and "9999-12-31T23:59:59Z" in report.check("time").detail
     assert report.check("chain").status == "pass"
+
+
+# ------------------------------------------------------------------------------------- manifests
+def _manifest_text(**over) -> str:
+    d = {"schema_version": 1, "kind": "eif", "name": "agent", "version": "1.0.0",
+         "artifact": {"file_name": "agent.eif", "size": 1, "sha256": "0" * 64, "sha384": "0" * 96},
+         "measurements": {"PCR0": "11" * 48, "PCR1": "22" * 48, "PCR2": "33" * 48, "ImageSha384": "11" * 48},
+         "inputs": [{"role": "image", "name": "agent:1", "sha256": "1" * 64}],
+         "builder": {"name": "teeform", "version": "0.1.0"}, "source_date_epoch": 0, "details": {}}
+    text = json.dumps(d)
+    for k, v in over.items():  # raw JSON text replacements, so hostile literals survive
+        text = text.replace(k, v, 1)
+    return text
+
+
+@pytest.mark.parametrize("over, message", [
+    ({'"details": {}': '"details": ' + "[" * 5000 + "]" * 5000}, "JSON nested 5001 levels deep (limit 64)"),
+    ({'"size": 1': '"size": ' + "9" * 4301}, "JSON integer of 4301 digits (limit 20)"),
+    ({'"source_date_epoch": 0': '"source_date_epoch": NaN'}, "JSON constant NaN is not allowed"),
+    ({'"source_date_epoch": 0': '"source_date_epoch": -Infinity'}, "JSON constant -Infinity is not allowed"),
+    ({'"name": "agent"': '"name": "a\\ud800"'}, "name: string holds a lone surrogate at index 1"),
+    ({'"details": {}': '"details": {"\\udfff": 1}'}, "'\\udfff': string holds a lone surrogate at index 0"),
+    ({'"size": 1': '"size": 1.0'}, "artifact/size: must be a JSON integer, got 1.0"),
+    ({'"source_date_epoch": 0': '"source_date_epoch": 1e300'}, "source_date_epoch: must be a JSON integer"),
+    ({'"sha256": "' + "0" * 64 + '"': '"sha256": "' + "0" * 64 + '\\n"'}, "artifact/sha256: must be 64 lowercase hex digits"),
+    ({'"sha256": "' + "1" * 64 + '"': '"sha256": "' + "1" * 64 + '\\n"'}, "inputs/0/sha256: must be 64 lowercase hex digits"),
+])
+def test_hostile_manifest_json(tmp_path, capsys, over, message):
+    good, bad = tmp_path / "good.manifest.json", tmp_path / "bad.manifest.json"
+    good.write_text(_manifest_text())
+    bad.write_text(_manifest_text(**over))
+    status, out, err = run(capsys, ["measurements", "diff", str(good), str(bad)])
+    assert status == 2 and out == ""
+    line = one_error_line(err)
+    assert line.startswith(f"error: {bad}: ") and message in line, line
+
+
+def test_manifest_not_utf8(tmp_path, capsys):
+    good, bad = tmp_path / "good.manifest.json", tmp_path / "bad.manifest.json"
+    good.write_text(_manifest_text())
+    bad.write_bytes(_manifest_text().replace('"agent"', '"ag\xffent"').encode("latin-1"))
+    status, _out, err = run(capsys, ["measurements", "diff", str(good), str(bad)])
+    assert status == 2
+    assert one_error_line(err) == f"error: {bad}: not UTF-8 text (invalid byte at offset {_manifest_text().index('agent') + 2})"
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dev-zero", "oversized"])
+def test_manifest_that_is_not_a_small_regular_file(tmp_path, capsys, kind):
+    good = tmp_path / "good.manifest.json"
+    good.write_text(_manifest_text())
+    bad = tmp_path / "bad.manifest.json"
+    if kind == "directory":
+        bad.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(bad)
+    elif kind == "dev-zero":
+        bad = Path("/dev/zero")
+    else:
+        with open(bad, "wb") as fh:  # sparse: costs no disk
+            fh.truncate((16 << 20) + 1)
+    t0 = time.monotonic()
+    status, out, err = run(capsys, ["measurements", "diff", str(good), str(bad)])
+    assert status == 2 and out == "" and time.monotonic() - t0 < 5
+    expected = {"directory": "manifest is a directory", "fifo": "manifest is not a regular file",
+                "dev-zero": "manifest is not a regular file",
+                "oversized": f"manifest is {(16 << 20) + 1} bytes, over the {16 << 20}-byte limit"}[kind]
+    assert one_error_line(err) == f"error: {bad}: {expected}"
+
+
+# ------------------------------------------------------------------------------------- secrets input
+
+KEY = "arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000000"
+
+
+def _seal(proj: Path, secrets: Path) -> list[str]:
+    # the endpoint is never contacted: every case fails while reading the secrets
+    return ["seal", "--stack", "dev", "--in", str(secrets), "--out", str(proj / "sealed.json"), "--key-id", KEY,
+            "--endpoint-url", "http://127.0.0.1:9", "--project-dir", str(proj)]
+
+
+def _no_output(directory: Path, name: str) -> None:
+    assert not (directory / name).exists()
+    assert not [p.name for p in directory.iterdir() if p.name.startswith(f".{name}.")]  # no temp file left
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("s.json", b'{"A": ' + b"[" * 3000 + b"]" * 3000 + b"}", "JSON nested 3001 levels deep (limit 64)"),
+    ("s.json", b'{"A": ' + b"1" * 4301 + b"}", "JSON integer of 4301 digits (limit 20)"),
+    ("s.json", b'{"A": NaN}', "JSON constant NaN is not allowed (RFC 8259 has no NaN/Infinity)"),
+    ("s.json", b'{"A": "x\\ud800"}', "A: string holds a lone surrogate at index 1"),
+    ("s.json", b'{"\\ud800": "x"}', "'\\ud800': string holds a lone surrogate at index 0"),
+    ("s.json", b'{"A\\n": "x"}', "'A\\n': 'A\\n' is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+    ("s.json", b'{"A-B": "x"}', "'A-B': 'A-B' is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+    ("s.json", b'{"": "x"}', "'': '' is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+    ("s.json", b'{"A": "x\\u0000y"}', "A: value holds a NUL character (an environment variable cannot)"),
+    ("s.json", b'{"A": {"B": "x"}}', "A: value must be a string, got dict"),
+    ("s.json", b"[]", 'must be a non-empty JSON object of NAME: "value"'),
+    ("s.env", b"A=1\nB=\xff\n", "not UTF-8 text (invalid byte at offset 6)"),
+    ("s.env", b"A=\xed\xa0\x80\n", "not UTF-8 text (invalid byte at offset 2)"),      # a UTF-8 encoded surrogate
+    ("s.env", b"A=1\nB-C=2\n", "line 2: 'B-C' is not a valid variable name"),
+    ("s.env", b"A=1\nB\xc2\xa0=2\n", "line 2: 'B\\xa0' is not a valid variable name"),
+    ("s.env", b'A="x\x00y"\n', "line 1: value holds a NUL character (an environment variable cannot)"),
+])
+def test_hostile_secrets_file(project, capsys, name, content, message):  # noqa: F811
+    secrets = project / name
+    secrets.write_bytes(content)
+    status, out, err = run(capsys, _seal(project, secrets))
+    assert status == 2 and out == ""
+    assert one_error_line(err) == f"error: {secrets}: {message}"
+    _no_output(project, "sealed.json")
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dev-zero", "oversized"])
+def test_secrets_file_that_is_not_a_small_regular_file(project, capsys, kind):  # noqa: F811
+    from teeform.seal import MAX_SECRETS_BYTES
+
+    secrets = project / "s.env"
+    if kind == "directory":
+        secrets.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(secrets)
+    elif kind == "dev-zero":
+        secrets = Path("/dev/zero")
+    else:
+        secrets.write_bytes(b"A=" + b"x" * MAX_SECRETS_BYTES + b"\n")
+    status, _out, err = run(capsys, _seal(project, secrets))
+    expected = {"directory": "secrets file is a directory", "fifo": "secrets file is not a regular file",
+                "dev-zero": "secrets file is not a regular file",
+                "oversized": f"secrets file is {MAX_SECRETS_BYTES + 3} bytes, over the {MAX_SECRETS_BYTES}-byte limit"}
+    assert status == 2 and one_error_line(err) == f"error: {secrets}: {expected[kind]}"
+    _no_output(project, "sealed.json")
+
+
+def test_env_lines_split_on_newline_only():
+    """U+2028, U+0085, VT and FF are not line breaks in .env (str.splitlines would split a quoted value)."""
+    from teeform.seal import format_env, parse_env
+
+    secrets = {"A": "x\u2028y\x85z\x0b\x0c\x1cw", "B": "1"}
+    assert format_env(secrets) == 'A="x\u2028y\x85z\x0b\x0c\x1cw"\nB="1"\n'
+    assert parse_env(format_env(secrets)) == secrets
+    assert parse_env("A=1\r\nB='2'\r\n") == {"A": "1", "B": "2"}
+
+
+def test_parse_env_refuses_lone_surrogates_in_str():
+    from teeform.seal import parse_env
+
+    with pytest.raises(TeeformError) as exc:
+        parse_env("A=1\nB=x\udc80\n", source="s.env")
+    assert str(exc.value) == "s.env: line 2: string holds a lone surrogate at index 1"
+    with pytest.raises(TeeformError) as exc:
+        parse_env("\ud800=1\n", source="s.env")
+    assert str(exc.value) == "s.env: line 1: string holds a lone surrogate at index 0"
+
+
+# ------------------------------------------------------------------------------------- sealed files
+def _sealed(**over) -> dict:
+    import base64
+
+    ctx = {"teeform:stack": "dev", "teeform:target": "agent", "teeform:manifest-sha256": "ab" * 32}
+    d = {"format": "teeform-sealed-secrets", "version": 1, "algorithm": "AES-256-GCM", "key_id": KEY,
+         "encryption_context": ctx, "encrypted_data_key": base64.b64encode(b"k" * 40).decode(),
+         "nonce": base64.b64encode(b"n" * 12).decode(), "ciphertext": base64.b64encode(b"c" * 40).decode(),
+         "aad": {"key_id": KEY, "manifest_sha256": "ab" * 32, "stack": "dev", "version": 1}}
+    d.update(over)
+    return d
+
+
+@pytest.mark.parametrize("text, message", [
+    (json.dumps(_sealed(version=True)), "version: unsupported version True"),
+    (json.dumps(_sealed(version=1.0)), "version: unsupported version 1.0"),
+    (json.dumps(_sealed(aad={"key_id": KEY, "manifest_sha256": "ab" * 32, "stack": "dev", "version": True})),
+     "aad.version: must be the JSON integer 1, got True"),
+    (json.dumps(_sealed(aad={"key_id": KEY, "manifest_sha256": ["x"], "stack": "dev", "version": 1})),
+     "aad.manifest_sha256: expected a string, got a list"),
+    (json.dumps(_sealed(nonce=[1, 2])), "nonce: expected a base64 string, got a list"),
+    (json.dumps(_sealed(ciphertext="@@@@")), "ciphertext: not valid base64"),
+    (json.dumps(_sealed(key_id=7)), "key_id: must be a non-empty string"),
+    (json.dumps(_sealed(encryption_context=[])), "encryption_context: must be an object of strings"),
+    (json.dumps(_sealed()).replace('"version": 1,', '"version": NaN,'), "JSON constant NaN is not allowed"),
+    (json.dumps(_sealed()).replace('"version": 1,', '"version": ' + "1" * 5000 + ","), "JSON integer of 5000 digits"),
+    (json.dumps(_sealed()).replace('"dev"', '"d\\udc00"', 1), "string holds a lone surrogate at index 1"),
+    ('{"format": ' + "[" * 2000 + "]" * 2000 + "}", "JSON nested 2001 levels deep (limit 64)"),
+])
+def test_hostile_sealed_file(tmp_path, capsys, text, message):
+    sealed = tmp_path / "sealed.json"
+    sealed.write_text(text)
+    status, out, err = run(capsys, ["unseal", "--in", str(sealed), "--out", str(tmp_path / "out.env"),
+                                    "--endpoint-url", "http://127.0.0.1:9"])
+    assert status == 2 and out == ""
+    line = one_error_line(err)
+    assert line.startswith(f"error: {sealed}: ") and message in line, line
+    _no_output(tmp_path, "out.env")
+
+
+@pytest.mark.parametrize("kind", ["directory", "dev-zero", "not-utf8"])
+def test_sealed_file_that_is_not_readable_json(tmp_path, capsys, kind):
+    sealed = tmp_path / "sealed.json"
+    if kind == "directory":
+        sealed.mkdir()
+    elif kind == "dev-zero":
+        sealed = Path("/dev/zero")
+    else:
+        sealed.write_bytes(b'{"format": "\xc3"}')
+    status, _out, err = run(capsys, ["unseal", "--in", str(sealed), "--out", str(tmp_path / "out.env")])
+    expected = {"directory": "sealed file is a directory", "dev-zero": "sealed file is not a regular file",
+                "not-utf8": "not UTF-8 text (invalid byte at offset 12)"}[kind]
+    assert status == 2 and one_error_line(err) == f"error: {sealed}: {expected}"
+    _no_output(tmp_path, "out.env")
+
+
+# ------------------------------------------------------------------------------------- KMS replies
+class FakeKMS:
+    """A KMS client whose Decrypt answers with a fixed reply (hostile or not)."""
+
+    def __init__(self, reply: dict) -> None:
+        self.reply = reply
+
+    def decrypt(self, **kw):
+        return {"KeyId": KEY, **self.reply}
+
+
+def _sealed_for(data_key: bytes, payload: bytes):
+    """A SealedSecrets whose ciphertext is ``payload`` under ``data_key`` (AES-256-GCM, the real AAD)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from teeform.seal import SealedSecrets, aad_fields, canonical_json, encryption_context
+
+    aad = aad_fields("dev", KEY, "ab" * 32)
+    nonce = b"\x01" * 12
+    ct = AESGCM(data_key).encrypt(nonce, payload, canonical_json(aad))
+    return SealedSecrets(KEY, encryption_context("dev", "agent", "ab" * 32), b"blob", nonce, ct, aad)
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(65537, 2048)
+
+
+def _cfr(rsa_key, data_key: bytes = b"\x07" * 32) -> bytes:
+    from teeform.nitro.kms_recipient import envelop_for_recipient
+
+    return envelop_for_recipient(data_key, rsa_key.public_key())
+
+
+def _replace_algorithm(blob: bytes, old_hex: str, new_hex: str) -> bytes:
+    assert blob.count(bytes.fromhex(old_hex)) == 1
+    return blob.replace(bytes.fromhex(old_hex), bytes.fromhex(new_hex))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda k: b"not CMS at all", "not a CMS EnvelopedData (BER)"),
+    (lambda k: b"", "KMS returned no CiphertextForRecipient although the request carried Recipient"),
+    (lambda k: "MIAGCSqGSIb3DQEHA6CA", "KMS CiphertextForRecipient is a str, not bytes"),
+    (lambda k: _cfr(k)[:200], "not a CMS EnvelopedData (BER)"),
+    (lambda k: _cfr(k) + b"\0\0", "not a CMS EnvelopedData (BER)"),
+    (lambda k: b"\x30\x84\x7f\xff\xff\xff" + b"\0" * 100, "not a CMS EnvelopedData (BER)"),   # declares 2 GiB
+    (lambda k: b"\x30\x80" * 40_000, "65536"),
+    # id-envelopedData (1.2.840.113549.1.7.3) -> id-signedData (...7.2)
+    (lambda k: _replace_algorithm(_cfr(k), "06092a864886f70d010703", "06092a864886f70d010702"),
+     "content type is 'signed_data', expected enveloped_data"),
+    # id-RSAES-OAEP (1.2.840.113549.1.1.7) -> rsaEncryption (...1.1.1): PKCS #1 v1.5
+    (lambda k: _replace_algorithm(_cfr(k), "06092a864886f70d010107", "06092a864886f70d010101"),
+     "key encryption algorithm is 'rsaes_pkcs1v15', expected rsaes_oaep"),
+    # aes256-CBC (2.16.840.1.101.3.4.1.42) -> aes128-CBC (...1.2)
+    (lambda k: _replace_algorithm(_cfr(k), "060960864801650304012a", "0609608648016503040102"),
+     "content encryption is 'aes128_cbc', expected aes256_cbc"),
+])
+def test_hostile_ciphertext_for_recipient(tmp_path, capsys, monkeypatch, rsa_key, make, message):
+    from teeform.seal import Recipient, unseal_secrets
+
+    recipient = Recipient(b"doc", rsa_key)
+    kms = FakeKMS({"CiphertextForRecipient": make(rsa_key)})
+    with pytest.raises(TeeformError) as exc:
+        unseal_secrets(_sealed_for(b"\x07" * 32, b'{"A": "1"}'), kms=kms, recipient=recipient)
+    assert exc.value.field == "CiphertextForRecipient" and message in exc.value.message, str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_hostile_ciphertext_for_recipient_cli(tmp_path, capsys, monkeypatch, rsa_key):
+    """The CLI enclave path: a reply that is not CMS gives one line, exit 2, and no --out file."""
+    from cryptography.hazmat.primitives import serialization as ser
+
+    import teeform.seal as S
+
+    sealed = tmp_path / "sealed.json"
+    sealed.write_text(_sealed_for(b"\x07" * 32, b'{"A": "1"}').to_json())
+    ca = tca.make_ca(AT)
+    spki = rsa_key.public_key().public_bytes(ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "doc.cbor").write_bytes(tca.mint(ca, AT, public_key=spki))
+    (tmp_path / "rsa.pem").write_bytes(rsa_key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()))
+    monkeypatch.setattr(S, "kms_client", lambda **kw: FakeKMS({"CiphertextForRecipient": b"\x30\x03\x02\x01\x01"}))
+    status, out, err = run(capsys, ["unseal", "--in", str(sealed), "--out", str(tmp_path / "out.env"),
+                                    "--recipient-key", str(tmp_path / "rsa.pem"), "--attestation-doc",
+                                    str(tmp_path / "doc.cbor")])
+    assert status == 2 and out == ""
+    assert one_error_line(err).startswith("error: CiphertextForRecipient: not a CMS EnvelopedData (BER): ")
+    _no_output(tmp_path, "out.env")
+    # the same flow with a well-formed reply writes the file (so the failure above is the reply's)
+    monkeypatch.setattr(S, "kms_client", lambda **kw: FakeKMS({"CiphertextForRecipient": _cfr(rsa_key)}))
+    assert run(capsys, ["unseal", "--in", str(sealed), "--out", str(tmp_path / "out.env"), "--recipient-key",
+                        str(tmp_path / "rsa.pem"), "--attestation-doc", str(tmp_path / "doc.cbor")])[0] == 0
+    assert (tmp_path / "out.env").read_text() == '{\n  "A": "1"\n}\n'
+    assert (tmp_path / "out.env").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"[1]", "decrypted payload: must be a non-empty JSON object"),
+    (b'{"A-B": "1"}', "decrypted payload: 'A-B': 'A-B' is not a valid variable name"),
+    (b'{"A": "\\ud800"}', "decrypted payload: A: string holds a lone surrogate at index 0"),
+    (b"\xff", "decrypted payload: not UTF-8 text (invalid byte at offset 0)"),
+])
+def test_hostile_decrypted_payload(payload, message):
+    from teeform.seal import unseal_secrets
+
+    with pytest.raises(TeeformError) as exc:
+        unseal_secrets(_sealed_for(b"\x05" * 32, payload), kms=FakeKMS({"Plaintext": b"\x05" * 32}))
+    assert str(exc.value).startswith(message), str(exc.value)
+
+
+@pytest.mark.parametrize("reply, message", [
+    ({"Plaintext": "x" * 32}, "the data key is a str, expected 32 bytes (AES-256)"),
+    ({"Plaintext": b"x" * 31}, "the data key is 31 bytes, expected 32 (AES-256)"),
+])
+def test_hostile_plaintext_reply(reply, message):
+    from teeform.seal import unseal_secrets
+
+    with pytest.raises(TeeformError) as exc:
+        unseal_secrets(_sealed_for(b"\x05" * 32, b'{"A": "1"}'), kms=FakeKMS(reply))
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("kind", ["directory", "dev-zero"])
+def test_recipient_key_that_is_not_a_small_regular_file(tmp_path, kind):
+    from teeform.nitro.kms_recipient import load_recipient_key
+
+    path = tmp_path / "k.pem"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(TeeformError) as exc:
+        load_recipient_key(path)
+    assert str(exc.value) == f"{path}: recipient key is {'a directory' if kind == 'directory' else 'not a regular file'}"
