@@ -634,3 +634,40 @@ def test_recipient_key_that_is_not_a_small_regular_file(tmp_path, kind):
     with pytest.raises(TeeformError) as exc:
         load_recipient_key(path)
     assert str(exc.value) == f"{path}: recipient key is {'a directory' if kind == 'directory' else 'not a regular file'}"
+
+
+# ------------------------------------------------------------------------------------- measurements diff scale
+DIFF_100K = r'''
+import sys
+from teeform.manifest import Artifact, ArtifactKind, Builder, InputDigest, Manifest
+from teeform.measurements_diff import diff_manifests
+
+def manifest(n, salt):
+    roles = ("image", "kernel", "init", "x-unlisted")
+    inputs = tuple(InputDigest(roles[i % 4], f"file-{(i * (salt + 1)) % (n // 2)}", f"{(i * 7 + salt) % 16:x}" * 64, i)
+                   for i in range(n - salt))
+    pcr = f"{salt:02x}" * 48
+    return Manifest(ArtifactKind.EIF, "agent", "1.0.0", Artifact("agent.eif", 1, "0" * 64, "0" * 96),
+                    {"PCR0": pcr, "PCR1": "22" * 48, "PCR2": pcr, "ImageSha384": pcr}, inputs, Builder("teeform", "0.1.0"), 0)
+
+d = diff_manifests(manifest(100_000, 0), manifest(100_000, 1))
+text = d.render_text()
+print(len(d.inputs), sum(c.change == "removed" for c in d.inputs), text.count("\n"))
+'''
+
+
+def test_measurements_diff_of_100k_inputs_is_bounded():
+    """100,000 inputs per manifest: the quadratic pairing took hours; linear takes about a second.
+
+    Run in a child with a hard time limit, so a regression fails instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", DIFF_100K], capture_output=True, text=True, timeout=30,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    changed, removed, _lines = map(int, proc.stdout.split())
+    # every pair differs (size, or the digest when the positions agree); the new side has one input fewer
+    assert (changed, removed) == (100_000, 1)
+    assert time.monotonic() - t0 < 30
