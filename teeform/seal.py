@@ -498,8 +498,6 @@ def resolve_key_id(key_id: str | None, stack: str, project_dir: Path, target: st
     """
     if key_id:
         return key_id
-    import json as _json
-
     from teeform.run import find_tool, run
 
     what = f"`pulumi stack output kms_key_arn --json --stack {stack}`"
@@ -511,9 +509,9 @@ def resolve_key_id(key_id: str | None, stack: str, project_dir: Path, target: st
     out = run(["pulumi", "stack", "output", "kms_key_arn", "--json", "--stack", stack], cwd=str(project_dir)).stdout
     text = (out or b"").decode("utf-8", "replace").strip()
     try:
-        value = _json.loads(text) if text else None
-    except ValueError:
-        value = text  # an older CLI printing the bare string
+        value = loads_json(text, source=what) if text else None
+    except TeeformError:
+        value = text  # an older CLI printing the bare string (or JSON teeform refuses: then not an ARN either)
     if isinstance(value, dict):
         if target is None or not isinstance(value.get(target), str):
             raise TeeformError(f"{what} has no key for target {target!r}",

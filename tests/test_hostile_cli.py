@@ -282,6 +282,45 @@ def test_certificate_text_is_shown_on_one_line(tmp_path, capsys):
     assert [line for line in out.splitlines() if line.startswith("RESULT")] == ["RESULT: PASS (every check passed)"]
 
 
+def test_certificate_validity_of_year_0000(tmp_path, capsys):
+    """GeneralizedTime 00000101000000Z is valid DER (X.690 §8.26) but no datetime: chain and time fail."""
+    ca = tca.make_ca(AT, overrides={"leaf": {"not_after": dt.datetime(2050, 1, 1, tzinfo=dt.UTC)}})
+    body = tca.payload_map(ca, AT)
+
+    def year_0000(tbs):
+        old = b"\x18\x0f20500101000000Z"  # notAfter as GeneralizedTime (RFC 5280 §4.1.2.5: years >= 2050)
+        assert tbs.dump().count(old) == 1
+        return tbs.dump().replace(old, b"\x18\x0f00000101000000Z")
+
+    body["certificate"] = _resign(body["certificate"], year_0000, ca.keys[-2])
+    doc, root = tmp_path / "doc.cbor", tmp_path / "root.pem"
+    doc.write_bytes(tca.mint(ca, AT, payload=body))
+    root.write_bytes(ca.root_pem())
+    status, out, err = run(capsys, ["verify", "attestation", str(doc), "--manifest", str(_manifest(tmp_path)),
+                                    "--root", str(root)])
+    assert status == 1 and err == ""
+    why = ("leaf certificate 'CN=i-0000000000000000a-enc0000000000000001.us-east-1.test' has an unreadable validity "
+           "time (RFC 5280 §4.1.2.5): year 0 is out of range")
+    assert f"chain      FAIL   {why}" in out.splitlines()
+    assert f"time       FAIL   {why}" in out.splitlines()
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "directory", "garbage"])
+def test_root_option_that_is_not_a_certificate(tmp_path, capsys, kind):
+    root = {"dev-zero": Path("/dev/zero"), "directory": tmp_path, "garbage": tmp_path / "root.pem"}[kind]
+    if kind == "garbage":
+        root.write_bytes(b"-----BEGIN CERTIFICATE-----\n\x00\n")
+    doc = tmp_path / "doc.cbor"
+    doc.write_bytes(FIXTURE.read_bytes())
+    status, out, err = run(capsys, ["verify", "attestation", str(doc), "--manifest", str(_manifest(tmp_path)),
+                                    "--root", str(root)])
+    line = one_error_line(err)
+    assert status == 2 and out == ""
+    assert line == {"dev-zero": "error: /dev/zero: root certificate is not a regular file",
+                    "directory": f"error: {tmp_path}: root certificate is a directory"}.get(kind, line)
+    assert line.startswith(f"error: {root}: ")
+
+
 def test_far_future_certificate_dates_are_fine(tmp_path, capsys):
     """GeneralizedTime 99991231235959Z (RFC 5280 §4.1.2.5: the "no well-defined expiration" value)."""
     ca = tca.make_ca(AT, overrides={"leaf": {"not_after": dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)}})
@@ -671,3 +710,16 @@ def test_measurements_diff_of_100k_inputs_is_bounded():
     # every pair differs (size, or the digest when the positions agree); the new side has one input fewer
     assert (changed, removed) == (100_000, 1)
     assert time.monotonic() - t0 < 30
+
+
+def test_key_id_lookup_with_hostile_pulumi_output(project, monkeypatch, tmp_path):  # noqa: F811
+    """`pulumi stack output` printing JSON nested 100,000 deep: no RecursionError, the text is not an ARN."""
+    from teeform.seal import resolve_key_id
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "pulumi"
+    fake.write_text("#!/bin/sh\npython3 -c 'print(\"[\" * 100000 + \"]\" * 100000)'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("TEEFORM_TOOLS_DIR", str(bindir))
+    assert resolve_key_id(None, "dev", project, "agent") == "[" * 100_000 + "]" * 100_000

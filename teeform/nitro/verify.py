@@ -60,11 +60,15 @@ from cryptography.x509 import verification as xv
 from teeform.errors import TeeformError
 from teeform.fsutil import display_path
 from teeform.nitro.attestation import COSE_ALG_ES384, ES384_SIGNATURE_LEN, AttestationDocument
+from teeform.safeload import read_limited
 
 #: The AWS Nitro Enclaves Root-G1 certificate shipped with teeform (eif-nitro.md §4.5).
 ROOT_PEM_PATH = Path(__file__).resolve().parent.parent / "data" / "aws-nitro-enclaves-root-g1.pem"
 #: SHA-256 of the Root-G1 DER certificate (eif-nitro.md §4.5; the same value is pinned by the QOS docs).
 ROOT_DER_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
+
+#: Largest ``--root`` file read (a PEM certificate is a few KiB).
+MAX_ROOT_BYTES = 64 << 10
 
 #: PCRs compared with manifests (eif-nitro.md §2.2): PCR8 only when the manifest pins it.
 CHECKED_PCRS = ("PCR0", "PCR1", "PCR2", "PCR8")
@@ -236,19 +240,24 @@ def load_root(path: str | Path | None = None) -> Root:
     must equal :data:`ROOT_DER_SHA256` (eif-nitro.md §4.5), so a modified copy is refused. With ``path``
     (``--root``, meant for tests and other partitions): that PEM or DER certificate, not pinned.
 
+    The file is read with :func:`teeform.safeload.read_limited` (a regular file of at most
+    :data:`MAX_ROOT_BYTES`).
+
     Raises:
-        TeeformError: unreadable or invalid certificate, or the shipped root does not match its pin.
+        TeeformError: unreadable, not a regular file, too large or invalid certificate, or the
+            shipped root does not match its pin.
     """
     p = Path(path) if path else ROOT_PEM_PATH
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise TeeformError(f"cannot read root certificate: {exc.strerror}", path=p) from None
+    data = read_limited(p, MAX_ROOT_BYTES, what="root certificate")
     try:
         cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
                 else x509.load_der_x509_certificate(data))
-    except ValueError as exc:
-        raise TeeformError(f"not a PEM or DER certificate: {exc}", path=p) from None
+        why = _validity_problem(cert)
+        cert.subject.rfc4514_string()  # refuse an unreadable subject here, not in every message
+    except CERT_ERRORS as exc:
+        raise TeeformError(f"not a PEM or DER certificate: {_error(exc)}", path=p) from None
+    if why:
+        raise TeeformError(f"the root certificate {why}", path=p)
     digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
     if path is None and digest != ROOT_DER_SHA256:
         raise TeeformError(
@@ -330,7 +339,22 @@ def _load_chain(doc: AttestationDocument) -> tuple[list[x509.Certificate] | None
             out.append(x509.load_der_x509_certificate(doc.cabundle[i]))
         except CERT_ERRORS as exc:
             return None, f"cabundle[{i}] is not a valid DER certificate: {_error(exc)}"
+    for cert, where in zip(out, ["leaf certificate", *(f"cabundle[{i}]" for i in range(len(doc.cabundle) - 1, 0, -1))],
+                           strict=True):
+        why = _validity_problem(cert)
+        if why:
+            return None, f"{where} '{cert_name(cert)}' {why}"
     return out, ""
+
+
+def _validity_problem(cert: x509.Certificate) -> str:
+    """Why the validity times cannot be read ("" when they can). cryptography converts them lazily,
+    and a GeneralizedTime of year 0000 is valid DER but no Python ``datetime`` (RFC 5280 §4.1.2.5)."""
+    try:
+        _ = cert.not_valid_before_utc, cert.not_valid_after_utc
+    except CERT_ERRORS as exc:
+        return f"has an unreadable validity time (RFC 5280 §4.1.2.5): {_error(exc)}"
+    return ""
 
 
 def _ca_ku(policy: Any, cert: x509.Certificate, ku: x509.KeyUsage) -> None:
