@@ -130,6 +130,19 @@ def test_payload_bounds(nitro_fixtures, field, value, message):
     assert str(exc.value).startswith(f"doc.cbor: {field}: {message}")
 
 
+def test_latest_timestamp_is_exact(nitro_fixtures):
+    doc = parse_attestation_document(cose(_payload(timestamp=253402300799999)), source="doc.cbor")
+    assert doc.time == dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+00:01"])
+def test_at_outside_datetime_range(tmp_path, capsys, at):
+    status, out, err = run(capsys, ["verify", "attestation", str(FIXTURE), "--manifest", str(_manifest(tmp_path)),
+                                    "--at", at])
+    assert status == 2 and out == ""
+    assert one_error_line(err) == f"error: --at: {at!r} is outside 0001-01-01 .. 9999-12-31 in UTC"
+
+
 def test_timestamp_past_9999_cli_exit_2(nitro_fixtures, tmp_path, capsys):
     doc = tmp_path / "doc.cbor"
     doc.write_bytes(cose(_payload(timestamp=10**15)))

@@ -67,6 +67,7 @@ MAX_TIMESTAMP_MS = 253402300799999
 CERT_MIN_BYTES, CERT_MAX_BYTES = 1, 1024
 
 _PCR_LENGTHS = (32, 48, 64)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class AttestationDocument:
     @property
     def time(self) -> _dt.datetime:
         """:attr:`timestamp` as an aware UTC datetime (millisecond precision)."""
-        return _dt.datetime.fromtimestamp(self.timestamp / 1000, tz=_dt.UTC)
+        return _EPOCH + _dt.timedelta(milliseconds=self.timestamp)  # exact (no float division)
 
     def pcr_hex(self, index: int) -> str | None:
         """PCR ``index`` as lowercase hex, or None when the document has no such PCR."""

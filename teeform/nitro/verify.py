@@ -205,7 +205,11 @@ def parse_time(text: str) -> _dt.datetime:
     except ValueError:
         raise TeeformError(f"not an ISO 8601 time: {text!r}", field="--at",
                            hint="e.g. --at 2022-10-13T09:00:00Z, or --at now") from None
-    return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
+    t = t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
+    try:  # 9999-12-31T23:59:59-01:00 is after the last instant a datetime holds once in UTC
+        return t.astimezone(_dt.UTC)
+    except OverflowError:
+        raise TeeformError(f"{text!r} is outside 0001-01-01 .. 9999-12-31 in UTC", field="--at") from None
 
 
 def one_line(text: object, limit: int = 200) -> str:
