@@ -32,11 +32,20 @@ Measurement names per kind (:data:`REQUIRED_MEASUREMENTS`, :data:`OPTIONAL_MEASU
 
 Serialisation is canonical: ``json.dumps(indent=2, sort_keys=True)`` plus a newline, so two
 builds of the same inputs give byte-identical manifests.
+
+Reading hostile manifests (:func:`load_manifest`, :meth:`Manifest.from_json`): the file is read with
+:func:`teeform.safeload.read_limited` (a regular file of at most :data:`MAX_MANIFEST_BYTES`; a
+directory, FIFO or ``/dev/zero`` is refused without reading), decoded as strict UTF-8 and parsed with
+:func:`teeform.safeload.loads_json` (nesting <= 64, integers <= 20 digits, no ``NaN``/``Infinity``,
+no lone surrogates). After the JSON Schema, :func:`validate_manifest_dict` also requires the integer
+fields to be JSON integers (JSON Schema's ``"integer"`` accepts ``1.0``) and the digests to be exactly
+their hex length (the schema's ``pattern`` ``$`` also matches before a trailing newline).
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import os
@@ -48,11 +57,14 @@ from typing import Any
 
 from teeform.errors import TeeformError
 from teeform.fsutil import atomic_write_text
+from teeform.safeload import SMALL_JSON_LIMIT, loads_json, read_limited
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schema" / "manifest.schema.json"
 
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX = re.compile(r"[0-9a-f]+")
+#: Largest manifest file read (:data:`teeform.safeload.SMALL_JSON_LIMIT`, 16 MiB).
+MAX_MANIFEST_BYTES = SMALL_JSON_LIMIT
 
 
 class ArtifactKind(enum.StrEnum):
@@ -198,12 +210,10 @@ class Manifest:
         )
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "<manifest>") -> Manifest:
-        """Parse JSON ``text`` (see :meth:`from_dict`)."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TeeformError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path=source) from exc
+    def from_json(cls, text: str | bytes, *, source: str = "<manifest>") -> Manifest:
+        """Parse JSON ``text`` (str, or bytes decoded as strict UTF-8) with
+        :func:`teeform.safeload.loads_json` (see the module docstring), then :meth:`from_dict`."""
+        data = loads_json(text, source=source)
         if not isinstance(data, dict):
             raise TeeformError("a manifest must be a JSON object", path=source)
         return cls.from_dict(data, source=source)
@@ -221,20 +231,59 @@ def _schema() -> dict[str, Any]:
         return json.load(fh)  # type: ignore[no-any-return]
 
 
+@functools.lru_cache(maxsize=1)
+def _validators() -> tuple[Any, Any]:
+    """(validator of the whole schema, validator of one ``inputs`` item), built once."""
+    import jsonschema
+
+    schema = _schema()
+    item = {**schema["properties"]["inputs"]["items"], "$defs": schema["$defs"]}
+    return jsonschema.Draft202012Validator(schema), jsonschema.Draft202012Validator(item)
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _plainly_valid_input(item: Any) -> bool:
+    """True only for an ``inputs`` item the schema certainly accepts (conservative: anything else goes
+    to jsonschema; ``tests/test_fuzz_cli_parsers.py`` checks the implication on generated items)."""
+    return (type(item) is dict and item.keys() <= {"role", "name", "sha256", "size"}
+            and type(item.get("role")) is str and item["role"] != "" and type(item.get("name")) is str
+            and type(item.get("sha256")) is str and _SHA256_HEX.fullmatch(item["sha256"]) is not None
+            and ("size" not in item or (type(item["size"]) is int and item["size"] >= 0)))
+
+
+def _schema_errors(data: Mapping[str, Any]) -> list[tuple[list[Any], str]]:
+    """All JSON Schema errors as (JSON path, message), sorted by path (stable).
+
+    jsonschema costs ~60 µs per ``inputs`` item (10 s for 100,000), so items that are plainly valid
+    (:func:`_plainly_valid_input`) skip it; the rest are validated with the item subschema and report
+    exactly what the whole-document validation would.
+    """
+    whole, item = _validators()
+    inputs = data.get("inputs") if isinstance(data, Mapping) else None
+    if not isinstance(inputs, list):
+        errors = [(list(e.absolute_path), e.message) for e in whole.iter_errors(data)]
+    else:
+        errors = [(list(e.absolute_path), e.message) for e in whole.iter_errors({**data, "inputs": []})]
+        for i, inp in enumerate(inputs):
+            if not _plainly_valid_input(inp):
+                errors += [(["inputs", i, *e.absolute_path], e.message) for e in item.iter_errors(inp)]
+    return sorted(errors, key=lambda e: e[0])
+
+
 def validate_manifest_dict(data: Mapping[str, Any], *, source: str = "<manifest>") -> None:
     """Check ``data`` against ``manifest.schema.json`` and the per-kind measurement names/lengths.
 
     Raises:
         TeeformError: with ``path=source`` and ``field`` set to the JSON path of the first error.
     """
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    errors = _schema_errors(data)
     if errors:
-        err = errors[0]
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise TeeformError(err.message, path=source, field=where, hint="see teeform/schema/manifest.schema.json")
+        path, message = errors[0]
+        where = "/".join(str(p) for p in path) or "(top level)"
+        raise TeeformError(message, path=source, field=where, hint="see teeform/schema/manifest.schema.json")
+    _check_exact(data, source)
     kind = ArtifactKind(data["kind"])
     meas = data["measurements"]
     required, optional = REQUIRED_MEASUREMENTS[kind], OPTIONAL_MEASUREMENTS[kind]
@@ -245,31 +294,47 @@ def validate_manifest_dict(data: Mapping[str, Any], *, source: str = "<manifest>
         length = required.get(name) or optional.get(name)
         if length is None:
             raise TeeformError(f"unknown measurement {name!r} for kind {kind.value!r}", path=source, field=f"measurements/{name}")
-        if not isinstance(value, str) or len(value) != length or not _HEX.match(value):
+        if not isinstance(value, str) or len(value) != length or not _HEX.fullmatch(value):
             raise TeeformError(
                 f"must be {length} lowercase hex digits, got {value!r}", path=source, field=f"measurements/{name}"
             )
 
 
+def _check_exact(data: Mapping[str, Any], source: str) -> None:
+    """What the JSON Schema lets through (module docstring): ``1.0`` for integers, ``"<hex>\\n"`` digests."""
+    a = data["artifact"]
+    ints = [("artifact/size", a["size"]), ("source_date_epoch", data["source_date_epoch"])]
+    digests = [("artifact/sha256", a["sha256"], 64), ("artifact/sha384", a["sha384"], 96)]
+    for i, inp in enumerate(data["inputs"]):
+        if "size" in inp:
+            ints.append((f"inputs/{i}/size", inp["size"]))
+        digests.append((f"inputs/{i}/sha256", inp["sha256"], 64))
+    for where, value in ints:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TeeformError(f"must be a JSON integer, got {value!r}", path=source, field=where)
+    for where, value, length in digests:
+        if len(value) != length or not _HEX.fullmatch(value):
+            raise TeeformError(f"must be {length} lowercase hex digits, got {value!r}", path=source, field=where)
+
+
 def load_manifest(path: os.PathLike[str] | str) -> Manifest:
-    """Read and validate the manifest at ``path``.
+    """Read and validate the manifest at ``path`` (at most :data:`MAX_MANIFEST_BYTES`, module docstring).
 
     Raises:
-        TeeformError: the file is missing, unreadable, not JSON, or fails validation (naming the field).
+        TeeformError: the file is missing, not a regular file, too large, unreadable, not UTF-8, not
+            (acceptable) JSON, or fails validation (naming the field).
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise TeeformError("manifest not found", path=p, hint="build one with `teeform build eif ...` (or `make demo`)") from exc
-    except OSError as exc:
-        raise TeeformError(f"cannot read manifest: {exc.strerror}", path=p) from exc
-    return Manifest.from_json(text, source=str(p))
+    if not p.exists() and not p.is_symlink():
+        raise TeeformError("manifest not found", path=p, hint="build one with `teeform build eif ...` (or `make demo`)")
+    data = read_limited(p, MAX_MANIFEST_BYTES, what="manifest")
+    return Manifest.from_json(data, source=str(p))
 
 
 def manifest_sha256(path: os.PathLike[str] | str) -> str:
-    """SHA-256 (lowercase hex) of the manifest file's exact bytes, as exported in stack outputs."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 (lowercase hex) of the manifest file's exact bytes, as exported in stack outputs
+    (read with the same bound as :func:`load_manifest`)."""
+    return hashlib.sha256(read_limited(path, MAX_MANIFEST_BYTES, what="manifest")).hexdigest()
 
 
 def write_manifest(manifest: Manifest, path: os.PathLike[str] | str) -> str:

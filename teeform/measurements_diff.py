@@ -4,7 +4,8 @@
 :class:`ManifestDiff` out); ``teeform measurements diff`` renders it as text, Markdown (for PR
 comments) or JSON.
 
-Inputs are matched by role (``InputDigest.role``, compared case-insensitively with ``_`` read as
+Cost: linear in the number of inputs (pairing uses a name index per role, not list scans; see
+``benchmarks/measurements_diff_scaling.py``). Inputs are matched by role (``InputDigest.role``, compared case-insensitively with ``_`` read as
 ``-``); several inputs with one role are paired by name, then in order. A changed measurement is
 explained by the changed inputs its dependency table lists, by changed measurements it embeds, and,
 when nothing else explains it, by builder version / ``SOURCE_DATE_EPOCH`` changes.
@@ -48,6 +49,7 @@ vm-image (``shared/reference/uki-verity.md`` §1-§7), see :data:`VM_IMAGE_DEPEN
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -248,25 +250,40 @@ class ManifestDiff:
 
 
 def _pair_inputs(old: Sequence[InputDigest], new: Sequence[InputDigest]) -> list[InputChange]:
-    roles: list[str] = []
-    for i in (*old, *new):
-        r = norm_role(i.role)
-        if r not in roles:
-            roles.append(r)
+    """Pair the inputs of two manifests (module docstring) in O(n) time for n inputs.
+
+    Roles in order of first appearance (old, then new). Within a role: each old input, in order, takes
+    the first unpaired new input of the same name; the rest are paired in order; leftovers are
+    removed (old) or added (new). Output order: name pairs, positional pairs, removed, added.
+    """
+    by_role: dict[str, tuple[list[InputDigest], list[InputDigest]]] = {}
+    normed: dict[str, str] = {}  # role as written -> norm_role(role); few distinct roles
+    for side, inputs in ((0, old), (1, new)):
+        for i in inputs:
+            r = normed.get(i.role)
+            if r is None:
+                r = normed[i.role] = norm_role(i.role)
+            by_role.setdefault(r, ([], []))[side].append(i)
     out: list[InputChange] = []
-    for r in roles:
-        olds = [i for i in old if norm_role(i.role) == r]
-        news = [i for i in new if norm_role(i.role) == r]
+    for r, (olds, news) in by_role.items():
+        free: dict[str, deque[int]] = {}  # name -> indexes of unpaired new inputs, in order
+        for j, n in enumerate(news):
+            free.setdefault(n.name, deque()).append(j)
+        used = [False] * len(news)
         pairs: list[tuple[InputDigest | None, InputDigest | None]] = []
-        for o in list(olds):  # same name first
-            n = next((x for x in news if x.name == o.name), None)
-            if n is not None:
-                pairs.append((o, n))
-                olds.remove(o)
-                news.remove(n)
-        while olds and news:
-            pairs.append((olds.pop(0), news.pop(0)))
-        pairs += [(o, None) for o in olds] + [(None, n) for n in news]
+        rest_old: list[InputDigest] = []
+        for o in olds:  # same name first
+            q = free.get(o.name)
+            if q:
+                j = q.popleft()
+                used[j] = True
+                pairs.append((o, news[j]))
+            else:
+                rest_old.append(o)
+        rest_new = [n for j, n in enumerate(news) if not used[j]]
+        k = min(len(rest_old), len(rest_new))
+        pairs += list(zip(rest_old[:k], rest_new[:k], strict=True))
+        pairs += [(o, None) for o in rest_old[k:]] + [(None, n) for n in rest_new[k:]]
         for o, n in pairs:
             if o is None:
                 out.append(InputChange(r, "added", None, n))
@@ -320,11 +337,12 @@ def diff_manifests(old: Manifest, new: Manifest, *, old_label: str = "old", new_
                    key=lambda n: (order.index(n) if n in order else len(order), n))
     changed_names = {n for n in names if old.measurements.get(n) != new.measurements.get(n)}
     changes: list[MeasurementChange] = []
+    described = [i.describe() for i in inputs]  # once each: every changed measurement may list them
     for n in names:
         if n not in changed_names:
             continue
         roles = deps.get(n, frozenset())
-        causes = [i.describe() for i in inputs if i.role in roles]
+        causes = [described[k] for k, i in enumerate(inputs) if i.role in roles]
         causes += [f"{e} changed ({WHY_EMBEDDED.get(e, 'it is embedded')})" for e in embeds.get(n, ()) if e in changed_names]
         if kind is ArtifactKind.EIF and sde_changed and n in EIF_SDE_MEASURED:
             causes.append(f"SOURCE_DATE_EPOCH changed ({old.source_date_epoch} -> {new.source_date_epoch}; it is the "
@@ -339,12 +357,12 @@ def diff_manifests(old: Manifest, new: Manifest, *, old_label: str = "old", new_
 
     notes: list[str] = []
     known = frozenset().union(*deps.values())
-    for i in inputs:
+    for i, text in zip(inputs, described, strict=True):
         if i.role not in known:
-            notes.append(f"{i.describe()}; role '{i.role}' is not in the {kind.value} dependency table, so no measurement "
+            notes.append(f"{text}; role '{i.role}' is not in the {kind.value} dependency table, so no measurement "
                          "is attributed to it")
         elif not any(i.role in deps.get(n, frozenset()) for n in changed_names):
-            notes.append(f"{i.describe()}, but no measurement that depends on it changed (same bytes, or an unmeasured part)")
+            notes.append(f"{text}, but no measurement that depends on it changed (same bytes, or an unmeasured part)")
 
     artifact: list[str] = []
     oa, na = old.artifact, new.artifact

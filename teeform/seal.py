@@ -31,6 +31,20 @@ Sealed file (JSON, ``version`` 1)::
      "nonce": "<base64, 12 bytes>", "ciphertext": "<base64, ciphertext || tag>",
      "aad": {"key_id": ..., "manifest_sha256": ..., "stack": ..., "version": 1}}
 
+Hostile input (every file is read with :func:`teeform.safeload.read_limited`: a regular file within
+a documented bound, so a directory, FIFO or ``/dev/zero`` is refused without reading):
+
+* secrets files: at most :data:`MAX_SECRETS_BYTES`, strict UTF-8; JSON through
+  :func:`teeform.safeload.loads_json` (nesting, 20-digit integers, no ``NaN``, no lone surrogates);
+* secret names must be environment variable names (POSIX.1-2017 XBD §8.1: ``[A-Za-z_][A-Za-z0-9_]*``,
+  the whole name; a trailing newline is not part of a name), values must be text without NUL (an
+  environment string ends at NUL, XBD §8.1) and without lone surrogates (not encodable as UTF-8);
+* ``.env`` lines are separated by ``\n`` (``\r\n`` accepted) only: ``str.splitlines`` would also
+  split on U+2028, U+0085, form feed... inside a quoted value;
+* sealed files: at most :data:`MAX_SEALED_BYTES`, every field type-checked (``version`` is the JSON
+  integer 1, not ``true`` or ``1.0``);
+* the decrypted payload is checked like a JSON secrets file before it is printed or written.
+
 Unsealing is the reference for the enclave side: ``Decrypt(CiphertextBlob, EncryptionContext, KeyId)``
 then AES-GCM. Inside an enclave the request also carries ``Recipient`` (RSAES_OAEP_SHA_256 + the
 attestation document), so KMS returns ``CiphertextForRecipient`` and the key policy can require the
@@ -51,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from teeform.errors import TeeformError
+from teeform.safeload import SMALL_JSON_LIMIT, check_text, decode_utf8, loads_json, read_limited, require_type
 
 SEALED_FORMAT = "teeform-sealed-secrets"
 SEALED_VERSION = 1
@@ -61,7 +76,32 @@ CTX_STACK = "teeform:stack"
 CTX_TARGET = "teeform:target"
 CTX_MANIFEST = "teeform:manifest-sha256"
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch
+#: Largest secrets input file (.env or JSON).
+MAX_SECRETS_BYTES = 1 << 20
+#: Largest sealed file read (:data:`teeform.safeload.SMALL_JSON_LIMIT`, 16 MiB).
+MAX_SEALED_BYTES = SMALL_JSON_LIMIT
+
+
+def check_secret(name: str, value: object, *, source: str, field: str) -> str:
+    """Check one secret (module docstring): an environment variable name and a text value without NUL.
+
+    Returns:
+        the value.
+
+    Raises:
+        TeeformError: naming ``source`` and ``field``.
+    """
+    check_text(name, source=source, field=field)
+    if not _ENV_NAME.fullmatch(name):
+        raise TeeformError(f"{name!r} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)", path=source, field=field)
+    if not isinstance(value, str):
+        raise TeeformError(f"value must be a string, got {type(value).__name__}", path=source, field=field)
+    check_text(value, source=source, field=field)
+    if "\0" in value:
+        raise TeeformError("value holds a NUL character (an environment variable cannot)",
+                           path=source, field=field)
+    return value
 
 
 # ------------------------------------------------------------------------------------------ secrets input
@@ -98,8 +138,8 @@ def parse_env(text: str, *, source: str = "<env>") -> dict[str, str]:
     """
     out: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        line = raw.removesuffix("\r").strip(" \t")
         if not line or line.startswith("#"):
             continue
         if line.startswith("export ") or line.startswith("export\t"):
@@ -107,10 +147,11 @@ def parse_env(text: str, *, source: str = "<env>") -> dict[str, str]:
         if "=" not in line:
             raise TeeformError(f"expected NAME=VALUE, got {line[:40]!r}", path=source, field=f"line {lineno}")
         name, _, rest = line.partition("=")
-        name = name.strip()
-        if not _ENV_NAME.match(name):
+        name = name.strip(" \t")
+        check_text(name, source=source, field=f"line {lineno}")
+        if not _ENV_NAME.fullmatch(name):
             raise TeeformError(f"{name!r} is not a valid variable name", path=source, field=f"line {lineno}")
-        rest = rest.strip()
+        rest = rest.strip(" \t")
         if rest.startswith('"'):
             value, tail = _unquote_double(rest[1:], source, lineno)
         elif rest.startswith("'"):
@@ -119,14 +160,15 @@ def parse_env(text: str, *, source: str = "<env>") -> dict[str, str]:
                 raise TeeformError("unterminated single quote", path=source, field=f"line {lineno}")
             value, tail = rest[1:end], rest[end + 1:]
         else:
-            value, tail = re.split(r"\s+#", rest, maxsplit=1)[0].rstrip(), ""
-        tail = tail.strip()
+            value, tail = re.split(r"[ \t]+#", rest, maxsplit=1)[0].rstrip(" \t"), ""
+        tail = tail.strip(" \t")
         if tail and not tail.startswith("#"):
             raise TeeformError(f"unexpected text after the closing quote: {tail[:20]!r}", path=source,
                                field=f"line {lineno}")
         if name in out:
             raise TeeformError(f"{name} is already set on line {first_line[name]}", path=source,
                                field=f"line {lineno}")
+        check_secret(name, value, source=source, field=f"line {lineno}")
         out[name], first_line[name] = value, lineno
     if not out:
         raise TeeformError("no secrets found (expected NAME=VALUE lines)", path=source)
@@ -142,33 +184,34 @@ def format_env(secrets: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_secrets(path: str | Path) -> dict[str, str]:
-    """Read secrets from ``.env`` text or a JSON object of string values (chosen by suffix ``.json``,
-    else by a leading ``{``).
+def parse_secrets_json(data: bytes | str, *, source: str = "<secrets>") -> dict[str, str]:
+    """Parse a JSON object ``{NAME: "value"}`` (hostile-input rules in the module docstring).
 
     Raises:
-        TeeformError: unreadable, malformed, empty, or a value that is not a string.
+        TeeformError: not acceptable JSON, not a non-empty object, or a bad name/value (naming it).
+    """
+    obj = loads_json(data, source=source)
+    if not isinstance(obj, dict) or not obj:
+        raise TeeformError("must be a non-empty JSON object of NAME: \"value\"", path=source)
+    for k, v in obj.items():
+        check_secret(k, v, source=source, field=k if _ENV_NAME.fullmatch(k) else repr(k))
+    return dict(obj)
+
+
+def load_secrets(path: str | Path) -> dict[str, str]:
+    """Read secrets from ``.env`` text or a JSON object of string values (chosen by suffix ``.json``,
+    else by a leading ``{``); at most :data:`MAX_SECRETS_BYTES`, strict UTF-8.
+
+    Raises:
+        TeeformError: missing, not a regular file, too large, unreadable, not UTF-8, malformed, empty,
+            or a name/value that is not acceptable (module docstring).
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TeeformError("secrets file not found", path=p) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TeeformError(f"cannot read secrets file: {exc}", path=p) from None
+    if not p.exists() and not p.is_symlink():
+        raise TeeformError("secrets file not found", path=p)
+    text = decode_utf8(read_limited(p, MAX_SECRETS_BYTES, what="secrets file"), source=str(p))
     if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TeeformError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path=p) from None
-        if not isinstance(data, dict) or not data:
-            raise TeeformError("must be a non-empty JSON object of NAME: \"value\"", path=p)
-        for k, v in data.items():
-            if not _ENV_NAME.match(k):
-                raise TeeformError(f"{k!r} is not a valid variable name", path=p, field=k)
-            if not isinstance(v, str):
-                raise TeeformError(f"value must be a string, got {type(v).__name__}", path=p, field=k)
-        return dict(data)
+        return parse_secrets_json(text, source=str(p))
     return parse_env(text, source=str(p))
 
 
@@ -212,19 +255,18 @@ class SealedSecrets:
         }, indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "<sealed>") -> SealedSecrets:
+    def from_json(cls, text: str | bytes, *, source: str = "<sealed>") -> SealedSecrets:
         """Parse and check a sealed file, including that ``aad`` agrees with ``key_id``/``encryption_context``.
+
+        ``text`` is parsed with :func:`teeform.safeload.loads_json` (bytes are decoded as strict UTF-8).
 
         Raises:
             TeeformError: naming the field.
         """
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TeeformError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path=source) from None
+        d = loads_json(text, source=source)
         if not isinstance(d, dict) or d.get("format") != SEALED_FORMAT:
             raise TeeformError(f"not a teeform sealed-secrets file (format must be {SEALED_FORMAT!r})", path=source, field="format")
-        if d.get("version") != SEALED_VERSION:
+        if type(d.get("version")) is not int or d.get("version") != SEALED_VERSION:
             raise TeeformError(f"unsupported version {d.get('version')!r} (this teeform reads {SEALED_VERSION})",
                                path=source, field="version")
         if d.get("algorithm") != ALGORITHM:
@@ -240,8 +282,14 @@ class SealedSecrets:
         aad = d["aad"]
         if not isinstance(aad, dict) or set(aad) != {"key_id", "manifest_sha256", "stack", "version"}:
             raise TeeformError("must hold exactly key_id, manifest_sha256, stack, version", path=source, field="aad")
+        for k in ("key_id", "manifest_sha256", "stack"):
+            require_type(aad[k], str, source=source, field=f"aad.{k}")
+        if type(aad["version"]) is not int:
+            raise TeeformError(f"must be the JSON integer {SEALED_VERSION}, got {aad['version']!r}", path=source,
+                               field="aad.version")
 
         def unb64(k: str) -> bytes:
+            require_type(d[k], str, source=source, field=k, describe="a base64 string")
             try:
                 return base64.b64decode(d[k], validate=True)
             except (binascii.Error, ValueError, TypeError):
@@ -415,12 +463,17 @@ def unseal_secrets(sealed: SealedSecrets, *, kms: Any, recipient: Recipient | No
         from teeform.nitro.kms_recipient import decrypt_ciphertext_for_recipient
 
         blob = resp.get("CiphertextForRecipient")
+        if blob is not None and not isinstance(blob, bytes):
+            raise TeeformError(f"KMS CiphertextForRecipient is a {type(blob).__name__}, not bytes", field="CiphertextForRecipient")
         if not blob:
             raise TeeformError("KMS returned no CiphertextForRecipient although the request carried Recipient",
+                               field="CiphertextForRecipient",
                                hint="the endpoint does not implement Recipient (moto does not); use the plain path there")
         data_key = decrypt_ciphertext_for_recipient(blob, recipient.private_key)
     else:
         data_key = resp.get("Plaintext") or b""
+    if not isinstance(data_key, bytes):
+        raise TeeformError(f"the data key is a {type(data_key).__name__}, expected 32 bytes (AES-256)")
     if len(data_key) != 32:
         raise TeeformError(f"the data key is {len(data_key)} bytes, expected 32 (AES-256)")
     aad = aad_fields(str(sealed.aad["stack"]), sealed.key_id, str(sealed.aad["manifest_sha256"]), sealed.version)
@@ -429,10 +482,7 @@ def unseal_secrets(sealed: SealedSecrets, *, kms: Any, recipient: Recipient | No
     except InvalidTag:
         raise TeeformError("AES-256-GCM authentication failed: the ciphertext, nonce or aad fields were modified",
                            field="ciphertext") from None
-    secrets = json.loads(plain.decode("utf-8"))
-    if not isinstance(secrets, dict):
-        raise TeeformError("decrypted payload is not a JSON object")
-    return secrets
+    return parse_secrets_json(plain, source="decrypted payload")
 
 
 def resolve_key_id(key_id: str | None, stack: str, project_dir: Path, target: str | None = None) -> str:
@@ -448,8 +498,6 @@ def resolve_key_id(key_id: str | None, stack: str, project_dir: Path, target: st
     """
     if key_id:
         return key_id
-    import json as _json
-
     from teeform.run import find_tool, run
 
     what = f"`pulumi stack output kms_key_arn --json --stack {stack}`"
@@ -461,9 +509,9 @@ def resolve_key_id(key_id: str | None, stack: str, project_dir: Path, target: st
     out = run(["pulumi", "stack", "output", "kms_key_arn", "--json", "--stack", stack], cwd=str(project_dir)).stdout
     text = (out or b"").decode("utf-8", "replace").strip()
     try:
-        value = _json.loads(text) if text else None
-    except ValueError:
-        value = text  # an older CLI printing the bare string
+        value = loads_json(text, source=what) if text else None
+    except TeeformError:
+        value = text  # an older CLI printing the bare string (or JSON teeform refuses: then not an ARN either)
     if isinstance(value, dict):
         if target is None or not isinstance(value.get(target), str):
             raise TeeformError(f"{what} has no key for target {target!r}",

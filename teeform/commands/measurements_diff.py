@@ -15,8 +15,8 @@ from teeform.measurements_diff import diff_files
 
 
 @click.command("diff")
-@click.argument("old_manifest", type=click.Path(path_type=Path, dir_okay=False))
-@click.argument("new_manifest", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("old_manifest", type=click.Path(path_type=Path))
+@click.argument("new_manifest", type=click.Path(path_type=Path))
 @click.option("--markdown", is_flag=True, help="Markdown for a pull-request comment.")
 @click.option("--json", "as_json", is_flag=True, help="JSON.")
 def cmd(old_manifest: Path, new_manifest: Path, markdown: bool, as_json: bool) -> None:

@@ -1,6 +1,6 @@
 """``teeform seal`` / ``teeform unseal``: envelope-encrypt the agent's secrets to the stack's KMS key.
 
-The format and cryptography are documented in :mod:`teeform.seal`; the user guide is
+The format, cryptography and input bounds are documented in :mod:`teeform.seal`; the user guide is
 ``docs/verify-and-seal.md``. Secrets are read from the input file and written only to the sealed file
 (``seal``) or to stdout / a mode-0600 file (``unseal``); nothing else is written.
 """
@@ -18,7 +18,7 @@ from teeform.fsutil import atomic_output
 @click.command("seal")
 @click.option("--stack", required=True, help="Stack (environment) the secrets are for: stacks/Pulumi.<stack>.yaml.")
 @click.option("--target", help="Target of the stack (default: its only target).")
-@click.option("--in", "in_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--in", "in_path", required=True, type=click.Path(path_type=Path),
               help="Secrets: a .env file (NAME=VALUE lines) or a JSON object of strings.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Sealed JSON file to write (mode 0600, atomic).")
@@ -81,7 +81,7 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
 
 
 @click.command("unseal")
-@click.option("--in", "in_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--in", "in_path", required=True, type=click.Path(path_type=Path),
               help="Sealed JSON file written by `teeform seal`.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the secrets here (mode 0600, atomic) instead of stdout.")
@@ -90,7 +90,7 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
 @click.option("--stack", help="Refuse the file unless it was sealed for this stack.")
 @click.option("--region", help="AWS region (default: the region in the key ARN).")
 @click.option("--endpoint-url", help="KMS endpoint URL (e.g. a local moto server).")
-@click.option("--recipient-key", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--recipient-key", type=click.Path(path_type=Path),
               help="Enclave path: RSA private key (PEM) whose public half is in the attestation document.")
 @click.option("--attestation-doc", help="Enclave path: the attestation document (CBOR or base64; - for stdin).")
 def unseal_cmd(in_path: Path, out_path: Path | None, fmt: str, stack: str | None, region: str | None,
@@ -105,17 +105,22 @@ def unseal_cmd(in_path: Path, out_path: Path | None, fmt: str, stack: str | None
     """
     import json
 
-    from teeform.seal import SealedSecrets, format_env, kms_client, recipient_for, region_from_arn, unseal_secrets
+    from teeform.safeload import read_limited
+    from teeform.seal import (
+        MAX_SEALED_BYTES,
+        SealedSecrets,
+        format_env,
+        kms_client,
+        recipient_for,
+        region_from_arn,
+        unseal_secrets,
+    )
 
     if bool(recipient_key) != bool(attestation_doc):
         raise TeeformError("--recipient-key and --attestation-doc go together (the enclave path)")
-    try:
-        text = in_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TeeformError("sealed file not found", path=in_path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TeeformError(f"cannot read sealed file: {exc}", path=in_path) from None
-    sealed = SealedSecrets.from_json(text, source=str(in_path))
+    if not in_path.exists() and not in_path.is_symlink():
+        raise TeeformError("sealed file not found", path=in_path)
+    sealed = SealedSecrets.from_json(read_limited(in_path, MAX_SEALED_BYTES, what="sealed file"), source=str(in_path))
     if stack is not None and sealed.aad.get("stack") != stack:
         raise TeeformError(f"sealed for stack {sealed.aad.get('stack')!r}, not {stack!r}", path=in_path, field="aad.stack")
     recipient = None

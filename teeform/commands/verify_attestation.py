@@ -3,6 +3,14 @@
 Exit status: 0 when every check passes, 1 when any check fails, 2 for unusable input (unreadable or
 malformed document, missing manifests, bad options). The checks are documented in
 :mod:`teeform.nitro.verify`; the user guide is ``docs/verify-and-seal.md``.
+
+Where the line between 1 and 2 falls for hostile documents: anything wrong with the COSE_Sign1/CBOR
+structure or a payload field's type, size or range (``teeform.nitro.attestation``: not well-formed
+CBOR, tags, duplicate keys, a ``timestamp`` after 9999, a file that is not a regular file of at most
+512 KiB...) is unusable input, exit 2, one ``error:`` line naming the file and field. A well-formed
+document whose certificates are malformed, use an unknown curve or key type, carry duplicate
+extensions or unreadable validity times is evidence that does not verify: the ``signature``,
+``chain`` or ``time`` row fails with the reason, exit 1.
 """
 
 from __future__ import annotations

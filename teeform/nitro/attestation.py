@@ -12,7 +12,19 @@ Format facts (all from ``shared/reference/eif-nitro.md``):
   DER bstr, ``[ROOT, INTERM_1, ..., INTERM_N]``), ``public_key`` / ``user_data`` / ``nonce`` (bstr, or
   CBOR null / absent meaning "not supplied", §8 item 5). Size limits: ``public_key`` 1..1024 bytes,
   ``user_data`` and ``nonce`` 0..1024 bytes (the NSM CDDL; its prose says 512, §8 item 4, so 1024 is
-  the accepting bound here).
+  the accepting bound here); ``certificate`` and each ``cabundle`` entry 1..1024 bytes (NSM CDDL
+  ``cert = bytes .size (1..1024)``).
+
+Hostile input (every bound is checked before the bytes are decoded):
+
+* the whole document is at most :data:`MAX_DOCUMENT_BYTES`; a file argument is read through
+  :func:`teeform.safeload.read_limited` (regular files only, at most :data:`MAX_INPUT_BYTES`), so a
+  directory, FIFO or ``/dev/zero`` is refused instead of read forever;
+* the document, its protected header and its payload each pass
+  :func:`teeform.nitro.cbor_guard.check_cbor` (RFC 8949 well-formedness, no tags but an outer 18, only
+  integer/text map keys, no duplicate keys, nesting <= 16) before ``cbor2`` sees them;
+* ``timestamp`` is at most :data:`MAX_TIMESTAMP_MS` (9999-12-31T23:59:59.999Z, Python's
+  ``datetime.MAXYEAR``), so :attr:`AttestationDocument.time` cannot overflow.
 
 The raw ``protected`` and ``payload`` byte strings are kept exactly as received: the signature is over
 them (§4.2, "do not re-encode"). Nothing here checks signatures or certificates; see
@@ -35,6 +47,8 @@ from typing import Any
 import cbor2
 
 from teeform.errors import TeeformError
+from teeform.nitro.cbor_guard import check_cbor
+from teeform.safeload import read_limited
 
 #: COSE algorithm identifier of ES384 (ECDSA P-384 with SHA-384), RFC 8152 §8.1; eif-nitro.md §4.2.
 COSE_ALG_ES384 = -35
@@ -45,8 +59,15 @@ ES384_SIGNATURE_LEN = 96
 #: Largest document accepted (the NSM driver's response limit is 12288 bytes, eif-nitro.md §4.1; KMS
 #: accepts up to 262144, §5.2). Anything larger is not an attestation document.
 MAX_DOCUMENT_BYTES = 262144
+#: Largest file or stdin input read: a document as base64 text (4/3 of the bytes) plus line breaks.
+MAX_INPUT_BYTES = 2 * MAX_DOCUMENT_BYTES
+#: Latest accepted ``timestamp`` (ms): 9999-12-31T23:59:59.999Z, the last instant ``datetime`` holds.
+MAX_TIMESTAMP_MS = 253402300799999
+#: Size bounds of a DER certificate in ``certificate`` / ``cabundle`` (NSM CDDL ``cert``).
+CERT_MIN_BYTES, CERT_MAX_BYTES = 1, 1024
 
 _PCR_LENGTHS = (32, 48, 64)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -88,7 +109,7 @@ class AttestationDocument:
     @property
     def time(self) -> _dt.datetime:
         """:attr:`timestamp` as an aware UTC datetime (millisecond precision)."""
-        return _dt.datetime.fromtimestamp(self.timestamp / 1000, tz=_dt.UTC)
+        return _EPOCH + _dt.timedelta(milliseconds=self.timestamp)  # exact (no float division)
 
     def pcr_hex(self, index: int) -> str | None:
         """PCR ``index`` as lowercase hex, or None when the document has no such PCR."""
@@ -96,8 +117,11 @@ class AttestationDocument:
         return v.hex() if v is not None else None
 
 
-def _decode_one(data: bytes, what: str, source: str, fld: str | None = None) -> Any:
-    """Decode exactly one CBOR item from ``data``; trailing bytes are an error."""
+def _decode_one(data: bytes, what: str, source: str, fld: str | None = None, *, allow_tag: int | None = None) -> Any:
+    """Decode exactly one CBOR item from ``data`` after :func:`~teeform.nitro.cbor_guard.check_cbor`
+    (well-formed, no tags but ``allow_tag`` outermost, integer/text keys, no duplicates, no trailing bytes)."""
+    check_cbor(data, source=source, what=what, fld=fld, allow_tag=allow_tag,
+               truncated_hint="the file was probably cut off while copying; fetch the attestation document again")
     fp = io.BytesIO(data)
     try:
         item = cbor2.CBORDecoder(fp).decode()
@@ -106,7 +130,7 @@ def _decode_one(data: bytes, what: str, source: str, fld: str | None = None) -> 
             f"{what} is truncated ({len(data)} bytes; the CBOR ends early)", path=source, field=fld,
             hint="the file was probably cut off while copying; fetch the attestation document again",
         ) from None
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
+    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError) as exc:  # defence in depth
         raise TeeformError(f"{what} is not valid CBOR: {exc}", path=source, field=fld) from None
     if fp.tell() != len(data):
         raise TeeformError(
@@ -144,7 +168,7 @@ def parse_attestation_document(data: bytes, *, source: str = "<attestation docum
         raise TeeformError("attestation document is empty", path=source)
     if len(data) > MAX_DOCUMENT_BYTES:
         raise TeeformError(f"attestation document is {len(data)} bytes, more than {MAX_DOCUMENT_BYTES}", path=source)
-    top = _decode_one(data, "attestation document", source)
+    top = _decode_one(data, "attestation document", source, allow_tag=COSE_SIGN1_TAG)
     tagged = False
     if isinstance(top, cbor2.CBORTag):
         if top.tag != COSE_SIGN1_TAG:
@@ -189,6 +213,9 @@ def parse_attestation_document(data: bytes, *, source: str = "<attestation docum
     ts = body["timestamp"]
     if not isinstance(ts, int) or isinstance(ts, bool) or not 0 < ts < 2**64:
         raise TeeformError("payload field 'timestamp' must be a positive integer (UTC milliseconds)", path=source, field="timestamp")
+    if ts > MAX_TIMESTAMP_MS:
+        raise TeeformError(f"payload field 'timestamp' is {ts} ms, after 9999-12-31T23:59:59.999Z "
+                           f"(limit {MAX_TIMESTAMP_MS})", path=source, field="timestamp")
 
     raw_pcrs = body["pcrs"]
     ok = isinstance(raw_pcrs, Mapping) and all(
@@ -207,9 +234,16 @@ def parse_attestation_document(data: bytes, *, source: str = "<attestation docum
     cert = body["certificate"]
     if not isinstance(cert, bytes) or not cert:
         raise TeeformError("payload field 'certificate' must be a non-empty byte string (DER)", path=source, field="certificate")
+    if len(cert) > CERT_MAX_BYTES:
+        raise TeeformError(f"payload field 'certificate' is {len(cert)} bytes, more than {CERT_MAX_BYTES} (NSM CDDL cert)",
+                           path=source, field="certificate")
     bundle = body["cabundle"]
     if not isinstance(bundle, (list, tuple)) or not bundle or not all(isinstance(c, bytes) and c for c in bundle):
         raise TeeformError("payload field 'cabundle' must be a non-empty array of byte strings (DER)", path=source, field="cabundle")
+    for i, c in enumerate(bundle):
+        if len(c) > CERT_MAX_BYTES:
+            raise TeeformError(f"payload field 'cabundle': entry {i} is {len(c)} bytes, more than {CERT_MAX_BYTES} "
+                               "(NSM CDDL cert)", path=source, field=f"cabundle[{i}]")
 
     return AttestationDocument(
         module_id=module_id,
@@ -267,20 +301,17 @@ def read_attestation_bytes(arg: str | os.PathLike[str]) -> tuple[bytes, str]:
         (the COSE_Sign1 bytes, the source name used in messages).
 
     Raises:
-        TeeformError: unreadable file, or neither CBOR nor base64.
+        TeeformError: unreadable or not a regular file, more than :data:`MAX_INPUT_BYTES`, or neither
+            CBOR nor base64.
     """
     if str(arg) == "-":
         source = "<stdin>"
-        raw = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES * 2 + 1)
+        raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        if len(raw) > MAX_INPUT_BYTES:
+            raise TeeformError(f"attestation document is over the {MAX_INPUT_BYTES}-byte limit", path=source)
     else:
         source = str(arg)
-        try:
-            with open(Path(arg), "rb") as fh:
-                raw = fh.read(MAX_DOCUMENT_BYTES * 2 + 1)  # base64 text is 4/3 the size
-        except FileNotFoundError:
-            raise TeeformError("attestation document not found", path=source) from None
-        except OSError as exc:
-            raise TeeformError(f"cannot read attestation document: {exc.strerror}", path=source) from None
+        raw = read_limited(Path(arg), MAX_INPUT_BYTES, what="attestation document")
     return decode_document_bytes(raw, source=source), source
 
 

@@ -20,6 +20,15 @@ in ``tests/test_seal_recipient.py``): ``EnvelopedData`` version 2, ``rid`` =
 that form it is compared with the given key first, so a wrong key gives a precise message.
 
 Parsing uses ``asn1crypto`` (BER-capable); the cryptography comes from ``cryptography``.
+
+Hostile replies: the reply must be at most :data:`MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES` (KMS ``Decrypt``
+returns at most 4096 bytes of plaintext, so a genuine reply with an RSA-4096 recipient is under 5 KiB),
+is loaded with ``strict=True`` (trailing bytes after the ``ContentInfo`` are refused, RFC 5652 §3), and
+every error ``asn1crypto`` raises while its lazy parser reaches a malformed part (``ValueError``,
+``TypeError``, ``AttributeError`` for an unknown CHOICE alternative, ``KeyError``, ``IndexError``,
+``OverflowError``, ``RecursionError`` for nesting) becomes one ``TeeformError`` naming the field
+``CiphertextForRecipient``. The recipient key file is read with :func:`teeform.safeload.read_limited`
+(at most :data:`MAX_RECIPIENT_KEY_BYTES`).
 (``cryptography``'s own ``pkcs7_decrypt_der`` cannot be used: it needs the recipient's certificate to
 match an issuer-and-serial identifier, and KMS identifies the recipient by key identifier only.)
 """
@@ -31,15 +40,23 @@ import os
 from dataclasses import dataclass
 
 from asn1crypto import algos, cms, core
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from teeform.errors import TeeformError
+from teeform.safeload import read_limited
 
 #: The only key encryption algorithm KMS accepts for ``Recipient`` (eif-nitro.md §5.2).
 KEY_ENCRYPTION_ALGORITHM = "RSAES_OAEP_SHA_256"
+#: Largest ``CiphertextForRecipient`` accepted (module docstring: genuine replies are under 5 KiB).
+MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES = 64 << 10
+#: Largest recipient key file read (an unencrypted RSA-16384 PKCS #8 PEM is about 12 KiB).
+MAX_RECIPIENT_KEY_BYTES = 64 << 10
+#: What asn1crypto's lazy parser raises on malformed BER (module docstring).
+_ASN1_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -84,11 +101,16 @@ def parse_ciphertext_for_recipient(ber: bytes) -> EnvelopedParts:
     """Decode the CMS EnvelopedData KMS returns (module docstring) and check its shape.
 
     Raises:
-        TeeformError: not BER/CMS, not EnvelopedData, not exactly one KeyTransRecipientInfo, not
+        TeeformError: not bytes, empty or over :data:`MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES`, not
+            BER/CMS (or trailing bytes), not EnvelopedData, not exactly one KeyTransRecipientInfo, not
             RSAES-OAEP-SHA-256, or not AES-256-CBC with a 16-byte IV.
     """
+    if not isinstance(ber, bytes) or not ber:
+        raise _fail("KMS returned an empty or non-binary CiphertextForRecipient")
+    if len(ber) > MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES:
+        raise _fail(f"{len(ber)} bytes, more than {MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES} (KMS replies are under 5 KiB)")
     try:
-        info = cms.ContentInfo.load(ber)
+        info = cms.ContentInfo.load(ber, strict=True)
         ctype = info["content_type"].native
         if ctype != "enveloped_data":
             raise _fail(f"content type is {ctype!r}, expected enveloped_data")
@@ -113,11 +135,18 @@ def parse_ciphertext_for_recipient(ber: bytes) -> EnvelopedParts:
         content = eci["encrypted_content"].native
         if not isinstance(content, bytes) or not content or len(content) % 16:
             raise _fail("encrypted content is missing or not a whole number of AES blocks")
-        return EnvelopedParts(key_id, ktri["encrypted_key"].native, iv, content)
+        encrypted_key = ktri["encrypted_key"].native
+        if not isinstance(encrypted_key, bytes) or not encrypted_key:
+            raise _fail("the KeyTransRecipientInfo has no encrypted key")
+        if key_id is not None and not isinstance(key_id, bytes):
+            raise _fail("the recipient's subjectKeyIdentifier is not an OCTET STRING")
+        return EnvelopedParts(key_id, encrypted_key, iv, content)
     except TeeformError:
         raise
-    except (ValueError, TypeError, KeyError) as exc:
-        raise _fail(f"not a CMS EnvelopedData (BER): {exc}") from None
+    except _ASN1_ERRORS as exc:
+        detail = " ".join(str(exc).split())  # asn1crypto messages span lines
+        raise _fail(f"not a CMS EnvelopedData (BER): {type(exc).__name__ + ': ' if not isinstance(exc, ValueError) else ''}"
+                    f"{detail[:300]}") from None
 
 
 def decrypt_ciphertext_for_recipient(ber: bytes, private_key: rsa.RSAPrivateKey) -> bytes:
@@ -202,15 +231,13 @@ def load_recipient_key(path: str | os.PathLike[str]) -> rsa.RSAPrivateKey:
     """Load the enclave's RSA private key (PEM, PKCS #1 or PKCS #8, unencrypted).
 
     Raises:
-        TeeformError: unreadable, encrypted, or not an RSA key.
+        TeeformError: missing, not a regular file, over :data:`MAX_RECIPIENT_KEY_BYTES`, unreadable,
+            encrypted, or not an RSA key.
     """
-    try:
-        data = open(path, "rb").read()
-    except OSError as exc:
-        raise TeeformError(f"cannot read recipient key: {exc.strerror}", path=path) from None
+    data = read_limited(path, MAX_RECIPIENT_KEY_BYTES, what="recipient key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise TeeformError(f"not an unencrypted PEM private key: {exc}", path=path) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise TeeformError("recipient key must be RSA (KMS only offers RSAES_OAEP_SHA_256, eif-nitro.md §5.2)", path=path)

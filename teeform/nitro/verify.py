@@ -28,6 +28,16 @@ debug      the document is not from a debug-mode enclave (PCR0 all zeros, §4.6)
 
 Everything here is pure: inputs are bytes/objects, outputs are frozen dataclasses; the CLI in
 :mod:`teeform.commands.verify_attestation` does the I/O.
+
+Hostile certificates: ``cryptography`` parses certificates lazily, so an unknown curve or key type
+(``UnsupportedAlgorithm`` from ``public_key()``), a duplicate extension (``DuplicateExtension``; RFC
+5280 §4.2 "a certificate MUST NOT include more than one instance of a particular extension"), a
+malformed extension or subject (``ValueError``) surfaces only when a check reads that part. None of
+these needs a valid signature to reach: the leaf key is read before any signature is checked. Every
+check therefore turns such errors into its own ``fail`` row naming the certificate (exit status 1,
+like any other certificate that does not verify), never a traceback; text taken from certificates
+or exceptions is shown on one line with control characters escaped (:func:`one_line`), so a subject
+cannot forge report lines or terminal escapes.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from typing import Any
 
 import cbor2
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -50,16 +60,24 @@ from cryptography.x509 import verification as xv
 from teeform.errors import TeeformError
 from teeform.fsutil import display_path
 from teeform.nitro.attestation import COSE_ALG_ES384, ES384_SIGNATURE_LEN, AttestationDocument
+from teeform.safeload import read_limited
 
 #: The AWS Nitro Enclaves Root-G1 certificate shipped with teeform (eif-nitro.md §4.5).
 ROOT_PEM_PATH = Path(__file__).resolve().parent.parent / "data" / "aws-nitro-enclaves-root-g1.pem"
 #: SHA-256 of the Root-G1 DER certificate (eif-nitro.md §4.5; the same value is pinned by the QOS docs).
 ROOT_DER_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
 
+#: Largest ``--root`` file read (a PEM certificate is a few KiB).
+MAX_ROOT_BYTES = 64 << 10
+
 #: PCRs compared with manifests (eif-nitro.md §2.2): PCR8 only when the manifest pins it.
 CHECKED_PCRS = ("PCR0", "PCR1", "PCR2", "PCR8")
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+#: What ``cryptography`` raises on a malformed or unsupported certificate part (module docstring).
+CERT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                                            x509.UnsupportedGeneralNameType, x509.InvalidVersion)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -142,7 +160,7 @@ class VerificationReport:
     def render(self) -> str:
         """Human-readable table: one block per check, full expected/actual values on their own lines."""
         lines = [
-            f"attestation document  module {self.module_id}, produced {iso(self.document_time)}",
+            f"attestation document  module {one_line(self.module_id)}, produced {iso(self.document_time)}",
             f"validation time       {iso(self.validation_time)} ({self.time_source})",
             f"root of trust         {self.root}",
             "",
@@ -187,13 +205,36 @@ def parse_time(text: str) -> _dt.datetime:
     except ValueError:
         raise TeeformError(f"not an ISO 8601 time: {text!r}", field="--at",
                            hint="e.g. --at 2022-10-13T09:00:00Z, or --at now") from None
-    return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
+    t = t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
+    try:  # 9999-12-31T23:59:59-01:00 is after the last instant a datetime holds once in UTC
+        return t.astimezone(_dt.UTC)
+    except OverflowError:
+        raise TeeformError(f"{text!r} is outside 0001-01-01 .. 9999-12-31 in UTC", field="--at") from None
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """``text`` on one line: control and other non-printable characters escaped (``\\n``, ``\\x1b``),
+    cut to ``limit`` characters with ``…``."""
+    s = str(text)
+    s = "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+    return s if len(s) <= limit else s[:limit] + "…"
+
+
+def _error(exc: BaseException) -> str:
+    return one_line(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else exc)
 
 
 def cert_name(cert: x509.Certificate) -> str:
-    """``CN=<common name>`` of the subject, or the full RFC 4514 subject when it has no CN."""
-    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return f"CN={cns[0].value}" if cns else cert.subject.rfc4514_string()
+    """``CN=<common name>`` of the subject, or the full RFC 4514 subject when it has no CN.
+
+    Never raises: a subject that does not parse (RFC 5280 §4.1.2.6) is shown as
+    ``<unreadable subject: ...>``; the result is on one line (:func:`one_line`).
+    """
+    try:
+        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        return one_line(f"CN={cns[0].value}" if cns else cert.subject.rfc4514_string())
+    except CERT_ERRORS as exc:
+        return f"<unreadable subject: {_error(exc)}>"
 
 
 def load_root(path: str | Path | None = None) -> Root:
@@ -203,19 +244,24 @@ def load_root(path: str | Path | None = None) -> Root:
     must equal :data:`ROOT_DER_SHA256` (eif-nitro.md §4.5), so a modified copy is refused. With ``path``
     (``--root``, meant for tests and other partitions): that PEM or DER certificate, not pinned.
 
+    The file is read with :func:`teeform.safeload.read_limited` (a regular file of at most
+    :data:`MAX_ROOT_BYTES`).
+
     Raises:
-        TeeformError: unreadable or invalid certificate, or the shipped root does not match its pin.
+        TeeformError: unreadable, not a regular file, too large or invalid certificate, or the
+            shipped root does not match its pin.
     """
     p = Path(path) if path else ROOT_PEM_PATH
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise TeeformError(f"cannot read root certificate: {exc.strerror}", path=p) from None
+    data = read_limited(p, MAX_ROOT_BYTES, what="root certificate")
     try:
         cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
                 else x509.load_der_x509_certificate(data))
-    except ValueError as exc:
-        raise TeeformError(f"not a PEM or DER certificate: {exc}", path=p) from None
+        why = _validity_problem(cert)
+        cert.subject.rfc4514_string()  # refuse an unreadable subject here, not in every message
+    except CERT_ERRORS as exc:
+        raise TeeformError(f"not a PEM or DER certificate: {_error(exc)}", path=p) from None
+    if why:
+        raise TeeformError(f"the root certificate {why}", path=p)
     digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
     if path is None and digest != ROOT_DER_SHA256:
         raise TeeformError(
@@ -259,7 +305,7 @@ def check_signature(doc: AttestationDocument) -> CheckResult:
     """COSE_Sign1 ES384 signature over Sig_structure1 with the leaf key (eif-nitro.md §4.2, RFC 8152 §4.4)."""
     try:
         hdr = cbor2.loads(doc.protected) if doc.protected else {}
-    except cbor2.CBORError:
+    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError):
         hdr = None
     if hdr != {1: COSE_ALG_ES384}:
         return CheckResult("signature", FAIL, f"protected header must be exactly {{1: -35}} (alg ES384), got {hdr!r} "
@@ -270,8 +316,8 @@ def check_signature(doc: AttestationDocument) -> CheckResult:
     try:
         leaf = x509.load_der_x509_certificate(doc.certificate)
         key = leaf.public_key()
-    except ValueError as exc:
-        return CheckResult("signature", FAIL, f"cannot read the leaf certificate's key: {exc}")
+    except CERT_ERRORS as exc:
+        return CheckResult("signature", FAIL, f"cannot read the leaf certificate's key (expected ECDSA P-384): {_error(exc)}")
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         return CheckResult("signature", FAIL, "the leaf certificate's key is not an ECDSA P-384 key")
     half = ES384_SIGNATURE_LEN // 2
@@ -279,7 +325,7 @@ def check_signature(doc: AttestationDocument) -> CheckResult:
     to_be_signed = cbor2.dumps(["Signature1", doc.protected, b"", doc.payload])
     try:
         key.verify(der_sig, to_be_signed, ec.ECDSA(hashes.SHA384()))
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):  # ValueError: r or s out of range for the curve
         return CheckResult("signature", FAIL, f"ES384 signature does not verify over Sig_structure1 with the key of "
                            f"leaf certificate '{cert_name(leaf)}' (payload or signature modified)")
     return CheckResult("signature", PASS, f"ES384 over Sig_structure1 verified with leaf '{cert_name(leaf)}'")
@@ -289,15 +335,30 @@ def _load_chain(doc: AttestationDocument) -> tuple[list[x509.Certificate] | None
     """[leaf, cabundle[N-1], ..., cabundle[1]] or (None, reason)."""
     try:
         leaf = x509.load_der_x509_certificate(doc.certificate)
-    except ValueError as exc:
-        return None, f"leaf certificate is not valid DER: {exc}"
+    except CERT_ERRORS as exc:
+        return None, f"leaf certificate is not valid DER: {_error(exc)}"
     out = [leaf]
     for i in range(len(doc.cabundle) - 1, 0, -1):
         try:
             out.append(x509.load_der_x509_certificate(doc.cabundle[i]))
-        except ValueError as exc:
-            return None, f"cabundle[{i}] is not a valid DER certificate: {exc}"
+        except CERT_ERRORS as exc:
+            return None, f"cabundle[{i}] is not a valid DER certificate: {_error(exc)}"
+    for cert, where in zip(out, ["leaf certificate", *(f"cabundle[{i}]" for i in range(len(doc.cabundle) - 1, 0, -1))],
+                           strict=True):
+        why = _validity_problem(cert)
+        if why:
+            return None, f"{where} '{cert_name(cert)}' {why}"
     return out, ""
+
+
+def _validity_problem(cert: x509.Certificate) -> str:
+    """Why the validity times cannot be read ("" when they can). cryptography converts them lazily,
+    and a GeneralizedTime of year 0000 is valid DER but no Python ``datetime`` (RFC 5280 §4.1.2.5)."""
+    try:
+        _ = cert.not_valid_before_utc, cert.not_valid_after_utc
+    except CERT_ERRORS as exc:
+        return f"has an unreadable validity time (RFC 5280 §4.1.2.5): {_error(exc)}"
+    return ""
 
 
 def _ca_ku(policy: Any, cert: x509.Certificate, ku: x509.KeyUsage) -> None:
@@ -315,9 +376,25 @@ def _ee_bc(policy: Any, cert: x509.Certificate, bc: x509.BasicConstraints | None
         raise ValueError(f"leaf certificate '{cert_name(cert)}' must not be a CA (basicConstraints {bc})")
 
 
+def _extension_problems(chain: Sequence[x509.Certificate]) -> list[str]:
+    """Certificates whose extensions cannot be read: duplicates (RFC 5280 §4.2) or malformed values."""
+    problems = []
+    for cert in chain:
+        try:
+            _ = [e.value for e in cert.extensions]
+        except x509.DuplicateExtension as exc:
+            problems.append(f"certificate '{cert_name(cert)}' has a duplicate {exc.oid.dotted_string} extension "
+                            "(RFC 5280 §4.2: at most one instance of an extension)")
+        except CERT_ERRORS as exc:
+            problems.append(f"certificate '{cert_name(cert)}' has a malformed extension: {_error(exc)}")
+    return problems
+
+
 def _structure_problems(chain: Sequence[x509.Certificate]) -> list[str]:
     """Explicit §4.4 step 5 checks, for precise messages (the path validator enforces them too)."""
-    problems = []
+    problems = _extension_problems(chain)
+    if problems:
+        return problems
     leaf = chain[0]
     try:
         bc = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -367,14 +444,19 @@ def check_chain(doc: AttestationDocument, root: Root, at: _dt.datetime) -> Check
     full = [*chain, root.certificate]
     # each link explicitly, for a precise message
     for child, issuer in zip(full, full[1:], strict=False):
-        if child.issuer != issuer.subject:
+        try:
+            same = child.issuer == issuer.subject
+        except CERT_ERRORS as exc:
+            return CheckResult("chain", FAIL, f"certificate '{cert_name(child)}' or its issuer '{cert_name(issuer)}' "
+                               f"has an unreadable name (RFC 5280 §4.1.2.4, §4.1.2.6): {_error(exc)}")
+        if not same:
             return CheckResult("chain", FAIL, f"certificate '{cert_name(child)}' is issued by "
-                               f"'{child.issuer.rfc4514_string()}', not by '{issuer.subject.rfc4514_string()}'")
+                               f"'{one_line(child.issuer.rfc4514_string())}', not by '{one_line(issuer.subject.rfc4514_string())}'")
         try:
             child.verify_directly_issued_by(issuer)
-        except (InvalidSignature, ValueError, TypeError) as exc:
+        except (InvalidSignature, *CERT_ERRORS) as exc:
             return CheckResult("chain", FAIL, f"signature of certificate '{cert_name(child)}' does not verify with the "
-                               f"key of '{cert_name(issuer)}'" + (f": {exc}" if str(exc) else ""))
+                               f"key of '{cert_name(issuer)}'" + (f": {_error(exc)}" if str(exc) else ""))
     problems = _structure_problems(full)
     if problems:
         return CheckResult("chain", FAIL, "; ".join(problems))
@@ -391,8 +473,8 @@ def check_chain(doc: AttestationDocument, root: Root, at: _dt.datetime) -> Check
                 .build_client_verifier())
     try:
         verified = verifier.verify(chain[0], chain[1:])
-    except xv.VerificationError as exc:
-        return CheckResult("chain", FAIL, f"X.509 path validation failed: {exc}")
+    except (xv.VerificationError, *CERT_ERRORS) as exc:
+        return CheckResult("chain", FAIL, f"X.509 path validation failed: {one_line(exc, 400)}")
     got = [c.public_bytes(serialization.Encoding.DER) for c in verified.chain]
     want = [c.public_bytes(serialization.Encoding.DER) for c in full]
     if got != want:
