@@ -3,8 +3,8 @@
 1. Read ``teeform:*`` config and validate it with :meth:`teeform.stack.StackConfig.from_values`
    (the same validation and messages as the CLI).
 2. For each target, load its manifests (paths relative to this directory), register each as a
-   ``teeform:index:MeasurementManifest`` and call the (cloud, TEE type) builder from
-   :data:`components.registry.TARGET_BUILDERS`.
+   ``teeform:index:MeasurementManifest`` and call the builder that the target's (cloud, TEE type)
+   plug-in names (:mod:`teeform.targets`; imported lazily).
 3. Export, ``measurements`` first: ``measurements`` (per manifest: PCR0, PCR1, PCR2, PCR8 or null,
    ImageSha384; for vm-image manifests every recorded value), then the builder's outputs
    (``kms_key_arn``, ``instance_id``, ``eif_uri``, ``enclave_cpu_count``, ``enclave_memory_mib`` for

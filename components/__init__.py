@@ -1,8 +1,8 @@
 """teeform's Pulumi ComponentResources, one capability per module.
 
-* :mod:`components.registry` -- the (cloud, TEE type) -> builder table, the per-target context and
-  the shaping of stack outputs. A new cloud is a new package (``components/azure/``) plus one line in
-  :data:`components.registry.TARGET_BUILDERS`.
+* :mod:`components.registry` -- the lookup of a target's builder (named by its plug-in in
+  :mod:`teeform.targets`), the per-target context and the shaping of stack outputs. A new cloud is a
+  new package (``components/azure/``) plus a plug-in module naming its builder.
 * :mod:`components.measurement_manifest` -- ``teeform:index:MeasurementManifest``, how the stack
   records which manifests (and so which measurements) it loaded.
 * :mod:`components.aws` -- ``AttestedKey``, ``EnclaveHost``, ``EnclaveNetwork``, ``ArtifactStore``

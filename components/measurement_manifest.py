@@ -1,8 +1,9 @@
 """The ``teeform:index:MeasurementManifest`` component: a manifest the stack loaded, as a resource.
 
 Registering each loaded manifest as a resource whose inputs (and registered outputs) are
-``{name, kind, path, sha256, measurements}`` is how the stack policy ``measurements-match-manifest``
-learns which measurements the stack is allowed to pin, under the real engine (the policy sees the
+``{target, name, kind, path, sha256, measurements}`` is how the stack policy
+``measurements-match-manifest`` learns which measurements each target's key may pin (a key is
+compared with the manifests of its own target: the key carries the tag ``teeform:target``), under the real engine (the policy sees the
 component's registered outputs) and offline (``teeform preview`` sees its inputs). It has no
 children and creates nothing in a cloud.
 """
@@ -18,21 +19,28 @@ import pulumi
 from components.registry import LoadedManifest, manifest_keys
 from teeform.errors import TeeformError
 from teeform.manifest import ArtifactKind, Manifest, load_manifest, manifest_sha256
+from teeform.measurements import EIF, names
 from teeform.stack import StackConfig, Target
 
 #: Resource type token; the policy pack has the same constant (``teeform_policies.tokens``).
 MEASUREMENT_MANIFEST_TYPE = "teeform:index:MeasurementManifest"
 
-#: EIF measurements exported per manifest, in this order (PCR8 is null for unsigned EIFs).
-#: Source: eif-nitro.md §2.2 (PCR0/1/2/8), §2.5 (ImageSha384 = PCR0).
-EIF_EXPORTED = ("PCR0", "PCR1", "PCR2", "PCR8", "ImageSha384")
+#: EIF measurements exported per manifest, in this order (PCR8 is null for unsigned EIFs); from the
+#: measurement table (teeform/measurements.py: eif-nitro.md §2.2, §2.5).
+EIF_EXPORTED = names(EIF)
+
+#: Tag (AWS resource tag; label elsewhere) naming the target a key belongs to. The stack policy
+#: ``measurements-match-manifest`` compares a tagged key with its own target's manifests only.
+TARGET_TAG = "teeform:target"
 
 
 @dataclass
 class MeasurementManifestArgs:
-    """Inputs: the manifest's ``name``, ``kind`` (``eif``/``vm-image``), ``path`` (as configured),
-    ``sha256`` of the file bytes (lowercase hex) and its ``measurements`` (name -> lowercase hex)."""
+    """Inputs: the ``target`` that allows it, the manifest's ``name``, ``kind`` (``eif``/``vm-image``),
+    ``path`` (as configured), ``sha256`` of the file bytes (lowercase hex) and its ``measurements``
+    (name -> lowercase hex)."""
 
+    target: str
     name: str
     kind: str
     path: str
@@ -45,6 +53,7 @@ class MeasurementManifest(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MeasurementManifestArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         props: dict[str, Any] = {
+            "target": args.target,
             "name": args.name,
             "kind": args.kind,
             "path": args.path,
@@ -73,18 +82,19 @@ def load_target_manifests(stack: StackConfig, target: Target) -> tuple[LoadedMan
     """Load and check ``target``'s allowed manifests (paths relative to the project directory).
 
     Raises:
-        TeeformError: a manifest is missing or invalid (naming the file), or its kind does not fit
-            the target's TEE type (an EIF for nitro-enclave, a vm-image for sev-snp/tdx).
+        TeeformError: a manifest is missing or invalid (naming the file), or its kind is not one
+            the target's plug-in accepts (an EIF for nitro-enclave, a vm-image for sev-snp/tdx).
     """
     loaded: list[tuple[Path, Manifest]] = []
     for i, rel in enumerate(target.manifests):
         p = Path(rel)
         path = (p if p.is_absolute() else stack.project_dir / p).resolve()
         m = load_manifest(path)
-        if m.kind.value != target.tee.manifest_kind:
+        kinds = target.plugin.manifest_kinds
+        if m.kind.value not in kinds:
             raise TeeformError(
-                f"manifest {path} is of kind {m.kind.value!r}, but a {target.tee.value} target needs "
-                f"{target.tee.manifest_kind!r}",
+                f"manifest {path} is of kind {m.kind.value!r}, but the {target.plugin.pair} target needs "
+                f"{' or '.join(repr(k) for k in sorted(kinds))}",
                 path=stack.source,
                 field=f"teeform:targets[{target.name}].manifests[{i}]",
             )
@@ -99,6 +109,7 @@ def register_manifests(target: Target, manifests: tuple[LoadedManifest, ...]) ->
         MeasurementManifest(
             f"{target.name}-manifest-{lm.key}",
             MeasurementManifestArgs(
+                target=target.name,
                 name=lm.manifest.name,
                 kind=lm.manifest.kind.value,
                 path=target.manifests[i],

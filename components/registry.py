@@ -1,15 +1,15 @@
 """Which builder wires the components of a (cloud, TEE type) target, and how stack outputs are shaped.
 
-A stack (see :mod:`teeform.stack`) lists targets; each names a cloud and a TEE type. The Pulumi
-program looks the pair up in :data:`TARGET_BUILDERS` and calls the builder with a
-:class:`TargetContext`. A new cloud is one more module (``components/azure/...``) and one more line
-here, never a fork of the program. Builders are named as ``"module:function"`` strings and imported
+A stack (see :mod:`teeform.stack`) lists targets; each names a cloud and a TEE type, whose plug-in
+(:mod:`teeform.targets`) names its builder as a ``"module:function"`` string. The Pulumi program
+calls :func:`builder_for` and the builder with a :class:`TargetContext`. Builders are imported
 lazily (like :data:`teeform.cli.COMMANDS`), so a stack that deploys only to AWS never imports the
-Azure SDK.
+Azure SDK. A new pair is a plug-in module plus its builder module (``components/azure/...``),
+never a fork of the program.
 
-Targets whose TEE consumes a ``vm-image`` manifest (SEV-SNP, TDX) and whose cloud has no builder
-yet fall back to :func:`measurements_only`: the program accepts them and exports their
-measurements, and creates no cloud resources.
+The ``vm-image`` pairs (SEV-SNP, TDX) without components are explicit measurements-only plug-ins
+whose builder is :func:`measurements_only`: the program accepts them and exports their
+measurements, and creates no cloud resources (and no key).
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ from typing import Any
 import pulumi
 
 from teeform.errors import TeeformError
+from teeform.keyrelease import KeyReleasePolicy
 from teeform.manifest import Manifest
-from teeform.stack import Cloud, StackConfig, Target, TeeType
-
-#: (cloud, TEE type) -> "module:function" of a :data:`TargetBuilder`.
-TARGET_BUILDERS: dict[tuple[Cloud, TeeType], str] = {
-    (Cloud.AWS, TeeType.NITRO_ENCLAVE): "components.aws.nitro:build_nitro_enclave_target",
-}
+from teeform.stack import StackConfig, Target
+from teeform.targets import PLUGINS, plugin_for
 
 
 @dataclass(frozen=True)
@@ -76,6 +73,20 @@ class TargetContext:
         """The manifest whose artifact is deployed (the first listed)."""
         return self.manifests[0]
 
+    def key_release(self) -> KeyReleasePolicy | None:
+        """The target's cloud-neutral key-release policy (one measurement set per allowed manifest),
+        from its plug-in; None when the pair has no key gate.
+
+        Raises:
+            TeeformError: a manifest lacks a pinned measurement (naming the target's field).
+        """
+        t = self.target
+        try:
+            return t.plugin.key_release(t.name, t.settings, [(lm.key, lm.manifest) for lm in self.manifests])
+        except TeeformError as exc:
+            fld = f"teeform:targets[{t.name}]" + (f".{exc.field}" if exc.field else "")
+            raise TeeformError(exc.message, hint=exc.hint, path=exc.path or self.stack.source, field=fld) from exc
+
 
 #: A builder creates the target's components and returns its stack outputs in export order
 #: (without ``measurements`` and ``manifest_sha256``, which the program adds for every target).
@@ -83,30 +94,27 @@ TargetBuilder = Callable[[TargetContext], dict[str, Any]]
 
 
 def measurements_only(ctx: TargetContext) -> dict[str, Any]:
-    """Builder for targets with no cloud components yet: create nothing, export nothing extra."""
+    """Builder of the measurements-only plug-ins: create nothing, export nothing extra, release no key."""
     pulumi.log.info(
         f"target {ctx.target.name!r}: no {ctx.target.cloud.value}/{ctx.target.tee.value} components yet; "
-        "exporting its measurements only"
+        f"exporting its measurements only. Key gate: {ctx.target.plugin.gate}"
     )
     return {}
 
 
 def builder_for(target: Target) -> TargetBuilder:
-    """Return the builder for ``target``'s (cloud, TEE type).
+    """Return the builder named by ``target``'s plug-in (imported now, not before).
 
     Raises:
-        TeeformError: no builder exists and the TEE type does not consume ``vm-image`` manifests.
+        TeeformError: the (cloud, TEE type) pair has no plug-in.
     """
-    ref = TARGET_BUILDERS.get((target.cloud, target.tee))
-    if ref is None:
-        if target.tee.manifest_kind == "vm-image":
-            return measurements_only
-        known = ", ".join(f"{c.value}/{t.value}" for c, t in TARGET_BUILDERS)
+    if (target.cloud, target.tee) not in PLUGINS:
+        known = ", ".join(f"{c.value}/{t.value}" for c, t in PLUGINS)
         raise TeeformError(
-            f"no component builder for {target.cloud.value}/{target.tee.value}; available: {known}",
+            f"no target plug-in for {target.cloud.value}/{target.tee.value}; available: {known}",
             field=f"teeform:targets[{target.name}]",
         )
-    module, attr = ref.split(":")
+    module, attr = plugin_for(target.cloud, target.tee).builder.split(":")
     fn: TargetBuilder = getattr(importlib.import_module(module), attr)
     return fn
 

@@ -129,7 +129,8 @@ def _walk_strings(value: Any, source: str, path: str) -> None:
             check_text(v, source=source, field=p or "(top level)")
         elif isinstance(v, dict):
             for k, item in v.items():
-                check_text(k, source=source, field=f"{p}.{k!r}" if p else repr(k))
+                if isinstance(k, str):  # YAML keys may also be numbers, booleans or null
+                    check_text(k, source=source, field=f"{p}.{k!r}" if p else repr(k))
                 stack.append((item, f"{p}.{k}" if p else str(k)))
         elif isinstance(v, list):
             stack.extend((item, f"{p}[{i}]") for i, item in enumerate(v))

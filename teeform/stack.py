@@ -27,116 +27,101 @@ The same dicts arrive through ``pulumi.Config("teeform").require_object("targets
 program and through :func:`load_stack` in CLI commands, and both go through
 :meth:`StackConfig.from_values`, so validation and error messages are identical.
 Keys are camelCase in YAML (Pulumi's convention) and snake_case in the dataclasses.
+
+Common target fields (``name``, ``cloud``, ``region``, ``tee``, ``manifests``) are parsed here; every
+other key belongs to the (cloud, TEE type) plug-in (:mod:`teeform.targets`), which declares and
+parses its own typed settings (``instanceType``... above are the ``aws``/``nitro-enclave`` ones).
+A key the target's plug-in does not declare is an error naming it
+(``teeform:targets[1].enclave: not a setting of azure/sev-snp targets``).
+
+Hostile input: the files are read through :mod:`teeform.safeload` (size-bounded, regular files
+only, strict UTF-8, YAML alias bombs refused); every value must have the type its field expects
+(nothing is coerced: ``admins: "arn:..."`` is refused, not split into characters); unknown
+``teeform:*`` keys are refused. Every error is one line naming the file and the field.
 """
 
 from __future__ import annotations
 
-import enum
-import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from teeform.errors import TeeformError
+from teeform.measurements import NITRO_PINNABLE_PCRS
+from teeform.safeload import SMALL_JSON_LIMIT, decode_utf8, loads_json, loads_yaml, read_limited
+from teeform.targets import SUPPORTED, plugin_for
+from teeform.targets.base import (
+    Cloud,
+    TargetPlugin,
+    TargetSettings,
+    TeeType,
+    fail,
+    read_bool,
+    read_list,
+    read_map,
+    read_str,
+)
+
+if TYPE_CHECKING:
+    from teeform.targets.aws_nitro_enclave import NitroSettings
 
 PROJECT = "teeform"
 
+#: EIF PCR names a Nitro target may pin (kept for callers of the old name; see teeform.measurements).
+PCR_NAMES = NITRO_PINNABLE_PCRS
 
-class Cloud(enum.StrEnum):
-    """Clouds teeform targets. Each gets one component module, not a fork."""
+#: ``teeform:*`` stack-config keys (anything else in the namespace is a typo and is refused).
+STACK_KEYS = frozenset({"environment", "allowDebug", "targets"})
 
-    AWS = "aws"
-    AZURE = "azure"
-    GCP = "gcp"
-    ALICLOUD = "alicloud"
+#: Keys every target has; the rest belong to the target's plug-in.
+COMMON_KEYS = frozenset({"name", "cloud", "region", "tee", "manifests"})
 
+#: Target names end up in resource names and output keys.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+#: Region names of the four clouds (eu-west-1, westeurope, europe-west1, cn-beijing).
+_REGION = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_ENV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
-class TeeType(enum.StrEnum):
-    """TEE technologies, with the manifest kind each consumes."""
+#: Largest stack or project file read (a stack file is a few KiB).
+STACK_FILE_LIMIT = SMALL_JSON_LIMIT
 
-    NITRO_ENCLAVE = "nitro-enclave"
-    SEV_SNP = "sev-snp"
-    TDX = "tdx"
-
-    @property
-    def manifest_kind(self) -> str:
-        return "eif" if self is TeeType.NITRO_ENCLAVE else "vm-image"
-
-
-#: Which TEE types each cloud can host (checked at config load).
-SUPPORTED: dict[Cloud, frozenset[TeeType]] = {
-    Cloud.AWS: frozenset({TeeType.NITRO_ENCLAVE, TeeType.SEV_SNP}),
-    Cloud.AZURE: frozenset({TeeType.SEV_SNP, TeeType.TDX}),
-    Cloud.GCP: frozenset({TeeType.SEV_SNP, TeeType.TDX}),
-    Cloud.ALICLOUD: frozenset({TeeType.TDX}),
-}
-
-PCR_NAMES = ("PCR0", "PCR1", "PCR2", "PCR8")
-
-
-@dataclass(frozen=True)
-class IngressRule:
-    """Allow TCP ``port`` from ``cidr`` (IPv4 or IPv6 CIDR)."""
-
-    cidr: str
-    port: int
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Use existing ``vpc_id``/``subnet_id``, or create a VPC of ``cidr``. No ingress unless listed."""
-
-    vpc_id: str | None = None
-    subnet_id: str | None = None
-    cidr: str = "10.42.0.0/16"
-    ingress: tuple[IngressRule, ...] = ()
-
-
-@dataclass(frozen=True)
-class EnclaveConfig:
-    """Enclave size: vCPUs and memory in MiB, and whether debug mode is requested."""
-
-    cpu_count: int = 2
-    memory_mib: int = 1024
-    debug: bool = False
-
-
-@dataclass(frozen=True)
-class AttestationConfig:
-    """Which EIF measurements the key policy pins (PCR0 always; PCR1/2/8 and ImageSha384 optional)."""
-
-    pcrs: tuple[str, ...] = ("PCR0", "PCR1", "PCR2")
-    image_sha384: bool = True
-
-
-@dataclass(frozen=True)
-class KeyConfig:
-    """KMS key settings: administrator principals, deletion window (7-30 days), protect flag."""
-
-    admins: tuple[str, ...] = ()
-    deletion_window_days: int = 30
-    protect: bool = False
+__all__ = [
+    "PROJECT", "PCR_NAMES", "SUPPORTED", "Cloud", "TeeType", "Target", "StackConfig", "TargetSettings", "load_stack",
+    "read_stack_values", "project_dir_default",
+]
 
 
 @dataclass(frozen=True)
 class Target:
-    """One deployment target of a stack."""
+    """One deployment target of a stack: the common fields and the plug-in's typed ``settings``."""
 
     name: str
     cloud: Cloud
     region: str
     tee: TeeType
     manifests: tuple[str, ...]
-    instance_type: str = "m6i.xlarge"
-    #: Parent-instance AMI id; None = the latest Amazon Linux 2023 AMI from the public SSM parameter.
-    ami: str | None = None
-    enclave: EnclaveConfig = field(default_factory=EnclaveConfig)
-    attestation: AttestationConfig = field(default_factory=AttestationConfig)
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    key: KeyConfig = field(default_factory=KeyConfig)
+    settings: TargetSettings = TargetSettings()
+
+    @property
+    def plugin(self) -> TargetPlugin:
+        """The (cloud, TEE type) plug-in of this target."""
+        return plugin_for(self.cloud, self.tee)
+
+    @property
+    def nitro(self) -> NitroSettings:
+        """The settings of an ``aws``/``nitro-enclave`` target.
+
+        Raises:
+            TeeformError: this target is of another pair.
+        """
+        from teeform.targets.aws_nitro_enclave import NitroSettings
+
+        if not isinstance(self.settings, NitroSettings):
+            raise TeeformError(f"target {self.name!r} is {self.cloud.value}/{self.tee.value}, not aws/nitro-enclave")
+        return self.settings
 
 
 @dataclass(frozen=True)
@@ -174,154 +159,141 @@ class StackConfig:
     ) -> StackConfig:
         """Build from un-namespaced config values (``{"targets": [...], "environment": ..., ...}``).
 
+        ``targets`` may be a JSON string (how ``pulumi config set --path`` stores objects). Keys
+        whose value is None are treated as absent.
+
         Raises:
             TeeformError: naming ``source`` and the field (e.g. ``teeform:targets[0].enclave.cpuCount``).
         """
+        if not isinstance(values, Mapping):
+            raise fail("stack config must be a mapping", source, f"{PROJECT}:*")
+        unknown = sorted(str(k) for k in values if k not in STACK_KEYS)
+        if unknown:
+            raise fail(f"unknown key(s) {unknown}; allowed: {sorted(STACK_KEYS)}", source, f"{PROJECT}:{unknown[0]}")
         raw_targets = values.get("targets")
         if isinstance(raw_targets, str):
-            raw_targets = json.loads(raw_targets)
-        if not isinstance(raw_targets, list) or not raw_targets:
-            raise TeeformError("must be a non-empty list of targets", path=source, field=f"{PROJECT}:targets")
-        env = str(values.get("environment") or stack)
-        allow_debug = _bool(values.get("allowDebug", False), source, f"{PROJECT}:allowDebug")
+            raw_targets = loads_json(raw_targets, source=f"{source}: {PROJECT}:targets")
+        raw_targets = read_list(raw_targets, source, f"{PROJECT}:targets", non_empty=True)
+        env_raw = values.get("environment")
+        env = stack if env_raw is None or env_raw == "" else read_str(env_raw, source, f"{PROJECT}:environment")
+        if not _ENV.match(env):
+            raise fail(f"must be a name of letters, digits, '-', '_' or '.', got {env!r}", source, f"{PROJECT}:environment")
+        debug_raw = values.get("allowDebug")
+        allow_debug = False if debug_raw is None else read_bool(debug_raw, source, f"{PROJECT}:allowDebug")
         targets = tuple(_target(t, source, f"{PROJECT}:targets[{i}]") for i, t in enumerate(raw_targets))
         names = [t.name for t in targets]
         if len(set(names)) != len(names):
-            raise TeeformError(f"target names must be unique, got {names}", path=source, field=f"{PROJECT}:targets")
+            raise fail(f"target names must be unique, got {names}", source, f"{PROJECT}:targets")
         return cls(stack, env, allow_debug, targets, source, Path(project_dir))
 
 
-def _bool(v: Any, source: str, fld: str) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    raise TeeformError(f"must be true or false, got {v!r}", path=source, field=fld)
-
-
-def _int(v: Any, source: str, fld: str, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).isdigit():
-        raise TeeformError(f"must be an integer, got {v!r}", path=source, field=fld)
-    n = int(v)
-    if not lo <= n <= hi:
-        raise TeeformError(f"must be between {lo} and {hi}, got {n}", path=source, field=fld)
-    return n
-
-
-def _obj(v: Any, source: str, fld: str, allowed: set[str]) -> Mapping[str, Any]:
-    if v is None:
-        return {}
-    if not isinstance(v, Mapping):
-        raise TeeformError("must be a mapping", path=source, field=fld)
-    unknown = set(v) - allowed
-    if unknown:
-        raise TeeformError(
-            f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}", path=source, field=fld
-        )
-    return v
+def _enum(enum_type: type[Cloud] | type[TeeType], v: Any, source: str, fld: str, what: str) -> Any:
+    s = read_str(v, source, fld)
+    try:
+        return enum_type(s)
+    except ValueError:
+        raise fail(f"unknown {what} {s!r}; one of {[x.value for x in enum_type]}", source, fld) from None
 
 
 def _target(raw: Any, source: str, fld: str) -> Target:
-    t = _obj(
-        raw, source, fld,
-        {"name", "cloud", "region", "tee", "manifests", "instanceType", "ami", "enclave", "attestation", "network", "key"},
-    )
+    if not isinstance(raw, Mapping):
+        raise fail("must be a mapping (a target)", source, fld)
+    t = read_map(raw, source, fld, set(raw) if all(isinstance(k, str) for k in raw) else set())
     for req in ("name", "cloud", "region", "tee", "manifests"):
         if req not in t:
-            raise TeeformError(f"missing required key {req!r}", path=source, field=fld)
-    try:
-        cloud = Cloud(t["cloud"])
-    except ValueError:
-        raise TeeformError(f"unknown cloud {t['cloud']!r}; one of {[c.value for c in Cloud]}", path=source, field=f"{fld}.cloud") from None
-    try:
-        tee = TeeType(t["tee"])
-    except ValueError:
-        raise TeeformError(f"unknown TEE type {t['tee']!r}; one of {[x.value for x in TeeType]}", path=source, field=f"{fld}.tee") from None
+            raise fail(f"missing required key {req!r}", source, fld)
+    name = read_str(t["name"], source, f"{fld}.name")
+    if not _NAME.match(name):
+        raise fail(f"must be 1-40 letters, digits, '-' or '_' (starting with a letter or digit), got {name!r}",
+                   source, f"{fld}.name")
+    cloud = _enum(Cloud, t["cloud"], source, f"{fld}.cloud", "cloud")
+    tee = _enum(TeeType, t["tee"], source, f"{fld}.tee", "TEE type")
     if tee not in SUPPORTED[cloud]:
-        raise TeeformError(f"{cloud.value} does not offer {tee.value}", path=source, field=f"{fld}.tee")
-    manifests = t["manifests"]
-    if isinstance(manifests, str):
-        manifests = [manifests]
-    if not isinstance(manifests, list) or not manifests or not all(isinstance(m, str) and m for m in manifests):
-        raise TeeformError("must be a non-empty list of manifest paths", path=source, field=f"{fld}.manifests")
+        raise fail(f"{cloud.value} does not offer {tee.value}; it offers {sorted(x.value for x in SUPPORTED[cloud])}",
+                   source, f"{fld}.tee")
+    region = read_str(t["region"], source, f"{fld}.region")
+    if not _REGION.match(region):
+        raise fail(f"must be a region name such as eu-west-1 or westeurope, got {region!r}", source, f"{fld}.region")
+    manifests_raw = t["manifests"]
+    if isinstance(manifests_raw, str):  # one manifest may be given as a plain path
+        manifests_raw = [manifests_raw]
+    manifests = tuple(
+        read_str(m, source, f"{fld}.manifests[{i}]")
+        for i, m in enumerate(read_list(manifests_raw, source, f"{fld}.manifests", non_empty=True))
+    )
+    plugin = plugin_for(cloud, tee)
+    for key in t:
+        if key not in COMMON_KEYS and key not in plugin.settings_keys:
+            allowed = sorted(plugin.settings_keys) or "none"
+            raise fail(f"not a setting of {plugin.pair} targets (its settings: {allowed})", source, f"{fld}.{key}")
+    settings = plugin.parse_settings({k: v for k, v in t.items() if k in plugin.settings_keys}, source, fld)
+    return Target(name=name, cloud=cloud, region=region, tee=tee, manifests=manifests, settings=settings)
 
-    e = _obj(t.get("enclave"), source, f"{fld}.enclave", {"cpuCount", "memoryMib", "debug"})
-    enclave = EnclaveConfig(
-        cpu_count=_int(e.get("cpuCount", 2), source, f"{fld}.enclave.cpuCount", 1, 128),
-        memory_mib=_int(e.get("memoryMib", 1024), source, f"{fld}.enclave.memoryMib", 64, 4 * 1024 * 1024),
-        debug=_bool(e.get("debug", False), source, f"{fld}.enclave.debug"),
-    )
-    a = _obj(t.get("attestation"), source, f"{fld}.attestation", {"pcrs", "imageSha384"})
-    pcrs = tuple(a.get("pcrs", ("PCR0", "PCR1", "PCR2")))
-    bad = [p for p in pcrs if p not in PCR_NAMES]
-    if bad or "PCR0" not in pcrs:
-        raise TeeformError(
-            f"must list PCR0 and only names from {list(PCR_NAMES)}, got {list(pcrs)}", path=source, field=f"{fld}.attestation.pcrs"
-        )
-    attestation = AttestationConfig(pcrs, _bool(a.get("imageSha384", True), source, f"{fld}.attestation.imageSha384"))
-    n = _obj(t.get("network"), source, f"{fld}.network", {"vpcId", "subnetId", "cidr", "ingress"})
-    rules = []
-    for i, r in enumerate(n.get("ingress") or []):
-        rf = f"{fld}.network.ingress[{i}]"
-        r = _obj(r, source, rf, {"cidr", "port", "description"})
-        if "cidr" not in r or "port" not in r:
-            raise TeeformError("needs both 'cidr' and 'port'", path=source, field=rf)
-        rules.append(IngressRule(str(r["cidr"]), _int(r["port"], source, f"{rf}.port", 1, 65535), str(r.get("description", ""))))
-    if bool(n.get("vpcId")) != bool(n.get("subnetId")):
-        raise TeeformError("give both vpcId and subnetId, or neither", path=source, field=f"{fld}.network")
-    network = NetworkConfig(n.get("vpcId"), n.get("subnetId"), str(n.get("cidr", "10.42.0.0/16")), tuple(rules))
-    k = _obj(t.get("key"), source, f"{fld}.key", {"admins", "deletionWindowDays", "protect"})
-    key = KeyConfig(
-        tuple(k.get("admins", ())),
-        _int(k.get("deletionWindowDays", 30), source, f"{fld}.key.deletionWindowDays", 7, 30),
-        _bool(k.get("protect", False), source, f"{fld}.key.protect"),
-    )
-    return Target(
-        name=str(t["name"]), cloud=cloud, region=str(t["region"]), tee=tee, manifests=tuple(manifests),
-        instance_type=str(t.get("instanceType", "m6i.xlarge")), ami=(str(t["ami"]) if t.get("ami") else None), enclave=enclave, attestation=attestation,
-        network=network, key=key,
-    )
+
+def _read_yaml_mapping(path: Path, what: str) -> Mapping[str, Any]:
+    """A YAML file whose top level is a mapping (empty file = empty mapping), read with safeload."""
+    try:
+        data = read_limited(path, STACK_FILE_LIMIT, what=what)
+    except TeeformError as exc:
+        # read_limited puts the path into the message; re-anchor it as this file's error.
+        msg = exc.message.removeprefix(f"{path}: ")
+        raise TeeformError(msg, path=path, hint=exc.hint) from None
+    try:
+        doc = loads_yaml(decode_utf8(data, source=str(path)), source=str(path))
+    except TeeformError as exc:
+        raise TeeformError(exc.message.removeprefix(f"{path}: "), path=path, hint=exc.hint) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise fail(f"must be a YAML mapping, got {type(doc).__name__}", str(path), "(top level)")
+    return doc
 
 
 def read_stack_values(project_dir: Path | str, stack: str, stack_file: Path | str | None = None) -> tuple[dict[str, Any], str]:
     """Read ``Pulumi.yaml`` defaults and ``<stackConfigDir>/Pulumi.<stack>.yaml`` the way the CLI would.
 
     Project config defaults are applied first (the Pulumi CLI materialises them; the SDK does not,
-    see ``shared/reference/pulumi.md`` §2.2 item 7), then the stack file's ``config:`` values.
+    see ``shared/reference/pulumi.md`` §2.2 item 7), then the stack file's ``config:`` values. A
+    key without a namespace belongs to the project (``targets`` = ``teeform:targets``, as in
+    ``Pulumi.yaml``; pulumi.md §1.2).
 
     Returns:
         (``{"<ns>:<key>": value}`` with structured values kept as Python objects, the stack file path).
 
     Raises:
-        TeeformError: a file is missing or is not valid YAML.
+        TeeformError: a file is missing, not a regular file, too large, not UTF-8, not valid YAML,
+            or not shaped as Pulumi expects (naming the file and the field).
     """
-    import yaml
-
     root = Path(project_dir)
     proj_file = root / "Pulumi.yaml"
-    try:
-        proj = yaml.safe_load(proj_file.read_text()) or {}
-    except FileNotFoundError:
-        raise TeeformError("Pulumi.yaml not found", path=proj_file, hint="run from the teeform project directory") from None
-    except yaml.YAMLError as exc:
-        raise TeeformError(f"invalid YAML: {exc}", path=proj_file) from exc
+    if not proj_file.exists():
+        raise TeeformError("Pulumi.yaml not found", path=proj_file, hint="run from the teeform project directory")
+    proj = _read_yaml_mapping(proj_file, "project file")
     name = proj.get("name", PROJECT)
+    name = read_str(name, str(proj_file), "name")
     values: dict[str, Any] = {}
-    for key, decl in (proj.get("config") or {}).items():
+    proj_config = read_map(proj.get("config"), str(proj_file), "config",
+                           set(proj.get("config") or {}) if isinstance(proj.get("config"), Mapping) else set())
+    for key, decl in proj_config.items():
         full = key if ":" in key else f"{name}:{key}"
-        if isinstance(decl, dict) and "default" in decl:
+        if isinstance(decl, Mapping) and "default" in decl:
             values[full] = decl["default"]
-        elif not isinstance(decl, dict):
+        elif not isinstance(decl, Mapping):
             values[full] = decl
-    f = Path(stack_file) if stack_file else root / proj.get("stackConfigDir", ".") / f"Pulumi.{stack}.yaml"
-    try:
-        doc = yaml.safe_load(f.read_text()) or {}
-    except FileNotFoundError:
-        raise TeeformError(f"stack config for {stack!r} not found", path=f, hint="stacks live in stacks/Pulumi.<stack>.yaml") from None
-    except yaml.YAMLError as exc:
-        raise TeeformError(f"invalid YAML: {exc}", path=f) from exc
-    for k, v in (doc.get("config") or {}).items():
-        values[k] = v
+    config_dir = read_str(proj.get("stackConfigDir", "."), str(proj_file), "stackConfigDir")
+    f = Path(stack_file) if stack_file else root / config_dir / f"Pulumi.{stack}.yaml"
+    if not f.exists() and not f.is_symlink():
+        raise TeeformError(f"stack config for {stack!r} not found", path=f, hint="stacks live in stacks/Pulumi.<stack>.yaml")
+    doc = _read_yaml_mapping(f, "stack config")
+    cfg = doc.get("config")
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, Mapping):
+        raise fail(f"must be a mapping of config keys, got {type(cfg).__name__}", str(f), "config")
+    for k, v in cfg.items():
+        if not isinstance(k, str) or not k:
+            raise fail(f"config keys must be strings, got {k!r}", str(f), "config")
+        values[k if ":" in k else f"{name}:{k}"] = v
     return values, str(f)
 
 

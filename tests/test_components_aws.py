@@ -47,17 +47,19 @@ def test_key_policy_pins_exactly_the_manifest_measurements(single):
     img, resources, _ = single
     policy = key_policy(resources)
     assert policy["Version"] == "2012-10-17"
-    enclave = stmt(policy, "EnclaveUseWithAttestation")
+    assert [s["Sid"] for s in policy["Statement"]] == ["KeyAdministration", "EnclaveRelease1", "DeployerSeal"]
+    enclave = stmt(policy, "EnclaveRelease1")
     m = img.manifest.measurements
     # eif-nitro.md §5.1/§5.3: StringEqualsIgnoreCase, one key per PCR, ImageSha384 = PCR0.
     assert enclave["Condition"] == {
         "StringEqualsIgnoreCase": {
-            "kms:RecipientAttestation:PCR0": [m["PCR0"]],
-            "kms:RecipientAttestation:PCR1": [m["PCR1"]],
-            "kms:RecipientAttestation:PCR2": [m["PCR2"]],
-            "kms:RecipientAttestation:ImageSha384": [m["PCR0"]],
+            "kms:RecipientAttestation:PCR0": m["PCR0"],
+            "kms:RecipientAttestation:PCR1": m["PCR1"],
+            "kms:RecipientAttestation:PCR2": m["PCR2"],
+            "kms:RecipientAttestation:ImageSha384": m["PCR0"],
         }
     }
+    assert one(resources, KEY).inputs["tags"]["teeform:target"] == "agent"
     assert sorted(enclave["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom"]
     role = one(resources, "aws:iam/role:Role").inputs["name"]
     assert enclave["Principal"] == {"AWS": f"arn:aws:iam::111122223333:role/{role}"}
@@ -90,18 +92,67 @@ def test_key_rotation_and_deletion_window(single):
     assert one(resources, "aws:kms/alias:Alias").inputs["name"].startswith("alias/")
 
 
-def test_two_manifests_give_two_allowed_values(tmp_path):
+def string_equals_ignore_case_allows(policy: dict, principal: str, action: str, context: dict[str, str]) -> bool:
+    """A small, independent evaluator of the IAM rules the release statements rely on (IAM JSON
+    policy reference, "Condition" and "Evaluation logic"): an Allow statement applies when its
+    principal and action match and, for every key of its StringEqualsIgnoreCase block, the request's
+    value equals one of the listed values ignoring case (keys ANDed, values ORed); a missing key
+    fails. The policy allows the request when any statement applies (statements ORed)."""
+    for st in policy["Statement"]:
+        if st.get("Effect") != "Allow" or action not in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]]):
+            continue
+        principals = st["Principal"]["AWS"]
+        if principal not in (principals if isinstance(principals, list) else [principals]):
+            continue
+        ok = True
+        for op, block in st.get("Condition", {}).items():
+            assert op == "StringEqualsIgnoreCase", op  # the only operator these statements use
+            for key, allowed in block.items():
+                allowed = allowed if isinstance(allowed, list) else [allowed]
+                got = next((v for k, v in context.items() if k.lower() == key.lower()), None)
+                ok = ok and got is not None and got.lower() in [a.lower() for a in allowed]
+        if ok:
+            return True
+    return False
+
+
+def test_two_manifests_give_one_statement_each_and_no_cross_product(tmp_path):
     old = write_fake_eif_manifest(tmp_path / "v1", version="1.0.0")
     new = write_fake_eif_manifest(tmp_path / "v2", version="2.0.0")
     resources, outputs, _ = run([nitro_target([new.manifest_path, old.manifest_path], key={"admins": ["arn:aws:iam::111122223333:role/admin"]})])
-    cond = stmt(key_policy(resources), "EnclaveUseWithAttestation")["Condition"]["StringEqualsIgnoreCase"]
-    for k in ("PCR0", "PCR1", "PCR2"):
-        assert cond[f"kms:RecipientAttestation:{k}"] == [new.manifest.measurements[k], old.manifest.measurements[k]]
-    assert stmt(key_policy(resources), "KeyAdministration")["Principal"] == {"AWS": ["arn:aws:iam::111122223333:role/admin"]}
+    policy = key_policy(resources)
+    for sid, img in (("EnclaveRelease1", new), ("EnclaveRelease2", old)):
+        cond = stmt(policy, sid)["Condition"]["StringEqualsIgnoreCase"]
+        assert cond == {f"kms:RecipientAttestation:{k}": img.manifest.measurements[k] for k in ("PCR0", "PCR1", "PCR2", "ImageSha384")}
+    assert stmt(policy, "KeyAdministration")["Principal"] == {"AWS": ["arn:aws:iam::111122223333:role/admin"]}
+
+    role = "arn:aws:iam::111122223333:role/" + one(resources, "aws:iam/role:Role").inputs["name"]
+
+    def doc(pcr0_from, pcr1_from, pcr2_from):  # the condition values an attestation document would carry
+        return {"kms:RecipientAttestation:PCR0": pcr0_from.manifest.measurements["PCR0"].upper(),
+                "kms:RecipientAttestation:PCR1": pcr1_from.manifest.measurements["PCR1"],
+                "kms:RecipientAttestation:PCR2": pcr2_from.manifest.measurements["PCR2"],
+                "kms:RecipientAttestation:ImageSha384": pcr0_from.manifest.measurements["PCR0"]}
+
+    allows = lambda ctx: string_equals_ignore_case_allows(policy, role, "kms:Decrypt", ctx)  # noqa: E731
+    assert allows(doc(new, new, new)) and allows(doc(old, old, old))
+    assert not allows(doc(new, old, new))  # A.PCR0 with B.PCR1: a mix of builds is refused
+    assert not allows(doc(old, old, new))
+    assert not string_equals_ignore_case_allows(policy, "arn:aws:iam::111122223333:role/admin", "kms:Decrypt", doc(new, new, new))
+    assert not string_equals_ignore_case_allows(policy, role, "kms:Decrypt", {})  # no attestation document
     # Same manifest name: exported as name@version; only the first (deployed) EIF is uploaded.
     assert list(outputs["measurements"]) == ["openclaw-agent@2.0.0", "openclaw-agent@1.0.0"]
     eif = [r for r in by_type(resources, "aws:s3/bucketObjectv2:BucketObjectv2") if r.name.endswith("-eif")]
     assert [r.inputs["key"] for r in eif] == [f"eif/sha384/{new.manifest.artifact.sha384}.eif"]
+
+
+def test_evaluator_sees_the_cross_product_of_a_single_statement():
+    """The evaluator itself: one statement listing two PCR0s and two PCR1s admits the mix."""
+    a0, a1, b0, b1 = (fake_hex(x) for x in ("a0", "a1", "b0", "b1"))
+    one_stmt = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": "r"}, "Action": ["kms:Decrypt"], "Condition": {
+        "StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": [a0, b0], "kms:RecipientAttestation:PCR1": [a1, b1]}}}]}
+    mix = {"kms:RecipientAttestation:PCR0": a0, "kms:RecipientAttestation:PCR1": b1}
+    assert string_equals_ignore_case_allows(one_stmt, "r", "kms:Decrypt", mix)
 
 
 def test_launch_template_enclave_imdsv2_encrypted_ebs(single):
@@ -269,10 +320,11 @@ def test_attested_key_component_alone_protect_and_errors():
     import pulumi
     from pulumi.runtime import settings
 
-    from components.aws.attested_key import AllowedImage, AttestedKey, AttestedKeyArgs
+    from components.aws.attested_key import AttestedKey, AttestedKeyArgs
+    from teeform.keyrelease import KeyReleasePolicy, MeasurementSet
     from teeform.preview import make_mocks
 
-    images = [AllowedImage("a", {"PCR0": fake_hex("a0"), "PCR1": fake_hex("a1"), "ImageSha384": fake_hex("a0")})]
+    release = KeyReleasePolicy("unit", (MeasurementSet("a", {"PCR0": fake_hex("a0"), "PCR1": fake_hex("a1")}),))
     settings.ROOT.set(None)
     mocks = make_mocks("eu-west-1")
     pulumi.runtime.set_mocks(mocks, project="teeform", stack="unit", preview=False)
@@ -283,8 +335,8 @@ def test_attested_key_component_alone_protect_and_errors():
         built["key"] = AttestedKey(
             "k", AttestedKeyArgs(
                 enclave_role_arn="arn:aws:iam::111122223333:role/host", deployer_arn="arn:aws:iam::111122223333:user/ci",
-                admin_arns=["arn:aws:iam::111122223333:root"], images=images, pcrs=["PCR0", "PCR1"], image_sha384=False,
-                deletion_window_days=30, protect=True, alias_name="alias/teeform/unit",
+                admin_arns=["arn:aws:iam::111122223333:root"], release=release,
+                deletion_window_days=30, protect=True, alias_name="alias/teeform/unit", tags={"teeform:target": "unit"},
             ),
         )
 
@@ -293,7 +345,8 @@ def test_attested_key_component_alone_protect_and_errors():
     (kms,) = [r for r in mocks.resources if r.typ == KEY]
     assert kms.name == "k-kms"
     cond = json.loads(kms.inputs["policy"])["Statement"][1]["Condition"]["StringEqualsIgnoreCase"]
-    assert cond == {"kms:RecipientAttestation:PCR0": [fake_hex("a0")], "kms:RecipientAttestation:PCR1": [fake_hex("a1")]}
+    assert cond == {"kms:RecipientAttestation:PCR0": fake_hex("a0"), "kms:RecipientAttestation:PCR1": fake_hex("a1")}
+    assert kms.inputs["tags"] == {"teeform:target": "unit"}
 
 
 def test_ami_default_from_al2023_parameter_or_pinned(tmp_path):
@@ -316,12 +369,13 @@ def test_configured_deletion_window_reaches_the_key_and_below_7_is_refused(tmp_p
 
     import pulumi
 
-    from components.aws.attested_key import AllowedImage, AttestedKey, AttestedKeyArgs
+    from components.aws.attested_key import AttestedKey, AttestedKeyArgs
+    from teeform.keyrelease import KeyReleasePolicy, MeasurementSet
 
-    images = [AllowedImage("a", {"PCR0": fake_hex("a0")})]
+    release = KeyReleasePolicy("k6", (MeasurementSet("a", {"PCR0": fake_hex("a0")}),))
     with pytest.raises(TeeformError, match="deletion window must be 7..30 days, got 6"):
         AttestedKey("k6", AttestedKeyArgs(
             enclave_role_arn="arn:aws:iam::111122223333:role/host", deployer_arn="arn:aws:iam::111122223333:user/ci",
-            admin_arns=["arn:aws:iam::111122223333:root"], images=images, pcrs=["PCR0"], image_sha384=False,
+            admin_arns=["arn:aws:iam::111122223333:root"], release=release,
             deletion_window_days=6, protect=False, alias_name="alias/teeform/k6",
         ), pulumi.ResourceOptions())

@@ -44,14 +44,14 @@ def messages(policy_name, res, config=None):
 
 
 def test_happy_path_passes_every_kms_policy():
-    for name in ("kms-decrypt-requires-attestation", "kms-no-debug-measurements", "kms-key-rotation-enabled"):
+    for name in ("aws-kms-decrypt-requires-attestation", "aws-kms-no-debug-measurements", "aws-kms-key-rotation-enabled"):
         assert messages(name, key()) == []
 
 
 def test_admin_with_kms_wildcard_is_a_violation():
     p = happy_policy()
     p["Statement"][0]["Action"] = "kms:*"
-    (msg,) = messages("kms-decrypt-requires-attestation", key(p))
+    (msg,) = messages("aws-kms-decrypt-requires-attestation", key(p))
     assert msg.startswith(
         "aws:kms/key:Key 'agent-key-kms': field 'policy', statement 'Admin' allows kms:Decrypt, kms:GenerateDataKey, "
         "kms:GenerateDataKeyWithoutPlaintext, kms:GenerateDataKeyPair, kms:GenerateDataKeyPairWithoutPlaintext, "
@@ -74,21 +74,21 @@ def test_admin_with_kms_wildcard_is_a_violation():
 def test_wildcards_and_case_are_understood(actions, granted):
     p = happy_policy()
     p["Statement"][2]["Action"] = actions
-    (msg,) = messages("kms-decrypt-requires-attestation", key(p))
+    (msg,) = messages("aws-kms-decrypt-requires-attestation", key(p))
     assert f"statement 'Seal' allows {granted}" in msg
 
 
 def test_not_action_grants_everything_else():
     p = happy_policy()
     p["Statement"][2] = {"Sid": "Seal", "Effect": "Allow", "Principal": {"AWS": "x"}, "NotAction": ["kms:Decrypt"], "Resource": "*"}
-    (msg,) = messages("kms-decrypt-requires-attestation", key(p))
+    (msg,) = messages("aws-kms-decrypt-requires-attestation", key(p))
     assert "statement 'Seal' allows kms:GenerateDataKey," in msg
 
 
 def test_wildcard_principal_is_a_violation_even_with_attestation():
     p = happy_policy()
     p["Statement"][1]["Principal"] = {"AWS": ["*"]}
-    assert messages("kms-decrypt-requires-attestation", key(p)) == [
+    assert messages("aws-kms-decrypt-requires-attestation", key(p)) == [
         "aws:kms/key:Key 'agent-key-kms': field 'policy', statement 'Enclave' allows kms:Decrypt, kms:GenerateDataKey "
         "to a wildcard principal. Name the enclave host's role ARN as the principal instead of '*'."
     ]
@@ -106,7 +106,7 @@ def test_wildcard_principal_is_a_violation_even_with_attestation():
 def test_missing_or_weak_attestation_condition(condition):
     p = happy_policy()
     p["Statement"][1]["Condition"] = condition
-    (msg,) = messages("kms-decrypt-requires-attestation", key(p))
+    (msg,) = messages("aws-kms-decrypt-requires-attestation", key(p))
     assert "statement 'Enclave' allows kms:Decrypt, kms:GenerateDataKey without a StringEqualsIgnoreCase condition" in msg
 
 
@@ -114,7 +114,7 @@ def test_missing_or_weak_attestation_condition(condition):
 def test_values_must_be_96_hex(bad):
     p = happy_policy()
     p["Statement"][1]["Condition"]["StringEqualsIgnoreCase"]["kms:RecipientAttestation:PCR0"] = [PCR0, bad]
-    (msg,) = messages("kms-decrypt-requires-attestation", key(p))
+    (msg,) = messages("aws-kms-decrypt-requires-attestation", key(p))
     assert msg == (
         f"aws:kms/key:Key 'agent-key-kms': field 'policy', statement 'Enclave': condition kms:RecipientAttestation:PCR0 "
         f"has {[bad]!r} value(s) that are not 96 hex digits (a SHA-384 PCR). Use the lowercase hex from the manifest, without '0x'."
@@ -125,23 +125,23 @@ def test_key_policy_resource_and_missing_or_broken_policy():
     p = happy_policy()
     p["Statement"][0]["Action"] = "kms:Decrypt"
     kp = resource("aws:kms/keyPolicy:KeyPolicy", {"keyId": "k", "policy": json.dumps(p)}, "kp")
-    assert "'kp': field 'policy', statement 'Admin' allows kms:Decrypt" in messages("kms-decrypt-requires-attestation", kp)[0]
-    (msg,) = messages("kms-decrypt-requires-attestation", resource(KEY, {"enableKeyRotation": True}, "k"))
+    assert "'kp': field 'policy', statement 'Admin' allows kms:Decrypt" in messages("aws-kms-decrypt-requires-attestation", kp)[0]
+    (msg,) = messages("aws-kms-decrypt-requires-attestation", resource(KEY, {"enableKeyRotation": True}, "k"))
     assert "has no 'policy': AWS then applies its default key policy, which grants kms:* to the account root" in msg
-    (msg,) = messages("kms-decrypt-requires-attestation", resource(KEY, {"policy": "{not json"}, "k"))
+    (msg,) = messages("aws-kms-decrypt-requires-attestation", resource(KEY, {"policy": "{not json"}, "k"))
     assert msg.startswith("aws:kms/key:Key 'k': field 'policy' is not valid JSON")
 
 
 def test_custom_protected_actions_config():
     p = happy_policy()
     p["Statement"][2]["Action"] = "kms:Encrypt"
-    assert messages("kms-decrypt-requires-attestation", key(p), {"protectedActions": ["kms:Encrypt"]}) != []
+    assert messages("aws-kms-decrypt-requires-attestation", key(p), {"protectedActions": ["kms:Encrypt"]}) != []
 
 
 def test_all_zero_measurement_is_a_debug_violation():
     p = happy_policy()
     p["Statement"][1]["Condition"]["StringEqualsIgnoreCase"]["kms:RecipientAttestation:PCR0"] = [PCR0, "0" * 96]
-    assert messages("kms-no-debug-measurements", key(p)) == [
+    assert messages("aws-kms-no-debug-measurements", key(p)) == [
         "aws:kms/key:Key 'agent-key-kms': field 'policy', statement 'Enclave': condition kms:RecipientAttestation:PCR0 "
         "allows the all-zero value that debug-mode enclaves report. Remove it; pin the measurements of a production "
         "build instead."
@@ -154,13 +154,13 @@ def launch_template(script: str):
 
 def test_debug_mode_user_data_only_fails_in_prod():
     lt = launch_template("nitro-cli run-enclave --eif-path /x.eif --cpu-count 2 --memory 512 --debug-mode\n")
-    assert messages("kms-no-debug-measurements", lt, {"environment": "dev"}) == []
-    assert messages("kms-no-debug-measurements", lt, {"environment": "prod"}) == [
+    assert messages("aws-kms-no-debug-measurements", lt, {"environment": "dev"}) == []
+    assert messages("aws-kms-no-debug-measurements", lt, {"environment": "prod"}) == [
         "aws:ec2/launchTemplate:LaunchTemplate 'lt': field 'userData' runs the enclave with --debug-mode (debug mode) "
         "in a production stack. Remove enclave.debug from the target (teeform:targets[].enclave.debug)."
     ]
     console = resource("aws:ec2/instance:Instance", {"userData": "#!/bin/sh\nnitro-cli run-enclave --attach-console\n"}, "i")
-    assert "runs the enclave with --attach-console" in messages("kms-no-debug-measurements", console, {"environment": "production"})[0]
+    assert "runs the enclave with --attach-console" in messages("aws-kms-no-debug-measurements", console, {"environment": "production"})[0]
 
 
 def test_debug_environment_from_stack_config(monkeypatch):
@@ -169,14 +169,14 @@ def test_debug_environment_from_stack_config(monkeypatch):
     lt = launch_template("nitro-cli run-enclave --debug-mode\n")
     pulumi.runtime.set_all_config({"teeform:environment": "prod"})
     try:
-        assert len(messages("kms-no-debug-measurements", lt)) == 1
+        assert len(messages("aws-kms-no-debug-measurements", lt)) == 1
     finally:
         pulumi.runtime.set_all_config({})
 
 
 def test_key_rotation():
-    assert messages("kms-key-rotation-enabled", key(enableKeyRotation=False)) == [
+    assert messages("aws-kms-key-rotation-enabled", key(enableKeyRotation=False)) == [
         "aws:kms/key:Key 'agent-key-kms': field 'enableKeyRotation' is not true. Set enable_key_rotation=True (AttestedKey does)."
     ]
-    assert messages("kms-key-rotation-enabled", key(enableKeyRotation=False, customerMasterKeySpec="RSA_2048")) == []
+    assert messages("aws-kms-key-rotation-enabled", key(enableKeyRotation=False, customerMasterKeySpec="RSA_2048")) == []
 

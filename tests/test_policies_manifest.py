@@ -14,17 +14,28 @@ KEY = "aws:kms/key:Key"
 MM = "teeform:index:MeasurementManifest"
 
 
-def manifest(name, **meas):
-    return resource(MM, {"name": name, "kind": "eif", "path": f"{name}.json", "sha256": fake_hex(name, 64), "measurements": meas}, f"agent-manifest-{name}")
+def manifest(name, target="agent", **meas):
+    props = {"target": target, "name": name, "kind": "eif", "path": f"{name}.json", "sha256": fake_hex(name, 64), "measurements": meas}
+    if target is None:
+        del props["target"]
+    return resource(MM, props, f"{target}-manifest-{name}")
 
 
-def key(**conds):
-    stmt = {"Sid": "Enclave", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:role/r"}, "Action": "kms:Decrypt",
-            "Resource": "*", "Condition": {"StringEqualsIgnoreCase": conds}}
-    return resource(KEY, {"policy": json.dumps({"Version": "2012-10-17", "Statement": [stmt]})}, "agent-key-kms")
+def key(*stmts, target="agent", name="agent-key-kms", **conds):
+    """A KMS key whose policy has one Enclave statement per condition block (``conds`` = one block)."""
+    blocks = list(stmts) or [conds]
+    statements = [{"Sid": f"Enclave{i + 1}" if len(blocks) > 1 else "Enclave", "Effect": "Allow",
+                   "Principal": {"AWS": "arn:aws:iam::1:role/r"}, "Action": "kms:Decrypt", "Resource": "*",
+                   "Condition": {"StringEqualsIgnoreCase": c}} for i, c in enumerate(blocks)]
+    props = {"policy": json.dumps({"Version": "2012-10-17", "Statement": statements})}
+    if target is not None:
+        props["tags"] = {"teeform:target": target}
+    return resource(KEY, props, name)
 
 
 A, B = fake_hex("a"), fake_hex("b")
+A1, B1 = fake_hex("a1"), fake_hex("b1")
+P0, P1, IS = "kms:RecipientAttestation:PCR0", "kms:RecipientAttestation:PCR1", "kms:recipientattestation:imagesha384"
 
 
 def messages(resources, config=None):
@@ -33,30 +44,56 @@ def messages(resources, config=None):
 
 def test_values_from_loaded_manifests_pass():
     res = [manifest("v1", PCR0=A, ImageSha384=A), manifest("v2", PCR0=B, ImageSha384=B),
-           key(**{"kms:RecipientAttestation:PCR0": [A, B.upper()], "kms:recipientattestation:imagesha384": A})]
+           key({P0: A, IS: A}, {P0: B.upper(), IS: B})]
     assert messages(res) == []
+    # a list of PCR0s alone admits only whole manifests (one value per pinned name): still fine
+    assert messages([*res[:2], key(**{P0: [A, B]})]) == []
 
 
 def test_pasted_hash_is_a_violation():
-    res = [manifest("v1", PCR0=A), key(**{"kms:RecipientAttestation:PCR0": [A, B]})]
+    res = [manifest("v1", PCR0=A), key(**{P0: [A, B]})]
     assert messages(res) == [(
         "mandatory", "agent-key-kms",
-        f"aws:kms/key:Key 'agent-key-kms': field 'policy', statement 'Enclave': condition kms:RecipientAttestation:PCR0 "
-        f"value {B[:16]}... does not come from a loaded manifest: it is not the PCR0 of any MeasurementManifest in the stack "
-        "(1 known). Put the build's manifest in teeform:targets[].manifests and let the program fill the key policy; never paste hashes.",
+        f"aws:kms/key:Key 'agent-key-kms': field 'policy', statement 'Enclave': condition {P0} "
+        f"value {B[:16]}... does not come from a loaded manifest: it is not the PCR0 of any MeasurementManifest of "
+        "target 'agent' (1 known). Put the build's manifest in teeform:targets[].manifests and let the program fill the "
+        "key policy; never paste hashes.",
     )]
+
+
+def test_cross_product_of_two_builds_is_a_violation():
+    """One statement listing both builds' PCR0 and PCR1 admits (A.PCR0, B.PCR1): refused; one
+    statement per manifest passes."""
+    mfs = [manifest("v1", PCR0=A, PCR1=A1), manifest("v2", PCR0=B, PCR1=B1)]
+    (m,) = messages([*mfs, key(**{P0: [A, B], P1: [A1, B1]})])
+    assert f"admits the combination (PCR0={A[:16]}..., PCR1={B1[:16]}...)" in m[2]
+    assert "mixes measurements of different builds" in m[2]
+    assert messages([*mfs, key({P0: A, P1: A1}, {P0: B, P1: B1})]) == []
+    (m,) = messages([*mfs, key({P0: A, P1: B1})])  # one statement, single values, but from two builds
+    assert "admits the combination" in m[2]
+
+
+def test_key_is_checked_against_its_own_targets_manifests():
+    res = [manifest("a", target="agent", PCR0=A), manifest("b", target="other", PCR0=B)]
+    (m,) = messages([*res, key(**{P0: B})])  # agent's key pinning other's PCR0
+    assert "it is not the PCR0 of any MeasurementManifest of target 'agent' (1 known)" in m[2]
+    assert messages([*res, key(target="other", name="other-key-kms", **{P0: B})]) == []
+    # an untagged key is compared with every manifest of the stack
+    assert messages([*res, key(target=None, **{P0: B})]) == []
+    (m,) = messages([*res, key(target="ghost", **{P0: A})])
+    assert "tag 'teeform:target' is 'ghost', but no MeasurementManifest of that target" in m[2]
 
 
 def test_measurement_names_must_match_and_manifests_must_exist():
     # A's PCR1 is not a PCR0: compared name for name
-    res = [manifest("v1", PCR0=B, PCR1=A), key(**{"kms:RecipientAttestation:PCR0": A})]
+    res = [manifest("v1", PCR0=B, PCR1=A), key(**{P0: A})]
     assert len(messages(res)) == 1
-    (m,) = messages([key(**{"kms:RecipientAttestation:PCR0": A})])
-    assert "no MeasurementManifest in the stack records PCR0" in m[2]
+    (m,) = messages([key(target=None, **{P0: A})])
+    assert "no MeasurementManifest of the stack records PCR0" in m[2]
 
 
 def test_ignored_condition_keys():
-    res = [manifest("v1", PCR0=A), key(**{"kms:RecipientAttestation:PCR0": A, "kms:RecipientAttestation:PCR3": B})]
+    res = [manifest("v1", PCR0=A), key(**{P0: A, "kms:RecipientAttestation:PCR3": B})]
     assert len(messages(res)) == 1
     assert messages(res, {"ignoredConditionKeys": ["kms:RecipientAttestation:PCR3"]}) == []
 
@@ -70,8 +107,9 @@ def test_registry_rejects_duplicates_and_all():
         sys.path.remove(str(REPO / "policies"))
     names = [p.name for p in all_policies()]
     assert names == [
-        "kms-decrypt-requires-attestation", "kms-no-debug-measurements", "kms-key-rotation-enabled",
-        "measurements-match-manifest", "no-public-ingress", "ec2-imdsv2-required", "ec2-enclave-enabled", "ebs-encrypted",
+        "measurements-match-manifest", "no-public-ingress", "policy-coverage", "aws-kms-decrypt-requires-attestation",
+        "aws-kms-no-debug-measurements", "aws-kms-key-rotation-enabled", "aws-ec2-imdsv2-required",
+        "aws-ec2-enclave-enabled", "aws-ebs-encrypted",
     ]
     for p in all_policies():
         assert p.description and p.severity is not None and p.remediation_steps and p.url, p.name

@@ -32,13 +32,34 @@ CONSTRUCTORS = {
         "t", type="ingress", from_port=1, to_port=1, protocol="tcp", security_group_id="sg"
     ),
     "AWS_VPC_SECURITY_GROUP_INGRESS_RULE": lambda: aws.vpc.SecurityGroupIngressRule("t", security_group_id="sg", ip_protocol="tcp"),
+    "AWS_VPC_SECURITY_GROUP_EGRESS_RULE": lambda: aws.vpc.SecurityGroupEgressRule("t", security_group_id="sg", ip_protocol="tcp"),
     "AWS_EBS_VOLUME": lambda: aws.ebs.Volume("t", availability_zone="a"),
+}
+
+
+#: Tokens of providers that are not installed here: checked for the provider's token form only.
+OTHER_CLOUDS = {
+    "AZURE_NETWORK_SECURITY_GROUP", "AZURE_NETWORK_SECURITY_RULE", "AZURE_KEYVAULT_KEY", "GCP_COMPUTE_FIREWALL",
+    "GCP_KMS_CRYPTO_KEY", "ALICLOUD_ECS_SECURITY_GROUP_RULE", "ALICLOUD_KMS_KEY",
 }
 
 
 def test_every_token_constant_is_checked():
     names = {n for n in dir(tokens) if n.isupper() and isinstance(getattr(tokens, n), str)}
-    assert names == set(CONSTRUCTORS) | {"TEEFORM_MEASUREMENT_MANIFEST"}
+    assert names == set(CONSTRUCTORS) | OTHER_CLOUDS | {"TEEFORM_MEASUREMENT_MANIFEST"}
+
+
+@pytest.mark.parametrize("const", sorted(OTHER_CLOUDS))
+def test_other_cloud_tokens_have_the_provider_form(const):
+    import re
+
+    tok = getattr(tokens, const)
+    pkg = const.split("_")[0].lower()
+    if pkg == "azure":  # azure-native: <pkg>:<module>:<Resource>
+        assert re.fullmatch(r"azure-native:[a-z]+:[A-Z][A-Za-z]+", tok), tok
+    else:  # bridged providers: <pkg>:<module>/<resourceCamel>:<Resource>, camel = Resource with a lower first letter
+        m = re.fullmatch(rf"{pkg}:[a-z]+/([a-z][A-Za-z]+):([A-Z][A-Za-z]+)", tok)
+        assert m and m.group(1) == m.group(2)[0].lower() + m.group(2)[1:], tok
 
 
 @pytest.mark.parametrize("const", sorted(CONSTRUCTORS))
@@ -65,7 +86,7 @@ def test_props_read_by_validators_exist_in_program_inputs(tmp_path):
     lt = one(resources, tokens.AWS_EC2_LAUNCH_TEMPLATE).inputs
     assert {"enclaveOptions", "metadataOptions", "blockDeviceMappings", "userData", "tags", "tagSpecifications"} <= set(lt)
     assert "httpTokens" in lt["metadataOptions"] and "encrypted" in lt["blockDeviceMappings"][0]["ebs"]
-    assert lt["tags"]["teeform:role"] == "enclave-host"  # ec2-enclave-enabled's default hostTagKey/hostTagValue
+    assert lt["tags"]["teeform:role"] == "enclave-host"  # aws-ec2-enclave-enabled's default hostTagKey/hostTagValue
     key = one(resources, tokens.AWS_KMS_KEY).inputs
     assert {"policy", "enableKeyRotation", "customerMasterKeySpec", "keyUsage"} <= set(key)
     assert "launchTemplate" in one(resources, tokens.AWS_EC2_INSTANCE).inputs

@@ -106,7 +106,7 @@ def test_enforcement_resolution():
     assert policy_settings(ingress, {"all": "mandatory"})[0] == "mandatory"
     assert policy_settings(ingress, {"all": "mandatory", "no-public-ingress": "advisory"})[0] == "advisory"
     assert policy_settings(ingress, {"no-public-ingress": {"forbiddenCidrs": ["1.2.3.0/24"]}}) == ("advisory", {"forbiddenCidrs": ["1.2.3.0/24"]})
-    assert policy_settings(REGISTRY["kms-decrypt-requires-attestation"], {"kms-decrypt-requires-attestation": "remediate"})[0] == "mandatory"
+    assert policy_settings(REGISTRY["aws-kms-decrypt-requires-attestation"], {"aws-kms-decrypt-requires-attestation": "remediate"})[0] == "mandatory"
 
 
 def test_unwraps_teeform_errors_from_pulumi_wrappers():

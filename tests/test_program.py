@@ -7,9 +7,10 @@ import hashlib
 import pytest
 from pulumi_support import by_type, nitro_target, one, run, write_fake_eif_manifest, write_fake_vm_manifest
 
-from components.registry import TARGET_BUILDERS, builder_for, manifest_keys, measurements_only, shape_outputs
+from components.registry import builder_for, manifest_keys, measurements_only, shape_outputs
 from teeform.errors import TeeformError
 from teeform.stack import Cloud, StackConfig, TeeType
+from teeform.targets import PLUGINS, plugin_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -31,7 +32,7 @@ def test_outputs_measurements_first(tmp_path):
     mm = one(resources, "teeform:index:MeasurementManifest")
     assert mm.name == "agent-manifest-openclaw-agent"
     assert mm.inputs == {
-        "name": "openclaw-agent", "kind": "eif", "path": str(img.manifest_path),
+        "target": "agent", "name": "openclaw-agent", "kind": "eif", "path": str(img.manifest_path),
         "sha256": outputs["manifest_sha256"]["openclaw-agent"], "measurements": dict(m),
     }
 
@@ -65,7 +66,7 @@ def test_manifest_kind_must_fit_tee(tmp_path):
     with pytest.raises(TeeformError) as ei:
         run([nitro_target([vm])])
     assert ei.value.field == "teeform:targets[agent].manifests[0]"
-    assert "is of kind 'vm-image', but a nitro-enclave target needs 'eif'" in ei.value.message
+    assert "is of kind 'vm-image', but the aws/nitro-enclave target needs 'eif'" in ei.value.message
 
 
 def test_debug_needs_allow_debug(tmp_path):
@@ -86,7 +87,8 @@ def test_config_errors_use_stack_validation(tmp_path):
 
 
 def test_registry_and_output_shaping():
-    assert TARGET_BUILDERS[(Cloud.AWS, TeeType.NITRO_ENCLAVE)] == "components.aws.nitro:build_nitro_enclave_target"
+    assert plugin_for(Cloud.AWS, TeeType.NITRO_ENCLAVE).builder == "components.aws.nitro:build_nitro_enclave_target"
+    assert PLUGINS[(Cloud.GCP, TeeType.TDX)] == "teeform.targets.gcp_tdx:PLUGIN"
     cfg = StackConfig.from_values(
         {"targets": [{"name": "g", "cloud": "gcp", "region": "r", "tee": "tdx", "manifests": ["m"]}]}, stack="s"
     )

@@ -1,39 +1,42 @@
 """``AttestedKey``: an AWS KMS key that releases plaintext only to an attested Nitro Enclave.
 
-The key policy (built by the pure :func:`build_key_policy`) has three statements:
+What the gate pins: **our image's PCRs**. The key policy (built by the pure :func:`build_key_policy`
+from the target's cloud-neutral :class:`~teeform.keyrelease.KeyReleasePolicy`) has these statements:
 
 1. ``KeyAdministration`` -- the admin principals (default: the account root, which delegates to IAM)
    may manage the key (:data:`ADMIN_ACTIONS`) but get **no** cryptographic operation that returns
    plaintext: no Decrypt, GenerateDataKey*, ReEncrypt*, GenerateRandom, DeriveSharedSecret and no
    ``kms:*`` wildcard. ``kms:CreateGrant`` is withheld too: a grant can carry Decrypt to any grantee
-   and cannot carry attestation conditions, so ``kms:Create*`` would be a way around statement 2
-   (only ``kms:CreateAlias`` is granted).
-2. ``EnclaveUseWithAttestation`` -- the enclave host role may call :data:`ENCLAVE_ACTIONS` only
-   with a Nitro attestation document whose measurements match: ``StringEqualsIgnoreCase`` on
+   and cannot carry attestation conditions, so ``kms:Create*`` would be a way around the release
+   statements (only ``kms:CreateAlias`` is granted).
+2. ``EnclaveRelease1`` .. ``EnclaveRelease<n>`` -- **one statement per allowed manifest**: the
+   enclave host role may call :data:`ENCLAVE_ACTIONS` only with a Nitro attestation document whose
+   measurements equal that manifest's: ``StringEqualsIgnoreCase`` with one value per key on
    ``kms:RecipientAttestation:PCR0`` (and PCR1/PCR2/PCR8, ``ImageSha384`` as the target's
-   ``attestation`` config says). Each value is a **list** of the allowed manifests' values (lowercase,
-   96 hex digits); IAM ORs the values of one key and ANDs the keys, so with two manifests both images
-   are accepted during a rollout. PCR0 digests the whole image (eif-nitro.md §2.2), so mixing one
-   manifest's PCR0 with another's PCR1 cannot admit an image that neither manifest describes.
+   ``attestation`` config says). IAM ANDs the keys inside a statement and ORs the statements, so
+   during a rollout with manifests A and B the key is released to (A.PCR0, A.PCR1, ...) or
+   (B.PCR0, B.PCR1, ...), never to a mix such as (A.PCR0, B.PCR1) (a single statement listing every
+   PCR0 and every PCR1 would allow that cross-product).
 3. ``DeployerSeal`` -- the deployer principal (who runs ``pulumi up``) may ``kms:Encrypt`` and
    ``kms:DescribeKey``, so secrets can be sealed to the key (``teeform seal``), never unsealed.
 
-Source of the condition keys and operator: eif-nitro.md §5.1 and §5.3 (KMS developer guide,
-"conditions-nitro-enclave"); key policy grammar: IAM JSON policy reference (Version 2012-10-17).
+Sources: condition keys and operator, AWS KMS developer guide "conditions-nitro-enclave"
+(eif-nitro.md §5.1, §5.3); key policy grammar and evaluation (keys ANDed, values ORed, statements
+ORed), IAM JSON policy element reference "Condition" (Version 2012-10-17).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from teeform.errors import TeeformError
+from teeform.keyrelease import KeyReleasePolicy
 
 #: Key-management actions for administrators (AWS's default key-administrator list, without
 #: ``kms:Create*``: see the module docstring on grants).
@@ -62,54 +65,33 @@ ENCLAVE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom")
 SEAL_ACTIONS = ("kms:Encrypt", "kms:DescribeKey")
 
 CONDITION_PREFIX = "kms:RecipientAttestation:"
-_HEX96 = re.compile(r"^[0-9a-f]{96}$")
+CONDITION_OPERATOR = "StringEqualsIgnoreCase"
+#: Sid prefix of the per-manifest release statements (Sids are alphanumeric: IAM grammar).
+RELEASE_SID = "EnclaveRelease"
 
 
-@dataclass(frozen=True)
-class AllowedImage:
-    """One image the key may be released to: its export name and its measurements
-    (``PCR0``, ``PCR1``, ``PCR2``, optional ``PCR8``, ``ImageSha384``; 96 lowercase hex digits)."""
-
-    name: str
-    measurements: Mapping[str, str]
-
-
-def attestation_conditions(
-    images: Sequence[AllowedImage], pcrs: Sequence[str], image_sha384: bool
-) -> dict[str, list[str]]:
-    """The ``StringEqualsIgnoreCase`` block: condition key -> allowed values, in image order.
-
-    Args:
-        images: the allowed images (first = deployed); at least one.
-        pcrs: PCR names to pin (``PCR0`` required; ``PCR1``, ``PCR2``, ``PCR8`` optional).
-        image_sha384: also pin ``kms:RecipientAttestation:ImageSha384`` (= PCR0, eif-nitro.md §2.5).
-
-    Returns:
-        e.g. ``{"kms:RecipientAttestation:PCR0": ["ab..", "cd.."], ...}`` with duplicates removed.
+def release_statements(policy: KeyReleasePolicy, enclave_role_arn: str) -> list[dict[str, Any]]:
+    """Render ``policy`` as KMS key-policy statements: one per measurement set, each requiring all
+    of that set's values together (see the module docstring).
 
     Raises:
-        TeeformError: no images, PCR0 not pinned, or an image lacks a pinned measurement (e.g. PCR8
-            of an unsigned EIF) or has one that is not 96 lowercase hex digits.
+        TeeformError: the policy has no set, or a set does not pin PCR0 / ImageSha384 / PCR8.
     """
-    if not images:
-        raise TeeformError("a key needs at least one allowed image")
-    if "PCR0" not in pcrs:
-        raise TeeformError(f"the key policy must pin PCR0, got {list(pcrs)}", field="attestation.pcrs")
-    names = list(pcrs) + (["ImageSha384"] if image_sha384 else [])
-    out: dict[str, list[str]] = {}
-    for m in names:
-        values: list[str] = []
-        for img in images:
-            v = img.measurements.get(m)
-            if v is None:
-                hint = "sign the EIF (PCR8 is the signing certificate) or drop PCR8 from attestation.pcrs" if m == "PCR8" else None
-                raise TeeformError(f"manifest {img.name!r} has no {m} measurement to pin", field="attestation.pcrs", hint=hint)
-            v = v.lower()
-            if not _HEX96.match(v):
-                raise TeeformError(f"manifest {img.name!r}: {m} must be 96 hex digits, got {v!r}")
-            if v not in values:
-                values.append(v)
-        out[CONDITION_PREFIX + m] = values
+    if not policy.sets:
+        raise TeeformError(f"target {policy.target!r}: a key needs at least one allowed manifest")
+    out = []
+    for i, ms in enumerate(policy.sets, 1):
+        if not {"PCR0", "ImageSha384", "PCR8"} & set(ms.values):
+            raise TeeformError(f"manifest {ms.manifest_key!r}: the key policy must pin PCR0, got {list(ms.values)}",
+                               field="attestation.pcrs")
+        out.append({
+            "Sid": f"{RELEASE_SID}{i}",
+            "Effect": "Allow",
+            "Principal": {"AWS": enclave_role_arn},
+            "Action": list(ENCLAVE_ACTIONS),
+            "Resource": "*",
+            "Condition": {CONDITION_OPERATOR: {CONDITION_PREFIX + k: v for k, v in ms.values.items()}},
+        })
     return out
 
 
@@ -118,7 +100,7 @@ def build_key_policy(
     admin_arns: Sequence[str],
     enclave_role_arn: str,
     deployer_arn: str,
-    conditions: Mapping[str, Sequence[str]],
+    release: KeyReleasePolicy,
 ) -> dict[str, Any]:
     """The key policy document (a dict; ``json.dumps`` it for ``aws.kms.Key(policy=...)``).
 
@@ -126,10 +108,10 @@ def build_key_policy(
         admin_arns: key administrators (IAM ARNs; the account root ``arn:aws:iam::<id>:root`` delegates to IAM).
         enclave_role_arn: the enclave host's instance role (``arn:aws:iam::<id>:role/<name>``).
         deployer_arn: the principal that seals secrets (Encrypt + DescribeKey only).
-        conditions: from :func:`attestation_conditions`.
+        release: the target's measurement sets (one release statement each, :func:`release_statements`).
 
     Returns:
-        ``{"Version": "2012-10-17", "Statement": [admin, enclave, deployer]}`` (see the module docstring).
+        ``{"Version": "2012-10-17", "Statement": [admin, release 1..n, deployer]}`` (see the module docstring).
     """
     if not admin_arns:
         raise TeeformError("a key needs at least one administrator principal")
@@ -143,14 +125,7 @@ def build_key_policy(
                 "Action": list(ADMIN_ACTIONS),
                 "Resource": "*",
             },
-            {
-                "Sid": "EnclaveUseWithAttestation",
-                "Effect": "Allow",
-                "Principal": {"AWS": enclave_role_arn},
-                "Action": list(ENCLAVE_ACTIONS),
-                "Resource": "*",
-                "Condition": {"StringEqualsIgnoreCase": {k: list(v) for k, v in conditions.items()}},
-            },
+            *release_statements(release, enclave_role_arn),
             {
                 "Sid": "DeployerSeal",
                 "Effect": "Allow",
@@ -170,24 +145,24 @@ class AttestedKeyArgs:
         enclave_role_arn: ARN of the enclave host's IAM role (statement 2 principal).
         deployer_arn: ARN allowed to Encrypt (statement 3 principal).
         admin_arns: administrator ARNs (statement 1).
-        images: allowed images (first = deployed).
-        pcrs: PCRs to pin; image_sha384: also pin ImageSha384.
+        release: the target's cloud-neutral key-release policy (one statement per measurement set).
         deletion_window_days: 7..30 (KMS limits).
         protect: Pulumi ``protect`` on the key (refuse ``pulumi destroy``).
         alias_name: ``alias/...``.
         description: key description.
+        tags: key tags (the stack policy reads ``teeform:target``).
     """
 
     enclave_role_arn: pulumi.Input[str]
     deployer_arn: pulumi.Input[str]
     admin_arns: pulumi.Input[Sequence[str]]
-    images: Sequence[AllowedImage]
-    pcrs: Sequence[str]
-    image_sha384: bool
+    release: KeyReleasePolicy
     deletion_window_days: int
     protect: bool
     alias_name: str
-    description: str = "teeform attested key (released only to measured Nitro Enclaves)"
+    description: str = "teeform attested key (released only to Nitro Enclaves with our image's PCRs)"
+    #: Resource tags; ``teeform:target`` names the target whose manifests the key pins.
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 class AttestedKey(pulumi.ComponentResource):
@@ -196,7 +171,7 @@ class AttestedKey(pulumi.ComponentResource):
 
     Raises:
         TeeformError: (before anything is registered) a deletion window outside 7..30 days, or
-            measurements that :func:`attestation_conditions` refuses.
+            a release policy that :func:`release_statements` refuses.
     """
 
     key_arn: pulumi.Output[str]
@@ -208,11 +183,12 @@ class AttestedKey(pulumi.ComponentResource):
         if not 7 <= args.deletion_window_days <= 30:
             raise TeeformError(f"deletion window must be 7..30 days, got {args.deletion_window_days}",
                                field="key.deletionWindowDays")
-        conditions = attestation_conditions(args.images, args.pcrs, args.image_sha384)
+        release_statements(args.release, "arn:aws:iam::000000000000:role/check")  # validate before registering
+        release = args.release
         super().__init__("teeform:aws:AttestedKey", name, None, opts)
         policy = pulumi.Output.all(args.admin_arns, args.enclave_role_arn, args.deployer_arn).apply(
             lambda v: json.dumps(
-                build_key_policy(admin_arns=v[0], enclave_role_arn=v[1], deployer_arn=v[2], conditions=conditions),
+                build_key_policy(admin_arns=v[0], enclave_role_arn=v[1], deployer_arn=v[2], release=release),
                 indent=2,
             )
         )
@@ -224,6 +200,7 @@ class AttestedKey(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=args.deletion_window_days,
             policy=policy,
+            tags=dict(args.tags),
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.alias = aws.kms.Alias(

@@ -350,7 +350,7 @@ class EnclaveHostArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-#: Tag marking the enclave host's launch template and instance (read by ``ec2-enclave-enabled``).
+#: Tag marking the enclave host's launch template and instance (read by ``aws-ec2-enclave-enabled``).
 HOST_ROLE_TAG = ("teeform:role", "enclave-host")
 
 

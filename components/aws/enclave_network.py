@@ -19,7 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from teeform.errors import TeeformError
-from teeform.stack import IngressRule
+from teeform.targets.aws_nitro_enclave import IngressRule
 
 #: The only egress: HTTPS (S3, KMS, dnf repositories).
 EGRESS_PORT = 443

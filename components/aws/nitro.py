@@ -5,7 +5,7 @@ Wiring (one explicit AWS provider per target, in the target's region)::
     EnclaveNetwork ──► EnclaveHost (role, policy, profile, launch template, instance)
     ArtifactStore  ──►      │  role ARN                ▲ key ARN (deferred output)
                             ▼                          │
-                        AttestedKey (key policy pins the manifests' PCRs) ─┘
+                        AttestedKey (one key-policy statement per allowed manifest, pinning its PCRs) ─┘
 
 The host's role policy needs the key ARN and the key policy needs the role ARN. The key is created
 after the role (KMS rejects principals that do not exist yet) and the role policy after the key;
@@ -27,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.artifact_store import ArtifactStore, ArtifactStoreArgs, eif_object_key
-from components.aws.attested_key import AllowedImage, AttestedKey, AttestedKeyArgs, attestation_conditions
+from components.aws.attested_key import AttestedKey, AttestedKeyArgs, release_statements
 from components.aws.enclave_host import (
     EnclaveHost,
     EnclaveHostArgs,
@@ -37,6 +37,7 @@ from components.aws.enclave_host import (
     render_user_data,
 )
 from components.aws.enclave_network import EnclaveNetwork, EnclaveNetworkArgs
+from components.measurement_manifest import TARGET_TAG
 from components.registry import TargetContext
 from teeform.errors import TeeformError
 
@@ -85,8 +86,9 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         TeeformError: see the module docstring.
     """
     t, stack = ctx.target, ctx.stack
+    s = t.nitro
     fld = f"teeform:targets[{t.name}]"
-    if t.enclave.debug and not stack.allow_debug:
+    if s.enclave.debug and not stack.allow_debug:
         raise TeeformError(
             "enclave debug mode is requested but teeform:allowDebug is false (debug enclaves report all-zero PCRs)",
             path=stack.source, field=f"{fld}.enclave.debug",
@@ -94,16 +96,17 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         )
     deployed = ctx.deployed
     artifact = deployed.manifest.artifact
-    images = [AllowedImage(lm.key, lm.manifest.measurements) for lm in ctx.manifests]
+    release = ctx.key_release()
+    assert release is not None  # the nitro-enclave plug-in always has a key gate
     spec = UserDataSpec(
         region=t.region, bucket="", eif_key=eif_object_key(artifact.sha384), eif_sha384=artifact.sha384,
-        cpu_count=t.enclave.cpu_count, memory_mib=t.enclave.memory_mib, enclave_cid=ENCLAVE_CID, debug=t.enclave.debug,
+        cpu_count=s.enclave.cpu_count, memory_mib=s.enclave.memory_mib, enclave_cid=ENCLAVE_CID, debug=s.enclave.debug,
     )
     # Configuration checks run before the first resource is registered (the EIF file itself is
     # checked by ArtifactStore, the first component created below).
     try:
-        info = check_enclave_fit(t.instance_type, t.enclave.cpu_count, t.enclave.memory_mib, artifact.size, field_prefix=fld)
-        attestation_conditions(images, t.attestation.pcrs, t.attestation.image_sha384)
+        info = check_enclave_fit(s.instance_type, s.enclave.cpu_count, s.enclave.memory_mib, artifact.size, field_prefix=fld)
+        release_statements(release, "arn:aws:iam::000000000000:role/check")
         render_user_data(spec)
     except TeeformError as exc:
         raise _in_stack(exc, stack.source, fld) from exc
@@ -114,9 +117,9 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     identity = aws.get_caller_identity_output(opts=invoke)
     account_id = identity.account_id
     partition = identity.arn.apply(lambda a: a.split(":")[1])
-    tags = {"teeform:stack": stack.stack, "teeform:target": t.name, "teeform:environment": stack.environment}
+    tags = {"teeform:stack": stack.stack, TARGET_TAG: t.name, "teeform:environment": stack.environment}
 
-    ami_id: pulumi.Input[str] = t.ami or aws.ssm.get_parameter_output(name=al2023_ami_parameter(info.arch), opts=invoke).value
+    ami_id: pulumi.Input[str] = s.ami or aws.ssm.get_parameter_output(name=al2023_ami_parameter(info.arch), opts=invoke).value
 
     store = ArtifactStore(
         f"{t.name}-artifacts",
@@ -136,8 +139,8 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     network = EnclaveNetwork(
         f"{t.name}-net",
         EnclaveNetworkArgs(
-            vpc_id=t.network.vpc_id, subnet_id=t.network.subnet_id, cidr=t.network.cidr,
-            ingress=t.network.ingress, tags=tags,
+            vpc_id=s.network.vpc_id, subnet_id=s.network.subnet_id, cidr=s.network.cidr,
+            ingress=s.network.ingress, tags=tags,
         ),
         opts,
     )
@@ -145,7 +148,7 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     host = EnclaveHost(
         f"{t.name}-host",
         EnclaveHostArgs(
-            instance_type=t.instance_type,
+            instance_type=s.instance_type,
             ami_id=ami_id,
             subnet_id=network.subnet_id,
             security_group_id=network.security_group_id,
@@ -160,7 +163,7 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         opts,
     )
     admins: pulumi.Input[list[str]] = (
-        list(t.key.admins) if t.key.admins else pulumi.Output.all(partition, account_id).apply(lambda v: [f"arn:{v[0]}:iam::{v[1]}:root"])
+        list(s.key.admins) if s.key.admins else pulumi.Output.all(partition, account_id).apply(lambda v: [f"arn:{v[0]}:iam::{v[1]}:root"])
     )
     key = AttestedKey(
         f"{t.name}-key",
@@ -168,12 +171,11 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
             enclave_role_arn=host.role_arn,
             deployer_arn=identity.arn.apply(deployer_principal),
             admin_arns=admins,
-            images=images,
-            pcrs=t.attestation.pcrs,
-            image_sha384=t.attestation.image_sha384,
-            deletion_window_days=t.key.deletion_window_days,
-            protect=t.key.protect,
+            release=release,
+            deletion_window_days=s.key.deletion_window_days,
+            protect=s.key.protect,
             alias_name="alias/" + physical_name([ctx.project, stack.stack, t.name], 200),
+            tags=tags,
         ),
         pulumi.ResourceOptions(providers=[provider], depends_on=[host.role]),
     )
@@ -182,6 +184,6 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         "kms_key_arn": key.key_arn,
         "instance_id": host.instance_id,
         "eif_uri": store.eif_uri,
-        "enclave_cpu_count": t.enclave.cpu_count,
-        "enclave_memory_mib": t.enclave.memory_mib,
+        "enclave_cpu_count": s.enclave.cpu_count,
+        "enclave_memory_mib": s.enclave.memory_mib,
     }

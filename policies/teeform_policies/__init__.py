@@ -1,33 +1,45 @@
-"""teeform's CrossGuard policies (pulumi-policy 1.21, Python).
+"""teeform's CrossGuard policies (pulumi-policy 1.21, Python), ready for four clouds.
 
 Importable both when the Pulumi CLI runs the pack (cwd = ``policies/``) and offline with
 ``policies/`` on ``sys.path`` (``teeform preview``, tests). Depends only on ``pulumi_policy`` and the
 standard library -- never on ``teeform`` -- so the pack's virtualenv needs nothing else.
 
-Policies (one rule each; ids are stable):
+Cloud-neutral rules are written once over a rule family (:mod:`teeform_policies.families`) with
+one extractor per cloud; in-scope resources no extractor reads are reported by ``policy-coverage``
+with the ``NOT CHECKED`` marker (advisory), never passed silently. AWS-only rules carry the
+``aws-`` prefix; their old ids are aliases (:mod:`teeform_policies.aliases`).
 
-========================================  ========  ==========================================
-id                                        default   checks
-========================================  ========  ==========================================
-kms-decrypt-requires-attestation          mandatory plaintext KMS operations need Nitro attestation
-kms-no-debug-measurements                 mandatory no all-zero PCRs; no debug enclave in prod
-kms-key-rotation-enabled                  advisory  symmetric keys rotate
-measurements-match-manifest (stack)       mandatory pinned PCRs come from loaded manifests
-no-public-ingress                         advisory  no 0.0.0.0/0 or ::/0 ingress (prod: mandatory)
-ec2-imdsv2-required                       mandatory IMDSv2 on launch templates/instances
-ec2-enclave-enabled                       mandatory enclave hosts have the enclave option on
-ebs-encrypted                             advisory  EBS volumes are encrypted
-========================================  ========  ==========================================
+Policies (ids are stable; README.md "Policy pack" lists the same, a test compares them):
+
+=========================================  =========  ==================================================
+id                                         default    checks
+=========================================  =========  ==================================================
+measurements-match-manifest (stack)        mandatory  key-release rules admit only single manifests of
+                                                      the key's own target (key-release family)
+no-public-ingress                          advisory   no 0.0.0.0/0 or ::/0 ingress, four clouds (ingress
+                                                      family; prod config: mandatory)
+policy-coverage                            advisory   in-scope resources no extractor reads: NOT CHECKED
+aws-kms-decrypt-requires-attestation       mandatory  plaintext KMS operations need Nitro attestation
+aws-kms-no-debug-measurements              mandatory  no all-zero PCRs; no debug enclave in prod
+aws-kms-key-rotation-enabled               advisory   symmetric keys rotate
+aws-ec2-imdsv2-required                    mandatory  IMDSv2 on launch templates/instances
+aws-ec2-enclave-enabled                    mandatory  enclave hosts have the enclave option on
+aws-ebs-encrypted                          advisory   EBS volumes are encrypted
+=========================================  =========  ==================================================
 """
 
 from __future__ import annotations
 
-from teeform_policies import ec2, kms, manifest, network
+from teeform_policies import coverage, ec2, kms, manifest, network
+from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
+from teeform_policies.families import NOT_CHECKED
 from teeform_policies.registry import Policy, PolicyRegistry
 
 PACK_NAME = "teeform"
 
-REGISTRY = PolicyRegistry([*kms.POLICIES, *manifest.POLICIES, *network.POLICIES, *ec2.POLICIES])
+REGISTRY = PolicyRegistry(
+    [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES], aliases=ALIASES
+)
 
 
 def all_policies() -> list[Policy]:
@@ -35,4 +47,5 @@ def all_policies() -> list[Policy]:
     return REGISTRY.policies()
 
 
-__all__ = ["PACK_NAME", "REGISTRY", "all_policies"]
+__all__ = ["PACK_NAME", "REGISTRY", "NOT_CHECKED", "ALIASES", "PackConfigError", "ResolvedPackConfig",
+           "all_policies", "resolve_pack_config"]

@@ -1,4 +1,5 @@
-"""EC2 policies for enclave hosts: IMDSv2, the enclave option, encrypted EBS.
+"""AWS EC2 policies for enclave hosts (ids ``aws-ec2-*``, ``aws-ebs-*``): IMDSv2, the enclave option,
+encrypted EBS.
 
 An ``aws.ec2.Instance`` launched from a launch template inherits the template's metadata, enclave
 and block-device settings; when the instance itself does not set a field, the template (checked on
@@ -99,7 +100,7 @@ def validate_ebs_encrypted(args: ResourceValidationArgs, report: ReportViolation
 
 
 IMDSV2_REQUIRED = ResourceValidationPolicy(
-    name="ec2-imdsv2-required",
+    name="aws-ec2-imdsv2-required",
     description=(
         "Checks that launch templates and instances require IMDSv2 (metadataOptions.httpTokens = required) or "
         "disable the metadata endpoint; instances that leave it to their launch template are judged by the template."
@@ -112,7 +113,7 @@ IMDSV2_REQUIRED = ResourceValidationPolicy(
 )
 
 ENCLAVE_ENABLED = ResourceValidationPolicy(
-    name="ec2-enclave-enabled",
+    name="aws-ec2-enclave-enabled",
     description=(
         "Checks that enclave-host launch templates and instances (tagged hostTagKey=hostTagValue, or whose user data "
         "runs nitro-cli run-enclave) set enclaveOptions.enabled = true."
@@ -131,7 +132,7 @@ ENCLAVE_ENABLED = ResourceValidationPolicy(
 )
 
 EBS_ENCRYPTED = ResourceValidationPolicy(
-    name="ebs-encrypted",
+    name="aws-ebs-encrypted",
     description=(
         "Checks that EBS volumes are encrypted: launch-template block devices (ebs.encrypted), instance root and "
         "EBS block devices, and aws.ebs.Volume."

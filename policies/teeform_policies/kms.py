@@ -1,4 +1,5 @@
-"""KMS policies: plaintext only to attested enclaves, no debug measurements, key rotation on.
+"""AWS KMS policies (ids ``aws-kms-*``): plaintext only to attested enclaves, no debug measurements,
+key rotation on.
 
 Facts (eif-nitro.md §5.1, §4.6; KMS developer guide "conditions-nitro-enclave"): the condition
 keys ``kms:RecipientAttestation:ImageSha384`` / ``PCR<n>`` are 96 hex digits compared with
@@ -56,6 +57,8 @@ PINNING_KEYS = [
     "kms:RecipientAttestation:PCR8",
 ]
 
+#: EIF measurement names (the pack cannot import teeform; tests/test_measurements_table.py checks this
+#: copy against teeform.measurements, the one measurement table).
 DEBUG_MEASUREMENTS = ("PCR0", "PCR1", "PCR2", "PCR8", "ImageSha384")
 
 
@@ -154,7 +157,7 @@ def validate_key_rotation(args: ResourceValidationArgs, report: ReportViolation)
 
 
 DECRYPT_REQUIRES_ATTESTATION = ResourceValidationPolicy(
-    name="kms-decrypt-requires-attestation",
+    name="aws-kms-decrypt-requires-attestation",
     description=(
         "Checks that every KMS key-policy statement allowing Decrypt, GenerateDataKey*, GenerateDataKeyPair*, "
         "GenerateRandom, DeriveSharedSecret, ReEncryptFrom or CreateGrant (also via kms:* or * wildcards, or "
@@ -179,7 +182,7 @@ DECRYPT_REQUIRES_ATTESTATION = ResourceValidationPolicy(
 )
 
 NO_DEBUG_MEASUREMENTS = ResourceValidationPolicy(
-    name="kms-no-debug-measurements",
+    name="aws-kms-no-debug-measurements",
     description=(
         "Checks that no KMS key policy allows the all-zero PCR0/PCR1/PCR2/PCR8/ImageSha384 of debug-mode enclaves, "
         "and that in production (policy config 'environment', else stack config teeform:environment) no enclave "
@@ -199,7 +202,7 @@ NO_DEBUG_MEASUREMENTS = ResourceValidationPolicy(
 )
 
 KEY_ROTATION_ENABLED = ResourceValidationPolicy(
-    name="kms-key-rotation-enabled",
+    name="aws-kms-key-rotation-enabled",
     description="Checks that symmetric KMS keys have automatic key rotation enabled (enableKeyRotation).",
     validate=validate_key_rotation,
     enforcement_level=EnforcementLevel.ADVISORY,

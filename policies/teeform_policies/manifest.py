@@ -1,17 +1,27 @@
-"""Stack policy: every pinned measurement comes from a manifest the stack loaded.
+"""Stack policy (cloud-neutral): every key releases only to measurement sets of its own target's manifests.
 
 The Pulumi program registers each manifest it loads as a ``teeform:index:MeasurementManifest``
-component whose props (and registered outputs) hold ``{name, kind, path, sha256, measurements}``
-(components/measurement_manifest.py). This policy compares every ``kms:RecipientAttestation:*``
-value in every key policy of the stack with those measurements, name for name (PCR0 with PCR0,
-ImageSha384 with ImageSha384), so a hand-edited or stale hash cannot reach a key policy.
+component whose props (and registered outputs) hold ``{target, name, kind, path, sha256,
+measurements}`` (components/measurement_manifest.py). Keys are read through the ``key-release`` rule
+family (:mod:`teeform_policies.release`: one extractor per cloud; AWS KMS today). For every release
+rule of every key this policy checks, against the manifests **of the key's own target** (its
+``teeform:target`` tag; an untagged key against every manifest of the stack):
 
+1. each pinned value is the same-named measurement of one of those manifests (PCR0 with PCR0,
+   ImageSha384 with ImageSha384), so a hand-edited, stale or other target's hash cannot reach a key
+   policy; and
+2. each combination the rule admits (one value per name; IAM ANDs keys and ORs values) is the
+   measurement set of a **single** manifest, so values of different builds are never mixed.
+
+Key services without an extractor are reported by ``policy-coverage`` as "not checked".
 Stack policies run during ``pulumi up`` only, not ``pulumi preview`` (pulumi.md §3.2);
 ``teeform preview`` runs them offline.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping
 from typing import Any
 
 from pulumi_policy import (
@@ -25,57 +35,106 @@ from pulumi_policy import (
 
 from teeform_policies import tokens
 from teeform_policies.common import label
-from teeform_policies.iam import attestation_entries, measurement_name, parse_policy, short, statements
+from teeform_policies.iam import short
+from teeform_policies.release import KEY_RELEASE, ReleaseRule
+
+#: Most combinations one rule may admit before it is refused outright (each is checked).
+MAX_COMBINATIONS = 4096
+
+Measurements = dict[str, str]
+
+
+def recorded_manifests(args: StackValidationArgs) -> dict[str | None, list[tuple[str, Measurements]]]:
+    """Target name -> ``(manifest name, {measurement: lowercase hex})`` of its MeasurementManifests;
+    key None holds every manifest of the stack."""
+    out: dict[str | None, list[tuple[str, Measurements]]] = {None: []}
+    for r in args.resources:
+        if r.resource_type != tokens.TEEFORM_MEASUREMENT_MANIFEST:
+            continue
+        raw = r.props.get("measurements")
+        meas = {str(k): v.lower() for k, v in dict(raw).items() if isinstance(v, str)} if isinstance(raw, Mapping) else {}
+        entry = (str(r.props.get("name") or r.name), meas)
+        out[None].append(entry)
+        target = r.props.get("target")
+        if isinstance(target, str):
+            out.setdefault(target, []).append(entry)
+    return out
 
 
 def recorded_measurements(args: StackValidationArgs) -> dict[str, set[str]]:
     """Measurement name -> lowercase values over every MeasurementManifest of the stack."""
     out: dict[str, set[str]] = {}
-    for r in args.resources:
-        if r.resource_type != tokens.TEEFORM_MEASUREMENT_MANIFEST:
-            continue
-        for name, value in dict(r.props.get("measurements") or {}).items():
-            if isinstance(value, str):
-                out.setdefault(str(name), set()).add(value.lower())
+    for _, meas in recorded_manifests(args)[None]:
+        for name, value in meas.items():
+            out.setdefault(name, set()).add(value)
     return out
+
+
+def _check_rule(rule: ReleaseRule, manifests: list[tuple[str, Measurements]], scope: str, where: str,
+                ignored: set[str], report: ReportViolation, urn: str) -> None:
+    names = [n for n in rule.values if rule.keys.get(n, n).lower() not in ignored]
+    fix = ("Put the build's manifest in teeform:targets[].manifests and let the program fill the key policy; never "
+           "paste hashes.")
+    bad_value = False
+    for name in names:
+        known = {m[name] for _, m in manifests if name in m}
+        for v in rule.values[name]:
+            if v in known:
+                continue
+            bad_value = True
+            origin = (f"no MeasurementManifest of {scope} records {name}" if not known
+                      else f"it is not the {name} of any MeasurementManifest of {scope} ({len(known)} known)")
+            report(f"{where}: {rule.where}: condition {rule.keys.get(name, name)} value {short(v)} does not come from a "
+                   f"loaded manifest: {origin}. {fix}", urn)
+    if bad_value or not names:
+        return
+    sizes = [len(rule.values[n]) for n in names]
+    total = 1
+    for n in sizes:
+        total *= n
+    if total > MAX_COMBINATIONS:
+        report(f"{where}: {rule.where} admits {total} combinations of measurement values (over {MAX_COMBINATIONS}); "
+               "write one statement per allowed manifest, each with one value per condition key.", urn)
+        return
+    for combo in itertools.product(*(rule.values[n] for n in names)):
+        if any(all(m.get(n) == v for n, v in zip(names, combo, strict=True)) for _, m in manifests):
+            continue
+        shown = ", ".join(f"{n}={short(v)}" for n, v in zip(names, combo, strict=True))
+        report(f"{where}: {rule.where} admits the combination ({shown}), which no single MeasurementManifest of {scope} "
+               "records: it mixes measurements of different builds. Write one statement per allowed manifest, each "
+               "with one value per condition key (components/aws/attested_key.py does).", urn)
+        return  # one combination is enough to show the rule is wrong
 
 
 def validate_measurements_match_manifest(args: StackValidationArgs, report: ReportViolation) -> None:
     """See :data:`MEASUREMENTS_MATCH_MANIFEST`."""
     config: dict[str, Any] = dict(args.get_config() or {})
     ignored = {str(k).lower() for k in config.get("ignoredConditionKeys", [])}
-    recorded = recorded_measurements(args)
+    by_target = recorded_manifests(args)
     for r in args.resources:
-        if r.resource_type not in tokens.KMS_KEY_POLICY_TYPES:
+        if not KEY_RELEASE.claims(r.resource_type):
             continue
-        doc, _ = parse_policy(r.props.get("policy"))
-        for sid, stmt in statements(doc or {}):
-            for _op, key, values in attestation_entries(stmt):
-                if key.lower() in ignored:
-                    continue
-                name = measurement_name(key)
-                known = recorded.get(name, set())
-                for v in values:
-                    if str(v).lower() in known:
-                        continue
-                    origin = (
-                        f"no MeasurementManifest in the stack records {name}"
-                        if not known
-                        else f"it is not the {name} of any MeasurementManifest in the stack ({len(known)} known)"
-                    )
-                    report(
-                        f"{label(r.resource_type, r.name)}: field 'policy', statement {sid!r}: condition {key} "
-                        f"value {short(v)} does not come from a loaded manifest: {origin}. Put the build's manifest "
-                        "in teeform:targets[].manifests and let the program fill the key policy; never paste hashes.",
-                        r.urn,
-                    )
+        where = label(r.resource_type, r.name)
+        for rule in KEY_RELEASE.extract(r.resource_type, r.props):
+            if rule.target is None:
+                manifests, scope = by_target[None], "the stack"
+            elif rule.target in by_target:
+                manifests, scope = by_target[rule.target], f"target {rule.target!r}"
+            else:
+                report(f"{where}: tag 'teeform:target' is {rule.target!r}, but no MeasurementManifest of that target is "
+                       f"in the stack (targets: {sorted(t for t in by_target if t)}); the key cannot be checked against "
+                       "its target's manifests.", r.urn)
+                break
+            _check_rule(rule, manifests, scope, where, ignored, report, r.urn)
 
 
 MEASUREMENTS_MATCH_MANIFEST = StackValidationPolicy(
     name="measurements-match-manifest",
     description=(
-        "Checks that every kms:RecipientAttestation value in every KMS key policy of the stack equals the same-named "
-        "measurement (PCR0, PCR1, PCR2, PCR8, ImageSha384) of a teeform:index:MeasurementManifest the stack loaded."
+        "Checks that every key-release rule (AWS KMS key-policy statements today) admits only measurement sets of "
+        "single teeform:index:MeasurementManifests of the key's own target (tag teeform:target): every pinned value "
+        "is that target's same-named measurement (PCR0, PCR1, PCR2, PCR8, ImageSha384), and no combination mixes "
+        "values of different builds."
     ),
     validate=validate_measurements_match_manifest,
     enforcement_level=EnforcementLevel.MANDATORY,

@@ -20,3 +20,17 @@ TEEFORM_MEASUREMENT_MANIFEST = "teeform:index:MeasurementManifest"
 
 #: Types whose ``policy`` input is a KMS key policy document.
 KMS_KEY_POLICY_TYPES = (AWS_KMS_KEY, AWS_KMS_KEY_POLICY)
+AWS_VPC_SECURITY_GROUP_EGRESS_RULE = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+# Other clouds. Only pulumi-aws is pinned in this repository, so these follow the providers' token
+# forms (azure-native ``azure-native:<module>:<Resource>``, pulumi.md §4.2 cites
+# ``azure-native:compute:VirtualMachine``; bridged providers ``<pkg>:<module>/<resourceCamel>:<Resource>``,
+# e.g. ``pulumi import alicloud:ecs/securityGroupRule:SecurityGroupRule`` in pulumi-alicloud's docs)
+# and are checked for that form by tests/test_policy_tokens.py, not against an installed SDK.
+AZURE_NETWORK_SECURITY_GROUP = "azure-native:network:NetworkSecurityGroup"
+AZURE_NETWORK_SECURITY_RULE = "azure-native:network:SecurityRule"
+AZURE_KEYVAULT_KEY = "azure-native:keyvault:Key"
+GCP_COMPUTE_FIREWALL = "gcp:compute/firewall:Firewall"
+GCP_KMS_CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
+ALICLOUD_ECS_SECURITY_GROUP_RULE = "alicloud:ecs/securityGroupRule:SecurityGroupRule"
+ALICLOUD_KMS_KEY = "alicloud:kms/key:Key"

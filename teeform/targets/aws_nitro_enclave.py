@@ -1,0 +1,201 @@
+"""Target plug-in ``aws``/``nitro-enclave``: an EC2 parent instance running a Nitro Enclave from an EIF.
+
+Settings (camelCase in YAML)::
+
+    instanceType: m6i.xlarge
+    ami: ami-0123456789abcdef0          # optional; default: latest Amazon Linux 2023 (SSM parameter)
+    enclave: {cpuCount: 2, memoryMib: 1024, debug: false}
+    attestation: {pcrs: [PCR0, PCR1, PCR2], imageSha384: true}
+    network: {cidr: 10.42.0.0/16, ingress: [{cidr: 203.0.113.0/24, port: 443}]}   # or vpcId + subnetId
+    key: {admins: ["arn:aws:iam::111122223333:role/platform-admin"], deletionWindowDays: 30, protect: true}
+
+Key gate: an AWS KMS key whose policy releases plaintext (Decrypt, GenerateDataKey, GenerateRandom)
+only to a Nitro Enclave whose attestation document carries **our image's PCRs**: for each allowed
+manifest one statement with ``StringEqualsIgnoreCase`` on ``kms:RecipientAttestation:PCR0`` (and
+PCR1/PCR2/PCR8, ``ImageSha384`` as ``attestation`` says). Source: AWS KMS developer guide
+"conditions-nitro-enclave" (eif-nitro.md §5.1); builder: ``components/aws/nitro.py``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from teeform.keyrelease import KeyReleasePolicy, measurement_sets
+from teeform.measurements import NITRO_PINNABLE_PCRS
+from teeform.targets.base import (
+    Cloud,
+    OutputSpec,
+    TargetPlugin,
+    TargetSettings,
+    TeeType,
+    fail,
+    read_bool,
+    read_int,
+    read_list,
+    read_map,
+    read_opt_str,
+    read_str,
+    read_str_list,
+)
+
+if TYPE_CHECKING:
+    from teeform.manifest import Manifest
+
+_IAM_ARN_PREFIX = "arn:"
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    """Allow TCP ``port`` from ``cidr`` (IPv4 or IPv6 CIDR)."""
+
+    cidr: str
+    port: int
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Use existing ``vpc_id``/``subnet_id``, or create a VPC of ``cidr``. No ingress unless listed."""
+
+    vpc_id: str | None = None
+    subnet_id: str | None = None
+    cidr: str = "10.42.0.0/16"
+    ingress: tuple[IngressRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnclaveConfig:
+    """Enclave size: vCPUs and memory in MiB, and whether debug mode is requested."""
+
+    cpu_count: int = 2
+    memory_mib: int = 1024
+    debug: bool = False
+
+
+@dataclass(frozen=True)
+class AttestationConfig:
+    """Which EIF measurements the key policy pins (PCR0 always; PCR1/2/8 and ImageSha384 optional)."""
+
+    pcrs: tuple[str, ...] = ("PCR0", "PCR1", "PCR2")
+    image_sha384: bool = True
+
+    @property
+    def pins(self) -> tuple[str, ...]:
+        """Every pinned measurement name, in policy order."""
+        return self.pcrs + (("ImageSha384",) if self.image_sha384 else ())
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """KMS key settings: administrator principals, deletion window (7-30 days), protect flag."""
+
+    admins: tuple[str, ...] = ()
+    deletion_window_days: int = 30
+    protect: bool = False
+
+
+@dataclass(frozen=True)
+class NitroSettings(TargetSettings):
+    """Typed settings of an ``aws``/``nitro-enclave`` target."""
+
+    instance_type: str = "m6i.xlarge"
+    #: Parent-instance AMI id; None = the latest Amazon Linux 2023 AMI from the public SSM parameter.
+    ami: str | None = None
+    enclave: EnclaveConfig = field(default_factory=EnclaveConfig)
+    attestation: AttestationConfig = field(default_factory=AttestationConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    key: KeyConfig = field(default_factory=KeyConfig)
+
+
+def _cidr(v: Any, source: str, fld: str) -> str:
+    s = read_str(v, source, fld)
+    try:
+        ipaddress.ip_network(s, strict=False)
+    except ValueError:
+        raise fail(f"must be an IPv4 or IPv6 CIDR, got {s!r}", source, fld) from None
+    return s
+
+
+class NitroEnclavePlugin(TargetPlugin):
+    """``aws``/``nitro-enclave``: see the module docstring."""
+
+    cloud = Cloud.AWS
+    tee = TeeType.NITRO_ENCLAVE
+    manifest_kinds = frozenset({"eif"})
+    settings_keys = frozenset({"instanceType", "ami", "enclave", "attestation", "network", "key"})
+    builder = "components.aws.nitro:build_nitro_enclave_target"
+    outputs = (
+        OutputSpec("kms_key_arn", "ARN of the attested KMS key"),
+        OutputSpec("instance_id", "EC2 id of the enclave's parent instance"),
+        OutputSpec("eif_uri", "s3:// URI of the deployed EIF"),
+        OutputSpec("enclave_cpu_count", "vCPUs given to the enclave"),
+        OutputSpec("enclave_memory_mib", "memory given to the enclave (MiB)"),
+    )
+    gate = ("AWS KMS key policy: plaintext only to a Nitro Enclave whose attestation carries our image's PCRs "
+            "(one statement per allowed manifest, all of that manifest's pinned PCRs together)")
+
+    def parse_settings(self, raw: Mapping[str, Any], source: str, fld: str) -> NitroSettings:
+        """Parse and check the Nitro keys of one target (see the module docstring)."""
+        e = read_map(raw.get("enclave"), source, f"{fld}.enclave", {"cpuCount", "memoryMib", "debug"})
+        enclave = EnclaveConfig(
+            cpu_count=read_int(e.get("cpuCount", 2), source, f"{fld}.enclave.cpuCount", 1, 128),
+            memory_mib=read_int(e.get("memoryMib", 1024), source, f"{fld}.enclave.memoryMib", 64, 4 * 1024 * 1024),
+            debug=read_bool(e.get("debug", False), source, f"{fld}.enclave.debug"),
+        )
+
+        a = read_map(raw.get("attestation"), source, f"{fld}.attestation", {"pcrs", "imageSha384"})
+        pf = f"{fld}.attestation.pcrs"
+        pcrs = read_str_list(a["pcrs"], source, pf, non_empty=True) if "pcrs" in a else AttestationConfig.pcrs
+        if "PCR0" not in pcrs or any(p not in NITRO_PINNABLE_PCRS for p in pcrs):
+            raise fail(f"must list PCR0 and only names from {list(NITRO_PINNABLE_PCRS)}, got {list(pcrs)}", source, pf)
+        if len(set(pcrs)) != len(pcrs):
+            raise fail(f"lists a PCR twice: {list(pcrs)}", source, pf)
+        attestation = AttestationConfig(pcrs, read_bool(a.get("imageSha384", True), source, f"{fld}.attestation.imageSha384"))
+
+        n = read_map(raw.get("network"), source, f"{fld}.network", {"vpcId", "subnetId", "cidr", "ingress"})
+        rules = []
+        for i, r in enumerate(read_list(n.get("ingress"), source, f"{fld}.network.ingress")):
+            rf = f"{fld}.network.ingress[{i}]"
+            r = read_map(r, source, rf, {"cidr", "port", "description"})
+            if "cidr" not in r or "port" not in r:
+                raise fail("needs both 'cidr' and 'port'", source, rf)
+            rules.append(IngressRule(
+                _cidr(r["cidr"], source, f"{rf}.cidr"), read_int(r["port"], source, f"{rf}.port", 1, 65535),
+                read_str(r.get("description", ""), source, f"{rf}.description", allow_empty=True),
+            ))
+        vpc_id = read_opt_str(n.get("vpcId"), source, f"{fld}.network.vpcId")
+        subnet_id = read_opt_str(n.get("subnetId"), source, f"{fld}.network.subnetId")
+        if (vpc_id is None) != (subnet_id is None):
+            raise fail("give both vpcId and subnetId, or neither", source, f"{fld}.network")
+        cidr = _cidr(n["cidr"], source, f"{fld}.network.cidr") if "cidr" in n else NetworkConfig.cidr
+        network = NetworkConfig(vpc_id, subnet_id, cidr, tuple(rules))
+
+        k = read_map(raw.get("key"), source, f"{fld}.key", {"admins", "deletionWindowDays", "protect"})
+        admins = read_str_list(k.get("admins"), source, f"{fld}.key.admins")
+        for i, arn in enumerate(admins):
+            if not arn.startswith(_IAM_ARN_PREFIX):
+                raise fail(f"must be an IAM principal ARN (arn:aws:iam::<account>:...), got {arn!r}", source,
+                           f"{fld}.key.admins[{i}]")
+        key = KeyConfig(
+            admins,
+            read_int(k.get("deletionWindowDays", 30), source, f"{fld}.key.deletionWindowDays", 7, 30),
+            read_bool(k.get("protect", False), source, f"{fld}.key.protect"),
+        )
+        instance_type = read_str(raw.get("instanceType", NitroSettings.instance_type), source, f"{fld}.instanceType")
+        ami = read_opt_str(raw.get("ami"), source, f"{fld}.ami")
+        return NitroSettings(instance_type, ami, enclave, attestation, network, key)
+
+    def key_release(self, target_name: str, settings: TargetSettings,
+                    manifests: Sequence[tuple[str, Manifest]]) -> KeyReleasePolicy:
+        """One measurement set per allowed manifest: its pinned PCRs (and ImageSha384), all together."""
+        assert isinstance(settings, NitroSettings)
+        return measurement_sets(
+            target_name, [(k, m.measurements) for k, m in manifests], settings.attestation.pins,
+            hints={"PCR8": "sign the EIF (PCR8 is the signing certificate) or drop PCR8 from attestation.pcrs"},
+        )
+
+
+PLUGIN = NitroEnclavePlugin()
