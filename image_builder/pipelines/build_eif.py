@@ -266,7 +266,7 @@ def open_oci_image(ctx: BuildContext) -> None:
     else:
         raise TeeformError(f"image architecture {arch!r} is not supported by Nitro Enclaves (amd64 or arm64)",
                            path=c.image, hint="build the image for linux/amd64, or pick one with --platform")
-    ctx.cmd, ctx.env = oci.select_command(image.config)
+    ctx.cmd, ctx.env = oci.select_command(image.config, source=c.image)
     cfg = image.config.get("config") or {}
     if cfg.get("Cmd") is not None and cfg.get("Entrypoint") is not None and cfg.get("Env") is not None:
         ctx.progress("note: the image sets both Entrypoint and Cmd; like nitro-cli, only Cmd is run")

@@ -1,0 +1,426 @@
+"""Hostile inputs to the image readers and the build/measure commands (issue 7 item 3).
+
+Each test feeds one member of a class of bad input and checks the one-line TeeformError: that it
+names the file and the field, that the CLI exits 2 without a traceback for a few of them, and that
+nothing is left in ``--out``. Inputs are built by hand (raw JSON bytes, ``tarfile`` with PAX headers,
+patched headers of files written by the project's own writers), not by the code under test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from image_builder.inputs import oci
+from teeform.cli import main
+from teeform.errors import TeeformError
+
+MT_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_LAYER = "application/vnd.oci.image.layer.v1.tar"
+CMDLINE = "console=ttyS0"
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _j(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def layer_tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    """An uncompressed PAX tar of ``(TarInfo, content)`` pairs."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for ti, data in members:
+            tf.addfile(ti, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+def member(name: str, data: bytes = b"x", *, kind: bytes = tarfile.REGTYPE, pax: dict[str, str] | None = None,
+           linkname: str = "") -> tuple[tarfile.TarInfo, bytes]:
+    ti = tarfile.TarInfo(name)
+    ti.type = kind
+    ti.size = len(data) if kind == tarfile.REGTYPE else 0
+    ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    ti.linkname = linkname
+    ti.pax_headers = dict(pax or {})
+    return ti, data if kind == tarfile.REGTYPE else b""
+
+
+DEFAULT_LAYER = layer_tar([member("app/", kind=tarfile.DIRTYPE), member("app/run", b"#!/bin/sh\n")])
+
+
+def write_layout(dest: Path, *, layer: bytes = DEFAULT_LAYER, config: dict[str, Any] | None = None,
+                 config_bytes: bytes | None = None, manifest: dict[str, Any] | None = None,
+                 manifest_bytes: bytes | None = None, index_desc: dict[str, Any] | None = None,
+                 index_bytes: bytes | None = None, layout_bytes: bytes | None = None) -> Path:
+    """An OCI layout (image-spec image-layout.md) whose every JSON document can be replaced by raw bytes;
+    digests are recomputed so that only the intended defect is present."""
+    blobs = dest / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> tuple[str, int]:
+        h = hashlib.sha256(data).hexdigest()
+        (blobs / h).write_bytes(data)
+        return "sha256:" + h, len(data)
+
+    layer_digest, layer_size = put(layer)
+    cfg = config if config is not None else {
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/app/run"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }
+    cfg_digest, cfg_size = put(config_bytes if config_bytes is not None else _j(cfg))
+    man = manifest if manifest is not None else {
+        "schemaVersion": 2, "mediaType": MT_MANIFEST,
+        "config": {"mediaType": MT_CONFIG, "digest": cfg_digest, "size": cfg_size},
+        "layers": [{"mediaType": MT_LAYER, "digest": layer_digest, "size": layer_size}],
+    }
+    man_digest, man_size = put(manifest_bytes if manifest_bytes is not None else _j(man))
+    desc = {"mediaType": MT_MANIFEST, "digest": man_digest, "size": man_size, **(index_desc or {})}
+    (dest / "index.json").write_bytes(index_bytes if index_bytes is not None
+                                      else _j({"schemaVersion": 2, "manifests": [desc]}))
+    (dest / "oci-layout").write_bytes(layout_bytes if layout_bytes is not None else b'{"imageLayoutVersion":"1.0.0"}')
+    return dest
+
+
+def base_config(layer: bytes = DEFAULT_LAYER, **config: Any) -> dict[str, Any]:
+    return {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/app/run"], "Env": ["PATH=/bin"], **config},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}
+
+
+def refused(fn: Any, *args: Any, **kw: Any) -> str:
+    """Run ``fn`` expecting a TeeformError; return its one-line rendering."""
+    with pytest.raises(TeeformError) as ei:
+        fn(*args, **kw)
+    text = ei.value.render()
+    assert "\n" not in text
+    return text
+
+
+def flatten_all(path: Path) -> None:
+    with oci.flatten(oci.open_image(path)) as tree:
+        list(tree.entries())
+
+
+@pytest.fixture()
+def blobs(tmp_path: Path) -> Path:
+    d = tmp_path / "blobs"
+    d.mkdir()
+    (d / "bzImage").write_bytes(b"MZ" + bytes(range(256)) * 8)
+    (d / "init").write_bytes(b"\x7fELF stand-in init")
+    (d / "nsm.ko").write_bytes(b"stand-in nsm.ko")
+    (d / "cmdline").write_text(CMDLINE + "\n")
+    return d
+
+
+def build_eif(image: Path, b: Path, out: Path, *extra: str, **override: str) -> int:
+    args = {"--image": str(image), "--kernel": str(b / "bzImage"), "--init": str(b / "init"),
+            "--nsm": str(b / "nsm.ko"), "--cmdline": f"@{b / 'cmdline'}", "--out": str(out)}
+    args.update({k.replace("_", "-") if k.startswith("--") else f"--{k.replace('_', '-')}": v for k, v in override.items()})
+    return main(["build", "eif", *(x for kv in args.items() for x in kv), *extra])
+
+
+def one_error_line(err: str) -> str:
+    """The CLI printed exactly one ``error:`` line (plus an optional ``hint:``) and no traceback."""
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("teeform: ")]
+    assert "Traceback" not in err
+    assert lines and lines[0].startswith("error: "), err
+    assert len(lines) <= 2 and all(ln.startswith("hint: ") for ln in lines[1:]), err
+    return lines[0]
+
+
+def assert_nothing_written(out: Path) -> None:
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == [], sorted(out.iterdir())
+
+
+# ------------------------------------------------------------------ OCI JSON: depth and numbers
+
+
+@pytest.mark.parametrize("which", ["index", "manifest", "config", "oci-layout"])
+def test_json_nested_thousands_deep_is_refused_naming_the_document(tmp_path: Path, which: str) -> None:
+    deep = b"[" * 5000 + b"]" * 5000
+    doc = b'{"schemaVersion":2,"x":' + deep + b"}"
+    kw = {"index": {"index_bytes": doc}, "manifest": {"manifest_bytes": doc}, "config": {"config_bytes": doc},
+          "oci-layout": {"layout_bytes": doc}}[which]
+    img = write_layout(tmp_path / "img", **kw)
+    msg = refused(oci.open_image, img)
+    assert msg.startswith(f"{img}: ")
+    assert "JSON nested 5001 levels deep (limit 64)" in msg
+    name = {"index": "index.json", "manifest": "manifest sha256:", "config": "image config sha256:",
+            "oci-layout": "oci-layout"}[which]
+    assert name in msg
+
+
+def test_json_integer_over_4300_digits_is_refused(tmp_path: Path) -> None:
+    cfg = _j(base_config())[:-1] + b',"huge":' + b"9" * 5000 + b"}"
+    img = write_layout(tmp_path / "img", config_bytes=cfg)
+    msg = refused(oci.open_image, img)
+    assert f"{img}: image config sha256:" in msg and "JSON integer of 5000 digits (limit 20)" in msg
+
+
+def test_descriptor_size_with_huge_integer_in_index(tmp_path: Path) -> None:
+    idx = b'{"schemaVersion":2,"manifests":[{"mediaType":"' + MT_MANIFEST.encode() + \
+        b'","digest":"sha256:' + b"0" * 64 + b'","size":' + b"1" * 4400 + b"}]}"
+    img = write_layout(tmp_path / "img", index_bytes=idx)
+    assert "index.json: JSON integer of 4400 digits" in refused(oci.open_image, img)
+
+
+def test_index_json_over_the_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oci, "MAX_JSON_BLOB", 1000)
+    img = write_layout(tmp_path / "img", index_bytes=b'{"schemaVersion":2,"manifests":[]' + b" " * 2000 + b"}")
+    assert refused(oci.open_image, img) == f"{img}: index.json: index.json is larger than the 1000-byte limit"
+
+
+# -------------------------------------------------------------------------- OCI: wrong types
+
+
+@pytest.mark.parametrize(
+    ("index_desc", "field"),
+    [
+        ({"annotations": {"org.opencontainers.image.ref.name": 7}},
+         "index.json manifests[0].annotations['org.opencontainers.image.ref.name']: expected a string, got a number"),
+        ({"annotations": {"io.containerd.image.name": ["a"]}},
+         "index.json manifests[0].annotations['io.containerd.image.name']: expected a string, got an array"),
+        ({"annotations": "x"}, "index.json manifests[0].annotations: expected an object, got a string"),
+        ({"platform": {"os": "linux", "architecture": "amd64", "variant": 8}},
+         "index.json manifests[0].platform.variant: expected a string, got a number"),
+        ({"platform": {"os": ["linux"], "architecture": "amd64"}},
+         "index.json manifests[0].platform.os: expected a string, got an array"),
+        ({"platform": "linux/amd64"}, "index.json manifests[0].platform: expected an object, got a string"),
+        ({"mediaType": {"x": 1}}, "index.json manifests[0].mediaType: expected a string, got an object"),
+        ({"size": True}, "index.json manifests[0]: descriptor size must be a non-negative integer"),
+    ],
+)
+def test_wrong_types_in_the_index_are_refused_naming_the_field(tmp_path: Path, index_desc: dict[str, Any],
+                                                              field: str) -> None:
+    img = write_layout(tmp_path / "img", index_desc=index_desc)
+    assert refused(oci.open_image, img) == f"{img}: {field}"
+
+
+def test_config_variant_must_be_a_string(tmp_path: Path) -> None:
+    img = write_layout(tmp_path / "img", config={**base_config(), "variant": {"v": 8}})
+    assert refused(oci.open_image, img) == f"{img}: image config variant: expected a string, got an object"
+
+
+@pytest.mark.parametrize(("key", "value"), [("Cmd", ["/app/run", "\ud800"]), ("Env", ["A=\udfff"]),
+                                            ("Labels", {"k": "\ud83d"})])
+def test_lone_surrogates_in_config_are_refused(tmp_path: Path, key: str, value: Any) -> None:
+    # json.dumps writes lone surrogates as \\udXXX escapes, which json.loads turns back into lone surrogates
+    cfg = base_config()
+    cfg["config"][key] = value
+    img = write_layout(tmp_path / "img", config=cfg)
+    msg = refused(oci.open_image, img)
+    assert msg.startswith(f"{img}: image config sha256:") and f"config.{key}" in msg and "lone surrogate" in msg
+
+
+def _legacy_archive(dest: Path, manifest_json: Any, layer: bytes = DEFAULT_LAYER) -> Path:
+    cfg = _j(base_config(layer))
+    cfg_hex = hashlib.sha256(cfg).hexdigest()
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in ((f"{cfg_hex}.json", cfg), ("l/layer.tar", layer),
+                           ("manifest.json", manifest_json if isinstance(manifest_json, bytes) else _j(manifest_json))):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("repo_tags", "field"),
+    [([7], "manifest.json[0].RepoTags[0]: expected a string, got a number"),
+     ("busybox:latest", "manifest.json[0].RepoTags: expected an array of strings, got a string"),
+     ([{"a": 1}], "manifest.json[0].RepoTags[0]: expected a string, got an object")],
+)
+def test_legacy_repo_tags_must_be_strings(tmp_path: Path, repo_tags: Any, field: str) -> None:
+    cfg_hex = hashlib.sha256(_j(base_config())).hexdigest()
+    tar = _legacy_archive(tmp_path / "img.tar", [{"Config": f"{cfg_hex}.json", "RepoTags": repo_tags,
+                                                  "Layers": ["l/layer.tar"]}])
+    assert refused(oci.open_image, tar) == f"{tar}: {field}"
+
+
+def test_legacy_repo_tags_of_several_images_must_be_strings(tmp_path: Path) -> None:
+    tar = _legacy_archive(tmp_path / "img.tar", [{"RepoTags": ["a:1"]}, {"RepoTags": [None]}])
+    assert refused(oci.open_image, tar) == f"{tar}: manifest.json[1].RepoTags[0]: expected a string, got null"
+
+
+def test_legacy_layers_must_be_strings(tmp_path: Path) -> None:
+    cfg_hex = hashlib.sha256(_j(base_config())).hexdigest()
+    tar = _legacy_archive(tmp_path / "img.tar", [{"Config": f"{cfg_hex}.json", "Layers": [["l/layer.tar"]]}])
+    assert refused(oci.open_image, tar) == f"{tar}: manifest.json[0].Layers[0]: expected a string, got an array"
+
+
+def test_legacy_manifest_json_nested_deep(tmp_path: Path) -> None:
+    tar = _legacy_archive(tmp_path / "img.tar", b"[" * 3000 + b"]" * 3000)
+    assert refused(oci.open_image, tar) == f"{tar}: manifest.json: JSON nested 3000 levels deep (limit 64)"
+
+
+def test_select_command_errors_name_the_image(tmp_path: Path) -> None:
+    msg = refused(oci.select_command, {"config": {"Cmd": "sh"}}, source=tmp_path / "img")
+    assert msg == f"{tmp_path / 'img'}: config.Cmd: image config `config.Cmd` must be a list of strings"
+
+
+# ------------------------------------------------------------------------ tar member headers
+
+
+def _flatten_layer(tmp: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> str:
+    layer = layer_tar(members)
+    img = write_layout(tmp / "img", layer=layer, config=base_config(layer))
+    msg = refused(flatten_all, img)
+    assert msg.startswith(f"{img}: layer 1/1 (sha256:")
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("pax", "shown"),
+    [({"mtime": "inf"}, "mtime inf"), ({"mtime": "-inf"}, "mtime -inf"), ({"mtime": "nan"}, "mtime nan"),
+     ({"mtime": "1e400"}, "mtime inf"), ({"mtime": "1" * 30}, "mtime 1.111111111111111e+29")],
+)
+def test_pax_mtime_that_is_not_a_finite_time(tmp_path: Path, pax: dict[str, str], shown: str) -> None:
+    msg = _flatten_layer(tmp_path, [member("f", pax=pax)])
+    assert f"member 'f': {shown}" in msg and "is not a finite 64-bit time (PAX mtime)" in msg
+
+
+@pytest.mark.parametrize(("pax", "text"), [({"uid": "-1"}, "uid -1 is outside"),
+                                           ({"gid": "9" * 20}, "gid 99999999999999999999 is outside")])
+def test_pax_ids_outside_uid_t(tmp_path: Path, pax: dict[str, str], text: str) -> None:
+    assert text in _flatten_layer(tmp_path, [member("f", pax=pax)])
+
+
+def test_pax_negative_size(tmp_path: Path) -> None:
+    assert "member 'f': negative size -5" in _flatten_layer(tmp_path, [member("f", pax={"size": "-5"})])
+
+
+def test_pax_huge_size_on_a_directory_does_not_hang(tmp_path: Path) -> None:
+    # tarfile "skips" a member's data in stream mode by reading block after block, even past EOF
+    msg = _flatten_layer(tmp_path, [member("d/", kind=tarfile.DIRTYPE, pax={"size": "99999999999999"})])
+    assert "member 'd': a directory member with a size of 99999999999999 bytes" in msg
+
+
+def test_pax_huge_size_on_a_whiteout_does_not_hang(tmp_path: Path) -> None:
+    msg = _flatten_layer(tmp_path, [member(".wh.gone", b"", pax={"size": "99999999999999"})])
+    assert msg.endswith("not a valid tar stream: unexpected end of data")
+
+
+def test_nul_in_a_pax_path(tmp_path: Path) -> None:
+    assert "path contains a NUL byte" in _flatten_layer(tmp_path, [member("x", pax={"path": "etc/pass\0wd"})])
+
+
+def test_nul_in_a_pax_linkpath(tmp_path: Path) -> None:
+    msg = _flatten_layer(tmp_path, [member("l", kind=tarfile.SYMTYPE, pax={"linkpath": "a\0b"})])
+    assert "member 'l': link target contains a NUL byte" in msg
+
+
+def test_component_over_name_max(tmp_path: Path) -> None:
+    msg = _flatten_layer(tmp_path, [member("d/" + "n" * 256)])
+    assert "a path component is 256 bytes, over NAME_MAX (255)" in msg
+
+
+def test_path_over_path_max(tmp_path: Path) -> None:
+    name = "/".join(["p" * 200] * 21)  # 4220 bytes
+    msg = _flatten_layer(tmp_path, [member(name)])
+    assert f"path is {len(name)} bytes, over the 4088-byte limit" in msg
+
+
+def test_link_target_over_path_max(tmp_path: Path) -> None:
+    msg = _flatten_layer(tmp_path, [member("l", kind=tarfile.SYMTYPE, linkname="a/" * 2100)])
+    assert "link target is over 4095 bytes" in msg
+
+
+def test_directory_tree_1100_levels_deep(tmp_path: Path) -> None:
+    members = [member("a/" * i, kind=tarfile.DIRTYPE) for i in range(1, 1101)]
+    msg = _flatten_layer(tmp_path, members)
+    assert "path is 513 directories deep, over the 512-level limit" in msg
+
+
+def test_tree_at_the_depth_limit_flattens(tmp_path: Path) -> None:
+    layer = layer_tar([member("a/" * i, kind=tarfile.DIRTYPE) for i in range(1, 513)])
+    img = write_layout(tmp_path / "img", layer=layer, config=base_config(layer))
+    with oci.flatten(oci.open_image(img)) as tree:
+        assert len(list(tree.entries())) == 512
+
+
+def test_oversized_pax_header_is_refused(tmp_path: Path) -> None:
+    msg = _flatten_layer(tmp_path, [member("f", pax={"comment": "c" * (oci.MAX_TAR_EXT_HEADER + 10)})])
+    assert "not a valid tar stream: extended header of" in msg
+
+
+# ------------------------------------------------------- a directory or /dev/zero instead of a file
+
+
+def test_image_given_as_dev_zero(tmp_path: Path) -> None:
+    assert refused(oci.open_image, Path("/dev/zero")) == \
+        "/dev/zero: --image: cannot read the image: not a regular file"
+
+
+def test_image_given_as_fifo_does_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "img.tar"
+    os.mkfifo(fifo)
+    assert refused(oci.open_image, fifo) == f"{fifo}: --image: cannot read the image: not a regular file"
+
+
+def test_layer_blob_that_is_a_fifo_or_directory(tmp_path: Path) -> None:
+    img = write_layout(tmp_path / "img")
+    digest = json.loads((img / "index.json").read_bytes())["manifests"][0]["digest"].split(":")[1]
+    man = json.loads((img / "blobs/sha256" / digest).read_bytes())
+    layer = img / "blobs/sha256" / man["layers"][0]["digest"].split(":")[1]
+    layer.unlink()
+    os.mkfifo(layer)
+    image = oci.open_image(img)
+    msg = refused(lambda: oci.flatten(image))
+    assert msg == f"{img}: cannot read blob blobs/sha256/{layer.name}: not a regular file"
+    layer.unlink()
+    layer.mkdir()
+    assert refused(lambda: oci.flatten(image)) == f"{img}: cannot read blob blobs/sha256/{layer.name}: a directory"
+
+
+def test_blob_symlinked_to_dev_zero(tmp_path: Path) -> None:
+    img = write_layout(tmp_path / "img")
+    digest = json.loads((img / "index.json").read_bytes())["manifests"][0]["digest"].split(":")[1]
+    man = img / "blobs/sha256" / digest
+    man.unlink()
+    man.symlink_to("/dev/zero")
+    assert refused(oci.open_image, img) == f"{img}: cannot read blob blobs/sha256/{digest}: not a regular file"
+
+
+# ----------------------------------------------------------------------------- through the CLI
+
+
+def test_cli_build_eif_deep_json_config(tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _j(base_config())[:-1] + b',"Labels":' + b"[" * 2000 + b"]" * 2000 + b"}"
+    img = write_layout(tmp_path / "img", config_bytes=cfg)
+    out = tmp_path / "out"
+    assert build_eif(img, blobs, out) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {img}: image config sha256:") and "JSON nested 2001 levels deep" in line
+    assert_nothing_written(out)
+
+
+def test_cli_build_eif_pax_mtime_inf(tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    layer = layer_tar([member("app/", kind=tarfile.DIRTYPE), member("app/run", pax={"mtime": "inf"})])
+    img = write_layout(tmp_path / "img", layer=layer, config=base_config(layer))
+    out = tmp_path / "out"
+    out.mkdir()
+    assert build_eif(img, blobs, out) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line == (f"error: {img}: layer 1/1 (sha256:{hashlib.sha256(layer).hexdigest()[:12]}): member 'app/run': "
+                    "mtime inf is not a finite 64-bit time (PAX mtime)")
+    assert_nothing_written(out)
+
+
+def test_cli_build_eif_annotation_not_a_string(tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = write_layout(tmp_path / "img", index_desc={"annotations": {"io.containerd.image.name": 1}})
+    out = tmp_path / "out"
+    assert build_eif(img, blobs, out) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"error: {img}: index.json manifests[0].annotations['io.containerd.image.name']: expected a string, got a number")
+    assert_nothing_written(out)
