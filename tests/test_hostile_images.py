@@ -359,13 +359,13 @@ def test_oversized_pax_header_is_refused(tmp_path: Path) -> None:
 
 def test_image_given_as_dev_zero(tmp_path: Path) -> None:
     assert refused(oci.open_image, Path("/dev/zero")) == \
-        "/dev/zero: --image: cannot read the image: not a regular file"
+        "/dev/zero: image (OCI layout directory or docker-archive tar) is not a regular file"
 
 
 def test_image_given_as_fifo_does_not_block(tmp_path: Path) -> None:
     fifo = tmp_path / "img.tar"
     os.mkfifo(fifo)
-    assert refused(oci.open_image, fifo) == f"{fifo}: --image: cannot read the image: not a regular file"
+    assert refused(oci.open_image, fifo) == f"{fifo}: image (OCI layout directory or docker-archive tar) is not a regular file"
 
 
 def test_layer_blob_that_is_a_fifo_or_directory(tmp_path: Path) -> None:
@@ -377,10 +377,10 @@ def test_layer_blob_that_is_a_fifo_or_directory(tmp_path: Path) -> None:
     os.mkfifo(layer)
     image = oci.open_image(img)
     msg = refused(lambda: oci.flatten(image))
-    assert msg == f"{img}: cannot read blob blobs/sha256/{layer.name}: not a regular file"
+    assert msg == f"{layer}: blob blobs/sha256/{layer.name} is not a regular file"
     layer.unlink()
     layer.mkdir()
-    assert refused(lambda: oci.flatten(image)) == f"{img}: cannot read blob blobs/sha256/{layer.name}: a directory"
+    assert refused(lambda: oci.flatten(image)) == f"{layer}: blob blobs/sha256/{layer.name} is a directory"
 
 
 def test_blob_symlinked_to_dev_zero(tmp_path: Path) -> None:
@@ -389,7 +389,7 @@ def test_blob_symlinked_to_dev_zero(tmp_path: Path) -> None:
     man = img / "blobs/sha256" / digest
     man.unlink()
     man.symlink_to("/dev/zero")
-    assert refused(oci.open_image, img) == f"{img}: cannot read blob blobs/sha256/{digest}: not a regular file"
+    assert refused(oci.open_image, img) == f"{man}: blob blobs/sha256/{digest} is not a regular file"
 
 
 # ----------------------------------------------------------------------------- through the CLI
@@ -424,3 +424,173 @@ def test_cli_build_eif_annotation_not_a_string(tmp_path: Path, blobs: Path, caps
     assert one_error_line(capsys.readouterr().err) == (
         f"error: {img}: index.json manifests[0].annotations['io.containerd.image.name']: expected a string, got a number")
     assert_nothing_written(out)
+
+
+# -------------------------------------------------------------------- build eif: file inputs
+
+
+@pytest.mark.parametrize("opt", ["--kernel", "--init", "--nsm"])
+@pytest.mark.parametrize("kind", ["directory", "/dev/zero", "fifo"])
+def test_build_eif_blob_that_is_not_a_file(tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str],
+                                           opt: str, kind: str) -> None:
+    img = write_layout(tmp_path / "img")
+    bad = {"directory": tmp_path / "d", "/dev/zero": Path("/dev/zero"), "fifo": tmp_path / "f"}[kind]
+    if kind == "directory":
+        bad.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(bad)
+    out = tmp_path / "out"
+    assert build_eif(img, blobs, out, **{opt: str(bad)}) == 2
+    assert one_error_line(capsys.readouterr().err) == f"error: {bad}: {opt}: not found (or not a regular file)"
+    assert_nothing_written(out)
+
+
+def test_build_eif_blob_over_the_size_limit(tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from image_builder.pipelines import build_eif as be
+
+    monkeypatch.setattr(be, "MAX_BLOB_FILE", 100)
+    out = tmp_path / "out"
+    assert build_eif(write_layout(tmp_path / "img"), blobs, out) == 2
+    kernel = blobs / "bzImage"
+    assert one_error_line(capsys.readouterr().err) == f"error: {kernel}: --kernel: 2050 bytes, over the 100-byte limit"
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize(("kind", "text"), [("directory", "is a directory"), ("/dev/zero", "is not a regular file"),
+                                            ("fifo", "is not a regular file")])
+def test_build_eif_cmdline_file_that_is_not_a_file(tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str],
+                                                   kind: str, text: str) -> None:
+    bad = {"directory": tmp_path / "d", "/dev/zero": Path("/dev/zero"), "fifo": tmp_path / "f"}[kind]
+    if kind == "directory":
+        bad.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(bad)
+    out = tmp_path / "out"
+    assert build_eif(write_layout(tmp_path / "img"), blobs, out, cmdline=f"@{bad}") == 2
+    assert one_error_line(capsys.readouterr().err) == f"error: {bad}: --cmdline file {text}"
+    assert_nothing_written(out)
+
+
+def test_build_eif_cmdline_file_over_64_kib(tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    big = tmp_path / "cmdline"
+    big.write_text("console=ttyS0 " * 5000)
+    out = tmp_path / "out"
+    assert build_eif(write_layout(tmp_path / "img"), blobs, out, cmdline=f"@{big}") == 2
+    assert one_error_line(capsys.readouterr().err) == \
+        f"error: {big}: --cmdline file is 70000 bytes, over the 65536-byte limit"
+
+
+@pytest.mark.parametrize("which", ["--signing-key", "--signing-cert"])
+def test_build_eif_signing_files_that_are_not_files(tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str],
+                                                    which: str) -> None:
+    other = tmp_path / "other.pem"
+    other.write_text("-----BEGIN X-----\n-----END X-----\n")
+    paths = {"--signing-key": str(other), "--signing-cert": str(other), which: "/dev/zero"}
+    out = tmp_path / "out"
+    assert build_eif(write_layout(tmp_path / "img"), blobs, out, *(x for kv in paths.items() for x in kv)) == 2
+    what = "--signing-key (PEM private key)" if which == "--signing-key" else "--signing-cert (PEM certificate)"
+    assert one_error_line(capsys.readouterr().err) == f"error: /dev/zero: {what} is not a regular file"
+    assert_nothing_written(out)
+
+
+# ------------------------------------------------------------------------- EIF reader (measure)
+
+
+def write_eif_file(path: Path, *, metadata: bytes = b'{"ImageName":"x"}', cmdline: bytes = b"console=ttyS0") -> Path:
+    from image_builder.formats import eif
+
+    secs = [eif.SectionSource(eif.SectionType.KERNEL, data=b"K" * 64),
+            eif.SectionSource(eif.SectionType.CMDLINE, data=cmdline),
+            eif.SectionSource(eif.SectionType.METADATA, data=metadata),
+            eif.SectionSource(eif.SectionType.RAMDISK, data=b"R" * 32)]
+    with open(path, "w+b") as fh:
+        eif.write_eif(fh, secs)
+    return path
+
+
+def measure(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["measure", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    return one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "text"),
+    [(b'{"ImageName":' + b"[" * 5000 + b"]" * 5000 + b"}", "JSON nested 5001 levels deep (limit 64)"),
+     (b'{"ImageName":"x","n":' + b"7" * 4400 + b"}", "JSON integer of 4400 digits (limit 20)"),
+     (b'{"ImageName":"\\udc80"}', "ImageName: string holds a lone surrogate at index 0"),
+     (b'{"ImageName":NaN}', "JSON constant NaN is not allowed (RFC 8259 has no NaN/Infinity)")],
+)
+def test_measure_eif_hostile_metadata(tmp_path: Path, capsys: pytest.CaptureFixture[str], metadata: bytes,
+                                      text: str) -> None:
+    p = write_eif_file(tmp_path / "x.eif", metadata=metadata)
+    line = measure(p, capsys)
+    assert line.startswith(f"error: {p}: section 2 (metadata): ") and line.endswith(text)
+
+
+def test_measure_eif_metadata_over_the_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from image_builder.formats import eif
+
+    p = write_eif_file(tmp_path / "x.eif", metadata=b'{"ImageName":"' + b"n" * 2000 + b'"}')
+    monkeypatch.setattr(eif, "MAX_METADATA", 1000)
+    assert measure(p, capsys) == f"error: {p}: section 2 (metadata) is 2016 bytes, over the 1000-byte limit"
+
+
+def test_measure_eif_non_string_image_name_is_not_shown(tmp_path: Path) -> None:
+    from image_builder.formats import eif
+
+    p = write_eif_file(tmp_path / "x.eif", metadata=b'{"ImageName":{"a":[1,2]},"ImageVersion":"' + b"v" * 300 + b'"}')
+    report = eif.measure_report(p)
+    assert report.facts["ImageName"] is None and report.facts["ImageVersion"] == "v" * 256 + "..."
+
+
+def _patched(src: Path, dest: Path, offset: int, value: bytes, *, fix_crc: bool = True) -> Path:
+    import zlib
+
+    data = bytearray(src.read_bytes())
+    data[offset:offset + len(value)] = value
+    if fix_crc:
+        data[544:548] = (zlib.crc32(bytes(data[:544]) + bytes(data[548:])) & 0xFFFFFFFF).to_bytes(4, "big")
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "text"),
+    # eif-nitro.md §1.2: num_sections u16 at 26, section_offsets[32] u64 at 28, section_sizes[32] u64 at 284
+    [(284 + 8, (1 << 63).to_bytes(8, "big"),
+      ": section 1 (cmdline): section header says size 13, EIF header slot says 9223372036854775808"),
+     (28 + 8, (1 << 64) .to_bytes(9, "big")[1:], "section 1 starts at offset 0, expected 624"),
+     (26, (0xFFFF).to_bytes(2, "big"), ": num_sections is 65535, more than the maximum of 32")],
+)
+def test_measure_eif_corrupted_header_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str], offset: int,
+                                             value: bytes, text: str) -> None:
+    good = write_eif_file(tmp_path / "good.eif")
+    line = measure(_patched(good, tmp_path / "bad.eif", offset, value), capsys)
+    assert line.startswith(f"error: {tmp_path / 'bad.eif'}: ") and text in line
+
+
+def test_measure_eif_section_size_past_eof(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_eif_file(tmp_path / "good.eif")
+    bad = tmp_path / "bad.eif"
+    # section 0 (kernel) at 548: header u16 type, u16 flags, u64 size; and header slot section_sizes[0]
+    size = (1 << 62).to_bytes(8, "big")
+    _patched(good, bad, 548 + 4, size)
+    _patched(bad, bad, 284, size)
+    line = measure(bad, capsys)
+    assert line == (f"error: {bad}: section 0 (kernel) extends beyond end of file: data ends at byte "
+                    f"{548 + 12 + (1 << 62)}, the file is {bad.stat().st_size} bytes")
+
+
+@pytest.mark.parametrize("kind", ["directory", "/dev/zero", "fifo"])
+def test_measure_something_that_is_not_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    bad = {"directory": tmp_path / "d.eif", "/dev/zero": Path("/dev/zero"), "fifo": tmp_path / "f.eif"}[kind]
+    if kind == "directory":
+        bad.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(bad)
+    text = "is a directory" if kind == "directory" else "is not a regular file"
+    assert measure(bad, capsys) == f"error: {bad}: artifact {text}"

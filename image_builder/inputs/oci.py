@@ -104,7 +104,7 @@ from typing import Any, BinaryIO, Protocol
 
 from teeform.errors import TeeformError
 from teeform.fsutil import CHUNK, source_date_epoch
-from teeform.safeload import loads_json
+from teeform.safeload import loads_json, open_regular
 
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -379,38 +379,11 @@ class LayoutStore:
     @contextlib.contextmanager
     def open(self, location: str) -> Iterator[BinaryIO]:
         p = self._path(location)
-        try:
-            fh = _open_regular(p)
-        except FileNotFoundError as exc:
+        if not p.exists() and not p.is_symlink():
             raise TeeformError(f"blob {location} is missing", path=self.source,
-                               hint="the layout is incomplete; re-export the image") from exc
-        except OSError as exc:
-            raise TeeformError(f"cannot read blob {location}: {exc.strerror}", path=self.source) from exc
-        with fh:
+                               hint="the layout is incomplete; re-export the image")
+        with open_regular(p, what=f"blob {location}") as fh:
             yield fh
-
-
-def _open_regular(path: Path) -> BinaryIO:
-    """Open ``path`` for reading only if it is a regular file (a FIFO would block ``open`` and a device
-    such as ``/dev/zero`` never ends): ``O_NONBLOCK`` so that opening a FIFO returns at once, then ``fstat``.
-
-    Raises:
-        OSError: as ``open`` (missing, unreadable); ``IsADirectoryError``/``OSError(EINVAL)`` when not
-            a regular file (callers turn both into a :class:`TeeformError`).
-    """
-    import stat as _stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not _stat.S_ISREG(mode):
-            kind = "a directory" if _stat.S_ISDIR(mode) else "not a regular file"
-            raise OSError(22, kind, str(path))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 class TarStore:
@@ -424,7 +397,7 @@ class TarStore:
         self.source = path
         self._members: dict[str, tarfile.TarInfo] = {}
         try:
-            with _open_regular(path) as fh, tarfile.open(fileobj=fh, mode="r:", tarinfo=_BoundedTarInfo) as tf:
+            with open_regular(path, what="image archive") as fh, tarfile.open(fileobj=fh, mode="r:", tarinfo=_BoundedTarInfo) as tf:
                 for m in tf:
                     if len(self._members) >= MAX_ARCHIVE_MEMBERS:
                         raise TeeformError(f"the archive has more than {MAX_ARCHIVE_MEMBERS} members", path=path,
@@ -465,7 +438,7 @@ class TarStore:
     @contextlib.contextmanager
     def open(self, location: str) -> Iterator[BinaryIO]:
         m = self._resolve(location)
-        with _open_regular(self.source) as fh:
+        with open_regular(self.source, what="image archive") as fh:
             yield io.BufferedReader(_Section(fh, m.offset_data, m.size), CHUNK)  # type: ignore[arg-type]
 
 
@@ -617,12 +590,8 @@ def open_image(path: os.PathLike[str] | str, *, platform: str | None = None) -> 
         return _open_oci(store, "oci-layout", want)
     if not src.exists():
         raise TeeformError("image not found", path=src, field="--image")
-    try:
-        with _open_regular(src) as fh:
-            head = fh.read(4)
-    except OSError as exc:
-        raise TeeformError(f"cannot read the image: {exc.strerror}", path=src, field="--image",
-                           hint="pass an OCI layout directory or an uncompressed `docker save -o image.tar` archive") from None
+    with open_regular(src, what="image (OCI layout directory or docker-archive tar)") as fh:
+        head = fh.read(4)
     if head.startswith(GZIP_MAGIC) or head == ZSTD_MAGIC:
         raise TeeformError("compressed image archives are not accepted", path=src,
                            hint="decompress it first (`gunzip`/`zstd -d`): `docker save` writes an uncompressed tar")
