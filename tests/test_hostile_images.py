@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -594,3 +595,153 @@ def test_measure_something_that_is_not_a_file(tmp_path: Path, capsys: pytest.Cap
         os.mkfifo(bad)
     text = "is a directory" if kind == "directory" else "is not a regular file"
     assert measure(bad, capsys) == f"error: {bad}: artifact {text}"
+
+
+# ------------------------------------------------------------------------------- PE / UKI reader
+
+STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+
+
+@pytest.fixture()
+def stub_bytes() -> bytes:
+    if not STUB.is_file():
+        pytest.skip("systemd-boot-efi stub not installed")
+    return STUB.read_bytes()
+
+
+def _pe_patch(data: bytes, edits: list[tuple[int, str, int]]) -> bytes:
+    out = bytearray(data)
+    for off, fmt, value in edits:
+        struct.pack_into(fmt, out, off, value)
+    return bytes(out)
+
+
+def _section(data: bytes, name: str) -> Any:
+    from image_builder.formats.pe import parse_pe_headers
+
+    return parse_pe_headers(data).section(name)
+
+
+def test_pe_zero_fill_of_gigabytes_is_refused_quickly(tmp_path: Path, stub_bytes: bytes,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    sec = _section(stub_bytes, ".sdmagic")
+    bad = tmp_path / "fill.efi"
+    bad.write_bytes(_pe_patch(stub_bytes, [(sec.header_offset + 8, "<I", 0xFFFFFFFF)]))  # VirtualSize
+    t0 = time.monotonic()
+    line = measure(bad, capsys)
+    assert time.monotonic() - t0 < 5
+    assert line.startswith(f"error: {bad}: section table: the sections' VirtualSize exceeds their file data by ")
+    assert line.endswith("bytes in total, over the 67108864-byte zero-fill limit")
+
+
+def test_pe_zero_fill_within_the_limit_is_measured(tmp_path: Path, stub_bytes: bytes) -> None:
+    from image_builder.formats import uki
+
+    sec = _section(stub_bytes, ".sdmagic")
+    ok = tmp_path / "fill.efi"
+    ok.write_bytes(_pe_patch(stub_bytes, [(sec.header_offset + 8, "<I", 0x10000)]))
+    got = next(s for s in uki.read_uki_layout(ok).sections if s.name == ".sdmagic")
+    data = stub_bytes[sec.pointer_to_raw_data:sec.pointer_to_raw_data + sec.size_of_raw_data]
+    assert got.digests["sha256"] == hashlib.sha256(data + bytes(0x10000 - len(data))).hexdigest()
+
+
+def test_pe_overlapping_sections_cannot_multiply_the_work(tmp_path: Path, stub_bytes: bytes,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from image_builder.formats.pe import parse_pe_headers
+
+    hdr = parse_pe_headers(stub_bytes)
+    size = len(stub_bytes)
+    edits = []
+    for s in hdr.sections:  # every section claims the whole file
+        edits += [(s.header_offset + 8, "<I", size), (s.header_offset + 16, "<I", size), (s.header_offset + 20, "<I", 0)]
+    bad = tmp_path / "overlap.efi"
+    bad.write_bytes(_pe_patch(stub_bytes, edits))
+    line = measure(bad, capsys)
+    assert line == (f"error: {bad}: section table: the sections claim {size * len(hdr.sections)} bytes of file "
+                    f"data, more than the {size}-byte file (overlapping sections)")
+
+
+@pytest.mark.parametrize("opt_size", [2, 20, 95, 111])
+def test_pe_truncated_optional_header(tmp_path: Path, stub_bytes: bytes, capsys: pytest.CaptureFixture[str],
+                                      opt_size: int) -> None:
+    from image_builder.formats.pe import parse_pe_headers
+
+    hdr = parse_pe_headers(stub_bytes)
+    bad = tmp_path / "opt.efi"
+    bad.write_bytes(_pe_patch(stub_bytes, [(hdr.coff_offset + 16, "<H", opt_size)]))
+    line = measure(bad, capsys)
+    assert line == (f"error: {bad}: not a valid PE/COFF image: truncated optional header: SizeOfOptionalHeader "
+                    f"is {opt_size}, a PE32+ optional header needs 112")
+
+
+def test_pe_optional_header_cut_by_end_of_file(tmp_path: Path, stub_bytes: bytes) -> None:
+    from image_builder.formats.pe import parse_pe_headers
+
+    hdr = parse_pe_headers(stub_bytes)
+    for cut in (hdr.optional_offset + 1, hdr.optional_offset + 30, hdr.optional_offset + 100):
+        with pytest.raises(TeeformError, match="not a valid PE/COFF image: truncated optional header"):
+            parse_pe_headers(stub_bytes[:cut])
+
+
+def test_pe_too_many_sections(tmp_path: Path, stub_bytes: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    from image_builder.formats.pe import parse_pe_headers
+
+    hdr = parse_pe_headers(stub_bytes)
+    bad = tmp_path / "many.efi"
+    bad.write_bytes(_pe_patch(stub_bytes, [(hdr.coff_offset + 2, "<H", 2000)]))
+    assert measure(bad, capsys) == \
+        f"error: {bad}: not a valid PE/COFF image: NumberOfSections is 2000, over the loader's limit of 96"
+
+
+def _replace_in_section(data: bytes, name: str, old: bytes, new: bytes) -> bytes:
+    sec = _section(data, name)
+    start, end = sec.pointer_to_raw_data, sec.pointer_to_raw_data + sec.size_of_raw_data
+    body = data[start:end]
+    assert old in body and len(old) == len(new)
+    return data[:start] + body.replace(old, new, 1) + data[end:]
+
+
+# "²5" (superscript two: str.isdigit() is true, int() refuses it), "٢5" (ARABIC-INDIC DIGIT TWO), "x52"
+@pytest.mark.parametrize("version", ["²5".encode(), "\u06625".encode(), b"x52"])
+def test_stub_versions_that_are_not_small_decimals(tmp_path: Path, stub_bytes: bytes, version: bytes) -> None:
+    from image_builder.measure import pcr11
+
+    sbat = _section(stub_bytes, ".sbat")
+    body = stub_bytes[sbat.pointer_to_raw_data:sbat.pointer_to_raw_data + sbat.size_of_raw_data]
+    line = next(ln for ln in body.split(b"\n") if ln.startswith(b"systemd,"))
+    ver = line.split(b",")[4]
+    assert len(ver) == len(version) == 3
+    bad = _replace_in_section(stub_bytes, ".sbat", b"," + ver + b",", b"," + version + b",")
+    magic = _section(bad, ".sdmagic")
+    text = bad[magic.pointer_to_raw_data:magic.pointer_to_raw_data + magic.size_of_raw_data]
+    mver = text.split(b"systemd-stub ", 1)[1][:3]
+    bad = _replace_in_section(bad, ".sdmagic", b"systemd-stub " + mver, b"systemd-stub " + version)
+    p = tmp_path / "stub.efi"
+    p.write_bytes(bad)
+    assert refused(pcr11.detect_stub_version, p) == (
+        f"{p}: cannot tell the systemd-stub version (no 'systemd,1,...' .sbat line and no .sdmagic)")
+
+
+def test_stub_version_parsers_ignore_long_digit_runs() -> None:
+    from image_builder.measure import pcr11
+
+    assert pcr11._parse_sbat_version(b"systemd,1,x,systemd," + b"9" * 5000 + b",u\n") is None
+    assert pcr11._parse_sdmagic_version(b"#### LoaderInfo: systemd-stub " + b"7" * 5000 + b" ####") is None
+    assert pcr11._parse_sdmagic_version(b"#### LoaderInfo: systemd-stub ") is None
+    assert pcr11._parse_sbat_version(b"systemd,1,x,systemd,257~rc1,u\n") == 257
+
+
+def test_uki_build_refuses_a_stub_with_a_huge_file_alignment(tmp_path: Path, stub_bytes: bytes) -> None:
+    from image_builder.formats import uki
+    from image_builder.formats.pe import parse_pe_headers
+
+    hdr = parse_pe_headers(stub_bytes)
+    p = tmp_path / "stub.efi"
+    p.write_bytes(_pe_patch(stub_bytes, [(hdr.optional_offset + 36, "<I", 1 << 31)]))
+    (tmp_path / "k").write_bytes(b"kernel")
+    inputs = uki.UkiInputs(stub=p, linux=tmp_path / "k", initrd=None, cmdline=b"x", osrel=b"ID=x\n")
+    assert refused(uki.build_uki, inputs, tmp_path / "out.efi") == \
+        f"{p}: FileAlignment: FileAlignment 0x80000000 is not a power of two in 512..64 KiB"
+    assert not (tmp_path / "out.efi").exists()
