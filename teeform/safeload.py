@@ -5,6 +5,7 @@ line naming the file (and, for structured data, the field), never a traceback, a
 blow-up. Public API::
 
     read_limited(path, limit, *, what) -> bytes            # regular file of at most ``limit`` bytes
+    open_regular(path, *, what) -> BinaryIO               # open for streaming; FIFOs/devices/dirs refused
     decode_utf8(data, *, source) -> str                   # strict UTF-8, error names the byte offset
     loads_json(data, *, source, max_depth=64) -> Any      # JSON with depth/number/string checks
     load_json_file(path, limit, *, what, max_depth=64) -> Any
@@ -37,7 +38,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -85,6 +86,37 @@ def read_limited(path: os.PathLike[str] | str, limit: int, *, what: str) -> byte
     if len(data) > limit:
         raise TeeformError(f"{p}: {what} is over the {limit}-byte limit")
     return data
+
+
+def open_regular(path: os.PathLike[str] | str, *, what: str) -> BinaryIO:
+    """Open ``path`` for binary reading if (after following symlinks) it is a regular file.
+
+    For inputs streamed rather than read whole (images, disks, layer blobs). The file is opened with
+    ``O_NONBLOCK`` so that a FIFO cannot block the ``open`` itself, then checked with ``fstat`` (no
+    race with a rename), then switched back to blocking reads; ``/dev/zero``, FIFOs, sockets and
+    directories are refused before a byte is read.
+
+    Raises:
+        TeeformError: ``<path>: <what> not found``, ``... is a directory``, ``... is not a regular
+            file`` or ``cannot read <what>: <reason>``.
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise TeeformError(f"{p}: {what} not found") from None
+    except OSError as e:
+        raise TeeformError(f"{p}: cannot read {what}: {e.strerror or e}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise TeeformError(f"{p}: {what} is {kind}", hint=f"give the path of the {what} file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def decode_utf8(data: bytes, *, source: str) -> str:
@@ -269,5 +301,5 @@ def require_type(value: Any, expected: type | tuple[type, ...], *, source: str, 
 _TYPE_NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
                                 bool: "true/false", float: "a number", type(None): "nothing (null)"}
 
-__all__: list[str] = ["SMALL_JSON_LIMIT", "MAX_DEPTH", "MAX_INT_DIGITS", "read_limited", "decode_utf8",
+__all__: list[str] = ["SMALL_JSON_LIMIT", "MAX_DEPTH", "MAX_INT_DIGITS", "read_limited", "open_regular", "decode_utf8",
                       "check_text", "json_depth", "loads_json", "load_json_file", "loads_yaml", "require_type"]

@@ -54,6 +54,8 @@ PCR_SIZE = 48
 PCR_ZERO = bytes(PCR_SIZE)
 MAX_METADATA = 16 << 20
 MAX_SIGNATURE = 1 << 20
+#: Largest cmdline section read into memory (x86 COMMAND_LINE_SIZE is 2,048; nitro-cli passes it as is).
+MAX_CMDLINE = 1 << 20
 
 _HEADER = struct.Struct(">4sHHQQHH32Q32QII")
 _SECTION = struct.Struct(">HHQ")
@@ -448,6 +450,8 @@ class EifInfo:
 
 
 def _fail(path: Path, message: str, *, field: str | None = None, hint: str | None = None) -> TeeformError:
+    if field and message.startswith(field):
+        field = None  # "section 3 (ramdisk) extends ..." already names it
     return TeeformError(message, path=path, field=field,
                         hint=hint or "the file is not a valid EIF (corrupt, truncated, or not an EIF)")
 
@@ -463,16 +467,22 @@ def read_eif(path: os.PathLike[str] | str) -> EifInfo:
     kernel and one cmdline, at least one ramdisk, at most one metadata and one signature section;
     the CRC.
 
+    Limits: the file must be a regular file (a FIFO or ``/dev/zero`` is refused before reading);
+    the cmdline section at most :data:`MAX_CMDLINE` bytes, metadata at most :data:`MAX_METADATA`
+    bytes of JSON parsed with :func:`teeform.safeload.loads_json` (nesting <= 64, integers <= 20
+    digits, no NaN, no lone surrogates; anything else is refused like any other corruption) and
+    the signature section at most :data:`MAX_SIGNATURE` bytes, all checked against the header before
+    anything is read; every other section is only streamed (hashed in :data:`CHUNK` pieces), so a
+    section's size costs time proportional to the bytes actually present in the file, never memory.
+
     Raises:
         TeeformError: naming exactly what is wrong, e.g. ``section 3 (ramdisk) extends beyond end
             of file: ...`` or ``CRC mismatch: header says 0x..., computed 0x...``.
     """
+    from teeform.safeload import open_regular
+
     p = Path(path)
-    try:
-        fh = open(p, "rb")
-    except OSError as exc:
-        raise TeeformError(f"cannot read: {exc.strerror}", path=p) from exc
-    with fh:
+    with open_regular(p, what="EIF") as fh:
         file_size = os.fstat(fh.fileno()).st_size
         raw = fh.read(HEADER_SIZE)
         if len(raw) < HEADER_SIZE:
@@ -514,6 +524,10 @@ def read_eif(path: os.PathLike[str] | str) -> EifInfo:
                 raise _fail(p, f"{where}: section header says size {ssize}, EIF header slot says {slot_size}", field=where)
             if sflags != 0:
                 raise _fail(p, f"{where}: section flags are {sflags:#x}, must be 0", field=where)
+            limit = {SectionType.CMDLINE: MAX_CMDLINE, SectionType.METADATA: MAX_METADATA,
+                     SectionType.SIGNATURE: MAX_SIGNATURE}.get(stype)
+            if limit is not None and ssize > limit:
+                raise _fail(p, f"{where} is {ssize} bytes, over the {limit}-byte limit", field=where)
             end = off + SECTION_HEADER_SIZE + ssize
             if end > file_size:
                 raise _fail(p, f"{where} extends beyond end of file: data ends at byte {end}, "
@@ -552,17 +566,15 @@ def read_eif(path: os.PathLike[str] | str) -> EifInfo:
                 crc = zlib.crc32(chunk, crc)
                 hasher.update(chunk)
                 sha.update(chunk)
-                if keep and sum(map(len, kept)) < MAX_METADATA:
+                if keep:
                     kept.append(chunk)
                 remaining -= len(chunk)
             infos.append(SectionInfo(i, stype, off, size, sha.hexdigest(), stype.label))
             if stype is SectionType.CMDLINE:
                 cmdline = b"".join(kept)
             elif stype is SectionType.METADATA:
-                metadata_raw = b"".join(kept) if size <= MAX_METADATA else b""
+                metadata_raw = b"".join(kept)
             elif stype is SectionType.SIGNATURE:
-                if size > MAX_SIGNATURE:
-                    raise _fail(p, f"section {i} (signature) is {size} bytes, larger than {MAX_SIGNATURE}")
                 signature_raw = b"".join(kept)
         crc &= 0xFFFFFFFF
         if crc != hdr.crc32:
@@ -571,10 +583,14 @@ def read_eif(path: os.PathLike[str] | str) -> EifInfo:
 
     metadata: Any = None
     if metadata_raw:
+        from teeform.safeload import loads_json
+
+        where = next(f"section {i} (metadata)" for i, t, _, _ in sections if t is SectionType.METADATA)
         try:
-            metadata = json.loads(metadata_raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            notes.append("the metadata section is not valid JSON (it is not measured, so the PCRs are unaffected)")
+            metadata = loads_json(metadata_raw, source=where)
+        except TeeformError as exc:
+            raise _fail(p, exc.message, hint="nitro-cli writes compact JSON metadata (eif-nitro.md §1.6); "
+                        "the file is corrupt or was not built by an EIF builder") from None
     pcr8 = None
     cert_pem = None
     sig_ok = None
@@ -614,12 +630,12 @@ def measure_report(path: os.PathLike[str] | str) -> MeasurementReport:
     }
     if info.is_signed:
         facts["SignatureCheck"] = info.signature_check
-    facts["ImageName"] = meta.get("ImageName")
-    facts["ImageVersion"] = meta.get("ImageVersion")
+    facts["ImageName"] = _meta_text(meta.get("ImageName"))
+    facts["ImageVersion"] = _meta_text(meta.get("ImageVersion"))
     build = meta.get("BuildMetadata") if isinstance(meta.get("BuildMetadata"), dict) else {}
     if build:
-        facts["BuildTool"] = f"{build.get('BuildTool')} {build.get('BuildToolVersion')}"
-        facts["BuildTime"] = build.get("BuildTime")
+        facts["BuildTool"] = f"{_meta_text(build.get('BuildTool'))} {_meta_text(build.get('BuildToolVersion'))}"
+        facts["BuildTime"] = _meta_text(build.get("BuildTime"))
     facts["Architecture"] = info.architecture
     facts["Flags"] = f"{info.header.flags:#06x}"
     facts["FileSize"] = info.file_size
@@ -633,6 +649,14 @@ def measure_report(path: os.PathLike[str] | str) -> MeasurementReport:
         notes.append("the signature does not verify against PCR0 with the embedded certificate (SignatureCheck false)")
     return MeasurementReport(path=str(path), kind="eif", measurements=info.pcrs.as_hex(), facts=facts,
                              sections=rows, notes=notes)
+
+
+def _meta_text(value: Any, limit: int = 256) -> str | None:
+    """A metadata string for display: None unless it is a string; cut to ``limit`` characters (the
+    metadata is unmeasured, untrusted text)."""
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= limit else value[:limit] + "..."
 
 
 def _measured_in(s: SectionInfo, sections: Sequence[SectionInfo]) -> str:

@@ -44,6 +44,9 @@ PROTECTED_ES384 = bytes.fromhex("a1013822")
 COORD = 48  # P-384 coordinate size in bytes
 
 
+#: Largest --signing-key / --signing-cert file read (PEM key ~300 bytes, certificate chain a few KiB).
+MAX_PEM_FILE = 1 << 20
+
 def _uints(data: bytes) -> list[int]:
     return list(data)
 
@@ -167,15 +170,18 @@ class EifSigner:
     def load(cls, key_path: os.PathLike[str] | str, cert_path: os.PathLike[str] | str) -> EifSigner:
         """Load and check a PEM private key and PEM certificate.
 
+        Both files are read with a :data:`MAX_PEM_FILE` bound (a P-384 key PEM is ~300 bytes, a
+        certificate ~1 KiB); directories, FIFOs and devices are refused.
+
         Raises:
-            TeeformError: unreadable files, an encrypted or non-EC key, a curve other than P-384,
+            TeeformError: unreadable or oversized files, an encrypted or non-EC key, a curve other than P-384,
                 or a certificate whose public key does not match the private key.
         """
+        from teeform.safeload import read_limited
+
         kp, cp = Path(key_path), Path(cert_path)
-        try:
-            key_bytes, cert_pem = kp.read_bytes(), cp.read_bytes()
-        except OSError as exc:
-            raise TeeformError(f"cannot read: {exc.strerror}", path=exc.filename) from exc
+        key_bytes = read_limited(kp, MAX_PEM_FILE, what="--signing-key (PEM private key)")
+        cert_pem = read_limited(cp, MAX_PEM_FILE, what="--signing-cert (PEM certificate)")
         try:
             key = serialization.load_pem_private_key(key_bytes, password=None)
         except (ValueError, TypeError) as exc:

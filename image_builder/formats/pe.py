@@ -40,6 +40,12 @@ PE32PLUS_MAGIC = 0x20B
 IMAGE_DIRECTORY_ENTRY_SECURITY = 4
 #: Largest header area we are willing to read (the spec caps nothing; real stubs use 0x400-0x1000).
 MAX_HEADER_BYTES = 1 << 20
+#: Most sections accepted (PE Format, "COFF File Header": "the Windows loader limits the number of
+#: sections to 96"; systemd-stub has 8, a UKI ~16).
+MAX_SECTIONS = 96
+#: Smallest optional header that holds NumberOfRvaAndSizes (PE Format, "Optional Header
+#: Windows-Specific Fields": offset 92 in PE32, 108 in PE32+, 4 bytes).
+_MIN_OPTIONAL = {PE32_MAGIC: 96, PE32PLUS_MAGIC: 112}
 
 
 @dataclass(frozen=True)
@@ -137,8 +143,12 @@ def parse_pe_headers(head: bytes, *, path: os.PathLike[str] | str | None = None)
 
     ``head`` must cover the DOS header, COFF header, optional header and the whole section table.
 
+    Limits: the optional header must be long enough for every field read (96 bytes for PE32, 112
+    for PE32+, up to NumberOfRvaAndSizes) and at most :data:`MAX_SECTIONS` sections are accepted.
+
     Raises:
-        TeeformError: bad magic, truncated headers, unknown optional-header magic (naming ``path``).
+        TeeformError: bad magic, truncated headers, unknown optional-header magic, too many sections
+            (naming ``path``).
     """
     if len(head) < 0x40 or head[:2] != b"MZ":
         raise _bad("missing 'MZ' DOS signature", path)
@@ -151,6 +161,11 @@ def parse_pe_headers(head: bytes, *, path: os.PathLike[str] | str | None = None)
     if opt + opt_size > len(head) or opt_size < 2:
         raise _bad("truncated optional header", path)
     (magic,) = struct.unpack_from("<H", head, opt)
+    if magic in _MIN_OPTIONAL and opt_size < _MIN_OPTIONAL[magic]:
+        raise _bad(f"truncated optional header: SizeOfOptionalHeader is {opt_size}, a "
+                   f"{'PE32+' if magic == PE32PLUS_MAGIC else 'PE32'} optional header needs {_MIN_OPTIONAL[magic]}", path)
+    if nsec > MAX_SECTIONS:
+        raise _bad(f"NumberOfSections is {nsec}, over the loader's limit of {MAX_SECTIONS}", path)
     if magic == PE32_MAGIC:
         image_base = struct.unpack_from("<I", head, opt + 28)[0]
         nrva_off, dd_off = opt + 92, opt + 96

@@ -70,6 +70,13 @@ from teeform.fsutil import CHUNK, atomic_output
 #: Digests kept for every section (bank names as used by pcr11.BANKS).
 SECTION_DIGESTS = ("sha1", "sha256", "sha384")
 MAX_STUB_SIZE = 64 << 20
+#: Most zero fill (VirtualSize beyond the data in the file, which the loader zero-fills and
+#: systemd-stub measures, uki-verity.md §1.2) that :func:`read_uki_layout` hashes over all sections.
+#: teeform's own bound: a real stub's fill is a few KiB (its .data/.bss); without a bound a 1 KiB PE
+#: claiming VirtualSize 0xFFFFFFFF in 96 sections would make ``teeform measure`` hash 384 GiB.
+MAX_ZERO_FILL = 64 << 20
+#: Largest .sbat section read (shim's SBAT.md CSV is a few lines; same bound as pcr11.detect_stub_version).
+MAX_SBAT = 1 << 20
 
 IMAGE_SCN_CNT_CODE = 0x00000020
 IMAGE_SCN_CNT_INITIALIZED_DATA = 0x00000040
@@ -231,12 +238,17 @@ def _sbat_lines_of_pe(path: Path) -> list[str]:
         hdr = read_pe_headers(path)
     except TeeformError:
         return []  # ukify: "is not a valid PE file, not extracting SBAT section"
+    from teeform.safeload import open_regular
+
     lines: list[str] = []
-    with open(path, "rb") as fh:
+    with open_regular(path, what="PE image") as fh:
         for sec in hdr.sections:
             if sec.name != ".sbat":
                 continue
             # pefile get_data(): SizeOfRawData bytes, clipped to the file; then rstrip(NUL).
+            if sec.size_of_raw_data > MAX_SBAT:
+                raise TeeformError(f".sbat section is {sec.size_of_raw_data} bytes, over the {MAX_SBAT}-byte limit",
+                                   path=path, field=".sbat")
             fh.seek(sec.pointer_to_raw_data)
             raw = fh.read(sec.size_of_raw_data)
             try:
@@ -298,14 +310,22 @@ def _patch(buf: bytearray, off: int, fmt: str, *values: int) -> None:
 
 def _prepare_stub(stub: Path) -> tuple[bytearray, PeHeaders, list[_Sec]]:
     """Steps 1-2 of the module docstring: strip the symbol table, realign raw data, pad SizeOfHeaders."""
-    size = _file_size(stub, "systemd-stub")
-    if size > MAX_STUB_SIZE:
-        raise TeeformError(f"systemd-stub is {size} bytes; that is not a stub", path=stub)
-    data = bytearray(Path(stub).read_bytes())
+    from teeform.safeload import read_limited
+
+    _file_size(stub, "systemd-stub")
+    data = bytearray(read_limited(stub, MAX_STUB_SIZE, what="systemd-stub"))
     hdr = parse_pe_headers(bytes(data), path=stub)
     fa = hdr.file_alignment
     if fa == 0 or hdr.section_alignment == 0:
         raise TeeformError("FileAlignment/SectionAlignment is 0", path=stub)
+    # PE Format, "Optional Header Windows-Specific Fields": FileAlignment "should be a power of 2
+    # between 512 and 64 K"; realigning with a huge one would allocate gigabytes of padding.
+    if fa & (fa - 1) or not 512 <= fa <= 0x10000:
+        raise TeeformError(f"FileAlignment {fa:#x} is not a power of two in 512..64 KiB", path=stub,
+                           field="FileAlignment")
+    for s in hdr.sections:
+        if s.pointer_to_raw_data + s.size_of_raw_data > len(data):
+            raise TeeformError(f"section {s.name} extends beyond the end of the file", path=stub, field=s.name)
     # 1. COFF symbol table (+ string table) at the end of the file.
     symptr = hdr.pointer_to_symbol_table
     if symptr:
@@ -497,14 +517,31 @@ def _in_memory_bytes(fh: BinaryIO, s: Any) -> Any:
 def read_uki_layout(path: os.PathLike[str] | str) -> UkiLayout:
     """Read the section table of the PE file ``path`` and digest every section's content (streamed).
 
+    Work is bounded by the file (never by header claims): every section's file data must lie inside
+    the file, the sections' file data together may not exceed the file size (each byte of a
+    non-overlapping layout is hashed once), and the zero fill of all sections together is at most
+    :data:`MAX_ZERO_FILL` bytes.
+
     Raises:
-        TeeformError: unreadable file, not a PE image, or section data beyond the end of the file.
+        TeeformError: unreadable file (or not a regular file), not a PE image, section data beyond the
+            end of the file, or more data/zero fill than those bounds.
     """
+    from teeform.safeload import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path, what="PE image") as fh:
             hdr = read_pe_headers_fh(fh, path=path)
             size = fh.seek(0, os.SEEK_END)
             sections = []
+            data_total = sum(s.data_size for s in hdr.sections)
+            fill_total = sum(s.virtual_size - s.data_size for s in hdr.sections if s.virtual_size)
+            if data_total > size:
+                raise TeeformError(f"the sections claim {data_total} bytes of file data, more than the "
+                                   f"{size}-byte file (overlapping sections)", path=path, field="section table")
+            if fill_total > MAX_ZERO_FILL:
+                raise TeeformError(f"the sections' VirtualSize exceeds their file data by {fill_total} bytes in "
+                                   f"total, over the {MAX_ZERO_FILL}-byte zero-fill limit", path=path,
+                                   field="section table")
             for s in hdr.sections:
                 if s.pointer_to_raw_data + s.data_size > size:
                     raise TeeformError(f"section {s.name} extends beyond the end of the file", path=path, field=s.name)

@@ -49,6 +49,21 @@ written, when a layer member:
 * is a character or block device node (a device node could expose hardware to the application;
   the enclave's ``/dev`` is a devtmpfs mounted by init anyway);
 * has an unknown tar type, or is an aufs ``.wh..wh.*`` entry other than the opaque marker.
+* has a header value nothing downstream can represent: a NUL in its name or link target, a path
+  over :data:`MAX_MEMBER_PATH` bytes (PATH_MAX), a component over 255 bytes (NAME_MAX), more than
+  :data:`MAX_TREE_DEPTH` levels, a negative size (or a size on a non-file), a uid/gid outside
+  ``uid_t``, a non-finite or out-of-range PAX ``mtime`` (``inf``, ``nan``, ``1e400``), or an
+  extended header over :data:`MAX_TAR_EXT_HEADER` bytes.
+
+Hostile metadata (limits; every failure is one :class:`TeeformError` naming the file and field):
+``oci-layout`` at most :data:`MAX_OCI_LAYOUT` bytes; ``index.json``, manifests, configs and
+``manifest.json`` at most :data:`MAX_JSON_BLOB` bytes each, parsed with
+:func:`teeform.safeload.loads_json` (nesting <= 64, integers <= 20 digits, no NaN, no lone
+surrogates); descriptor fields must have the types of image-spec ``descriptor.md`` "Properties"
+(annotations: string values) and legacy ``RepoTags``/``Layers`` must be arrays of strings (moby
+``image/spec/v1.2.md``). Blobs, archives and ``--image`` must be regular files (a FIFO or
+``/dev/zero`` is refused before it is read); a ``docker save`` archive may list at most
+:data:`MAX_ARCHIVE_MEMBERS` members.
 
 FIFOs are **accepted**: they grant no access to anything, unprivileged users can create them, and
 cpio/the kernel handle them (``init/initramfs.c`` ``do_name``).
@@ -76,7 +91,6 @@ import enum
 import gzip
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -90,6 +104,7 @@ from typing import Any, BinaryIO, Protocol
 
 from teeform.errors import TeeformError
 from teeform.fsutil import CHUNK, source_date_epoch
+from teeform.safeload import loads_json, open_regular
 
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -108,6 +123,30 @@ LAYER_TYPES = (
     MT_LEGACY_LAYER,
 )
 MAX_JSON_BLOB = 16 << 20  # index/manifest/config larger than this are refused
+#: ``oci-layout`` is one tiny object (image-spec ``image-layout.md`` "oci-layout file").
+MAX_OCI_LAYOUT = 64 << 10
+#: Longest member path accepted in a layer: Linux PATH_MAX (4096, ``include/uapi/linux/limits.h``,
+#: counting the terminating NUL) minus the ``rootfs/`` prefix the EIF's customer ramdisk adds.
+MAX_MEMBER_PATH = 4096 - 1 - len("rootfs/")
+#: Longest path component (Linux NAME_MAX, ``include/uapi/linux/limits.h``), in bytes.
+MAX_NAME = 255
+#: Deepest directory nesting accepted (teeform's own limit): CPython's default recursion limit is
+#: 1,000 frames (``sys.getrecursionlimit()``) and ``shutil.copytree``/``shutil.rmtree`` and Python
+#: 3.11's ``os.walk`` recurse once per level, so a 1,100-level tree would end in ``RecursionError``.
+MAX_TREE_DEPTH = 512
+#: Longest symlink / hard-link target (PATH_MAX - 1: ``readlink`` and ``symlinkat`` refuse longer).
+MAX_LINK_TARGET = 4095
+#: Largest tar extended header (PAX ``x``/``g``, GNU long name/link) we let ``tarfile`` read into
+#: memory; real ones are a few hundred bytes (POSIX.1-2008 ``pax`` "pax Extended Header").
+MAX_TAR_EXT_HEADER = 1 << 20
+#: Most members a ``docker save`` archive may list (its index is held in memory; real ones hold a
+#: few dozen: one directory and a few files per layer).
+MAX_ARCHIVE_MEMBERS = 100_000
+#: Largest uid/gid accepted from a tar header (``uid_t`` is 32 bits; (uid_t)-1 means "no change").
+MAX_ID = 0xFFFFFFFE
+#: mtimes from a layer must be finite and fit a signed 64-bit ``time_t`` (PAX ``mtime`` is a decimal
+#: with a fraction, so ``inf``/``nan``/``1e400`` parse as floats in ``tarfile``).
+MAX_MTIME = (1 << 63) - 1
 _DIGEST_RE = re.compile(r"^(sha256|sha512):([0-9a-f]+)$")
 _DIGEST_LEN = {"sha256": 64, "sha512": 128}
 GZIP_MAGIC = b"\x1f\x8b"
@@ -340,14 +379,10 @@ class LayoutStore:
     @contextlib.contextmanager
     def open(self, location: str) -> Iterator[BinaryIO]:
         p = self._path(location)
-        try:
-            fh = open(p, "rb")
-        except FileNotFoundError as exc:
+        if not p.exists() and not p.is_symlink():
             raise TeeformError(f"blob {location} is missing", path=self.source,
-                               hint="the layout is incomplete; re-export the image") from exc
-        except OSError as exc:
-            raise TeeformError(f"cannot read blob {location}: {exc.strerror}", path=self.source) from exc
-        with fh:
+                               hint="the layout is incomplete; re-export the image")
+        with open_regular(p, what=f"blob {location}") as fh:
             yield fh
 
 
@@ -362,10 +397,13 @@ class TarStore:
         self.source = path
         self._members: dict[str, tarfile.TarInfo] = {}
         try:
-            with tarfile.open(path, "r:") as tf:
+            with open_regular(path, what="image archive") as fh, tarfile.open(fileobj=fh, mode="r:", tarinfo=_BoundedTarInfo) as tf:
                 for m in tf:
+                    if len(self._members) >= MAX_ARCHIVE_MEMBERS:
+                        raise TeeformError(f"the archive has more than {MAX_ARCHIVE_MEMBERS} members", path=path,
+                                           hint="pass a single-image `docker save` archive")
                     self._members[_norm_member(m.name)] = m
-        except (tarfile.TarError, EOFError, OSError) as exc:
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
             raise TeeformError(f"not a readable tar archive: {exc}", path=path,
                                hint="pass an OCI layout directory or an uncompressed `docker save -o image.tar` archive") from exc
 
@@ -400,8 +438,23 @@ class TarStore:
     @contextlib.contextmanager
     def open(self, location: str) -> Iterator[BinaryIO]:
         m = self._resolve(location)
-        with open(self.source, "rb") as fh:
+        with open_regular(self.source, what="image archive") as fh:
             yield io.BufferedReader(_Section(fh, m.offset_data, m.size), CHUNK)  # type: ignore[arg-type]
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """``tarfile.TarInfo`` that refuses extended headers larger than :data:`MAX_TAR_EXT_HEADER`.
+
+    ``tarfile`` reads a PAX/GNU extended header's whole content into memory (``TarInfo._proc_pax``,
+    ``_proc_gnulong``), so a header claiming gigabytes would exhaust memory, and in stream mode a
+    bogus size is "skipped" by reading block after block past the end of the stream (a hang).
+    """
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                         tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK) and self.size > MAX_TAR_EXT_HEADER:
+            raise tarfile.HeaderError(f"extended header of {self.size} bytes (limit {MAX_TAR_EXT_HEADER})")
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
 
 
 def _norm_member(name: str) -> str:
@@ -443,26 +496,64 @@ def _read_verified(store: BlobStore, desc: Descriptor, what: str) -> bytes:
 
 
 def _parse_json(data: bytes, what: str, source: Path) -> Any:
-    try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TeeformError(f"{what} is not valid JSON: {exc}", path=source) from exc
+    """Parse an index/manifest/config with :func:`teeform.safeload.loads_json` (depth 64, integers of
+    at most 20 digits, no NaN/Infinity, no lone surrogates); the error names ``source`` and ``what``."""
+    return loads_json(data, source=f"{source}: {what}")
+
+
+def _read_small(store: BlobStore, location: str, limit: int, what: str) -> bytes:
+    """Read the whole blob ``location`` if it holds at most ``limit`` bytes."""
+    with store.open(location) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise TeeformError(f"{what} is larger than the {limit}-byte limit", path=store.source, field=location)
+    return data
+
+
+def _string(value: Any, where: str, source: Path, *, optional: bool = False) -> str | None:
+    """``value`` if it is a string (or None when ``optional``), else a TeeformError naming ``where``."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TeeformError(f"{where}: expected a string, got {_json_type(value)}", path=source)
+    return value
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "true/false", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _descriptor(obj: Any, where: str, source: Path) -> Descriptor:
+    """Check a descriptor's fields against their types in image-spec ``descriptor.md`` "Properties"
+    (``mediaType`` string, ``digest`` string, ``size`` int64 >= 0, ``annotations`` string-to-string
+    map) and ``image-index.md`` (``platform.os``/``architecture``/``variant`` strings)."""
     if not isinstance(obj, dict):
         raise TeeformError(f"{where}: descriptor must be a JSON object", path=source)
     digest = obj.get("digest")
     alg, hexd = _check_digest(digest, where, source)
     size = obj.get("size")
-    if not isinstance(size, int) or size < 0:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise TeeformError(f"{where}: descriptor size must be a non-negative integer", path=source)
+    media_type = _string(obj.get("mediaType", ""), f"{where}.mediaType", source) or ""
     plat = obj.get("platform")
     platform = None
-    if isinstance(plat, dict) and plat.get("os") and plat.get("architecture"):
-        platform = Platform(str(plat["os"]), str(plat["architecture"]), plat.get("variant"))
-    ann = obj.get("annotations") if isinstance(obj.get("annotations"), dict) else {}
-    return Descriptor(str(obj.get("mediaType", "")), digest, size, f"blobs/{alg}/{hexd}", platform, dict(ann or {}))
+    if plat is not None:
+        if not isinstance(plat, dict):
+            raise TeeformError(f"{where}.platform: expected an object, got {_json_type(plat)}", path=source)
+        p_os = _string(plat.get("os"), f"{where}.platform.os", source, optional=True)
+        p_arch = _string(plat.get("architecture"), f"{where}.platform.architecture", source, optional=True)
+        p_var = _string(plat.get("variant"), f"{where}.platform.variant", source, optional=True)
+        if p_os and p_arch:
+            platform = Platform(p_os, p_arch, p_var or None)
+    ann = obj.get("annotations")
+    if ann is None:
+        ann = {}
+    if not isinstance(ann, dict):
+        raise TeeformError(f"{where}.annotations: expected an object, got {_json_type(ann)}", path=source)
+    for k, v in ann.items():
+        _string(v, f"{where}.annotations[{k!r}]", source)
+    return Descriptor(media_type, digest, size, f"blobs/{alg}/{hexd}", platform, dict(ann))
 
 
 # ------------------------------------------------------------------------------- open_image
@@ -499,7 +590,7 @@ def open_image(path: os.PathLike[str] | str, *, platform: str | None = None) -> 
         return _open_oci(store, "oci-layout", want)
     if not src.exists():
         raise TeeformError("image not found", path=src, field="--image")
-    with open(src, "rb") as fh:
+    with open_regular(src, what="image (OCI layout directory or docker-archive tar)") as fh:
         head = fh.read(4)
     if head.startswith(GZIP_MAGIC) or head == ZSTD_MAGIC:
         raise TeeformError("compressed image archives are not accepted", path=src,
@@ -539,12 +630,11 @@ def _expand_index(store: BlobStore, data: bytes, where: str, depth: int, out: li
 
 
 def _open_oci(store: BlobStore, fmt: str, want: Platform | None) -> OciImage:
-    with store.open("oci-layout") as fh:
-        layout = _parse_json(fh.read(65536), "oci-layout", store.source)
-    if not isinstance(layout, dict) or not str(layout.get("imageLayoutVersion", "")).startswith("1."):
+    layout = _parse_json(_read_small(store, "oci-layout", MAX_OCI_LAYOUT, "oci-layout"), "oci-layout", store.source)
+    version = layout.get("imageLayoutVersion") if isinstance(layout, dict) else None
+    if not isinstance(version, str) or not version.startswith("1."):
         raise TeeformError("oci-layout: unsupported imageLayoutVersion (need 1.x)", path=store.source)
-    with store.open("index.json") as fh:
-        index_bytes = fh.read(MAX_JSON_BLOB + 1)
+    index_bytes = _read_small(store, "index.json", MAX_JSON_BLOB, "index.json")
     cands: list[_Candidate] = []
     _expand_index(store, index_bytes, "index.json", 0, cands)
     if not cands:
@@ -581,7 +671,7 @@ def _load_manifest(store: BlobStore, fmt: str, cand: _Candidate) -> OciImage:
     man = _parse_json(data, f"manifest {desc.short}", store.source)
     if not isinstance(man, dict) or man.get("schemaVersion") != 2:
         raise TeeformError(f"manifest {desc.short}: schemaVersion must be 2", path=store.source)
-    mt = man.get("mediaType", desc.media_type)
+    mt = _string(man.get("mediaType", desc.media_type), f"manifest {desc.short} mediaType", store.source)
     if mt and mt not in MANIFEST_TYPES:
         raise TeeformError(f"manifest {desc.short}: unsupported media type {mt!r}", path=store.source)
     cfg_desc = _descriptor(man.get("config"), f"manifest {desc.short} config", store.source)
@@ -626,17 +716,25 @@ def _config_platform(config: Mapping[str, Any], source: Path) -> Platform:
     os_, arch = config.get("os"), config.get("architecture")
     if not isinstance(os_, str) or not isinstance(arch, str):
         raise TeeformError("image config lacks `os`/`architecture`", path=source)
-    variant = config.get("variant")
-    return Platform(os_, arch, variant if isinstance(variant, str) else None)
+    variant = _string(config.get("variant"), "image config variant", source, optional=True)
+    return Platform(os_, arch, variant or None)
 
 
 def _open_legacy(store: TarStore, want: Platform | None) -> OciImage:
-    with store.open("manifest.json") as fh:
-        entries = _parse_json(fh.read(MAX_JSON_BLOB), "manifest.json", store.source)
+    entries = _parse_json(_read_small(store, "manifest.json", MAX_JSON_BLOB, "manifest.json"), "manifest.json",
+                          store.source)
     if not isinstance(entries, list) or not entries:
         raise TeeformError("manifest.json must be a non-empty JSON array", path=store.source)
+    all_tags: list[list[str]] = []
+    for i, e in enumerate(entries):  # moby image/spec/v1.2.md: "RepoTags": array of strings (or null)
+        raw_tags = e.get("RepoTags") if isinstance(e, dict) else None
+        if raw_tags is not None and not isinstance(raw_tags, list):
+            raise TeeformError(f"manifest.json[{i}].RepoTags: expected an array of strings, got {_json_type(raw_tags)}",
+                               path=store.source)
+        all_tags.append([_string(t, f"manifest.json[{i}].RepoTags[{j}]", store.source) or ""
+                         for j, t in enumerate(raw_tags or [])])
     if len(entries) > 1:
-        tags = [", ".join(e.get("RepoTags") or ["<untagged>"]) for e in entries if isinstance(e, dict)]
+        tags = [", ".join(t or ["<untagged>"]) for t in all_tags]
         raise TeeformError(f"the archive holds {len(entries)} images ({'; '.join(tags)})", path=store.source,
                            hint="save a single image: `docker save -o one.tar IMAGE`")
     entry = entries[0]
@@ -645,13 +743,14 @@ def _open_legacy(store: TarStore, want: Platform | None) -> OciImage:
     cfg_name = entry["Config"]
     stem = cfg_name.rsplit("/", 1)[-1].removesuffix(".json")
     cfg_digest = f"sha256:{stem}" if re.fullmatch(r"[0-9a-f]{64}", stem) else None
-    layers = tuple(Descriptor(MT_LEGACY_LAYER, None, None, str(name)) for name in entry["Layers"])
+    layers = tuple(Descriptor(MT_LEGACY_LAYER, None, None, _string(name, f"manifest.json[0].Layers[{i}]", store.source) or "")
+                   for i, name in enumerate(entry["Layers"]))
     config, digest = _load_config(store, Descriptor("application/vnd.docker.container.image.v1+json", cfg_digest, None, cfg_name),
                                   len(layers))
     platform = _config_platform(config, store.source)
     if want is not None and not want.matches(platform):
         raise TeeformError(f"the image is for {platform}, not {want}", path=store.source, field="--platform")
-    tags = entry.get("RepoTags") or []
+    tags = all_tags[0]
     return OciImage(
         source=store.source, format="docker-archive (legacy)", manifest_digest=None, manifest_size=None,
         config_digest=digest, config=config, layers=layers, diff_ids=tuple(config["rootfs"]["diff_ids"]),
@@ -662,7 +761,7 @@ def _open_legacy(store: TarStore, want: Platform | None) -> OciImage:
 # ------------------------------------------------------------------------------ cmd and env
 
 
-def select_command(config: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+def select_command(config: Mapping[str, Any], *, source: os.PathLike[str] | str | None = None) -> tuple[list[str], list[str]]:
     """Return ``(cmd, env)`` as nitro-cli's ``build-enclave`` puts them into ``/cmd`` and ``/env``.
 
     Source: aws-nitro-enclaves-cli ``enclave_build/src/docker.rs`` ``DockerUtil::extract_image``
@@ -677,23 +776,27 @@ def select_command(config: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     ``shared/reference/eif-nitro.md`` §3.2 summarises this as "Cmd if present, else Entrypoint";
     the two differ only for images without ``Env``.
 
+    ``source`` (the image path) is named in errors.
+
     Raises:
         TeeformError: neither rule yields a command, or a value is not a list of strings.
     """
     cfg = config.get("config") or {}
     if not isinstance(cfg, dict):
-        raise TeeformError("image config field `config` must be an object")
+        raise TeeformError("image config field `config` must be an object", path=source, field="config")
 
     def strings(key: str) -> list[str] | None:
         value = cfg.get(key)
         if value is None:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise TeeformError(f"image config `config.{key}` must be a list of strings", field=f"config.{key}")
+            raise TeeformError(f"image config `config.{key}` must be a list of strings", path=source,
+                               field=f"config.{key}")
         for v in value:
             if "\n" in v or "\0" in v:
                 raise TeeformError(f"image config `config.{key}` entry {v!r} contains a newline or NUL, "
-                                   "which /cmd and /env (one entry per line) cannot carry", field=f"config.{key}")
+                                   "which /cmd and /env (one entry per line) cannot carry", path=source,
+                                   field=f"config.{key}")
         return value
 
     cmd, env, entrypoint = strings("Cmd"), strings("Env"), strings("Entrypoint")
@@ -701,7 +804,7 @@ def select_command(config: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         return cmd, env
     if entrypoint is not None:
         return entrypoint, env or []
-    raise TeeformError("the image config has no usable Cmd or Entrypoint", field="config.Cmd",
+    raise TeeformError("the image config has no usable Cmd or Entrypoint", path=source, field="config.Cmd",
                        hint="nitro-cli needs Cmd (with Env) or Entrypoint; add CMD [...] (and ENV) to the Dockerfile")
 
 
@@ -850,6 +953,9 @@ class _Flattener:
         parts = [p for p in name.split("/") if p not in ("", ".")]
         if ".." in parts:
             raise self._err(layer, name, "path contains '..'")
+        if len(parts) > MAX_TREE_DEPTH:
+            raise self._err(layer, name[:64] + "...", f"path is {len(parts)} directories deep, over the "
+                            f"{MAX_TREE_DEPTH}-level limit")
         return parts
 
     def _lookup(self, parts: Sequence[str]) -> _Node | None:
@@ -894,20 +1000,67 @@ class _Flattener:
         return False
 
     def _prune_lower(self, node: _Node, layer: int) -> None:
-        assert node.children is not None
-        for name, child in list(node.children.items()):
-            if child.layer != layer:
-                del node.children[name]
-            elif child.kind is EntryKind.DIR:
-                self._prune_lower(child, layer)
+        stack = [node]  # iterative: a tree may be ~2,000 levels deep (MAX_MEMBER_PATH), past Python's recursion limit
+        while stack:
+            n = stack.pop()
+            assert n.children is not None
+            for name, child in list(n.children.items()):
+                if child.layer != layer:
+                    del n.children[name]
+                elif child.kind is EntryKind.DIR:
+                    stack.append(child)
+
+    def _check_member(self, layer: int, m: tarfile.TarInfo) -> None:
+        """Refuse header values the flattener, the cpio writer or the kernel cannot represent (see the
+        limits at the top of this module): NUL in a name (it would cut a cpio name short), names and
+        components over PATH_MAX/NAME_MAX, negative or (for non-files) non-zero sizes, ids outside
+        ``uid_t``, and non-finite or out-of-range PAX mtimes."""
+        for label, value in (("path", m.name), ("link target", m.linkname)):
+            if "\0" in value:
+                raise self._err(layer, m.name, f"{label} contains a NUL byte")
+        raw = os.fsencode(m.name)
+        if len(raw) > MAX_MEMBER_PATH:
+            raise self._err(layer, m.name[:64] + "...", f"path is {len(raw)} bytes, over the {MAX_MEMBER_PATH}-byte "
+                            "limit (PATH_MAX 4096 with the enclave's rootfs/ prefix)")
+        longest = max((len(c) for c in raw.split(b"/")), default=0)
+        if longest > MAX_NAME:
+            raise self._err(layer, m.name[:64] + "...", f"a path component is {longest} bytes, over NAME_MAX ({MAX_NAME})")
+        if len(os.fsencode(m.linkname)) > MAX_LINK_TARGET:
+            raise self._err(layer, m.name, f"link target is over {MAX_LINK_TARGET} bytes (PATH_MAX)")
+        if m.size < 0:
+            raise self._err(layer, m.name, f"negative size {m.size}")
+        if m.size and not m.isreg():
+            raise self._err(layer, m.name, f"a {'directory' if m.isdir() else 'non-file'} member with a size of "
+                            f"{m.size} bytes")
+        for label, ident in (("uid", m.uid), ("gid", m.gid)):
+            if not isinstance(ident, int) or not 0 <= ident <= MAX_ID:
+                raise self._err(layer, m.name, f"{label} {ident!r} is outside 0..{MAX_ID}")
+        mt = m.mtime
+        if not isinstance(mt, int | float) or mt != mt or not -MAX_MTIME <= mt <= MAX_MTIME:
+            raise self._err(layer, m.name, f"mtime {mt!r} is not a finite 64-bit time (PAX mtime)")
+
+    def _discard(self, layer: int, m: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
+        """Read and drop a regular member's content (so a bogus size fails here instead of making
+        ``tarfile`` "skip" it by reading past the end of the stream forever)."""
+        src = tf.extractfile(m)
+        assert src is not None
+        remaining = m.size
+        while remaining:
+            chunk = src.read(min(CHUNK, remaining))
+            if not chunk:
+                raise self._err(layer, m.name, "file content is truncated")
+            remaining -= len(chunk)
 
     # -- one member
     def apply(self, layer: int, m: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
+        self._check_member(layer, m)
         parts = self._split(layer, m.name)
         if not parts:
             return  # the layer's root directory entry ("./")
         base = parts[-1]
         if base.startswith(".wh."):
+            if m.isreg() and m.size:
+                self._discard(layer, m, tf)
             parent = self._lookup(parts[:-1])
             if parent is None or parent.kind is not EntryKind.DIR:
                 return
@@ -991,7 +1144,7 @@ class _Flattener:
             dec = _HashingReader(stream, dalg)
             parse_error: Exception | None = None
             try:
-                with tarfile.open(fileobj=dec, mode="r|") as tf:  # type: ignore[call-overload]
+                with tarfile.open(fileobj=dec, mode="r|", tarinfo=_BoundedTarInfo) as tf:  # type: ignore[call-overload]
                     for m in tf:
                         self.apply(layer, m, tf)
                 dec.drain()
@@ -1079,10 +1232,13 @@ def flatten(image: OciImage, work_dir: os.PathLike[str] | str | None = None, *,
 
 
 def _walk(node: _Node) -> Iterator[_Node]:
-    for child in (node.children or {}).values():
-        yield child
-        if child.kind is EntryKind.DIR:
-            yield from _walk(child)
+    """Every node below ``node`` (iterative: trees may be deeper than Python's recursion limit)."""
+    stack = [node]
+    while stack:
+        for child in (stack.pop().children or {}).values():
+            yield child
+            if child.kind is EntryKind.DIR:
+                stack.append(child)
 
 
 def _human(n: int | None) -> str:
@@ -1125,7 +1281,11 @@ def extract_rootfs(image_path: os.PathLike[str] | str, dest_dir: os.PathLike[str
     with flatten(image, work_dir, progress=progress) as tree:
         dest.mkdir(parents=True, exist_ok=True)
         try:
-            _materialise(tree, dest, sde, is_root)
+            try:
+                _materialise(tree, dest, sde, is_root)
+            except OSError as exc:  # e.g. ENAMETOOLONG once dest_dir's own path is added
+                raise TeeformError(f"cannot create {os.fsdecode(exc.filename or '')!r}: {exc.strerror or exc}",
+                                   path=image.source, field="rootfs") from None
         except BaseException:
             for child in dest.iterdir():
                 if child.is_dir() and not child.is_symlink():

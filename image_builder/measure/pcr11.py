@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -251,12 +252,18 @@ def predict_pcr12(cmdline_override: str | None, bank: str = "sha256") -> Predict
                       ("Secure Boot off (or no .cmdline): the override replaces the embedded .cmdline", *base))
 
 
+#: A systemd major version: 1 to 4 ASCII decimal digits (systemd counts 2xx; 9999 leaves room).
+#: ``str.isdigit`` is not used: it accepts "²" and other Unicode digits that ``int`` refuses, and an
+#: unbounded run of digits would hit CPython's 4,300-digit ``int`` limit.
+_VERSION_RE = re.compile(r"([0-9]{1,4})(?![0-9])")
+
+
 def _parse_sbat_version(sbat: bytes) -> int | None:
     for line in sbat.rstrip(b"\0").decode("utf-8", "replace").splitlines():
         parts = line.split(",")
         # "systemd,1,The systemd Developers,systemd,252,https://systemd.io/" (uki-verity.md §2, TV-3)
-        if len(parts) >= 5 and parts[0] == "systemd" and parts[4].split(".")[0].isdigit():
-            return int(parts[4].split(".")[0])
+        if len(parts) >= 5 and parts[0] == "systemd" and (m := _VERSION_RE.match(parts[4])):
+            return int(m.group(1))
     return None
 
 
@@ -266,13 +273,9 @@ def _parse_sdmagic_version(magic: bytes) -> int | None:
     marker = "systemd-stub "
     if marker not in text:
         return None
-    ver = text.split(marker, 1)[1].split()[0]
-    digits = ""
-    for c in ver:
-        if not c.isdigit():
-            break
-        digits += c
-    return int(digits) if digits else None
+    words = text.split(marker, 1)[1].split()
+    m = _VERSION_RE.match(words[0]) if words else None
+    return int(m.group(1)) if m else None
 
 
 def detect_stub_version(path: os.PathLike[str] | str) -> int:

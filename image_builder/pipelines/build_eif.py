@@ -72,6 +72,7 @@ from teeform.manifest import (
     validate_manifest_dict,
     write_manifest,
 )
+from teeform.safeload import open_regular
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Directories nitro-cli's customer ramdisk always has under ``rootfs/`` (§3.2).
@@ -80,6 +81,13 @@ ROOTFS_DIRS = ("dev", "proc", "run", "sys", "tmp", "var")
 RUST_WHITESPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 Progress = Callable[[str], None]
+
+#: Largest --kernel/--init/--nsm file accepted (teeform's own bound; a Nitro bzImage is ~10 MiB, init
+#: and nsm.ko well under 1 MiB). Each is copied with this bound, so a file that grows is caught too.
+MAX_BLOB_FILE = 256 << 20
+#: Largest ``--cmdline @FILE`` read (x86 COMMAND_LINE_SIZE is 2,048 bytes, arch/x86/include/asm/setup.h;
+#: the file may carry comments-free padding whitespace, which is trimmed).
+MAX_CMDLINE_FILE = 64 << 10
 
 
 def stderr_progress(message: str) -> None:
@@ -157,7 +165,8 @@ class EifBuildResult:
 def parse_cmdline(value: str) -> tuple[bytes, str]:
     """Turn the ``--cmdline`` argument into the stored bytes and a source label.
 
-    ``@path`` reads the file (like nitro-cli reads ``blobs/cmdline``); anything else is the text
+    ``@path`` reads the file (at most :data:`MAX_CMDLINE_FILE` bytes; like nitro-cli reads
+    ``blobs/cmdline``); anything else is the text
     itself. Either way the text is trimmed like Rust's ``str::trim`` (§3.1) and must not contain
     NUL (it becomes a C string).
 
@@ -165,11 +174,10 @@ def parse_cmdline(value: str) -> tuple[bytes, str]:
         TeeformError: unreadable file, not UTF-8, NUL byte, or empty after trimming.
     """
     if value.startswith("@"):
+        from teeform.safeload import read_limited
+
         path = Path(value[1:])
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise TeeformError(f"cannot read: {exc.strerror}", path=path, field="--cmdline") from exc
+        raw = read_limited(path, MAX_CMDLINE_FILE, what="--cmdline file")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -229,6 +237,8 @@ def check_inputs(ctx: BuildContext) -> None:
             raise TeeformError("not found (or not a regular file)", path=p, field=opt)
         if not os.access(p, os.R_OK):
             raise TeeformError("not readable", path=p, field=opt)
+        if p.stat().st_size > MAX_BLOB_FILE:
+            raise TeeformError(f"{p.stat().st_size} bytes, over the {MAX_BLOB_FILE}-byte limit", path=p, field=opt)
     if c.kernel.stat().st_size == 0:
         raise TeeformError("the kernel file is empty", path=c.kernel, field="--kernel")
     if not c.image.exists():
@@ -266,7 +276,7 @@ def open_oci_image(ctx: BuildContext) -> None:
     else:
         raise TeeformError(f"image architecture {arch!r} is not supported by Nitro Enclaves (amd64 or arm64)",
                            path=c.image, hint="build the image for linux/amd64, or pick one with --platform")
-    ctx.cmd, ctx.env = oci.select_command(image.config)
+    ctx.cmd, ctx.env = oci.select_command(image.config, source=c.image)
     cfg = image.config.get("config") or {}
     if cfg.get("Cmd") is not None and cfg.get("Entrypoint") is not None and cfg.get("Env") is not None:
         ctx.progress("note: the image sets both Entrypoint and Cmd; like nitro-cli, only Cmd is run")
@@ -285,9 +295,13 @@ def snapshot_blobs(ctx: BuildContext) -> None:
     for role, src in (("kernel", c.kernel), ("init", c.init), ("nsm", c.nsm)):
         dst = ctx.work / f"blob-{role}"
         h = hashlib.sha256()
+        copied = 0
         try:
-            with open(src, "rb") as fin, open(dst, "wb") as fout:
+            with open_regular(src, what=f"--{role} file") as fin, open(dst, "wb") as fout:
                 while chunk := fin.read(CHUNK):
+                    copied += len(chunk)
+                    if copied > MAX_BLOB_FILE:
+                        raise TeeformError(f"over the {MAX_BLOB_FILE}-byte limit", path=src, field=f"--{role}")
                     h.update(chunk)
                     fout.write(chunk)
         except OSError as exc:

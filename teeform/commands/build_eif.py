@@ -21,13 +21,14 @@ _BLOBS = "/usr/share/nitro_enclaves/blobs"
               help="The application image: an OCI image layout directory (oci-layout + index.json), or an "
                    "uncompressed `docker save` tar (legacy or OCI format). Layers may be tar, tar+gzip or tar+zstd.")
 @click.option("--kernel", required=True, type=click.Path(path_type=Path), metavar="FILE",
-              help=f"The enclave kernel (bzImage). On a Nitro host: {_BLOBS}/bzImage.")
+              help=f"The enclave kernel (bzImage), at most 256 MiB. On a Nitro host: {_BLOBS}/bzImage.")
 @click.option("--init", "init", required=True, type=click.Path(path_type=Path), metavar="FILE",
-              help=f"The bootstrap init binary put at /init of ramdisk 0. On a Nitro host: {_BLOBS}/init.")
+              help=f"The bootstrap init binary put at /init of ramdisk 0 (at most 256 MiB). On a Nitro host: {_BLOBS}/init.")
 @click.option("--nsm", required=True, type=click.Path(path_type=Path), metavar="FILE",
-              help=f"The Nitro Secure Module driver put at /nsm.ko of ramdisk 0. On a Nitro host: {_BLOBS}/nsm.ko.")
+              help=f"The Nitro Secure Module driver put at /nsm.ko of ramdisk 0 (at most 256 MiB). On a Nitro host: "
+                   f"{_BLOBS}/nsm.ko.")
 @click.option("--cmdline", required=True, metavar="TEXT|@FILE",
-              help=f"Kernel command line, or @FILE to read it from a file (e.g. @{_BLOBS}/cmdline). Leading and "
+              help=f"Kernel command line, or @FILE (at most 64 KiB) to read it from a file (e.g. @{_BLOBS}/cmdline). Leading and "
                    "trailing whitespace is removed, as nitro-cli does.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Output directory; receives NAME.eif and NAME.manifest.json (created if missing).")
@@ -41,9 +42,10 @@ _BLOBS = "/usr/share/nitro_enclaves/blobs"
               help="Which image to use from a multi-platform index (e.g. linux/amd64). Needed only when "
                    "the index is ambiguous.")
 @click.option("--signing-key", type=click.Path(path_type=Path), default=None, metavar="KEY.pem",
-              help="EC P-384 private key (PEM) to sign PCR0; adds a signature section and PCR8. Needs --signing-cert.")
+              help="EC P-384 private key (PEM, at most 1 MiB) to sign PCR0; adds a signature section and PCR8. "
+                   "Needs --signing-cert.")
 @click.option("--signing-cert", type=click.Path(path_type=Path), default=None, metavar="CERT.pem",
-              help="X.509 certificate (PEM) of --signing-key; PCR8 is derived from it.")
+              help="X.509 certificate (PEM, at most 1 MiB) of --signing-key; PCR8 is derived from it.")
 def cmd(image: Path, kernel: Path, init: Path, nsm: Path, cmdline: str, out_dir: Path, name: str | None,
         version: str | None, platform: str | None, signing_key: Path | None, signing_cert: Path | None) -> None:
     """Build a reproducible Nitro Enclave Image File (EIF v4) and its measurement manifest.
@@ -59,6 +61,13 @@ def cmd(image: Path, kernel: Path, init: Path, nsm: Path, cmdline: str, out_dir:
     Outputs (nothing is written if the build fails):
       OUT/NAME.eif             the enclave image
       OUT/NAME.manifest.json   PCR0, PCR1, PCR2 (PCR8 when signed), ImageSha384 and input digests
+
+    \b
+    Input limits (anything else is refused with one error line, nothing written):
+      every file must be a regular file (not a directory, FIFO or device);
+      index.json, manifests and configs at most 16 MiB of JSON, nested at most
+      64 deep, integers at most 20 digits; layer members: paths <= 4088 bytes,
+      names <= 255 bytes, <= 512 directories deep, finite mtimes.
 
     \b
     Reproducible: the same inputs and SOURCE_DATE_EPOCH (environment variable,

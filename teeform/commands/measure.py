@@ -31,14 +31,20 @@ DISK_HANDLER = "image_builder.pipelines.disk:measure_report"
 def measure_path(path: Path) -> MeasurementReport:
     """Sniff ``path`` and return its :class:`MeasurementReport`.
 
+    ``path`` must be a regular file (a directory, FIFO or device such as ``/dev/zero`` is refused
+    before it is read). Each reader bounds what it reads; see ``teeform measure --help``.
+
     Raises:
-        TeeformError: the file is missing, empty, or not a recognised artifact.
+        TeeformError: the file is missing, empty, not a regular file, or not a recognised artifact.
     """
+    from teeform.safeload import open_regular
+
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
+        path.stat()
     except OSError as exc:
-        raise TeeformError(f"cannot read: {exc.strerror}", path=path) from exc
+        raise TeeformError(f"cannot read: {exc.strerror}", path=path) from None
+    with open_regular(path, what="artifact") as fh:
+        head = fh.read(4)
     if not head:
         raise TeeformError("file is empty", path=path)
     target = HANDLERS.get(head[:4]) or HANDLERS.get(head[:2]) or DISK_HANDLER
@@ -64,6 +70,15 @@ def cmd(artifact: Path, as_json: bool) -> None:
           ukify or mkosi. Note: PCR 11 alone does not pin the kernel command line (PCR 12).
     Disk: raw, VHD, qcow2 or GCE tarball: the dm-verity roothash of the root partition
           (recomputed, checked against roothash= in .cmdline) plus the UKI on the ESP.
+
+    \b
+    Limits (a corrupt or hostile file gives one error line and exit status 2):
+      ARTIFACT must be a regular file. EIF: cmdline <= 1 MiB, metadata <= 16 MiB
+      of JSON (nesting <= 64), signature <= 1 MiB, sections inside the file.
+      PE/UKI: <= 96 sections, headers <= 1 MiB, section data inside the file,
+      zero fill (VirtualSize past the file data) <= 64 MiB in total.
+      GPT: <= 16 MiB of entries, tables inside the disk. dm-verity: sha1/sha256/
+      sha512-family hashes, power-of-two block sizes 512..512 KiB.
     """
     report = measure_path(artifact)
     if as_json:
