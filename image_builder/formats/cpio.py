@@ -167,8 +167,7 @@ class NewcWriter:
             raise TeeformError(f"cpio entry name {name!r} contains a NUL byte")
         if header.namesize != len(name) + 1:
             raise ValueError("namesize must be len(name) + 1")
-        self._write(header.pack())
-        self._write(name + b"\0" + b"\0" * _pad4(HEADER_SIZE + len(name) + 1))
+        self._write(header.pack() + name + b"\0" + b"\0" * _pad4(HEADER_SIZE + len(name) + 1))
         remaining = header.filesize
         if isinstance(data, bytes):
             if len(data) != remaining:
@@ -223,6 +222,126 @@ def write_archive(fh: BinaryIO, entries: Iterable[TreeEntry], *, mtime: int) -> 
         TeeformError: duplicate or malformed paths, inconsistent hard-link groups, a field that
             does not fit newc's 32-bit fields, or a content stream shorter than its size.
     """
+    return plan_archive(entries, mtime=mtime).write(fh)
+
+
+class ArchivePlan:
+    """A validated, sorted archive whose byte size is known before any byte is written.
+
+    :func:`plan_archive` checks the paths and hard-link groups and computes :attr:`size` (bytes,
+    trailer included) from the entry sizes alone, so a caller can write the archive straight into
+    a container that needs its length first (an EIF section header, ``eif-nitro.md`` §1.3) instead
+    of spooling it to a temporary file. :meth:`write` then streams it (once per plan is typical;
+    it may be called again and gives the same bytes if the contents have not changed).
+
+    Attributes:
+        entries: number of entries (trailer not counted).
+        content_bytes: file content bytes (each hard-link group counted once).
+        size: total archive size in bytes.
+    """
+
+    def __init__(self, items: list[TreeEntry], mtime: int) -> None:
+        self._items = items
+        self._mtime = mtime
+        # nlink for directories: 2 + direct subdirectories.
+        self._subdirs: dict[bytes, int] = {}
+        for e in items:
+            if e.kind is EntryKind.DIR and b"/" in e.path:
+                parent = e.path.rsplit(b"/", 1)[0]
+                self._subdirs[parent] = self._subdirs.get(parent, 0) + 1
+        # hard-link groups: count, last member (carries the data).
+        self._group_count: dict[object, int] = {}
+        self._group_last: dict[object, int] = {}
+        for i, e in enumerate(items):
+            if e.link_group is not None:
+                if e.kind is not EntryKind.FILE:
+                    raise TeeformError(f"cpio: hard link {e.path!r} must be a regular file")
+                self._group_count[e.link_group] = self._group_count.get(e.link_group, 0) + 1
+                self._group_last[e.link_group] = i
+        size = content = 0
+        for i, e in enumerate(items):
+            n = self._data_size(i, e)
+            size += HEADER_SIZE + len(e.path) + 1 + _pad4(HEADER_SIZE + len(e.path) + 1) + n + _pad4(n)
+            if e.kind is EntryKind.FILE:
+                content += n
+        trailer = HEADER_SIZE + len(TRAILER_NAME) + 1
+        self.entries = len(items)
+        self.content_bytes = content
+        self.size = size + trailer + _pad4(trailer)
+
+    def _data_size(self, i: int, e: TreeEntry) -> int:
+        """Bytes of data stored after entry ``i``'s name (0 for all hard links but the last)."""
+        if e.kind is EntryKind.FILE:
+            return e.size if e.link_group is None or self._group_last[e.link_group] == i else 0
+        if e.kind is EntryKind.SYMLINK:
+            return len(e.link_target)
+        return 0
+
+    def write(self, fh: BinaryIO) -> ArchiveStats:
+        """Stream the archive to ``fh``; returns :class:`ArchiveStats` (``size`` equals :attr:`size`).
+
+        Raises:
+            TeeformError: see :func:`write_archive`, or a file whose content stream is longer or
+                shorter than its planned size.
+        """
+        items, mtime = self._items, self._mtime
+        group_ino: dict[object, int] = {}
+        group_meta: dict[object, tuple[int, int, int, int]] = {}
+        writer = NewcWriter(fh)
+        next_ino = 0
+        content = 0
+        for i, e in enumerate(items):
+            if e.link_group is not None and e.link_group in group_ino:
+                ino = group_ino[e.link_group]
+                if group_meta[e.link_group] != (e.mode, e.uid, e.gid, e.size):
+                    raise TeeformError(f"cpio: hard link {e.path!r} disagrees with its group on mode/owner/size")
+            else:
+                ino = next_ino
+                next_ino += 1
+                if e.link_group is not None:
+                    group_ino[e.link_group] = ino
+                    group_meta[e.link_group] = (e.mode, e.uid, e.gid, e.size)
+            perm = 0o777 if e.kind is EntryKind.SYMLINK else (e.mode & 0o7777)
+            mode = e.kind.type_bits | perm
+            size = self._data_size(i, e)
+            if e.kind is EntryKind.FILE:
+                nlink = self._group_count.get(e.link_group, 1) if e.link_group is not None else 1
+            elif e.kind is EntryKind.DIR:
+                nlink = 2 + self._subdirs.get(e.path, 0)
+            elif e.kind is EntryKind.SYMLINK:
+                if not e.link_target:
+                    raise TeeformError(f"cpio: symlink {e.path!r} has an empty target")
+                nlink = 1
+            else:
+                nlink = 1
+            header = NewcHeader(ino=ino, mode=mode, uid=e.uid, gid=e.gid, nlink=nlink, mtime=mtime,
+                                filesize=size, namesize=len(e.path) + 1)
+            if e.kind is EntryKind.SYMLINK:
+                writer.add(e.path, header, e.link_target)
+            elif size:
+                if e.opener is None:
+                    raise ValueError(f"file entry {e.path!r} has a size but no opener")
+                with e.opener() as stream:
+                    writer.add(e.path, header, stream)
+                content += size
+            else:
+                writer.add(e.path, header)
+        total = writer.finish()
+        if total != self.size:  # pragma: no cover - sizes are fixed by the entries; guards the plan's arithmetic
+            raise TeeformError(f"cpio: wrote {total} bytes, planned {self.size}")
+        return ArchiveStats(entries=len(items), content_bytes=content, size=total)
+
+
+def plan_archive(entries: Iterable[TreeEntry], *, mtime: int) -> ArchivePlan:
+    """Sort and validate ``entries`` and compute the archive size without writing (see :class:`ArchivePlan`).
+
+    Args:
+        entries: the tree; order does not matter, paths must be unique.
+        mtime: seconds since 1970-01-01 UTC, stored for every entry.
+
+    Raises:
+        TeeformError: duplicate or malformed paths, or a hard link that is not a regular file.
+    """
     items = sorted(entries, key=lambda e: e.path)
     for prev, cur in zip(items, items[1:], strict=False):
         if prev.path == cur.path:
@@ -232,65 +351,4 @@ def write_archive(fh: BinaryIO, entries: Iterable[TreeEntry], *, mtime: int) -> 
             raise TeeformError(f"cpio: invalid entry path {e.path!r}")
         if any(part in (b"", b".", b"..") for part in e.path.split(b"/")):
             raise TeeformError(f"cpio: invalid entry path {e.path!r}")
-
-    # nlink for directories: 2 + direct subdirectories.
-    subdirs: dict[bytes, int] = {}
-    for e in items:
-        if e.kind is EntryKind.DIR and b"/" in e.path:
-            parent = e.path.rsplit(b"/", 1)[0]
-            subdirs[parent] = subdirs.get(parent, 0) + 1
-
-    # hard-link groups: count, last member (carries the data), shared inode number.
-    group_count: dict[object, int] = {}
-    group_last: dict[object, int] = {}
-    for i, e in enumerate(items):
-        if e.link_group is not None:
-            if e.kind is not EntryKind.FILE:
-                raise TeeformError(f"cpio: hard link {e.path!r} must be a regular file")
-            group_count[e.link_group] = group_count.get(e.link_group, 0) + 1
-            group_last[e.link_group] = i
-    group_ino: dict[object, int] = {}
-    group_meta: dict[object, tuple[int, int, int, int]] = {}
-
-    writer = NewcWriter(fh)
-    next_ino = 0
-    content = 0
-    for i, e in enumerate(items):
-        if e.link_group is not None and e.link_group in group_ino:
-            ino = group_ino[e.link_group]
-            if group_meta[e.link_group] != (e.mode, e.uid, e.gid, e.size):
-                raise TeeformError(f"cpio: hard link {e.path!r} disagrees with its group on mode/owner/size")
-        else:
-            ino = next_ino
-            next_ino += 1
-            if e.link_group is not None:
-                group_ino[e.link_group] = ino
-                group_meta[e.link_group] = (e.mode, e.uid, e.gid, e.size)
-        perm = 0o777 if e.kind is EntryKind.SYMLINK else (e.mode & 0o7777)
-        mode = e.kind.type_bits | perm
-        if e.kind is EntryKind.FILE:
-            nlink = group_count.get(e.link_group, 1) if e.link_group is not None else 1
-            carries_data = e.link_group is None or group_last[e.link_group] == i
-            size = e.size if carries_data else 0
-        elif e.kind is EntryKind.DIR:
-            nlink, size, carries_data = 2 + subdirs.get(e.path, 0), 0, False
-        elif e.kind is EntryKind.SYMLINK:
-            if not e.link_target:
-                raise TeeformError(f"cpio: symlink {e.path!r} has an empty target")
-            nlink, size, carries_data = 1, len(e.link_target), True
-        else:
-            nlink, size, carries_data = 1, 0, False
-        header = NewcHeader(ino=ino, mode=mode, uid=e.uid, gid=e.gid, nlink=nlink, mtime=mtime,
-                            filesize=size, namesize=len(e.path) + 1)
-        if e.kind is EntryKind.SYMLINK:
-            writer.add(e.path, header, e.link_target)
-        elif size:
-            if e.opener is None:
-                raise ValueError(f"file entry {e.path!r} has a size but no opener")
-            with e.opener() as stream:
-                writer.add(e.path, header, stream)
-            content += size
-        else:
-            writer.add(e.path, header)
-    total = writer.finish()
-    return ArchiveStats(entries=len(items), content_bytes=content, size=total)
+    return ArchivePlan(items, mtime)

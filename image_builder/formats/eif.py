@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 
 from teeform.errors import TeeformError
 from teeform.fsutil import CHUNK
+from teeform.hashlanes import Crc32, HashLanes
 from teeform.report import MeasurementReport
 
 EIF_MAGIC = b".eif"
@@ -143,6 +144,10 @@ class EifPcrHasher:
         """Feed data of the current section."""
         for h in self._targets:
             h.update(data)
+
+    def current(self) -> tuple[Any, ...]:
+        """The hashers the current section feeds (PCR0's first), for callers that update them elsewhere."""
+        return self._targets
 
     def pcrs(self, pcr8: bytes | None = None) -> EifPcrs:
         """The PCRs of everything fed so far."""
@@ -283,18 +288,26 @@ def rfc3339(epoch: int) -> str:
 
 @dataclass(frozen=True)
 class SectionSource:
-    """Content of one section to write: either ``data`` (bytes) or ``path`` (a file streamed in chunks)."""
+    """Content of one section to write: ``data`` (bytes), ``path`` (a file streamed in chunks), or
+    ``writer`` (a callable that writes exactly ``length`` bytes to the binary stream it is given,
+    e.g. :meth:`image_builder.formats.cpio.ArchivePlan.write`, so a ramdisk goes straight into the
+    EIF without a temporary file)."""
 
     type: SectionType
     data: bytes | None = None
     path: Path | None = None
     label: str = ""
+    writer: Callable[[BinaryIO], Any] | None = None
+    length: int | None = None
 
     @property
     def size(self) -> int:
         """Data size in bytes."""
         if self.data is not None:
             return len(self.data)
+        if self.writer is not None:
+            assert self.length is not None
+            return self.length
         assert self.path is not None
         return os.stat(self.path).st_size
 
@@ -313,27 +326,85 @@ class SectionInfo:
 
 @dataclass(frozen=True)
 class EifWriteResult:
-    """What :func:`write_eif` produced: PCRs, sections, file size, header CRC (as stored)."""
+    """What :func:`write_eif` produced: PCRs, sections, file size (bytes), header CRC (as stored), and
+    ``{algorithm: hex}`` digests of the whole file when ``file_digests`` was asked for."""
 
     pcrs: EifPcrs
     sections: tuple[SectionInfo, ...]
     size: int
     crc32: int
+    file_digests: dict[str, str] = field(default_factory=dict)
 
 
 Signer = Callable[[bytes], tuple[bytes, bytes]]
 """``signer(pcr0) -> (signature_section_bytes, certificate_der)``, see :mod:`image_builder.formats.eif_sign`."""
 
 
+class _SectionSink:
+    """Writable stream for one section's data: writes to the EIF file and feeds the CRC and hashers.
+
+    Small writes (cpio headers and names) are gathered into pieces of about :data:`CHUNK` bytes
+    before they are hashed, so per-call overhead does not grow with the number of entries.
+    """
+
+    def __init__(self, fh: BinaryIO, lanes: HashLanes, targets: tuple[tuple[Any, ...], ...]) -> None:
+        self._fh = fh
+        self._lanes = lanes
+        self._targets = targets  # one tuple of hashers per lane
+        self._buf = bytearray()
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        n = len(data)
+        if n >= _DIRECT:
+            self._flush()
+            self._feed(bytes(data))
+        else:
+            self._buf += data
+            if len(self._buf) >= CHUNK:
+                self._flush()
+        return n
+
+    def _flush(self) -> None:
+        if self._buf:
+            piece = bytes(self._buf)
+            self._buf.clear()
+            self._feed(piece)
+
+    def _feed(self, piece: bytes) -> None:
+        self._fh.write(piece)
+        self.written += len(piece)
+        for lane, hashers in enumerate(self._targets):
+            self._lanes.update_all(lane, hashers, piece)
+
+    def close(self) -> None:
+        self._flush()
+
+
+_DIRECT = 64 << 10  # writes at least this long are hashed as they are, not gathered
+
+
 def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0,
-              signer: Signer | None = None) -> EifWriteResult:
+              signer: Signer | None = None, file_digests: Sequence[str] = ()) -> EifWriteResult:
     """Write an EIF v4 to the seekable binary stream ``fh`` (positioned at 0, empty).
+
+    One pass writes the sections and computes the CRC and the PCR hashes on worker threads
+    (:class:`teeform.hashlanes.HashLanes`: PCR0 with the CRC on one lane, PCR1/PCR2 on the other).
+    With ``file_digests`` (hashlib names, e.g. ``("sha256", "sha384")`` for the manifest's
+    artifact), ``fh`` must also be readable: after the header is written the file is read back once
+    and each ``file_digests`` digest of the whole file and every section's SHA-256 are computed in
+    that second pass, again spread over two lanes. Without it the section SHA-256 is computed in
+    the first pass. Either way the values are the same.
 
     Args:
         sections: kernel, cmdline, metadata, then ramdisks, in that order (§1.4); the signature
             section is added by ``signer`` after PCR0 is known.
         flags: header flags (0 for x86_64, :data:`FLAG_ARM64` for aarch64).
         signer: optional; called with PCR0, returns the signature section and certificate DER.
+        file_digests: digests of the complete file to return in :attr:`EifWriteResult.file_digests`.
 
     Returns:
         :class:`EifWriteResult`.
@@ -350,58 +421,117 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
         raise TeeformError(f"an EIF holds at most {MAX_SECTIONS} sections, got {len(sections) + (1 if signer else 0)}")
     fh.write(bytes(HEADER_SIZE))
     offset = HEADER_SIZE
-    crc = 0
+    crc = Crc32()
     hasher = EifPcrHasher()
     infos: list[SectionInfo] = []
+    shas: list[Any] = []
+    defer_sha = bool(file_digests)
 
-    def emit(index: int, stype: SectionType, chunks: Any, size: int, label: str) -> None:
-        nonlocal offset, crc
-        head = pack_section_header(stype, size)
-        fh.write(head)
-        crc = zlib.crc32(head, crc)
-        hasher.begin(stype)
-        sha = hashlib.sha256()
-        written = 0
-        for chunk in chunks:
-            fh.write(chunk)
-            crc = zlib.crc32(chunk, crc)
-            hasher.update(chunk)
-            sha.update(chunk)
-            written += len(chunk)
-        if written != size:
-            raise TeeformError(f"section {index} ({stype.label}) changed size while it was written: "
-                               f"expected {size} bytes, copied {written}", path=label or None)
-        infos.append(SectionInfo(index, stype, offset, size, sha.hexdigest(), label))
-        offset += SECTION_HEADER_SIZE + size
+    with HashLanes() as lanes:
 
-    for i, s in enumerate(sections):
-        if s.data is not None:
-            emit(i, s.type, [s.data], len(s.data), s.label)
-        else:
-            assert s.path is not None
-            try:
-                with open(s.path, "rb") as src:
-                    size = os.fstat(src.fileno()).st_size
-                    emit(i, s.type, iter(lambda src=src: src.read(CHUNK), b""), size, s.label or str(s.path))
-            except OSError as exc:
-                raise TeeformError(f"cannot read: {exc.strerror}", path=s.path) from exc
+        def emit(index: int, stype: SectionType, size: int, label: str, produce: Callable[[_SectionSink], None]) -> None:
+            nonlocal offset
+            head = pack_section_header(stype, size)
+            fh.write(head)
+            lanes.submit(0, crc.update, head)
+            hasher.begin(stype)
+            targets = hasher.current()
+            sha = hashlib.sha256()
+            lane0 = (targets[0], crc) if targets else (crc,)
+            lane1 = tuple(targets[1:]) + (() if defer_sha else (sha,))
+            sink = _SectionSink(fh, lanes, (lane0, lane1))
+            produce(sink)
+            sink.close()
+            if sink.written != size:
+                raise TeeformError(f"section {index} ({stype.label}) changed size while it was written: "
+                                   f"expected {size} bytes, copied {sink.written}", path=label or None)
+            shas.append(sha)
+            infos.append(SectionInfo(index, stype, offset, size, "", label))
+            offset += SECTION_HEADER_SIZE + size
 
-    pcr8 = None
-    if signer is not None:
-        pcr0 = hasher.pcrs().pcr0
-        sig, cert_der = signer(pcr0)
-        pcr8 = pcr8_from_certificate_der(cert_der)
-        emit(len(infos), SectionType.SIGNATURE, [sig], len(sig), "signature")
+        def copy_file(src: BinaryIO) -> Callable[[_SectionSink], None]:
+            def produce(sink: _SectionSink) -> None:
+                while chunk := src.read(CHUNK):
+                    sink.write(chunk)
+            return produce
+
+        for i, s in enumerate(sections):
+            if s.data is not None:
+                data = s.data
+                emit(i, s.type, len(data), s.label, lambda sink, d=data: sink.write(d))  # type: ignore[misc]
+            elif s.writer is not None:
+                assert s.length is not None
+                emit(i, s.type, s.length, s.label, s.writer)  # type: ignore[arg-type]
+            else:
+                assert s.path is not None
+                try:
+                    with open(s.path, "rb") as src:
+                        size = os.fstat(src.fileno()).st_size
+                        emit(i, s.type, size, s.label or str(s.path), copy_file(src))
+                except OSError as exc:
+                    raise TeeformError(f"cannot read: {exc.strerror}", path=s.path) from exc
+
+        pcr8 = None
+        if signer is not None:
+            lanes.wait()
+            pcr0 = hasher.pcrs().pcr0
+            sig, cert_der = signer(pcr0)
+            pcr8 = pcr8_from_certificate_der(cert_der)
+            emit(len(infos), SectionType.SIGNATURE, len(sig), "signature", lambda sink: sink.write(sig))
+        lanes.wait()
 
     offsets = [s.offset for s in infos] + [0] * (MAX_SECTIONS - len(infos))
     sizes = [s.size for s in infos] + [0] * (MAX_SECTIONS - len(infos))
     header = EifHeader(EIF_VERSION, flags, DEFAULT_MEM, DEFAULT_CPUS, 0, len(infos), tuple(offsets), tuple(sizes), 0, 0)
     head = header.pack()
-    total_crc = crc32_combine(crc32(head[:CRC_OFFSET]), crc, offset - HEADER_SIZE)
+    total_crc = crc32_combine(crc32(head[:CRC_OFFSET]), crc.value, offset - HEADER_SIZE)
     fh.seek(0)
     fh.write(head[:CRC_OFFSET] + struct.pack(">I", total_crc))
+    digests: dict[str, str] = {}
+    if defer_sha:
+        fh.flush()
+        digests = _second_pass(fh, infos, shas, file_digests, offset)
     fh.seek(offset)
-    return EifWriteResult(hasher.pcrs(pcr8), tuple(infos), offset, total_crc)
+    infos = [SectionInfo(s.index, s.type, s.offset, s.size, sha.hexdigest(), s.label) for s, sha in zip(infos, shas, strict=True)]
+    return EifWriteResult(hasher.pcrs(pcr8), tuple(infos), offset, total_crc, digests)
+
+
+def _second_pass(fh: BinaryIO, infos: Sequence[SectionInfo], shas: Sequence[Any], algorithms: Sequence[str],
+                 size: int) -> dict[str, str]:
+    """Read the written file back once: whole-file digests plus each section's data SHA-256.
+
+    Lane 0 gets the first (slowest: SHA-384 is about half SHA-256's speed here) whole-file digest,
+    lane 1 the others and the section digests, which roughly balances the two cores.
+    """
+    whole = [hashlib.new(a) for a in algorithms]
+    big = [h for h in whole if h.name in ("sha384", "sha512")]
+    lane0 = tuple(big[:1]) or tuple(whole[:1])
+    lane1 = tuple(h for h in whole if h not in lane0)
+    # data ranges [start, end) of each section, in file order
+    ranges = [(s.offset + SECTION_HEADER_SIZE, s.offset + SECTION_HEADER_SIZE + s.size, sha)
+              for s, sha in zip(infos, shas, strict=True)]
+    fh.seek(0)
+    pos = 0
+    ri = 0
+    with HashLanes() as lanes:
+        while pos < size:
+            chunk = fh.read(min(CHUNK, size - pos))
+            if not chunk:
+                raise TeeformError(f"the EIF being written ended at byte {pos}, expected {size}")
+            end = pos + len(chunk)
+            lanes.update_all(0, lane0, chunk)
+            lanes.update_all(1, lane1, chunk)
+            while ri < len(ranges) and ranges[ri][0] < end:
+                start, stop, sha = ranges[ri]
+                lo, hi = max(start, pos), min(stop, end)
+                if hi > lo:
+                    lanes.submit(1, sha.update, chunk if hi - lo == len(chunk) else memoryview(chunk)[lo - pos: hi - pos])
+                if stop <= end:
+                    ri += 1
+                else:
+                    break
+            pos = end
+    return {h.name: h.hexdigest() for h in whole}
 
 
 # ----------------------------------------------------------------------------------- reader

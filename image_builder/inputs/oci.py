@@ -104,6 +104,7 @@ from typing import Any, BinaryIO, Protocol
 
 from teeform.errors import TeeformError
 from teeform.fsutil import CHUNK, source_date_epoch
+from teeform.hashlanes import HashLanes
 from teeform.safeload import loads_json, open_regular
 
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -283,16 +284,30 @@ def image_name_from_ref(ref: str | None) -> str | None:
 
 
 class _HashingReader(io.RawIOBase):
-    """Pass-through reader that hashes and counts every byte read from ``inner``."""
+    """Pass-through reader that hashes and counts every byte read from ``inner``.
 
-    def __init__(self, inner: BinaryIO, algorithm: str = "sha256") -> None:
+    With ``lanes`` (a :class:`teeform.hashlanes.HashLanes`), the hash updates run on lane ``lane``
+    while the caller goes on parsing and spooling; call ``lanes.wait()`` before reading
+    :attr:`hasher`. ``algorithm=None`` only counts (used when another reader already hashes the
+    same bytes).
+    """
+
+    def __init__(self, inner: BinaryIO, algorithm: str | None = "sha256", *, lanes: HashLanes | None = None,
+                 lane: int = 0) -> None:
         super().__init__()
         self._inner = inner
-        self.hasher = hashlib.new(algorithm)
+        self.hasher = hashlib.new(algorithm) if algorithm else None
         self.count = 0
+        self._lanes = lanes
+        self._lane = lane
 
     def readable(self) -> bool:
         return True
+
+    def sync(self) -> None:
+        """Wait until every byte read so far has been hashed (see :attr:`hasher`)."""
+        if self._lanes is not None:
+            self._lanes.wait()
 
     def read(self, size: int = -1) -> bytes:
         data = self._inner.read(size if size is not None and size >= 0 else CHUNK)
@@ -302,7 +317,11 @@ class _HashingReader(io.RawIOBase):
                 data = self._inner.read(CHUNK)
                 parts.append(data)
             data = b"".join(parts)
-        self.hasher.update(data)
+        if self.hasher is not None and data:
+            if self._lanes is not None:
+                self._lanes.submit(self._lane, self.hasher.update, data)
+            else:
+                self.hasher.update(data)
         self.count += len(data)
         return data
 
@@ -337,6 +356,65 @@ class _PrefixReader(io.RawIOBase):
         data = self._inner.read(len(b))
         b[: len(data)] = data
         return len(data)
+
+
+class _TarInput:
+    """Forward-only, low-copy file object over a layer's (uncompressed) tar stream, for
+    ``tarfile.TarFile(fileobj=..., mode="r")``.
+
+    It behaves like the ``_Stream`` that ``tarfile.open(mode="r|")`` builds (reads in order, seeks
+    only forward), so member parsing is unchanged; :meth:`read_piece` hands out file contents in
+    the pieces ``inner`` returned, without the join-and-slice copies ``_Stream`` makes for every
+    read (about a third of the flattening time for a 1 GiB layer before).
+    """
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+        self._buf = b""
+        self._pos = 0  # index of the next unread byte in _buf
+        self._off = 0  # stream offset of _buf[_pos]
+
+    def tell(self) -> int:
+        return self._off
+
+    def read_piece(self, limit: int) -> bytes:
+        """Up to ``limit`` (>= 1) bytes; ``b""`` only at the end of the stream."""
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = self._inner.read(CHUNK), 0
+            if not self._buf:
+                return b""
+        take = min(limit, len(self._buf) - self._pos)
+        out = self._buf if (self._pos == 0 and take == len(self._buf)) else self._buf[self._pos : self._pos + take]
+        self._pos += take
+        self._off += take
+        return out
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = []
+            while piece := self.read_piece(CHUNK):
+                parts.append(piece)
+            return b"".join(parts)
+        parts = []
+        got = 0
+        while got < size and (piece := self.read_piece(size - got)):
+            parts.append(piece)
+            got += len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET:
+            raise io.UnsupportedOperation("a layer stream only seeks to absolute positions")
+        if pos < self._off:
+            back = self._off - pos
+            if back > self._pos:
+                raise io.UnsupportedOperation("a layer stream cannot seek backwards")
+            self._pos -= back
+            self._off = pos
+        while self._off < pos:
+            if not self.read_piece(pos - self._off):
+                break
+        return self._off
 
 
 class _Section(io.RawIOBase):
@@ -1089,11 +1167,10 @@ class _Flattener:
         elif m.isreg():
             inode = _Inode(self.next_inode, mode, uid, gid, mtime, self.spool_size, m.size)
             self.next_inode += 1
-            src = tf.extractfile(m)
-            assert src is not None
+            read = self._content_reader(tf, m)
             remaining = m.size
             while remaining:
-                chunk = src.read(min(CHUNK, remaining))
+                chunk = read(min(CHUNK, remaining))
                 if not chunk:
                     raise self._err(layer, m.name, "file content is truncated")
                 self.spool.write(chunk)
@@ -1126,6 +1203,18 @@ class _Flattener:
         else:
             raise self._err(layer, m.name, f"unsupported tar member type {m.type!r}")
 
+    @staticmethod
+    def _content_reader(tf: tarfile.TarFile, m: tarfile.TarInfo) -> Any:
+        """``read(n)`` for member ``m``'s content: straight from the :class:`_TarInput` (no copies)
+        for a plain member, through ``extractfile`` for a GNU sparse one (which needs its map)."""
+        fileobj = tf.fileobj
+        if isinstance(fileobj, _TarInput) and m.sparse is None:
+            fileobj.seek(m.offset_data)
+            return fileobj.read_piece
+        src = tf.extractfile(m)
+        assert src is not None
+        return src.read
+
     # -- one layer
     def apply_layer(self, layer: int, work_dir: Path) -> None:
         desc = self.image.layers[layer]
@@ -1133,18 +1222,28 @@ class _Flattener:
         where = f"layer {layer + 1}/{len(self.image.layers)} ({desc.short})"
         alg = desc.digest.split(":", 1)[0] if desc.digest else "sha256"
         with contextlib.ExitStack() as stack:
-            raw = _HashingReader(stack.enter_context(self.image.store.open(desc.location)), alg)
+            # Hash updates run on worker lanes (hashlib releases the GIL) while this thread parses
+            # the tar and writes the spool: lane 0 the blob digest, lane 1 the diff_id digest.
+            lanes = stack.enter_context(HashLanes())
+            raw = _HashingReader(stack.enter_context(self.image.store.open(desc.location)), alg, lanes=lanes, lane=0)
             magic = raw.read(4)
+            compressed = True
             if magic == ZSTD_MAGIC:
                 stream, raw = self._zstd(raw, magic, desc, where, work_dir, stack)
             else:
                 base: BinaryIO = io.BufferedReader(_PrefixReader(magic, raw), CHUNK)  # type: ignore[arg-type]
-                stream = gzip.GzipFile(fileobj=base, mode="rb") if magic.startswith(GZIP_MAGIC) else base
+                compressed = magic.startswith(GZIP_MAGIC)
+                stream = gzip.GzipFile(fileobj=base, mode="rb") if compressed else base
             dalg = diff_id.split(":", 1)[0]
-            dec = _HashingReader(stream, dalg)
+            # An uncompressed layer's tar stream is the blob itself, byte for byte (both readers are
+            # drained to the end), so with the same algorithm its diff_id digest is the blob digest.
+            same_bytes = not compressed and dalg == alg
+            dec = _HashingReader(stream, None if same_bytes else dalg, lanes=lanes, lane=1)
             parse_error: Exception | None = None
             try:
-                with tarfile.open(fileobj=dec, mode="r|", tarinfo=_BoundedTarInfo) as tf:  # type: ignore[call-overload]
+                # TarFile over a forward-only stream parses exactly as tarfile.open(mode="r|") does;
+                # _BoundedTarInfo checks every header (PAX numbers, names, depth) as it is read.
+                with tarfile.TarFile(fileobj=_TarInput(dec), mode="r", tarinfo=_BoundedTarInfo) as tf:  # type: ignore[arg-type]
                     for m in tf:
                         self.apply(layer, m, tf)
                 dec.drain()
@@ -1154,13 +1253,18 @@ class _Flattener:
                 parse_error = exc
             with contextlib.suppress(Exception):
                 raw.drain()
+            lanes.wait()
+            if same_bytes:
+                dec.hasher = raw.hasher
             self._verify(desc, diff_id, raw, dec if parse_error is None else None, where)
             if parse_error is not None:
                 raise TeeformError(f"{where}: not a valid tar stream: {parse_error}", path=self.image.source)
 
     def _verify(self, desc: Descriptor, diff_id: str, raw: _HashingReader, dec: _HashingReader | None, where: str) -> None:
         """Check the blob against its descriptor and (when ``dec`` is given) the uncompressed stream against ``diff_id``."""
+        raw.sync()
         if desc.digest is not None:
+            assert raw.hasher is not None
             got = f"{raw.hasher.name}:{raw.hasher.hexdigest()}"
             if got != desc.digest:
                 raise TeeformError(f"{where}: digest mismatch: descriptor says {desc.digest}, blob hashes to {got}",
@@ -1169,6 +1273,8 @@ class _Flattener:
                 raise TeeformError(f"{where}: size mismatch: descriptor says {desc.size} bytes, blob has {raw.count}",
                                    path=self.image.source)
         if dec is not None:
+            dec.sync()
+            assert dec.hasher is not None
             got = f"{dec.hasher.name}:{dec.hasher.hexdigest()}"
             if got != diff_id:
                 raise TeeformError(f"{where}: diff_id mismatch: config says {diff_id}, uncompressed layer hashes to {got}",

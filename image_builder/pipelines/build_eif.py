@@ -22,7 +22,7 @@ What goes into the EIF mirrors ``nitro-cli build-enclave`` (``shared/reference/e
   ending in ``\\n``; see :func:`image_builder.inputs.oci.select_command`), ``rootfs/`` 0755 holding the
   flattened image, plus ``rootfs/{dev,run,sys,var,proc,tmp}`` (0755) where the image lacks them;
 * both ramdisks are uncompressed newc cpio (nitro-cli >= 1.3.2) written by
-  :mod:`image_builder.formats.cpio` into temporary files: sorted paths, every mtime = SOURCE_DATE_EPOCH,
+  :mod:`image_builder.formats.cpio` straight into their EIF sections: sorted paths, every mtime = SOURCE_DATE_EPOCH,
   uid/gid 0 for every entry (the Nitro ``init`` runs the command as root and never switches user,
   eif-nitro.md §3.3), stable inode numbers. The byte layout therefore differs from linuxkit's, so
   PCR2 will not equal nitro-cli's for the same image (PCR1 neither, for the same blobs): teeform's
@@ -37,8 +37,14 @@ Nothing is written to ``--out`` unless every step succeeds: the EIF goes to a te
 the output directory, its digests are computed and the manifest validated, and only then are the
 EIF and the manifest renamed into place.
 
-Temporary files (the layer spool and the two ramdisks, about twice the image's unpacked size) go to
-``$TMPDIR``.
+Temporary files (the layer spool, about the image's unpacked size) go to ``$TMPDIR``.
+
+Data path (what a user waits for with a large image; ``benchmarks/eif_memory.py`` measures it):
+the layer is read once, its blob digest (and, for an uncompressed layer, its diff_id, the same
+bytes) hashed on a worker thread while the main thread parses the tar and spools file contents;
+the ramdisks are planned (sizes known without writing) and streamed from the spool into the EIF
+while PCR0/PCR1/PCR2 and the CRC are computed on two worker threads; then the EIF is read back once
+for the artifact SHA-256/SHA-384 and the per-section SHA-256 (:func:`image_builder.formats.eif.write_eif`).
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ from image_builder.formats import cpio, eif
 from image_builder.formats.eif_sign import EifSigner
 from image_builder.inputs import oci
 from teeform.errors import TeeformError
-from teeform.fsutil import CHUNK, hash_file
+from teeform.fsutil import CHUNK
 from teeform.manifest import (
     Artifact,
     ArtifactKind,
@@ -143,8 +149,8 @@ class BuildContext:
     cmd: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
     blobs: dict[str, tuple[Path, str, int]] = field(default_factory=dict)  # role -> (copy, sha256, size)
-    bootstrap: Path | None = None
-    customer: Path | None = None
+    bootstrap: cpio.ArchivePlan | None = None
+    customer: cpio.ArchivePlan | None = None
     ramdisk_entries: dict[str, int] = field(default_factory=dict)
     written: eif.EifWriteResult | None = None
     eif_tmp: Path | None = None
@@ -326,7 +332,10 @@ def _file_opener(path: Path) -> cpio.Opener:
 
 
 def make_bootstrap_ramdisk(ctx: BuildContext) -> None:
-    """Ramdisk #0 (PCR1): ``dev/`` 0755, ``init`` 0755, ``nsm.ko`` 0755, owned by root (§3.2)."""
+    """Ramdisk #0 (PCR1): ``dev/`` 0755, ``init`` 0755, ``nsm.ko`` 0755, owned by root (§3.2).
+
+    Only planned here (:func:`image_builder.formats.cpio.plan_archive`); :func:`write_eif_file`
+    streams it straight into the EIF."""
     init, _, init_size = ctx.blobs["init"]
     nsm, _, nsm_size = ctx.blobs["nsm"]
     entries = [
@@ -334,10 +343,8 @@ def make_bootstrap_ramdisk(ctx: BuildContext) -> None:
         cpio.TreeEntry(b"init", cpio.EntryKind.FILE, 0o755, size=init_size, opener=_file_opener(init)),
         cpio.TreeEntry(b"nsm.ko", cpio.EntryKind.FILE, 0o755, size=nsm_size, opener=_file_opener(nsm)),
     ]
-    ctx.bootstrap = ctx.work / "bootstrap-initrd.cpio"
-    with open(ctx.bootstrap, "wb") as fh:
-        stats = cpio.write_archive(fh, entries, mtime=ctx.config.source_date_epoch)
-    ctx.ramdisk_entries["bootstrap"] = stats.entries
+    ctx.bootstrap = cpio.plan_archive(entries, mtime=ctx.config.source_date_epoch)
+    ctx.ramdisk_entries["bootstrap"] = ctx.bootstrap.entries
 
 
 def customer_entries(tree: oci.FlatTree, cmd: list[str], env: list[str]) -> list[cpio.TreeEntry]:
@@ -369,14 +376,12 @@ def customer_entries(tree: oci.FlatTree, cmd: list[str], env: list[str]) -> list
 
 
 def make_customer_ramdisk(ctx: BuildContext) -> None:
-    """Ramdisk #1 (PCR2): see :func:`customer_entries`; written to a temporary file."""
+    """Ramdisk #1 (PCR2): see :func:`customer_entries`; planned here, streamed from the spool into
+    the EIF by :func:`write_eif_file` (no temporary cpio file)."""
     assert ctx.tree is not None
-    ctx.customer = ctx.work / "customer-initrd.cpio"
-    with open(ctx.customer, "wb") as fh:
-        stats = cpio.write_archive(fh, customer_entries(ctx.tree, ctx.cmd, ctx.env), mtime=ctx.config.source_date_epoch)
-    ctx.ramdisk_entries["customer"] = stats.entries
-    ctx.progress(f"  {stats.entries} entries, {stats.size} bytes")
-    ctx.tree.close()
+    ctx.customer = cpio.plan_archive(customer_entries(ctx.tree, ctx.cmd, ctx.env), mtime=ctx.config.source_date_epoch)
+    ctx.ramdisk_entries["customer"] = ctx.customer.entries
+    ctx.progress(f"  {ctx.customer.entries} entries, {ctx.customer.size} bytes")
 
 
 def write_eif_file(ctx: BuildContext) -> None:
@@ -391,14 +396,17 @@ def write_eif_file(ctx: BuildContext) -> None:
         eif.SectionSource(eif.SectionType.KERNEL, path=ctx.blobs["kernel"][0], label="kernel"),
         eif.SectionSource(eif.SectionType.CMDLINE, data=c.cmdline, label="cmdline"),
         eif.SectionSource(eif.SectionType.METADATA, data=ctx.metadata, label="metadata"),
-        eif.SectionSource(eif.SectionType.RAMDISK, path=ctx.bootstrap, label="bootstrap ramdisk"),
-        eif.SectionSource(eif.SectionType.RAMDISK, path=ctx.customer, label="customer ramdisk"),
+        eif.SectionSource(eif.SectionType.RAMDISK, writer=ctx.bootstrap.write, length=ctx.bootstrap.size,
+                          label="bootstrap ramdisk"),
+        eif.SectionSource(eif.SectionType.RAMDISK, writer=ctx.customer.write, length=ctx.customer.size,
+                          label="customer ramdisk"),
     ]
     c.out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{ctx.name}.eif.", suffix=".tmp", dir=c.out_dir)
     ctx.eif_tmp = Path(tmp)
     with os.fdopen(fd, "w+b") as fh:
-        ctx.written = eif.write_eif(fh, sections, flags=ctx.flags, signer=ctx.signer)
+        ctx.written = eif.write_eif(fh, sections, flags=ctx.flags, signer=ctx.signer,
+                                    file_digests=("sha256", "sha384"))
         fh.flush()
         os.fsync(fh.fileno())
     os.chmod(tmp, 0o644)
@@ -409,7 +417,7 @@ def build_manifest(ctx: BuildContext, eif_name: str) -> Manifest:
     c = ctx.config
     assert ctx.image is not None and ctx.written is not None and ctx.eif_tmp is not None
     image = ctx.image
-    digests = hash_file(ctx.eif_tmp, ("sha256", "sha384"))
+    digests = ctx.written.file_digests  # computed by write_eif reading the file back once
     artifact = Artifact(eif_name, ctx.written.size, digests["sha256"], digests["sha384"])
     ref = image.ref_name or image.source.name
     if image.manifest_digest:
@@ -504,9 +512,9 @@ def build_eif(config: EifBuildConfig, *, progress: Progress | None = stderr_prog
         snapshot_blobs(ctx)
         with step(ctx, "verifying and flattening layers"):
             flatten_layers(ctx)
-        with step(ctx, "writing the bootstrap ramdisk"):
+        with step(ctx, "planning the bootstrap ramdisk"):
             make_bootstrap_ramdisk(ctx)
-        with step(ctx, "writing the customer ramdisk"):
+        with step(ctx, "planning the customer ramdisk"):
             make_customer_ramdisk(ctx)
         with step(ctx, "writing the EIF" + (" (signed)" if ctx.signer else "")):
             write_eif_file(ctx)
