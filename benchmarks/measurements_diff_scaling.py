@@ -24,9 +24,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from measurements_diff_reference import reference_pair_inputs as quadratic_pair_inputs  # noqa: E402
 
 from teeform.manifest import Artifact, ArtifactKind, Builder, InputDigest, Manifest  # noqa: E402
-from teeform.measurements_diff import InputChange, _pair_inputs, diff_manifests, norm_role  # noqa: E402
+from teeform.measurements_diff import _pair_inputs, diff_manifests  # noqa: E402
 
 
 def manifest(n: int, salt: int) -> Manifest:
@@ -39,37 +42,6 @@ def manifest(n: int, salt: int) -> Manifest:
     return Manifest(ArtifactKind.EIF, "agent", "1.0.0", Artifact("agent.eif", 1, "0" * 64, "0" * 96),
                     {"PCR0": pcr, "PCR1": "22" * 48, "PCR2": pcr, "ImageSha384": pcr}, inputs,
                     Builder("teeform", "0.1.0"), 0)
-
-
-def quadratic_pair_inputs(old, new) -> list[InputChange]:
-    """The pairing as it was before the fix (git history of teeform/measurements_diff.py)."""
-    roles: list[str] = []
-    for i in (*old, *new):
-        r = norm_role(i.role)
-        if r not in roles:
-            roles.append(r)
-    out: list[InputChange] = []
-    for r in roles:
-        olds = [i for i in old if norm_role(i.role) == r]
-        news = [i for i in new if norm_role(i.role) == r]
-        pairs = []
-        for o in list(olds):
-            n = next((x for x in news if x.name == o.name), None)
-            if n is not None:
-                pairs.append((o, n))
-                olds.remove(o)
-                news.remove(n)
-        while olds and news:
-            pairs.append((olds.pop(0), news.pop(0)))
-        pairs += [(o, None) for o in olds] + [(None, n) for n in news]
-        for o, n in pairs:
-            if o is None:
-                out.append(InputChange(r, "added", None, n))
-            elif n is None:
-                out.append(InputChange(r, "removed", o, None))
-            elif (o.sha256, o.name, o.size) != (n.sha256, n.name, n.size):
-                out.append(InputChange(r, "changed", o, n))
-    return out
 
 
 def timed(fn, *args):

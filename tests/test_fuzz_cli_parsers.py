@@ -21,11 +21,12 @@ import pytest
 from conftest import NITRO_FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from measurements_diff_reference import reference_pair_inputs
 from test_seal_recipient import ENCLAVER_CIPHERTEXT, ENCLAVER_KEY
 
 from teeform.errors import TeeformError
 from teeform.manifest import Manifest, _plainly_valid_input, _validators
-from teeform.measurements_diff import InputChange, _pair_inputs, norm_role
+from teeform.measurements_diff import _pair_inputs
 
 #: ``TEEFORM_FUZZ_EXAMPLES=5000`` for a deeper local run; 200 keeps each test to about a second.
 FUZZ = settings(max_examples=int(os.environ.get("TEEFORM_FUZZ_EXAMPLES", "200")), deadline=None, database=None,
@@ -308,37 +309,6 @@ def test_ciphertext_for_recipient_random(data):
 
 
 # ------------------------------------------------------------------------------------- diff pairing
-def reference_pair_inputs(old, new) -> list[InputChange]:
-    """The pairing before issue 7 (quadratic list scans), the oracle for the linear one."""
-    roles: list[str] = []
-    for i in (*old, *new):
-        r = norm_role(i.role)
-        if r not in roles:
-            roles.append(r)
-    out: list[InputChange] = []
-    for r in roles:
-        olds = [i for i in old if norm_role(i.role) == r]
-        news = [i for i in new if norm_role(i.role) == r]
-        pairs = []
-        for o in list(olds):
-            n = next((x for x in news if x.name == o.name), None)
-            if n is not None:
-                pairs.append((o, n))
-                olds.remove(o)
-                news.remove(n)
-        while olds and news:
-            pairs.append((olds.pop(0), news.pop(0)))
-        pairs += [(o, None) for o in olds] + [(None, n) for n in news]
-        for o, n in pairs:
-            if o is None:
-                out.append(InputChange(r, "added", None, n))
-            elif n is None:
-                out.append(InputChange(r, "removed", o, None))
-            elif (o.sha256, o.name, o.size) != (n.sha256, n.name, n.size):
-                out.append(InputChange(r, "changed", o, n))
-    return out
-
-
 def _inputs():
     from teeform.manifest import InputDigest
 
