@@ -10,8 +10,9 @@ import pytest
 import uki_vectors as V
 from conftest import require_file, require_tool
 
-from image_builder.formats.uki import SectionOrder, UkiInputs, build_uki, linux_authenticode
+from image_builder.formats.uki import SectionOrder, UkiInputs, build_uki
 from image_builder.measure.authenticode import authenticode_digest
+from image_builder.measure.vm import linux_authenticode
 from teeform.errors import TeeformError
 
 

@@ -24,6 +24,7 @@ import pytest
 from image_builder.formats import eif
 from image_builder.formats.eif import SectionSource, SectionType
 from teeform.errors import TeeformError
+from teeform.timefmt import rfc3339
 
 PCR2_EMPTY = ("21b9efbc184807662e966d34f390821309eeac6802309798826296bf3e8bec7c"
               "10edb30948c90ba67310f7b964fc500a")
@@ -122,7 +123,7 @@ def test_metadata_is_not_measured(tmp_path: Path) -> None:
 
 
 def test_metadata_json_key_order_and_compactness() -> None:
-    raw = eif.metadata_json(image_name="n", image_version="v", build_time=eif.rfc3339(0), build_tool="teeform",
+    raw = eif.metadata_json(image_name="n", image_version="v", build_time=rfc3339(0), build_tool="teeform",
                             build_tool_version="0.1.0", operating_system="Linux", kernel_version="6.1")
     assert raw == (b'{"ImageName":"n","ImageVersion":"v","BuildMetadata":{"BuildTime":"1970-01-01T00:00:00+00:00",'
                    b'"BuildTool":"teeform","BuildToolVersion":"0.1.0","OperatingSystem":"Linux","KernelVersion":"6.1"},'

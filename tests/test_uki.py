@@ -19,10 +19,10 @@ from image_builder.formats.uki import (
     UkiInputs,
     build_uki,
     kernel_uname,
-    measure_report,
-    predict_vm_measurements,
     read_uki_layout,
 )
+from image_builder.measure.vm import predict_vm_measurements
+from image_builder.pipelines.report import uki_measure_report as measure_report
 from teeform.errors import TeeformError
 from teeform.manifest import OPTIONAL_MEASUREMENTS, REQUIRED_MEASUREMENTS, ArtifactKind
 

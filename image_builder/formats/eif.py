@@ -94,11 +94,6 @@ def pcr_from_digest(digest: bytes) -> bytes:
     return pcr_extend(PCR_ZERO, digest)
 
 
-def pcr8_from_certificate_der(der: bytes) -> bytes:
-    """PCR8 = ``SHA384(0^48 || SHA384(DER of the signing certificate))`` (§2.2, §2.3)."""
-    return pcr_from_digest(hashlib.sha384(der).digest())
-
-
 @dataclass(frozen=True)
 class EifPcrs:
     """PCR0/1/2 (48 bytes each) and PCR8 (None when unsigned). ``ImageSha384`` = PCR0 (§2.5)."""
@@ -257,7 +252,7 @@ def metadata_json(*, image_name: str, image_version: str, build_time: str, build
                   docker_info: Any = None, custom_metadata: Any = None) -> bytes:
     """The metadata section (§1.6): compact UTF-8 JSON with keys in nitro-cli's declaration order.
 
-    ``build_time`` is RFC 3339 (see :func:`rfc3339`). ``docker_info``/``custom_metadata`` are any
+    ``build_time`` is RFC 3339 (see :func:`teeform.timefmt.rfc3339`). ``docker_info``/``custom_metadata`` are any
     JSON values (None -> ``null``).
     """
     obj = {
@@ -274,13 +269,6 @@ def metadata_json(*, image_name: str, image_version: str, build_time: str, build
         "CustomMetadata": custom_metadata,
     }
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def rfc3339(epoch: int) -> str:
-    """``epoch`` seconds as chrono's ``to_rfc3339`` prints a whole-second UTC time: ``1970-01-01T00:00:00+00:00``."""
-    import datetime
-
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat()
 
 
 # ----------------------------------------------------------------------------------- writer
@@ -476,6 +464,8 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
             lanes.wait()
             pcr0 = hasher.pcrs().pcr0
             sig, cert_der = signer(pcr0)
+            from image_builder.formats.eif_sign import pcr8_from_certificate_der
+
             pcr8 = pcr8_from_certificate_der(cert_der)
             emit(len(infos), SectionType.SIGNATURE, len(sig), "signature", lambda sink: sink.write(sig))
         lanes.wait()

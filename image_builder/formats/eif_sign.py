@@ -36,7 +36,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from image_builder.formats.eif import pcr8_from_certificate_der
 from teeform.errors import TeeformError
 
 #: COSE protected header ``{1: -35}`` (alg ES384), RFC 8152 §8.1 / eif-nitro.md §4.2.
@@ -122,6 +121,17 @@ def load_certificate_pem(pem: bytes, *, source: os.PathLike[str] | str | None = 
         return x509.load_pem_x509_certificate(pem)
     except ValueError as exc:
         raise TeeformError(f"not a PEM X.509 certificate: {exc}", path=source) from exc
+
+
+def pcr8_from_certificate_der(der: bytes) -> bytes:
+    """PCR8 (48 bytes) = ``SHA384(0^48 || SHA384(DER of the signing certificate))``.
+
+    One extend of a zero PCR with the certificate digest (shared/reference/eif-nitro.md §2.1-§2.3;
+    aws-nitro-enclaves-image-format ``src/utils/eif_signer.rs`` / ``defs/eif_hasher.rs``). Written out
+    here rather than via :func:`image_builder.formats.eif.pcr_from_digest` so that ``eif`` may import
+    this module without an import cycle.
+    """
+    return hashlib.sha384(bytes(48) + hashlib.sha384(der).digest()).digest()
 
 
 def pcr8_from_pem(pem: bytes, *, source: os.PathLike[str] | str | None = None) -> bytes:

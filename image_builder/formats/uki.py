@@ -1,4 +1,4 @@
-"""Assemble a Unified Kernel Image (UKI) exactly the way ukify does, and report/predict its measurements.
+"""Assemble a Unified Kernel Image (UKI) exactly the way ukify does, and read the layout of any PE/UKI file.
 
 Public API::
 
@@ -11,9 +11,11 @@ Public API::
     read_uki_layout(path) -> UkiLayout                  # any PE file; streams each section once
     kernel_uname(linux) -> bytes | None                  # ukify's x86 "uname -r" scrape
     merge_sbat(stub, linux, sbat=None) -> bytes          # ukify's merged .sbat text
-    measure_report(path) -> teeform.report.MeasurementReport          (kind "uki")
-    predict_vm_measurements(uki_path, *, stub_version=None, ovmf=None, vcpus=None, vcpu_type=None,
-                            gpt_event_data=None, secure_boot=False) -> dict
+
+Measurement predictions from a UKI live in :mod:`image_builder.measure.vm`
+(``predict_vm_measurements``, ``linux_authenticode``) and ``teeform measure``'s report in
+:mod:`image_builder.pipelines.report`: this module is the byte format only and imports no
+measurement code (layers contract in pyproject.toml).
 
 How ukify lays out a UKI (shared/reference/uki-verity.md §3 "How ukify lays out a UKI"; systemd
 254.26 ``/lib/systemd/ukify`` ``pe_add_sections()``/``merge_sbat()``/``make_uki()``, read here;
@@ -161,12 +163,6 @@ class UkiSection:
         """Bytes the stub measures: VirtualSize (SizeOfRawData for the rare VirtualSize 0)."""
         return self.virtual_size if self.virtual_size else self.raw_size
 
-    def section_digests(self) -> Any:
-        """This section as :class:`image_builder.measure.pcr11.SectionDigests`."""
-        from image_builder.measure.pcr11 import SectionDigests
-
-        return SectionDigests(self.size, dict(self.digests))
-
 
 @dataclass(frozen=True)
 class UkiLayout:
@@ -184,11 +180,16 @@ class UkiLayout:
         """The first section called ``name`` or None."""
         return next((s for s in self.sections if s.name == name), None)
 
-    def section_digests(self) -> dict[str, Any]:
-        """``{name: SectionDigests}`` for :func:`image_builder.measure.pcr11.predict_pcr11` (first of each name)."""
-        out: dict[str, Any] = {}
+    def section_digests(self) -> dict[str, UkiSection]:
+        """``{name: UkiSection}``, the first section of each name, in section-table order.
+
+        Each value has ``size`` and ``digests``, so the mapping is what
+        :func:`image_builder.measure.pcr11.predict_pcr11` takes (its ``MeasuredSection`` protocol;
+        systemd-stub measures the first section of a name, uki-verity.md §1.2).
+        """
+        out: dict[str, UkiSection] = {}
         for s in self.sections:
-            out.setdefault(s.name, s.section_digests())
+            out.setdefault(s.name, s)
         return out
 
 
@@ -552,238 +553,3 @@ def read_uki_layout(path: os.PathLike[str] | str) -> UkiLayout:
         raise TeeformError(f"cannot read: {exc.strerror}", path=path) from exc
     return UkiLayout(os.fspath(path), size, hdr.time_date_stamp, hdr.section_alignment, hdr.file_alignment,
                      hdr.size_of_image, tuple(sections))
-
-
-# ------------------------------------------------------------------------------ measurement reports
-class _Slice:
-    """Read-only, seekable view of ``[start, start+length)`` of a file (for Authenticode of ``.linux``)."""
-
-    def __init__(self, fh: BinaryIO, start: int, length: int) -> None:
-        self._fh, self._start, self._len, self._pos = fh, start, length, 0
-
-    def seek(self, off: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._len}[whence]
-        self._pos = max(0, base + off)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        avail = max(0, self._len - self._pos)
-        n = avail if n < 0 else min(n, avail)
-        self._fh.seek(self._start + self._pos)
-        out = self._fh.read(n)
-        self._pos += len(out)
-        return out
-
-
-def linux_authenticode(uki_path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256", "sha384")) -> dict[str, str] | None:
-    """Authenticode digest of the kernel inside the UKI's ``.linux`` (None if absent or not a PE).
-
-    With Secure Boot off, systemd-stub ``LoadImage()``s this buffer and the firmware measures its
-    Authenticode into PCR 4 / RTMR1 as a second application (uki-verity.md §1.5; measured-boot.md).
-    """
-    from image_builder.measure.authenticode import authenticode_digest_fh
-
-    with open(uki_path, "rb") as fh:
-        sec = read_pe_headers_fh(fh, path=uki_path).section(".linux")
-        if sec is None:
-            return None
-        view = _Slice(fh, sec.pointer_to_raw_data, sec.data_size)
-        try:
-            return authenticode_digest_fh(view, algorithms, path=f"{os.fspath(uki_path)}:.linux")  # type: ignore[arg-type]
-        except TeeformError:
-            return None
-
-
-def predict_vm_measurements(
-    uki_path: os.PathLike[str] | str,
-    *,
-    stub_version: int | None = None,
-    ovmf: os.PathLike[str] | str | None = None,
-    vcpus: int | None = None,
-    vcpu_type: str | None = None,
-    gpt_event_data: bytes | None = None,
-    secure_boot: bool = False,
-) -> dict[str, Any]:
-    """Predict the vm-image manifest measurements that depend on the UKI (pure apart from reading files).
-
-    Args:
-        uki_path: the UKI.
-        stub_version: systemd-stub version; None = :func:`image_builder.measure.pcr11.detect_stub_version`.
-        ovmf: an OVMF with SEV metadata; when given (with ``vcpus`` and ``vcpu_type``) the SEV-SNP
-            launch digest of that firmware is added (it does *not* cover a UKI booted from disk).
-        vcpus, vcpu_type: guest vCPU count and QEMU CPU model (e.g. ``EPYC-v4``) for SEV-SNP.
-        gpt_event_data: the UEFI_GPT_DATA the firmware measures for the boot disk
-            (:func:`image_builder.measure.tdx.gpt_event_data`); None = "no GPT event" (recorded as an assumption).
-        secure_boot: whether UEFI Secure Boot will be on (changes RTMR1: see tdx.predict_rtmr1).
-
-    Returns:
-        ``{"measurements": {name: hex}, "details": {...}}`` with the names of
-        ``teeform.manifest.REQUIRED_/OPTIONAL_MEASUREMENTS[vm-image]`` except ``roothash``:
-        ``uki_authenticode_sha256``, ``uki_authenticode_sha384``, ``pcr11_sha256``, ``pcr11_sha384``,
-        ``pcr12_sha256``, ``pcr12_sha384`` (expected state: nothing measured), ``rtmr1``, ``rtmr2``
-        (only for stubs >= 256) and ``snp_launch_digest`` (only with ``ovmf``). ``details`` holds
-        the event logs and every assumption.
-
-    Raises:
-        TeeformError: unreadable/invalid UKI, unsupported stub version, bad SNP inputs.
-    """
-    return _predict(uki_path, read_uki_layout(uki_path), stub_version=stub_version, ovmf=ovmf, vcpus=vcpus,
-                    vcpu_type=vcpu_type, gpt_event_data=gpt_event_data, secure_boot=secure_boot)
-
-
-def _predict(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, stub_version: int | None,
-             ovmf: os.PathLike[str] | str | None, vcpus: int | None, vcpu_type: str | None,
-             gpt_event_data: bytes | None, secure_boot: bool) -> dict[str, Any]:
-    from image_builder.measure import pcr11, tdx
-    from image_builder.measure.authenticode import authenticode_digest
-
-    detected = pcr11.detect_stub_version(uki_path) if stub_version is None else stub_version
-    auth = authenticode_digest(uki_path, ("sha256", "sha384"))
-    sections = layout.section_digests()
-    p11 = {b: pcr11.predict_pcr11(sections, detected, b) for b in ("sha256", "sha384")}
-    p12 = {b: pcr11.predict_pcr12(None, b) for b in ("sha256", "sha384")}
-    linux_auth = linux_authenticode(uki_path, ("sha384",))
-    rtmr1 = tdx.predict_rtmr1(
-        auth["sha384"],
-        linux_authenticode_sha384=None if secure_boot or linux_auth is None else linux_auth["sha384"],
-        gpt_event_data=gpt_event_data,
-        secure_boot=secure_boot,
-    )
-    rtmr2 = tdx.predict_rtmr2(sections, detected)
-    measurements: dict[str, str] = {
-        "uki_authenticode_sha256": auth["sha256"],
-        "uki_authenticode_sha384": auth["sha384"],
-        "pcr11_sha256": p11["sha256"].value,
-        "pcr11_sha384": p11["sha384"].value,
-        "pcr12_sha256": p12["sha256"].value,
-        "pcr12_sha384": p12["sha384"].value,
-        "rtmr1": rtmr1.value,
-    }
-    details: dict[str, Any] = {
-        "stub_version": detected,
-        "stub_version_source": "given" if stub_version is not None else "detected from .sbat/.sdmagic",
-        "uki_sections": [
-            {"name": s.name, "rva": f"{s.virtual_address:#x}", "virtual_size": s.virtual_size, "sha256": s.digests["sha256"]}
-            for s in layout.sections
-        ],
-        "pcr11": {b: p.to_json() for b, p in p11.items()},
-        "pcr12": {b: p.to_json() for b, p in p12.items()},
-        "pcr12_note": pcr11.PCR12_NOTE,
-        "rtmr1": rtmr1.to_json(),
-    }
-    if rtmr2 is not None:
-        measurements["rtmr2"] = rtmr2.value
-        details["rtmr2"] = rtmr2.to_json()
-    else:
-        details["rtmr2"] = tdx.rtmr2_not_measured_note(detected)
-    if ovmf is not None:
-        from image_builder.measure import snp
-
-        if vcpus is None or vcpu_type is None:
-            raise TeeformError("the SEV-SNP launch digest needs vcpus and vcpu_type", field="vcpus",
-                               hint="e.g. vcpus=2, vcpu_type='EPYC-v4'")
-        pred = snp.predict_snp_launch_digest(snp.SnpInputs(ovmf=Path(ovmf), vcpus=vcpus, vcpu_type=vcpu_type))
-        measurements["snp_launch_digest"] = pred.launch_digest
-        details["snp_launch_digest"] = pred.to_json()
-    return {"measurements": measurements, "details": details}
-
-
-def section_rows(layout: UkiLayout, stub_version: int) -> list[dict[str, Any]]:
-    """The per-section table of ``teeform measure``: name, RVA, VirtualSize, SHA-256 of the measured
-    bytes, and ``pcr11`` = the section's position in the stub's PCR 11 measurement order (``-`` when
-    that stub version does not measure it, or it is empty; uki-verity.md §1.1-§1.2)."""
-    from image_builder.measure.pcr11 import measured_sections
-
-    order = [n for n in measured_sections(stub_version) if (sec := layout.section(n)) is not None and sec.size]
-    return [{"name": s.name, "rva": f"{s.virtual_address:#x}", "virtual_size": s.virtual_size,
-             "pcr11": str(order.index(s.name) + 1) if s.name in order and layout.section(s.name) is s else "-",
-             "sha256": s.digests["sha256"]} for s in layout.sections]
-
-
-def _plain_pe_report(path: os.PathLike[str] | str, layout: UkiLayout) -> Any:
-    """Report for a PE file without ``.linux`` (a boot loader, a bare stub, a kernel): kind ``"pe"``,
-    only the Authenticode digests - a PCR 11 value would be meaningless (no kernel is started)."""
-    from image_builder.measure.authenticode import authenticode_digest
-    from teeform.report import MeasurementReport
-
-    auth = authenticode_digest(path, ("sha256", "sha384"))
-    rows = [{"name": s.name, "rva": f"{s.virtual_address:#x}", "virtual_size": s.virtual_size,
-             "sha256": s.digests["sha256"]} for s in layout.sections]
-    facts = {"Size": layout.size, "TimeDateStamp": layout.time_date_stamp,
-             "SectionAlignment": f"{layout.section_alignment:#x}", "FileAlignment": f"{layout.file_alignment:#x}"}
-    notes = ["Not a UKI (no .linux section): only the Authenticode digest is meaningful - what the firmware "
-             "measures into PCR 4 / TDX RTMR1 when it loads this file (uki-verity.md §1.5). PCR 11 is not predicted."]
-    return MeasurementReport(os.fspath(path), "pe", {"AuthenticodeSha256": auth["sha256"],
-                                                     "AuthenticodeSha384": auth["sha384"]}, facts, rows, notes)
-
-
-
-#: Manifest measurement name (teeform/manifest.py, kind vm-image) -> the name `teeform measure` prints.
-DISPLAY_NAMES = {
-    "roothash": "roothash",
-    "uki_authenticode_sha256": "AuthenticodeSha256",
-    "uki_authenticode_sha384": "AuthenticodeSha384",
-    "pcr11_sha256": "PCR11_sha256",
-    "pcr11_sha384": "PCR11_sha384",
-    "pcr12_sha256": "PCR12_sha256",
-    "pcr12_sha384": "PCR12_sha384",
-    "rtmr1": "RTMR1",
-    "rtmr2": "RTMR2",
-}
-
-
-def display_measurements(measurements: Mapping[str, str]) -> dict[str, str]:
-    """Rename manifest measurement names to the ones ``teeform measure`` prints, in :data:`DISPLAY_NAMES`
-    order, keeping only those present (e.g. RTMR1 is absent when a boot loader precedes the UKI)."""
-    return {shown: measurements[name] for name, shown in DISPLAY_NAMES.items() if name in measurements}
-
-def measure_report(path: os.PathLike[str] | str) -> Any:
-    """``teeform measure UKI``: Authenticode SHA-256/384, PCR 11 (sha256, sha384) for the detected
-    stub version, the expected PCR 12 (nothing measured: zeros), RTMR1 (RTMR2 for stubs >= 256), a
-    per-section table and the PCR 12 note. Works on any UKI (ukify, mkosi, objcopy recipes): only
-    the PE section table and the stub's ``.sbat``/``.sdmagic`` are read.
-
-    Measurement names correspond to the manifest's: ``AuthenticodeSha256/384`` =
-    ``uki_authenticode_sha256/384``, ``PCR11_*`` = ``pcr11_*``, ``PCR12_*`` = ``pcr12_*``,
-    ``RTMR1/2`` = ``rtmr1/2`` (RTMR1 here without a GPT event: a bare UKI has no disk).
-
-    Returns:
-        :class:`teeform.report.MeasurementReport` with kind ``"uki"``; kind ``"pe"`` (Authenticode
-        only) for a PE file without a ``.linux`` section.
-
-    Raises:
-        TeeformError: not a PE file or no detectable stub version.
-    """
-    from image_builder.measure.pcr11 import PCR12_NOTE, measured_sections
-    from teeform.report import MeasurementReport
-
-    layout = read_uki_layout(path)
-    if layout.section(".linux") is None:
-        return _plain_pe_report(path, layout)
-    pred = _predict(path, layout, stub_version=None, ovmf=None, vcpus=None, vcpu_type=None,
-                    gpt_event_data=None, secure_boot=False)
-    m = pred["measurements"]
-    det = pred["details"]
-    measurements = display_measurements(m)
-    facts = {
-        "StubVersion": f"systemd-stub {det['stub_version']} ({det['stub_version_source']})",
-        "PCR11Sections": " ".join(n for n in measured_sections(det["stub_version"])
-                                  if (sec := layout.section(n)) is not None and sec.size),
-        "Size": layout.size,
-        "TimeDateStamp": layout.time_date_stamp,
-        "SectionAlignment": f"{layout.section_alignment:#x}",
-        "FileAlignment": f"{layout.file_alignment:#x}",
-    }
-    rows = section_rows(layout, det["stub_version"])
-    notes = ["RTMR1 assumes: " + "; ".join(det["rtmr1"]["assumptions"])]
-    if layout.section(".cmdline") is not None:
-        notes.insert(0, PCR12_NOTE)
-    else:
-        notes.insert(0, "This UKI has no .cmdline: systemd-stub accepts any command line from the boot entry "
-                        "(measured into PCR 12), even with Secure Boot on.")
-    if "rtmr2" not in m:
-        notes.append(det["rtmr2"])
-    return MeasurementReport(os.fspath(path), "uki", measurements, facts, rows, notes)

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image_builder.formats.eif import rfc3339
 from teeform.fsutil import CHUNK, hash_file, source_date_epoch
+from teeform.timefmt import rfc3339
 
 MT_LAYER = {
     None: "application/vnd.oci.image.layer.v1.tar",

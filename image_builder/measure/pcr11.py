@@ -4,6 +4,7 @@ Public API::
 
     BANKS = ("sha1", "sha256", "sha384", "sha512")
     SectionDigests(size, digests)            # digests of one section's bytes, per bank
+    MeasuredSection                          # protocol: .size, .digests (SectionDigests, UkiSection)
     Event(pcr, event_type, description, digest)
     Prediction(pcr, bank, value, events, assumptions)
     measured_sections(stub_version) -> tuple[str, ...]
@@ -37,6 +38,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from teeform.errors import TeeformError
 
@@ -60,6 +62,20 @@ PCR12_NOTE = (
     "PCR 12 to its expected value (all zeros: nothing measured) or require Secure Boot with an embedded "
     ".cmdline (uki-verity.md §1.4)."
 )
+
+
+class MeasuredSection(Protocol):
+    """Anything with a section's content ``size`` (bytes) and ``digests`` (``{bank: lowercase hex}``).
+
+    :class:`SectionDigests` and :class:`image_builder.formats.uki.UkiSection` both qualify, so a
+    :meth:`~image_builder.formats.uki.UkiLayout.section_digests` mapping can be predicted directly.
+    """
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def digests(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -144,7 +160,7 @@ def measured_sections(stub_version: int) -> tuple[str, ...]:
 
 
 def predict_pcr11(
-    sections: Mapping[str, SectionDigests | bytes],
+    sections: Mapping[str, MeasuredSection | bytes],
     stub_version: int,
     bank: str = "sha256",
     *,
@@ -154,7 +170,7 @@ def predict_pcr11(
 
     Args:
         sections: section name (with the dot, e.g. ``".linux"``) -> the section's exact content
-            bytes or its :class:`SectionDigests` (which must hold ``bank``). Sections the stub does
+            bytes or its digests (a :class:`MeasuredSection` such as :class:`SectionDigests`, which must hold ``bank``). Sections the stub does
             not know (e.g. ``.sdmagic``, ``.text``) and ``.pcrsig`` are ignored.
         stub_version: systemd version of the stub (252..257), see :func:`detect_stub_version`.
         bank: ``sha1`` | ``sha256`` | ``sha384`` | ``sha512``.

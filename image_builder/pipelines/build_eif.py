@@ -79,6 +79,7 @@ from teeform.manifest import (
     write_manifest,
 )
 from teeform.safeload import open_regular
+from teeform.timefmt import rfc3339
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Directories nitro-cli's customer ramdisk always has under ``rootfs/`` (§3.2).
@@ -389,7 +390,7 @@ def write_eif_file(ctx: BuildContext) -> None:
     c = ctx.config
     assert ctx.image is not None and ctx.bootstrap is not None and ctx.customer is not None
     ctx.metadata = eif.metadata_json(
-        image_name=ctx.name, image_version=ctx.version, build_time=eif.rfc3339(c.source_date_epoch),
+        image_name=ctx.name, image_version=ctx.version, build_time=rfc3339(c.source_date_epoch),
         build_tool="teeform", build_tool_version=teeform.__version__, operating_system="Linux",
         kernel_version=ctx.kernel_version, docker_info=dict(ctx.image.config), custom_metadata=None)
     sections = [
@@ -454,7 +455,7 @@ def build_manifest(ctx: BuildContext, eif_name: str) -> Manifest:
             "layers": [d.digest for d in image.layers],
             "diff_ids": list(image.diff_ids),
         },
-        "metadata": {"ImageName": ctx.name, "ImageVersion": ctx.version, "BuildTime": eif.rfc3339(c.source_date_epoch),
+        "metadata": {"ImageName": ctx.name, "ImageVersion": ctx.version, "BuildTime": rfc3339(c.source_date_epoch),
                      "KernelVersion": ctx.kernel_version, "DockerInfo": "the image config JSON"},
         "notes": [
             "ImageSha384 equals PCR0 (kms:RecipientAttestation:ImageSha384)",

@@ -25,7 +25,7 @@ guideline 4; mkosi ``build_image``). Each step logs ``teeform: <step> ... <secon
    of the roothash), root-verity (last 128 bits), types from the Discoverable Partitions
    Specification (uki-verity.md §5), fixed disk GUID -> ``<name>.raw``.
 8. ``convert_formats``: :func:`image_builder.formats.diskformats.convert` for each of ``--format``.
-9. ``predict_measurements``: :func:`image_builder.formats.uki.predict_vm_measurements`, plus the SEV-SNP
+9. ``predict_measurements``: :func:`image_builder.measure.vm.predict_vm_measurements`, plus the SEV-SNP
    launch digest with ``--ovmf`` (direct boot when the firmware has SNP_KERNEL_HASHES; then
    ``<name>.initrd`` is also moved to ``--out``).
 10. ``write_manifest``: kind ``vm-image``; the manifest's ``artifact`` is the **raw disk**
@@ -389,12 +389,11 @@ def predict_measurements(ctx: BuildContext) -> None:
     ``--out``. Otherwise (SEV metadata but no kernel hashes) it is the firmware-only digest, which
     does not cover a UKI booted from disk (recorded as an assumption).
     """
-    from image_builder.formats import uki
-    from image_builder.measure import snp, tdx
+    from image_builder.measure import snp, tdx, vm
 
     assert ctx.uki is not None and ctx.disk is not None and ctx.initrd is not None
     cfg = ctx.config
-    pred = uki.predict_vm_measurements(ctx.uki, gpt_event_data=tdx.gpt_event_data(ctx.disk))
+    pred = vm.predict_vm_measurements(ctx.uki, gpt_event_data=tdx.gpt_event_data(ctx.disk))
     ctx.measurements.update(pred["measurements"])
     ctx.prediction_details = dict(pred["details"])
     if cfg.ovmf is None:

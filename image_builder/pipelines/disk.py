@@ -12,7 +12,7 @@ What is checked and reported:
 2. the GPT (:func:`image_builder.formats.gpt.read_disk_layout`: both headers and CRCs);
 3. the ESP (type ``c12a7328-…``): the UKI is copied out with mtools (``mcopy -i <raw>@@<offset>``;
    :func:`find_uki`: ``EFI/BOOT/BOOTX64.EFI`` when it is a UKI, else the single ``EFI/Linux/*.efi``
-   of a systemd-boot/mkosi layout) and measured with :func:`image_builder.formats.uki.predict_vm_measurements`
+   of a systemd-boot/mkosi layout) and measured with :func:`image_builder.measure.vm.predict_vm_measurements`
    (Authenticode, PCR 11/12 for the detected stub version) - RTMR1 with this disk's GPT event
    (:func:`image_builder.measure.tdx.gpt_event_data`), so it equals the build manifest's ``rtmr1`` (RTMR1 is
    left out when a boot loader starts the UKI);
@@ -129,7 +129,8 @@ def check_disk(path: os.PathLike[str] | str) -> DiskCheck:
     from image_builder.formats import gpt, uki, verity
     from image_builder.formats.diskformats import open_raw_view
     from image_builder.formats.pe import read_section_bytes
-    from image_builder.measure import tdx
+    from image_builder.measure import tdx, vm
+    from image_builder.pipelines import report
 
     p = Path(path)
     with open_raw_view(p) as view, tempfile.TemporaryDirectory(prefix="teeform-measure-") as tmp:
@@ -174,7 +175,7 @@ def check_disk(path: os.PathLike[str] | str) -> DiskCheck:
                     f"PARTUUIDs {root.partuuid} / {hashp.partuuid} are not the ones derived from the root hash "
                     f"({exp_root} / {exp_hash}); the initrd would not find the root", path=p, field="gpt")
 
-        pred = uki.predict_vm_measurements(uki_path, gpt_event_data=tdx.gpt_event_data(raw))
+        pred = vm.predict_vm_measurements(uki_path, gpt_event_data=tdx.gpt_event_data(raw))
         if esp_path != UKI_ESP_PATH.removeprefix("::/"):
             # A boot loader (e.g. systemd-boot) sits at BOOTX64.EFI and loads the UKI: the firmware then
             # measures the loader too, which the RTMR1 model (UKI started by the firmware) does not cover.
@@ -189,7 +190,7 @@ def check_disk(path: os.PathLike[str] | str) -> DiskCheck:
                     "sha256": hash_file(uki_path)["sha256"],
                     "sections": [{"name": s.name, "virtual_size": s.virtual_size, "sha256": s.digests["sha256"]}
                                  for s in uki_layout.sections],
-                    "section_rows": uki.section_rows(uki_layout, pred["details"]["stub_version"])}
+                    "section_rows": report.section_rows(uki_layout, pred["details"]["stub_version"])}
         return DiskCheck(
             path=str(p), format=fmt, disk=layout.to_dict(), roothash=got, cmdline=cmdline,
             verity={"hash": sb.hash_name, "data_block_size": sb.data_block_size, "hash_block_size": sb.hash_block_size,
@@ -212,8 +213,8 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
     Raises:
         TeeformError: see :func:`check_disk`.
     """
-    from image_builder.formats.uki import display_measurements
     from image_builder.measure.pcr11 import PCR12_NOTE
+    from image_builder.pipelines.report import display_measurements
     from teeform.report import MeasurementReport
 
     c = check_disk(path)

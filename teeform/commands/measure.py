@@ -3,7 +3,7 @@
 The artifact type is recognised by content, not by file name:
 
 * ``.eif`` magic at offset 0 (``shared/reference/eif-nitro.md`` §1.2) -> :func:`image_builder.formats.eif.measure_report`
-* ``MZ`` at offset 0 (a PE/COFF image, i.e. a UKI) -> :func:`image_builder.formats.uki.measure_report`
+* ``MZ`` at offset 0 (a PE/COFF image, i.e. a UKI) -> :func:`image_builder.pipelines.report.uki_measure_report`
 * anything else (raw GPT disk, fixed VHD, qcow2) -> :func:`image_builder.pipelines.disk.measure_report`
 
 A file whose name ends in ``.eif`` always goes to the EIF reader, so a corrupt EIF is reported as one
@@ -23,7 +23,7 @@ from teeform.report import MeasurementReport
 
 HANDLERS = {
     b".eif": "image_builder.formats.eif:measure_report",
-    b"MZ": "image_builder.formats.uki:measure_report",
+    b"MZ": "image_builder.pipelines.report:uki_measure_report",
 }
 DISK_HANDLER = "image_builder.pipelines.disk:measure_report"
 

@@ -1,0 +1,186 @@
+"""Predict the measurements of a VM image that depend on its UKI (PCR 11/12, RTMR1/2, Authenticode).
+
+Public API::
+
+    predict_vm_measurements(uki_path, *, stub_version=None, ovmf=None, vcpus=None, vcpu_type=None,
+                            gpt_event_data=None, secure_boot=False) -> dict
+    predict_from_layout(uki_path, layout, *, stub_version, ovmf, vcpus, vcpu_type,
+                        gpt_event_data, secure_boot) -> dict        # layout already read
+    linux_authenticode(uki_path, algorithms=("sha256", "sha384")) -> dict[str, str] | None
+
+This module only combines the per-register models: the maths lives in
+:mod:`image_builder.measure.pcr11` (systemd-stub PCR 11/12, uki-verity.md §1),
+:mod:`image_builder.measure.tdx` (RTMR1/RTMR2, measured-boot.md), :mod:`image_builder.measure.snp`
+(SEV-SNP launch digest) and :mod:`image_builder.measure.authenticode` (Microsoft Authenticode PE
+image hash). The bytes it feeds them come from the format readers
+(:func:`image_builder.formats.uki.read_uki_layout`, :func:`image_builder.formats.pe.read_pe_headers_fh`);
+the only I/O here is reading the given UKI (and OVMF) through those readers, nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from image_builder.formats.pe import read_pe_headers_fh
+from image_builder.formats.uki import UkiLayout, read_uki_layout
+from teeform.errors import TeeformError
+
+
+class _Slice:
+    """Read-only, seekable view of ``[start, start+length)`` of a file (for Authenticode of ``.linux``).
+
+    Offsets are relative to ``start``; reads past ``length`` return fewer bytes (b"" at the end), as a
+    file would. Implements the ``seek``/``tell``/``read`` subset of :class:`typing.BinaryIO` that
+    :func:`image_builder.measure.authenticode.authenticode_digest_fh` uses.
+    """
+
+    def __init__(self, fh: BinaryIO, start: int, length: int) -> None:
+        self._fh, self._start, self._len, self._pos = fh, start, length, 0
+
+    def seek(self, off: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._len}[whence]
+        self._pos = max(0, base + off)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        avail = max(0, self._len - self._pos)
+        n = avail if n < 0 else min(n, avail)
+        self._fh.seek(self._start + self._pos)
+        out = self._fh.read(n)
+        self._pos += len(out)
+        return out
+
+
+def linux_authenticode(uki_path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256", "sha384")) -> dict[str, str] | None:
+    """Authenticode digest of the kernel inside the UKI's ``.linux`` (None if absent or not a PE).
+
+    With Secure Boot off, systemd-stub ``LoadImage()``s this buffer and the firmware measures its
+    Authenticode into PCR 4 / RTMR1 as a second application (uki-verity.md §1.5; measured-boot.md).
+    The digest covers the section's file data (SizeOfRawData bytes at PointerToRawData, capped at
+    VirtualSize), which is the buffer the stub passes.
+
+    Returns:
+        ``{algorithm: lowercase hex}`` or None when the UKI has no ``.linux`` or it is not a valid PE.
+
+    Raises:
+        TeeformError: the UKI itself is not a PE file.
+        OSError: the UKI cannot be opened.
+    """
+    from image_builder.measure.authenticode import authenticode_digest_fh
+
+    with open(uki_path, "rb") as fh:
+        sec = read_pe_headers_fh(fh, path=uki_path).section(".linux")
+        if sec is None:
+            return None
+        view = _Slice(fh, sec.pointer_to_raw_data, sec.data_size)
+        try:
+            # _Slice implements the seek/tell/read subset authenticode_digest_fh uses, not all of BinaryIO.
+            return authenticode_digest_fh(view, algorithms, path=f"{os.fspath(uki_path)}:.linux")  # type: ignore[arg-type]
+        except TeeformError:
+            return None
+
+
+def predict_vm_measurements(
+    uki_path: os.PathLike[str] | str,
+    *,
+    stub_version: int | None = None,
+    ovmf: os.PathLike[str] | str | None = None,
+    vcpus: int | None = None,
+    vcpu_type: str | None = None,
+    gpt_event_data: bytes | None = None,
+    secure_boot: bool = False,
+) -> dict[str, Any]:
+    """Predict the vm-image manifest measurements that depend on the UKI (reads files, writes nothing).
+
+    Args:
+        uki_path: the UKI.
+        stub_version: systemd-stub version; None = :func:`image_builder.measure.pcr11.detect_stub_version`.
+        ovmf: an OVMF with SEV metadata; when given (with ``vcpus`` and ``vcpu_type``) the SEV-SNP
+            launch digest of that firmware is added (it does *not* cover a UKI booted from disk).
+        vcpus, vcpu_type: guest vCPU count and QEMU CPU model (e.g. ``EPYC-v4``) for SEV-SNP.
+        gpt_event_data: the UEFI_GPT_DATA the firmware measures for the boot disk
+            (:func:`image_builder.measure.tdx.gpt_event_data`); None = "no GPT event" (recorded as an assumption).
+        secure_boot: whether UEFI Secure Boot will be on (changes RTMR1: see tdx.predict_rtmr1).
+
+    Returns:
+        ``{"measurements": {name: hex}, "details": {...}}`` with the names of
+        ``teeform.manifest.REQUIRED_/OPTIONAL_MEASUREMENTS[vm-image]`` except ``roothash``:
+        ``uki_authenticode_sha256``, ``uki_authenticode_sha384``, ``pcr11_sha256``, ``pcr11_sha384``,
+        ``pcr12_sha256``, ``pcr12_sha384`` (expected state: nothing measured), ``rtmr1``, ``rtmr2``
+        (only for stubs >= 256) and ``snp_launch_digest`` (only with ``ovmf``). ``details`` holds
+        the event logs and every assumption.
+
+    Raises:
+        TeeformError: unreadable/invalid UKI, unsupported stub version, bad SNP inputs.
+    """
+    return predict_from_layout(uki_path, read_uki_layout(uki_path), stub_version=stub_version, ovmf=ovmf,
+                               vcpus=vcpus, vcpu_type=vcpu_type, gpt_event_data=gpt_event_data,
+                               secure_boot=secure_boot)
+
+
+def predict_from_layout(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, stub_version: int | None,
+                        ovmf: os.PathLike[str] | str | None, vcpus: int | None, vcpu_type: str | None,
+                        gpt_event_data: bytes | None, secure_boot: bool) -> dict[str, Any]:
+    """:func:`predict_vm_measurements` for a UKI whose ``layout`` (:func:`read_uki_layout`) is already read.
+
+    The section digests come from ``layout``; ``uki_path`` is read again only for the Authenticode
+    digests and the stub version. Arguments, result and errors as :func:`predict_vm_measurements`.
+    """
+    from image_builder.measure import pcr11, tdx
+    from image_builder.measure.authenticode import authenticode_digest
+
+    detected = pcr11.detect_stub_version(uki_path) if stub_version is None else stub_version
+    auth = authenticode_digest(uki_path, ("sha256", "sha384"))
+    sections = layout.section_digests()
+    p11 = {b: pcr11.predict_pcr11(sections, detected, b) for b in ("sha256", "sha384")}
+    p12 = {b: pcr11.predict_pcr12(None, b) for b in ("sha256", "sha384")}
+    linux_auth = linux_authenticode(uki_path, ("sha384",))
+    rtmr1 = tdx.predict_rtmr1(
+        auth["sha384"],
+        linux_authenticode_sha384=None if secure_boot or linux_auth is None else linux_auth["sha384"],
+        gpt_event_data=gpt_event_data,
+        secure_boot=secure_boot,
+    )
+    rtmr2 = tdx.predict_rtmr2(sections, detected)
+    measurements: dict[str, str] = {
+        "uki_authenticode_sha256": auth["sha256"],
+        "uki_authenticode_sha384": auth["sha384"],
+        "pcr11_sha256": p11["sha256"].value,
+        "pcr11_sha384": p11["sha384"].value,
+        "pcr12_sha256": p12["sha256"].value,
+        "pcr12_sha384": p12["sha384"].value,
+        "rtmr1": rtmr1.value,
+    }
+    details: dict[str, Any] = {
+        "stub_version": detected,
+        "stub_version_source": "given" if stub_version is not None else "detected from .sbat/.sdmagic",
+        "uki_sections": [
+            {"name": s.name, "rva": f"{s.virtual_address:#x}", "virtual_size": s.virtual_size, "sha256": s.digests["sha256"]}
+            for s in layout.sections
+        ],
+        "pcr11": {b: p.to_json() for b, p in p11.items()},
+        "pcr12": {b: p.to_json() for b, p in p12.items()},
+        "pcr12_note": pcr11.PCR12_NOTE,
+        "rtmr1": rtmr1.to_json(),
+    }
+    if rtmr2 is not None:
+        measurements["rtmr2"] = rtmr2.value
+        details["rtmr2"] = rtmr2.to_json()
+    else:
+        details["rtmr2"] = tdx.rtmr2_not_measured_note(detected)
+    if ovmf is not None:
+        from image_builder.measure import snp
+
+        if vcpus is None or vcpu_type is None:
+            raise TeeformError("the SEV-SNP launch digest needs vcpus and vcpu_type", field="vcpus",
+                               hint="e.g. vcpus=2, vcpu_type='EPYC-v4'")
+        pred = snp.predict_snp_launch_digest(snp.SnpInputs(ovmf=Path(ovmf), vcpus=vcpus, vcpu_type=vcpu_type))
+        measurements["snp_launch_digest"] = pred.launch_digest
+        details["snp_launch_digest"] = pred.to_json()
+    return {"measurements": measurements, "details": details}
