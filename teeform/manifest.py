@@ -228,7 +228,7 @@ class Manifest:
 
 def _schema() -> dict[str, Any]:
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return json.load(fh)  # type: ignore[no-any-return]
+        return json.load(fh)
 
 
 @functools.lru_cache(maxsize=1)

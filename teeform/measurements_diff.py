@@ -284,13 +284,13 @@ def _pair_inputs(old: Sequence[InputDigest], new: Sequence[InputDigest]) -> list
         k = min(len(rest_old), len(rest_new))
         pairs += list(zip(rest_old[:k], rest_new[:k], strict=True))
         pairs += [(o, None) for o in rest_old[k:]] + [(None, n) for n in rest_new[k:]]
-        for o, n in pairs:
-            if o is None:
-                out.append(InputChange(r, "added", None, n))
-            elif n is None:
-                out.append(InputChange(r, "removed", o, None))
-            elif (o.sha256, o.name, o.size) != (n.sha256, n.name, n.size):
-                out.append(InputChange(r, "changed", o, n))
+        for was, now in pairs:
+            if was is None:
+                out.append(InputChange(r, "added", None, now))
+            elif now is None:
+                out.append(InputChange(r, "removed", was, None))
+            elif (was.sha256, was.name, was.size) != (now.sha256, now.name, now.size):
+                out.append(InputChange(r, "changed", was, now))
     return out
 
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Literal, overload
 
 from teeform.errors import TeeformError, ToolMissingError
 
@@ -40,6 +41,10 @@ DEBIAN_PACKAGE: dict[str, str] = {
 SYSTEM_TOOL_DIRS = ("/usr/lib/systemd", "/lib/systemd", "/usr/sbin", "/sbin")
 
 
+@overload
+def find_tool(name: str, *, required: Literal[True] = True, reason: str = "") -> str: ...
+@overload
+def find_tool(name: str, *, required: bool, reason: str = "") -> str | None: ...
 def find_tool(name: str, *, required: bool = True, reason: str = "") -> str | None:
     """Return the absolute path of tool ``name``.
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -144,6 +145,8 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         ),
         opts,
     )
+    key_arn: pulumi.Output[str]
+    resolve_key_arn: Callable[[pulumi.Output[str]], None]
     key_arn, resolve_key_arn = pulumi.deferred_output()
     host = EnclaveHost(
         f"{t.name}-host",

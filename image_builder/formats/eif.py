@@ -417,7 +417,7 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
 
     with HashLanes() as lanes:
 
-        def emit(index: int, stype: SectionType, size: int, label: str, produce: Callable[[_SectionSink], None]) -> None:
+        def emit(index: int, stype: SectionType, size: int, label: str, produce: Callable[[_SectionSink], object]) -> None:
             nonlocal offset
             head = pack_section_header(stype, size)
             fh.write(head)

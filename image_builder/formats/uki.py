@@ -305,7 +305,8 @@ class _Sec:
     data: bytes | None = None   # in-memory content for small added/replaced sections
 
 
-def _patch(buf: bytearray, off: int, fmt: str, *values: int) -> None:
+def _patch(buf: bytearray, off: int, fmt: str, *values: int | bytes) -> None:
+    """``struct.pack_into(fmt, buf, off, *values)``: integers, and bytes for ``s`` fields (section names)."""
     struct.pack_into(fmt, buf, off, *values)
 
 
@@ -324,9 +325,9 @@ def _prepare_stub(stub: Path) -> tuple[bytearray, PeHeaders, list[_Sec]]:
     if fa & (fa - 1) or not 512 <= fa <= 0x10000:
         raise TeeformError(f"FileAlignment {fa:#x} is not a power of two in 512..64 KiB", path=stub,
                            field="FileAlignment")
-    for s in hdr.sections:
-        if s.pointer_to_raw_data + s.size_of_raw_data > len(data):
-            raise TeeformError(f"section {s.name} extends beyond the end of the file", path=stub, field=s.name)
+    for ps in hdr.sections:
+        if ps.pointer_to_raw_data + ps.size_of_raw_data > len(data):
+            raise TeeformError(f"section {ps.name} extends beyond the end of the file", path=stub, field=ps.name)
     # 1. COFF symbol table (+ string table) at the end of the file.
     symptr = hdr.pointer_to_symbol_table
     if symptr:

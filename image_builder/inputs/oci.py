@@ -100,7 +100,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 from teeform.errors import TeeformError
 from teeform.fsutil import CHUNK, source_date_epoch
@@ -1233,7 +1233,7 @@ class _Flattener:
             else:
                 base: BinaryIO = io.BufferedReader(_PrefixReader(magic, raw), CHUNK)  # type: ignore[arg-type]
                 compressed = magic.startswith(GZIP_MAGIC)
-                stream = gzip.GzipFile(fileobj=base, mode="rb") if compressed else base
+                stream = cast(BinaryIO, gzip.GzipFile(fileobj=base, mode="rb")) if compressed else base
             dalg = diff_id.split(":", 1)[0]
             # An uncompressed layer's tar stream is the blob itself, byte for byte (both readers are
             # drained to the end), so with the same algorithm its diff_id digest is the blob digest.

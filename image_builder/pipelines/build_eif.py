@@ -50,6 +50,7 @@ for the artifact SHA-256/SHA-384 and the per-section SHA-256 (:func:`image_build
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -325,7 +326,7 @@ def flatten_layers(ctx: BuildContext) -> None:
 
 
 def _bytes_opener(data: bytes) -> cpio.Opener:
-    return lambda: contextlib.nullcontext(io.BytesIO(data))  # type: ignore[arg-type, return-value]
+    return lambda: contextlib.nullcontext(io.BytesIO(data))
 
 
 def _file_opener(path: Path) -> cpio.Opener:
@@ -366,7 +367,7 @@ def customer_entries(tree: oci.FlatTree, cmd: list[str], env: list[str]) -> list
         path = b"rootfs/" + os.fsencode(e.path)
         if e.kind is oci.EntryKind.FILE:
             entries.append(cpio.TreeEntry(path, cpio.EntryKind.FILE, e.mode, 0, 0, size=e.size,
-                                          opener=(lambda e=e: tree.open(e)), link_group=e.inode))
+                                          opener=functools.partial(tree.open, e), link_group=e.inode))
         else:
             entries.append(cpio.TreeEntry(path, kinds[e.kind], e.mode, 0, 0,
                                           link_target=os.fsencode(e.link_target)))

@@ -176,9 +176,9 @@ def check_config(config: BuildConfig) -> None:
     for opt, p in (("--rootfs", config.rootfs), ("--kernel", config.kernel), ("--stub", config.stub)):
         if not Path(p).exists():
             raise TeeformError("does not exist", path=p, field=opt)
-    for opt, p in (("--os-release", config.os_release), ("--ovmf", config.ovmf), ("--modules", config.modules)):
-        if p is not None and not Path(p).exists():
-            raise TeeformError("does not exist", path=p, field=opt)
+    for opt, q in (("--os-release", config.os_release), ("--ovmf", config.ovmf), ("--modules", config.modules)):
+        if q is not None and not Path(q).exists():
+            raise TeeformError("does not exist", path=q, field=opt)
     if not _NAME_RE.match(config.name):
         raise TeeformError(f"invalid image name {config.name!r}", field="--name", hint="use letters, digits, '.', '_', '-'")
     if not _NAME_RE.match(config.version):

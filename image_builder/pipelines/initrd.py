@@ -53,7 +53,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from image_builder.formats.cpio import EntryKind, TreeEntry, write_archive
+from image_builder.formats.cpio import EntryKind, Opener, TreeEntry, write_archive
 from teeform.errors import TeeformError
 from teeform.fsutil import atomic_output, hash_file
 from teeform.run import find_tool, run
@@ -443,6 +443,16 @@ def _entry_bytes(e: InitrdEntry) -> bytes:
     return e.source.read_bytes()
 
 
+def _bytes_opener(data: bytes) -> Opener:
+    """A cpio opener streaming ``data`` (kept in memory: small decompressed modules, generated files)."""
+    return lambda: io.BytesIO(data)
+
+
+def _path_opener(path: Path) -> Opener:
+    """A cpio opener streaming the file at ``path`` (opened only when the archive writer reaches it)."""
+    return lambda: open(path, "rb")
+
+
 def _tree_entries(entries: Sequence[InitrdEntry]) -> list[TreeEntry]:
     """Map :class:`InitrdEntry` to :class:`image_builder.formats.cpio.TreeEntry` (owner 0:0)."""
     out: list[TreeEntry] = []
@@ -454,7 +464,7 @@ def _tree_entries(entries: Sequence[InitrdEntry]) -> list[TreeEntry]:
             out.append(TreeEntry(path, EntryKind.SYMLINK, 0o777, link_target=(e.target or "").encode()))
         elif e.data is not None or (e.source is not None and e.source.name.endswith((".ko.xz", ".ko.gz", ".ko.zst"))):
             data = _entry_bytes(e)
-            out.append(TreeEntry(path, EntryKind.FILE, e.mode, size=len(data), opener=lambda d=data: io.BytesIO(d)))
+            out.append(TreeEntry(path, EntryKind.FILE, e.mode, size=len(data), opener=_bytes_opener(data)))
         else:
             assert e.source is not None
             src = e.source
@@ -462,7 +472,7 @@ def _tree_entries(entries: Sequence[InitrdEntry]) -> list[TreeEntry]:
                 size = src.stat().st_size
             except OSError as exc:
                 raise TeeformError(f"cannot read initrd input: {exc.strerror}", path=src) from exc
-            out.append(TreeEntry(path, EntryKind.FILE, e.mode, size=size, opener=lambda p=src: open(p, "rb")))
+            out.append(TreeEntry(path, EntryKind.FILE, e.mode, size=size, opener=_path_opener(src)))
     return out
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 DOCS = "https://docs.aws.amazon.com"
+
+#: The ``report`` callback a resource validation receives: ``report(message)`` or ``report(message, urn)``.
+#: pulumi_policy 1.x declares ``ReportViolation = Callable[[str, Optional[str]], None]`` (urn required),
+#: but documents urn as optional and always passes ``report_violation(message: str, urn: Optional[str] =
+#: None)`` (pulumi_policy/policy.py ``_create_report_violation``, ``empty_report_violation``), so the
+#: one-argument calls are correct; this alias types them. A validation typed with it still fits
+#: pulumi_policy's ``ResourceValidation``.
+ReportViolation = Callable[..., None]
 
 
 def cfg(args: Any, key: str, default: Any) -> Any:

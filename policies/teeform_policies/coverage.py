@@ -9,8 +9,9 @@ review, it does not block.
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, Severity
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
+from teeform_policies.common import ReportViolation
 from teeform_policies.families import NOT_CHECKED, Family
 from teeform_policies.ingress import INGRESS
 from teeform_policies.release import KEY_RELEASE

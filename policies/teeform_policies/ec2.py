@@ -13,14 +13,13 @@ from collections.abc import Mapping
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
-    ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     Severity,
 )
 
 from teeform_policies import tokens
-from teeform_policies.common import DOCS, cfg, get, label, truthy, user_data_text
+from teeform_policies.common import DOCS, ReportViolation, cfg, get, label, truthy, user_data_text
 from teeform_policies.iam import as_list
 
 EC2_TYPES = (tokens.AWS_EC2_LAUNCH_TEMPLATE, tokens.AWS_EC2_INSTANCE)

@@ -15,14 +15,13 @@ from typing import Any
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
-    ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     Severity,
 )
 
 from teeform_policies import tokens
-from teeform_policies.common import DOCS, cfg, get, is_production, label, truthy, user_data_text
+from teeform_policies.common import DOCS, ReportViolation, cfg, get, is_production, label, truthy, user_data_text
 from teeform_policies.iam import (
     ATTESTATION_OPERATOR,
     HEX96,

@@ -14,13 +14,12 @@ from typing import Any
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
-    ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     Severity,
 )
 
-from teeform_policies.common import DOCS, cfg, label
+from teeform_policies.common import DOCS, ReportViolation, cfg, label
 from teeform_policies.ingress import INGRESS
 
 FORBIDDEN_CIDRS = ["0.0.0.0/0", "::/0"]

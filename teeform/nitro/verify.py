@@ -78,6 +78,10 @@ PASS, FAIL, SKIP = "pass", "fail", "skip"
 #: What ``cryptography`` raises on a malformed or unsupported certificate part (module docstring).
 CERT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
                                             x509.UnsupportedGeneralNameType, x509.InvalidVersion)
+#: CERT_ERRORS plus a bad signature (one issuer -> child signature check).
+SIGNATURE_ERRORS: tuple[type[Exception], ...] = (InvalidSignature, *CERT_ERRORS)
+#: CERT_ERRORS plus a failed X.509 path validation (cryptography.x509.verification).
+PATH_ERRORS: tuple[type[Exception], ...] = (xv.VerificationError, *CERT_ERRORS)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -232,7 +236,10 @@ def cert_name(cert: x509.Certificate) -> str:
     """
     try:
         cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        return one_line(f"CN={cns[0].value}" if cns else cert.subject.rfc4514_string())
+        cn = cns[0].value if cns else None  # str for CN; cryptography types NameAttribute.value as str | bytes
+        if isinstance(cn, bytes):
+            cn = cn.decode("utf-8", "replace")
+        return one_line(f"CN={cn}" if cns else cert.subject.rfc4514_string())
     except CERT_ERRORS as exc:
         return f"<unreadable subject: {_error(exc)}>"
 
@@ -454,7 +461,7 @@ def check_chain(doc: AttestationDocument, root: Root, at: _dt.datetime) -> Check
                                f"'{one_line(child.issuer.rfc4514_string())}', not by '{one_line(issuer.subject.rfc4514_string())}'")
         try:
             child.verify_directly_issued_by(issuer)
-        except (InvalidSignature, *CERT_ERRORS) as exc:
+        except SIGNATURE_ERRORS as exc:
             return CheckResult("chain", FAIL, f"signature of certificate '{cert_name(child)}' does not verify with the "
                                f"key of '{cert_name(issuer)}'" + (f": {_error(exc)}" if str(exc) else ""))
     problems = _structure_problems(full)
@@ -473,7 +480,7 @@ def check_chain(doc: AttestationDocument, root: Root, at: _dt.datetime) -> Check
                 .build_client_verifier())
     try:
         verified = verifier.verify(chain[0], chain[1:])
-    except (xv.VerificationError, *CERT_ERRORS) as exc:
+    except PATH_ERRORS as exc:
         return CheckResult("chain", FAIL, f"X.509 path validation failed: {one_line(exc, 400)}")
     got = [c.public_bytes(serialization.Encoding.DER) for c in verified.chain]
     want = [c.public_bytes(serialization.Encoding.DER) for c in full]
