@@ -4,6 +4,8 @@ Checked: the packages ``teeform``, ``image_builder``, ``components``, the policy
 ``teeform_policies`` (``policies/`` is its ``mypy_path`` root) and the Pulumi program ``__main__.py``.
 Not checked: ``policies/__main__.py`` (it would be a second module named ``__main__``; it is eight lines
 constructing the ``PolicyPack`` from ``teeform_policies``, which is checked) and ``tests/``.
+TODO(preview helper): ``teeform.preview`` (being split into ``teeform/preview/``) is analysed but its
+errors are ignored (``ignore_errors`` override in pyproject.toml) until that split lands.
 
 The cache lives in ``.cache/mypy`` (``cache_dir``), so a warm run takes seconds; a cold run (fresh clone)
 took about 6 s here (0.4 s warm) because ``pulumi_aws`` is not followed (``follow_imports = "skip"``).
