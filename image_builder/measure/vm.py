@@ -6,6 +6,8 @@ Public API::
                             gpt_event_data=None, secure_boot=False) -> dict
     predict_from_layout(uki_path, layout, *, stub_version, ovmf, vcpus, vcpu_type,
                         gpt_event_data, secure_boot) -> dict        # layout already read
+    predict_uki(layout, *, authenticode, linux_authenticode_sha384, stub_version,
+                stub_version_source, gpt_event_data, secure_boot) -> dict   # pure: digests in
     linux_authenticode(uki_path, algorithms=("sha256", "sha384")) -> dict[str, str] | None
 
 This module only combines the per-register models: the maths lives in
@@ -14,13 +16,14 @@ This module only combines the per-register models: the maths lives in
 (SEV-SNP launch digest) and :mod:`image_builder.measure.authenticode` (Microsoft Authenticode PE
 image hash). The bytes it feeds them come from the format readers
 (:func:`image_builder.formats.uki.read_uki_layout`, :func:`image_builder.formats.pe.read_pe_headers_fh`);
-the only I/O here is reading the given UKI (and OVMF) through those readers, nothing is written.
+:func:`predict_uki` is pure (digests in, prediction out); the other functions read the given UKI
+(and OVMF) through those readers to get its inputs, and write nothing.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -129,28 +132,72 @@ def predict_from_layout(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, 
                         gpt_event_data: bytes | None, secure_boot: bool) -> dict[str, Any]:
     """:func:`predict_vm_measurements` for a UKI whose ``layout`` (:func:`read_uki_layout`) is already read.
 
-    The section digests come from ``layout``; ``uki_path`` is read again only for the Authenticode
-    digests and the stub version. Arguments, result and errors as :func:`predict_vm_measurements`.
+    Reads what :func:`predict_uki` needs from ``uki_path`` (Authenticode digests of the UKI and of its
+    ``.linux``, the stub version unless given) and, with ``ovmf``, the firmware for the SEV-SNP launch
+    digest. Arguments, result and errors as :func:`predict_vm_measurements`.
     """
-    from image_builder.measure import pcr11, tdx
+    from image_builder.measure import pcr11
     from image_builder.measure.authenticode import authenticode_digest
 
     detected = pcr11.detect_stub_version(uki_path) if stub_version is None else stub_version
-    auth = authenticode_digest(uki_path, ("sha256", "sha384"))
-    sections = layout.section_digests()
-    p11 = {b: pcr11.predict_pcr11(sections, detected, b) for b in ("sha256", "sha384")}
-    p12 = {b: pcr11.predict_pcr12(None, b) for b in ("sha256", "sha384")}
-    linux_auth = linux_authenticode(uki_path, ("sha384",))
-    rtmr1 = tdx.predict_rtmr1(
-        auth["sha384"],
-        linux_authenticode_sha384=None if secure_boot or linux_auth is None else linux_auth["sha384"],
+    linux_auth = None if secure_boot else linux_authenticode(uki_path, ("sha384",))
+    pred = predict_uki(
+        layout,
+        authenticode=authenticode_digest(uki_path, ("sha256", "sha384")),
+        linux_authenticode_sha384=None if linux_auth is None else linux_auth["sha384"],
+        stub_version=detected,
+        stub_version_source="given" if stub_version is not None else "detected from .sbat/.sdmagic",
         gpt_event_data=gpt_event_data,
         secure_boot=secure_boot,
     )
-    rtmr2 = tdx.predict_rtmr2(sections, detected)
+    if ovmf is not None:
+        from image_builder.measure import snp
+
+        if vcpus is None or vcpu_type is None:
+            raise TeeformError("the SEV-SNP launch digest needs vcpus and vcpu_type", field="vcpus",
+                               hint="e.g. vcpus=2, vcpu_type='EPYC-v4'")
+        snp_pred = snp.predict_snp_launch_digest(snp.SnpInputs(ovmf=Path(ovmf), vcpus=vcpus, vcpu_type=vcpu_type))
+        pred["measurements"]["snp_launch_digest"] = snp_pred.launch_digest
+        pred["details"]["snp_launch_digest"] = snp_pred.to_json()
+    return pred
+
+
+def predict_uki(layout: UkiLayout, *, authenticode: Mapping[str, str], linux_authenticode_sha384: str | None,
+                stub_version: int, stub_version_source: str, gpt_event_data: bytes | None,
+                secure_boot: bool) -> dict[str, Any]:
+    """The UKI-dependent measurements from digests already taken (pure: no I/O).
+
+    Args:
+        layout: the UKI's sections with their digests (:func:`image_builder.formats.uki.read_uki_layout`;
+            ``sha256`` and ``sha384`` needed).
+        authenticode: ``{"sha256": hex, "sha384": hex}`` Authenticode digests of the whole UKI.
+        linux_authenticode_sha384: Authenticode SHA-384 of the kernel in ``.linux`` (hex), or None
+            (no PE kernel, or Secure Boot on: then the kernel is not measured as a second image).
+        stub_version: systemd-stub version (252..257).
+        stub_version_source: how it was found, for ``details`` (e.g. ``"given"``).
+        gpt_event_data, secure_boot: as :func:`predict_vm_measurements`.
+
+    Returns:
+        as :func:`predict_vm_measurements`, without ``snp_launch_digest``.
+
+    Raises:
+        TeeformError: unsupported stub version, a missing digest bank, a multi-profile UKI.
+    """
+    from image_builder.measure import pcr11, tdx
+
+    sections = layout.section_digests()
+    p11 = {b: pcr11.predict_pcr11(sections, stub_version, b) for b in ("sha256", "sha384")}
+    p12 = {b: pcr11.predict_pcr12(None, b) for b in ("sha256", "sha384")}
+    rtmr1 = tdx.predict_rtmr1(
+        authenticode["sha384"],
+        linux_authenticode_sha384=None if secure_boot else linux_authenticode_sha384,
+        gpt_event_data=gpt_event_data,
+        secure_boot=secure_boot,
+    )
+    rtmr2 = tdx.predict_rtmr2(sections, stub_version)
     measurements: dict[str, str] = {
-        "uki_authenticode_sha256": auth["sha256"],
-        "uki_authenticode_sha384": auth["sha384"],
+        "uki_authenticode_sha256": authenticode["sha256"],
+        "uki_authenticode_sha384": authenticode["sha384"],
         "pcr11_sha256": p11["sha256"].value,
         "pcr11_sha384": p11["sha384"].value,
         "pcr12_sha256": p12["sha256"].value,
@@ -158,8 +205,8 @@ def predict_from_layout(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, 
         "rtmr1": rtmr1.value,
     }
     details: dict[str, Any] = {
-        "stub_version": detected,
-        "stub_version_source": "given" if stub_version is not None else "detected from .sbat/.sdmagic",
+        "stub_version": stub_version,
+        "stub_version_source": stub_version_source,
         "uki_sections": [
             {"name": s.name, "rva": f"{s.virtual_address:#x}", "virtual_size": s.virtual_size, "sha256": s.digests["sha256"]}
             for s in layout.sections
@@ -173,14 +220,5 @@ def predict_from_layout(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, 
         measurements["rtmr2"] = rtmr2.value
         details["rtmr2"] = rtmr2.to_json()
     else:
-        details["rtmr2"] = tdx.rtmr2_not_measured_note(detected)
-    if ovmf is not None:
-        from image_builder.measure import snp
-
-        if vcpus is None or vcpu_type is None:
-            raise TeeformError("the SEV-SNP launch digest needs vcpus and vcpu_type", field="vcpus",
-                               hint="e.g. vcpus=2, vcpu_type='EPYC-v4'")
-        pred = snp.predict_snp_launch_digest(snp.SnpInputs(ovmf=Path(ovmf), vcpus=vcpus, vcpu_type=vcpu_type))
-        measurements["snp_launch_digest"] = pred.launch_digest
-        details["snp_launch_digest"] = pred.to_json()
+        details["rtmr2"] = tdx.rtmr2_not_measured_note(stub_version)
     return {"measurements": measurements, "details": details}
