@@ -114,3 +114,34 @@ def test_injected_import_breaks_the_contract(tree_copy: Path, tmp_path: Path, mo
     for contract in contracts:
         assert f"\n{names[contract]}\n" in broken, out
     assert expected in " ".join(broken.split()), out
+
+
+def test_uki_prediction_maths_does_no_io(tmp_path: Path) -> None:
+    """``image_builder.measure.vm.predict_uki`` is bytes in, prediction out: it still predicts the
+    published TV-3 PCR 11 (ukify 254 layout, systemd-stub 254; tests/vectors/README.md) and RTMR1 once
+    the UKI it was measured from is gone."""
+    import uki_vectors as V
+    from conftest import require_file
+
+    from image_builder.formats.uki import SectionOrder, UkiInputs, build_uki, read_uki_layout
+    from image_builder.measure.authenticode import authenticode_digest
+    from image_builder.measure.vm import predict_uki, predict_vm_measurements
+
+    files = V.write_tv2_inputs(tmp_path)
+    uki = tmp_path / "uki.efi"
+    build_uki(UkiInputs(stub=require_file(V.STUB_254, "systemd-stub 254"), linux=files["linux"],
+                        initrd=files["initrd"], cmdline=files["cmdline"].read_bytes(),
+                        osrel=files["osrel"].read_bytes(), uname=V.TV2_UNAME,
+                        section_order=SectionOrder.UKIFY_254), uki)
+    layout = read_uki_layout(uki)
+    auth = authenticode_digest(uki, ("sha256", "sha384"))
+    assert auth["sha256"] == V.TV3_AUTHENTICODE_SHA256
+    from_file = predict_vm_measurements(uki)
+    uki.unlink()
+    pred = predict_uki(layout, authenticode=auth, linux_authenticode_sha384=None, stub_version=254,
+                       stub_version_source="given", gpt_event_data=None, secure_boot=False)
+    m = pred["measurements"]
+    assert (m["pcr11_sha256"], m["pcr11_sha384"]) == (V.TV3_PCR11_254["sha256"], V.TV3_PCR11_254["sha384"])
+    assert m["uki_authenticode_sha256"] == V.TV3_AUTHENTICODE_SHA256
+    # The TV-2 kernel is not a PE image, so the file-based prediction had no kernel event either.
+    assert m == from_file["measurements"]
