@@ -24,7 +24,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from teeform.fsutil import hash_cache
 from teeform.preview.clouds.aws import MOCK_ACCOUNT_ID, MOCK_AMI_ID, MOCK_CALLER_ARN
 from teeform.preview.crossguard import (
     evaluate_policies,
@@ -66,8 +65,8 @@ def run_preview(
 ) -> PreviewResult:
     """Run the program for ``stack`` under mocks and evaluate the policy pack (module docstring).
 
-    ``policy_config`` defaults to :func:`default_policy_config`. Within the run every file is hashed
-    at most once (:func:`teeform.fsutil.hash_cache`), however many targets share it.
+    ``policy_config`` defaults to :func:`default_policy_config`. Within the program run every file
+    is hashed at most once (:func:`teeform.preview.runner.run_program`), however many targets share it.
 
     Raises:
         TeeformError: bad stack or policy config, or an error raised by the program.
@@ -84,8 +83,7 @@ def run_preview(
         policy_config = default_policy_config(project_dir, stack, values.get(f"{project}:environment"))
     policies = load_policies(project_dir)
     pack_config = read_pack_config(policy_config, project_dir=project_dir)
-    with hash_cache():
-        mocks, outputs = run_program(project_dir, stack, values, stack_file=str(stack_file) if stack_file else None, project=project)
+    mocks, outputs = run_program(project_dir, stack, values, stack_file=str(stack_file) if stack_file else None, project=project)
     resources = registered_resources(mocks, stack, project)
     violations = evaluate_policies(resources, policies, pack_config)
     return PreviewResult(

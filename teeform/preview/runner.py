@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from teeform.errors import TeeformError
+from teeform.fsutil import hash_cache
 from teeform.preview.mocks import PreviewMocks
 from teeform.stack import PROJECT
 
@@ -121,6 +122,32 @@ def _quiet_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
+@contextlib.contextmanager
+def _no_source_positions() -> Iterator[None]:
+    """Skip the SDK's per-registration source-position capture while the program runs.
+
+    ``pulumi.runtime.resource._get_stack_trace`` walks the whole Python stack with
+    ``traceback.extract_stack`` (reading every source file through ``linecache``) for each resource,
+    to send the engine the user-code position; the mock monitor discards it. Under the mocks it is
+    a quarter of the registration cost and a few MiB per thousand resources, so it returns an empty
+    ``StackTrace`` here (pulumi/pulumi ``sdk/python/lib/pulumi/runtime/resource.py``; the SDK itself
+    returns an empty one when no user frame is found). Left alone if the SDK has no such function.
+    """
+    from pulumi.runtime import resource as sdk_resource
+
+    original = getattr(sdk_resource, "_get_stack_trace", None)
+    if original is None:
+        yield
+        return
+    from pulumi.runtime.proto import source_pb2
+
+    sdk_resource._get_stack_trace = source_pb2.StackTrace
+    try:
+        yield
+    finally:
+        sdk_resource._get_stack_trace = original
+
+
 def config_strings(values: Mapping[str, Any]) -> dict[str, str]:
     """Config for ``set_all_config``: strings as is, structured values as JSON; ``secure:`` values
     (encrypted in the stack file) are left out -- the program must not need them offline."""
@@ -136,6 +163,10 @@ def run_program(
     project_dir: Path, stack: str, values: Mapping[str, Any], *, stack_file: str | None = None, project: str = PROJECT
 ) -> tuple[PreviewMocks, dict[str, Any]]:
     """Run ``<project_dir>/__main__.py`` under mocks with config ``values`` (``{"ns:key": value}``).
+
+    While it runs, every file is hashed at most once (:func:`teeform.fsutil.hash_cache`: many
+    targets sharing one EIF cost one hash pass), the collector runs less often (:func:`_quiet_gc`)
+    and the SDK skips source positions (:func:`_no_source_positions`).
 
     Returns:
         (the mocks, holding every registration and invoke; the stack outputs in export order).
@@ -161,7 +192,8 @@ def run_program(
         runpy.run_path(str(program), run_name="__main__")
 
     try:
-        with sys_path(project_dir), _env("TEEFORM_STACK_FILE", stack_file), _quiet_gc():
+        with sys_path(project_dir), _env("TEEFORM_STACK_FILE", stack_file), _quiet_gc(), _no_source_positions(), \
+                hash_cache():
             _run()
             root = settings.get_root_resource()
             outputs = {k: _sync_await(pulumi.Output.from_input(v).future()) for k, v in (root.outputs if root else {}).items()}  # type: ignore[attr-defined]
