@@ -29,6 +29,8 @@ class PreviewMocks:
         self.calls: list[Any] = []
         self.default_region = default_region
         self._regions: dict[str, str] = {}
+        #: How often the runner let queued registrations settle during the program body.
+        self.settles = 0
 
     def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
         """(id, state) for ``args`` (``MockResourceArgs``: ``typ``, ``name``, ``inputs``, ``provider``)."""

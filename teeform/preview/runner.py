@@ -148,6 +148,81 @@ def _no_source_positions() -> Iterator[None]:
         sdk_resource._get_stack_trace = original
 
 
+#: Registrations between two settling points (see :func:`_settle_registrations`).
+SETTLE_EVERY = 200
+#: The mock engine counts as idle after this many ticks of :data:`SETTLE_TICK_S` without progress.
+SETTLE_IDLE_TICKS = 2
+SETTLE_TICK_S = 0.005
+
+
+@contextlib.contextmanager
+def _settle_registrations(mocks: PreviewMocks, every: int | None = None) -> Iterator[None]:
+    """Let the mock engine work off queued registrations while the program body is still running.
+
+    The SDK only queues a registration when a resource is constructed; under the mocks nothing runs
+    until the program body returns, so a program with many targets holds every resource's pending
+    registration at once (per output property four futures, a task and an ``Output``; pulumi/pulumi
+    ``sdk/python/lib/pulumi/runtime/rpc.py`` ``transfer_properties``, ``output.py``): ~2 MiB of peak
+    memory per target. After every ``every`` (default :data:`SETTLE_EVERY`) registrations this pumps the event loop the way the
+    SDK's own synchronous invokes do (``pulumi.runtime.sync_await._sync_await``) until the mock
+    engine has been idle (no new registration or invoke, nothing runnable) for
+    :data:`SETTLE_IDLE_TICKS` ticks. Resources waiting for something the body creates later (a
+    ``pulumi.deferred_output``) simply stay queued. Only scheduling changes: the same registrations
+    happen with the same inputs. Registrations made while pumping (in ``apply`` callbacks) do not
+    pump recursively.
+    """
+    import asyncio
+
+    import pulumi.resource as sdk_resource
+    from pulumi.runtime.sync_await import _sync_await
+
+    original = getattr(sdk_resource, "register_resource", None)
+    if original is None:
+        yield
+        return
+    every = every or SETTLE_EVERY
+    state = {"count": 0, "busy": False, "settles": 0}
+
+    def progress() -> int:
+        return len(mocks.resources) + len(mocks.calls)
+
+    def settle() -> None:
+        loop = asyncio.get_event_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        seen = {"progress": progress(), "idle": 0}
+
+        def tick() -> None:
+            now = progress()
+            busy = now != seen["progress"] or bool(getattr(loop, "_ready", None))
+            seen["progress"], seen["idle"] = now, 0 if busy else seen["idle"] + 1
+            if seen["idle"] >= SETTLE_IDLE_TICKS:
+                done.set_result(None)
+            else:
+                loop.call_later(SETTLE_TICK_S, tick)
+
+        loop.call_later(SETTLE_TICK_S, tick)
+        _sync_await(done)
+
+    def register(res: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(res, *args, **kwargs)
+        state["count"] += 1
+        if state["count"] % every == 0 and not state["busy"]:
+            state["busy"] = True
+            state["settles"] += 1
+            try:
+                settle()
+            finally:
+                state["busy"] = False
+        return result
+
+    sdk_resource.register_resource = register  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sdk_resource.register_resource = original  # type: ignore[assignment]
+        mocks.settles = state["settles"]
+
+
 def config_strings(values: Mapping[str, Any]) -> dict[str, str]:
     """Config for ``set_all_config``: strings as is, structured values as JSON; ``secure:`` values
     (encrypted in the stack file) are left out -- the program must not need them offline."""
@@ -193,7 +268,7 @@ def run_program(
 
     try:
         with sys_path(project_dir), _env("TEEFORM_STACK_FILE", stack_file), _quiet_gc(), _no_source_positions(), \
-                hash_cache():
+                _settle_registrations(mocks), hash_cache():
             _run()
             root = settings.get_root_resource()
             outputs = {k: _sync_await(pulumi.Output.from_input(v).future()) for k, v in (root.outputs if root else {}).items()}  # type: ignore[attr-defined]
