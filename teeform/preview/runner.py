@@ -56,13 +56,6 @@ def install_mocks(mocks: PreviewMocks, *, project: str, stack: str) -> None:
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)  # type: ignore[arg-type]
 
 
-def run_under_mocks(fn: Any) -> None:
-    """Call ``fn()`` under ``@pulumi.runtime.test`` (waits for every registration it starts)."""
-    import pulumi.runtime
-
-    pulumi.runtime.test(fn)()
-
-
 def find_teeform_error(exc: BaseException) -> TeeformError | None:
     """The TeeformError inside ``exc`` (itself, its cause/context chain, or a wrapper's args)."""
     seen: set[int] = set()
