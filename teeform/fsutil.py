@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -69,8 +70,41 @@ def atomic_write_text(path: os.PathLike[str] | str, text: str, mode: int = 0o644
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
+#: The per-run digest cache (see :func:`hash_cache`); None when no run is active.
+_HASH_CACHE: dict[tuple[str, int, int, int, int], dict[str, str]] | None = None
+_HASH_CACHE_DEPTH = 0
+_HASH_CACHE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def hash_cache() -> Iterator[None]:
+    """Within the block, :func:`hash_file` hashes each file at most once per algorithm.
+
+    Entries are keyed by ``(realpath, st_dev, st_ino, st_size, st_mtime_ns)`` of the opened file
+    (``os.fstat``), so a file replaced or rewritten during the block (new inode, size or mtime) is
+    hashed again. Nested blocks share the outer cache; it is dropped when the outermost block ends.
+    Meant for one command run (``teeform preview``: many targets sharing one EIF), not for a
+    long-lived process.
+    """
+    global _HASH_CACHE, _HASH_CACHE_DEPTH
+    with _HASH_CACHE_LOCK:
+        _HASH_CACHE_DEPTH += 1
+        if _HASH_CACHE is None:
+            _HASH_CACHE = {}
+    try:
+        yield
+    finally:
+        with _HASH_CACHE_LOCK:
+            _HASH_CACHE_DEPTH -= 1
+            if _HASH_CACHE_DEPTH == 0:
+                _HASH_CACHE = None
+
+
 def hash_file(path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256",)) -> dict[str, str]:
     """Stream ``path`` once through each of ``algorithms`` (hashlib names).
+
+    Inside a :func:`hash_cache` block, digests already computed for the same file (same realpath,
+    device, inode, size and mtime) are returned without reading it again.
 
     Returns:
         ``{algorithm: lowercase hex digest}``.
@@ -80,15 +114,27 @@ def hash_file(path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256
     """
     from teeform.errors import TeeformError
 
-    hashers = {a: hashlib.new(a) for a in algorithms}
     try:
         with open(path, "rb") as fh:
+            cache = _HASH_CACHE
+            key = None
+            if cache is not None:
+                st = os.fstat(fh.fileno())
+                key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                known = cache.get(key, {})
+                if all(a in known for a in algorithms):
+                    return {a: known[a] for a in algorithms}
+            hashers = {a: hashlib.new(a) for a in algorithms}
             while chunk := fh.read(CHUNK):
                 for h in hashers.values():
                     h.update(chunk)
     except OSError as exc:
         raise TeeformError(f"cannot read file: {exc.strerror}", path=path) from exc
-    return {a: h.hexdigest() for a, h in hashers.items()}
+    digests = {a: h.hexdigest() for a, h in hashers.items()}
+    if cache is not None and key is not None:
+        with _HASH_CACHE_LOCK:
+            cache.setdefault(key, {}).update(digests)
+    return digests
 
 
 def source_date_epoch(default: int | None = None) -> int:

@@ -1,5 +1,6 @@
-"""Policy resource-type tokens are checked against the pinned pulumi-aws SDK (style.md guideline 14),
-and the props the validators read exist in what the mock engine records for the real program."""
+"""Policy resource-type tokens, and the tokens the preview's cloud plug-ins name, are checked against the
+pinned pulumi-aws SDK (style.md guideline 14); the props the validators read exist in what the mock engine
+records for the real program."""
 
 from __future__ import annotations
 
@@ -92,3 +93,82 @@ def test_props_read_by_validators_exist_in_program_inputs(tmp_path):
     assert "launchTemplate" in one(resources, tokens.AWS_EC2_INSTANCE).inputs
     assert "cidrIpv4" in one(resources, tokens.AWS_VPC_SECURITY_GROUP_INGRESS_RULE).inputs
     assert "measurements" in by_type(resources, tokens.TEEFORM_MEASUREMENT_MANIFEST)[0].inputs
+
+
+# ----------------------------------------------------------------------------- preview cloud plug-ins
+#
+# Every token a preview cloud plug-in names (teeform.preview.clouds: the mocks' special cases and the
+# summaries) must exist in the installed SDK of its provider: a resource token must be in the SDK's
+# resource-module registry (what the SDK itself uses to rehydrate resources from URNs,
+# ``pulumi.runtime.rpc.get_resource_module``, filled by ``pulumi_<pkg>/__init__.py``'s
+# ``_utilities.register``) and the class it maps to must register exactly that token when constructed
+# under the mocks (as above, via the class's ``get``, which needs no required inputs); a function
+# token must be what the SDK function of that name invokes.
+
+from teeform.preview.clouds import plugins  # noqa: E402
+
+
+def _sdk_module(prefix: str):
+    import importlib
+
+    return importlib.import_module("pulumi_" + prefix.rstrip(":").replace("-", "_"))
+
+
+def _plugin_tokens(kind: str) -> list[tuple[str, str]]:
+    return [(p.prefix, tok) for p in plugins() if p.prefix != "teeform:" for tok in sorted(getattr(p, kind))]
+
+
+def test_every_plugin_has_an_installed_sdk():
+    for plugin in plugins():
+        if plugin.prefix == "teeform:":
+            continue
+        mod = _sdk_module(plugin.prefix)  # ImportError: add the provider SDK to requirements.txt
+        assert plugin.resource_tokens or plugin.invoke_tokens, mod.__name__
+        assert all(t.startswith(plugin.prefix) for t in plugin.resource_tokens | plugin.invoke_tokens)
+
+
+@pytest.mark.parametrize("prefix, token", _plugin_tokens("resource_tokens"))
+def test_preview_resource_tokens_exist_in_the_sdk(prefix, token):
+    import importlib
+
+    from pulumi.runtime.rpc import get_resource_module
+
+    _sdk_module(prefix)  # registers the SDK's resource modules
+    pkg, mod, _ = token.split(":")
+    module = get_resource_module(pkg, mod, "")
+    assert module is not None, f"{token}: no resource module {pkg}:{mod} in the installed SDK"
+    cls_name = module.mod_info["classes"].get(token)
+    assert cls_name, f"{token}: not a resource of module {pkg}:{mod} (has {sorted(module.mod_info['classes'])})"
+    cls = getattr(importlib.import_module(module.mod_info["fqn"]), cls_name)
+    assert issubclass(cls, pulumi.CustomResource)
+
+    settings.ROOT.set(None)
+    mocks = make_mocks()
+    pulumi.runtime.set_mocks(mocks, project="teeform", stack="tokens", preview=False)
+
+    @pulumi.runtime.test
+    def _construct():
+        cls.get("t", id="t-id")
+
+    _construct()
+    assert [r.typ for r in mocks.resources if r.typ != "pulumi:pulumi:Stack"] == [token]
+
+
+@pytest.mark.parametrize("prefix, token", _plugin_tokens("invoke_tokens"))
+def test_preview_invoke_tokens_exist_in_the_sdk(prefix, token):
+    import importlib
+    import inspect
+    import re
+
+    sdk = _sdk_module(prefix)
+    _, mod, fn = token.split(":")
+    area = mod.split("/")[0]
+    module = sdk if area == "index" else importlib.import_module(f"{sdk.__name__}.{area}")
+    func = getattr(module, re.sub(r"(?<!^)(?=[A-Z])", "_", fn).lower())
+    assert f"'{token}'" in inspect.getsource(func) or f'"{token}"' in inspect.getsource(func), func
+
+
+def test_preview_teeform_tokens_match_the_components():
+    from teeform.preview.clouds.teeform import MEASUREMENT_MANIFEST
+
+    assert MEASUREMENT_MANIFEST == MEASUREMENT_MANIFEST_TYPE

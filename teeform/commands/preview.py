@@ -1,6 +1,6 @@
 """``teeform preview``: the Pulumi program under the SDK's mock engine, then the policy pack (offline).
 
-See :mod:`teeform.preview` for what runs and how it differs from ``pulumi preview``.
+See :mod:`teeform.preview` (runner, crossguard, clouds, render) for what runs and how it differs from ``pulumi preview``.
 Exit status: 0 without mandatory violations, 1 with any, 2 for an error (bad config, a program
 error such as a missing manifest or an instance type that cannot host the enclave).
 """

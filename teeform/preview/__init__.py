@@ -1,0 +1,101 @@
+"""Offline preview: run the real Pulumi program under the SDK's mock engine, then the policy pack.
+
+``teeform preview --stack dev`` does what ``pulumi preview --policy-pack policies`` does, without
+the Pulumi CLI, a backend or cloud credentials:
+
+1. Stack config is read like the CLI reads it (``Pulumi.yaml`` defaults, then
+   ``stacks/Pulumi.<stack>.yaml``; :func:`teeform.stack.read_stack_values`).
+2. :mod:`teeform.preview.runner` (the only module touching ``pulumi.runtime``) runs
+   ``<project>/__main__.py`` under mocks; :class:`~teeform.preview.mocks.PreviewMocks` answers with
+   the cloud plug-in registered for each token prefix (:mod:`teeform.preview.clouds`; ``aws:`` ->
+   :mod:`teeform.preview.clouds.aws`).
+3. :mod:`teeform.preview.crossguard` (the only module touching ``pulumi_policy``) runs every policy
+   of ``policies/teeform_policies`` over the registered resources as the analyzer would. The pack
+   config is ``--policy-config``, else ``policies/config/<stack>.json``, else
+   ``policies/config/<environment>.json``.
+4. :mod:`teeform.preview.render` prints the plan, the outputs and the violations (text or JSON).
+
+The names below are this package's public interface (the CLI, tests and scripts import them from
+``teeform.preview``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from teeform.preview.clouds.aws import MOCK_ACCOUNT_ID, MOCK_AMI_ID, MOCK_CALLER_ARN
+from teeform.preview.crossguard import (
+    evaluate_policies,
+    load_policies,
+    policy_settings,
+    read_pack_config,
+    registered_resources,
+)
+from teeform.preview.mocks import PreviewMocks
+from teeform.preview.model import STACK_TYPE, PreviewResult, RegisteredResource, Violation
+from teeform.preview.render import render_text, summarize, to_json
+from teeform.preview.runner import config_strings, find_teeform_error, make_mocks, run_program
+from teeform.stack import PROJECT, read_stack_values
+
+_find_teeform_error = find_teeform_error  # the pre-split private name, still used by tests
+
+
+def default_policy_config(project_dir: Path, stack: str, environment: Any) -> Path | None:
+    """The pack config used when ``--policy-config`` is not given: ``policies/config/<stack>.json``,
+    else ``policies/config/<environment>.json`` (stack config ``teeform:environment``), else None.
+
+    The fallback keeps "``no-public-ingress`` is mandatory in prod" true for a production stack that
+    is not named ``prod`` (e.g. stack ``prod-eu`` with ``teeform:environment: prod``).
+    """
+    names = [stack] + ([str(environment)] if environment else [])
+    for name in dict.fromkeys(names):
+        candidate = project_dir / "policies" / "config" / f"{name}.json"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def run_preview(
+    project_dir: Path,
+    stack: str,
+    *,
+    stack_file: Path | None = None,
+    policy_config: Path | None = None,
+) -> PreviewResult:
+    """Run the program for ``stack`` under mocks and evaluate the policy pack (module docstring).
+
+    ``policy_config`` defaults to :func:`default_policy_config`. Within the program run every file
+    is hashed at most once (:func:`teeform.preview.runner.run_program`), however many targets share it.
+
+    Raises:
+        TeeformError: bad stack or policy config, or an error raised by the program.
+    """
+    import yaml
+
+    project_dir = project_dir.resolve()
+    values, source = read_stack_values(project_dir, stack, stack_file)
+    try:
+        project = str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name", PROJECT))
+    except (OSError, yaml.YAMLError, AttributeError):
+        project = PROJECT
+    if policy_config is None:
+        policy_config = default_policy_config(project_dir, stack, values.get(f"{project}:environment"))
+    policies = load_policies(project_dir)
+    pack_config = read_pack_config(policy_config, project_dir=project_dir)
+    mocks, outputs = run_program(project_dir, stack, values, stack_file=str(stack_file) if stack_file else None, project=project)
+    resources = registered_resources(mocks, stack, project)
+    violations = evaluate_policies(resources, policies, pack_config)
+    return PreviewResult(
+        stack=stack, stack_file=source, resources=tuple(resources), outputs=outputs, violations=tuple(violations),
+        policies=tuple(p.name for p in policies), policy_config=str(policy_config) if policy_config else None,
+    )
+
+
+
+__all__ = [
+    "MOCK_ACCOUNT_ID", "MOCK_AMI_ID", "MOCK_CALLER_ARN", "STACK_TYPE", "PreviewMocks", "PreviewResult",
+    "RegisteredResource", "Violation", "config_strings", "default_policy_config", "evaluate_policies",
+    "find_teeform_error", "load_policies", "make_mocks", "policy_settings", "read_pack_config",
+    "registered_resources", "render_text", "run_preview", "run_program", "summarize", "to_json",
+]

@@ -1,0 +1,29 @@
+"""teeform's own component resources (prefix ``teeform:``): summaries only (components are not
+sent to a provider, so the mock engine needs nothing special for them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from teeform.preview.clouds import CloudPlugin, register
+
+#: The MeasurementManifest component's type token (components/measurement_manifest.py).
+MEASUREMENT_MANIFEST = "teeform:index:MeasurementManifest"
+
+
+class TeeformPlugin(CloudPlugin):
+    """Summaries of teeform components: the measurement manifest's name, kind, path and SHA-256."""
+
+    prefix = "teeform:"
+    resource_tokens = frozenset({MEASUREMENT_MANIFEST})
+
+    def summarize(self, typ: str, inputs: Mapping[str, Any]) -> list[str]:
+        """``name=... kind=... path=... sha256=...`` for a MeasurementManifest."""
+        i = inputs
+        if typ == MEASUREMENT_MANIFEST:
+            return [f"name={i.get('name')} kind={i.get('kind')} path={i.get('path')} sha256={i.get('sha256')}"]
+        return []
+
+
+PLUGIN = register(TeeformPlugin())

@@ -1,0 +1,231 @@
+"""The CrossGuard emulation: the only module of teeform that touches ``pulumi_policy`` internals.
+
+Every policy of ``policies/teeform_policies`` runs over the registered resources the way the
+policy-pack analyzer calls it (shared/reference/pulumi.md §3.1, §3.4; pulumi/pulumi-policy
+``sdk/python/lib/pulumi_policy/policy.py`` ``_PolicyAnalyzerServicer.Analyze``/``AnalyzeStack``):
+
+* a ``ResourceValidationArgs`` per resource, its props ``deserialize_properties(inputs)`` behind
+  ``unknown_checking_proxy``, with the policy's config; one ``StackValidationArgs`` over all
+  resources (``PolicyResource`` each);
+* the enforcement level is the policy's default, overridden by the pack config: the policy's own
+  entry, else ``"all"``; a ``remediate`` policy that still fails is reported as ``mandatory``;
+  config properties get their ``config_schema`` defaults;
+* ``args.not_applicable()`` means no result, an unknown value an advisory "can't run" note.
+
+Differences from the real engine (documented, not hidden): policies see the SDK-sent inputs, not
+the provider-checked ones; stack policies see inputs where the engine gives outputs (the
+MeasurementManifest component registers its props as outputs, so both agree for it); URNs are
+synthesised as ``urn:pulumi:<stack>::<project>::<type>::<name>``. ``tests/test_preview_analyzer.py``
+runs the real analyzer process on the same resources and compares.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from teeform.errors import TeeformError
+from teeform.preview.model import STACK_TYPE, RegisteredResource, Violation, urn_of
+from teeform.stack import PROJECT
+
+#: Largest policy-pack config file read (bytes); real configs are a few hundred bytes.
+MAX_PACK_CONFIG_BYTES = 1 << 20
+
+
+def registered_resources(mocks: Any, stack: str, project: str = PROJECT) -> list[RegisteredResource]:
+    """The registrations of ``mocks`` (``.resources``: ``MockResourceArgs``) as
+    :class:`RegisteredResource`, inputs deserialized as CrossGuard does, the root stack left out."""
+    from pulumi_policy.deserialize import deserialize_properties
+
+    out = []
+    for r in mocks.resources:
+        if r.typ == STACK_TYPE:
+            continue
+        out.append(
+            RegisteredResource(
+                type=r.typ, name=r.name, urn=urn_of(stack, project, r.typ, r.name),
+                custom=bool(getattr(r, "custom", True)), inputs=deserialize_properties(dict(r.inputs)),
+            )
+        )
+    return out
+
+
+def policies_module(project_dir: Path) -> Any:
+    """``<project_dir>/policies/teeform_policies``, imported with ``policies/`` on ``sys.path`` as the
+    CLI's policy host would (never ``policies/__main__.py``, which starts a gRPC server). A copy
+    imported from another project directory is dropped first.
+
+    Raises:
+        TeeformError: the policy pack is not there.
+    """
+    pdir = (project_dir / "policies").resolve()
+    if not (pdir / "teeform_policies" / "__init__.py").is_file():
+        raise TeeformError("policy pack not found", path=pdir / "teeform_policies", hint="use --project-dir")
+    mod = sys.modules.get("teeform_policies")
+    if mod is not None and Path(mod.__file__ or "").resolve().parent.parent != pdir:
+        for name in [n for n in sys.modules if n == "teeform_policies" or n.startswith("teeform_policies.")]:
+            del sys.modules[name]
+    p = str(pdir)
+    sys.path.insert(0, p)
+    try:
+        return importlib.import_module("teeform_policies")
+    finally:
+        sys.path.remove(p)
+
+
+def load_policies(project_dir: Path) -> list[Any]:
+    """The policy registry of ``<project_dir>/policies/teeform_policies`` (:func:`policies_module`)."""
+    return list(policies_module(project_dir).all_policies())
+
+
+def read_pack_config(path: Path | None, *, project_dir: Path | None = None) -> dict[str, Any]:
+    """Read a policy-pack config JSON (``{"all": level, "<policy>": level | {enforcementLevel, ...}}``).
+
+    Old policy ids are renamed to their current ids by the pack's own
+    ``teeform_policies.resolve_pack_config(data, source=path)``; each rename prints one
+    ``warning: <path>: policy id '<old>' is deprecated; use '<new>' ...`` line on stderr.
+    ``project_dir`` (default: :func:`teeform.stack.project_dir_default`) locates the pack.
+
+    Raises:
+        TeeformError: unreadable, larger than :data:`MAX_PACK_CONFIG_BYTES`, not UTF-8 JSON, not a
+            JSON object, or one policy set under its old and new id differently.
+    """
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_PACK_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise TeeformError("policy config not found", path=path) from None
+    except IsADirectoryError:
+        raise TeeformError("policy config is a directory, not a JSON file", path=path) from None
+    except OSError as exc:
+        raise TeeformError(f"cannot read policy config: {exc.strerror}", path=path) from None
+    if len(raw) > MAX_PACK_CONFIG_BYTES:
+        raise TeeformError(f"policy config is larger than {MAX_PACK_CONFIG_BYTES} bytes", path=path)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TeeformError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise TeeformError(f"not valid JSON: {exc.msg} at line {exc.lineno}", path=path) from None
+    except RecursionError:
+        raise TeeformError("JSON nested too deeply", path=path) from None
+    except ValueError as exc:  # e.g. integers over the int-to-str digit limit
+        raise TeeformError(f"not valid JSON: {exc}", path=path) from None
+    if not isinstance(data, dict):
+        raise TeeformError("a policy-pack config must be a JSON object", path=path)
+    if project_dir is None:
+        from teeform.stack import project_dir_default
+
+        project_dir = project_dir_default()
+    mod = policies_module(project_dir)
+    try:
+        resolved = mod.resolve_pack_config(data, source=str(path))
+    except mod.PackConfigError as exc:
+        raise TeeformError(str(exc).removeprefix(f"{path}: "), path=path) from None
+    for warning in resolved.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return dict(resolved.config)
+
+
+def policy_settings(policy: Any, pack_config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(enforcement level, config) of ``policy`` under ``pack_config``, as the engine resolves them:
+    the policy's own entry, else ``"all"``, else the policy default (advisory if none); config =
+    schema defaults overlaid with the entry's properties."""
+    entry = pack_config.get(policy.name)
+    level = policy.enforcement_level.value if policy.enforcement_level is not None else "advisory"
+    props: dict[str, Any] = {}
+    if isinstance(entry, str):
+        level = entry
+    elif isinstance(entry, Mapping):
+        props = {k: v for k, v in entry.items() if k != "enforcementLevel"}
+        if "enforcementLevel" in entry:
+            level = entry["enforcementLevel"]
+        elif isinstance(pack_config.get("all"), str):
+            level = pack_config["all"]
+    elif isinstance(pack_config.get("all"), str):
+        level = pack_config["all"]
+    schema = getattr(policy, "config_schema", None)
+    defaults = {k: v["default"] for k, v in ((schema.properties if schema else None) or {}).items() if "default" in v}
+    if level == "remediate":  # a remediate policy that still fails is reported as mandatory (pulumi.md §3.2)
+        level = "mandatory"
+    return level, {**defaults, **props}
+
+
+def _opts() -> Any:
+    from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions
+
+    return PolicyResourceOptions(
+        protect=False, ignore_changes=[], delete_before_replace=None, aliases=[],
+        custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[],
+    )
+
+
+def evaluate_policies(
+    resources: Sequence[RegisteredResource], policies: Sequence[Any], pack_config: Mapping[str, Any]
+) -> list[Violation]:
+    """Run every policy over ``resources`` as CrossGuard would (see the module docstring)."""
+    from pulumi_policy import (
+        PolicyResource,
+        ResourceValidationArgs,
+        ResourceValidationPolicy,
+        StackValidationArgs,
+        StackValidationPolicy,
+    )
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    by_urn = {r.urn: r for r in resources}
+    out: list[Violation] = []
+    for pol in policies:
+        level, cfg = policy_settings(pol, pack_config)
+        if level == "disabled":
+            continue
+        sev = pol.severity.value if getattr(pol, "severity", None) is not None else ""
+
+        def report(message: str, urn: str | None = None, *, _r: RegisteredResource | None = None, _p: Any = pol, _l: str = level, _s: str = sev) -> None:
+            res = _r or (by_urn.get(urn) if urn else None)
+            out.append(
+                Violation(_p.name, _l, message, res.type if res else "", res.name if res else "", res.urn if res else "", _s)
+            )
+
+        if isinstance(pol, ResourceValidationPolicy):
+            for r in resources:
+                args = ResourceValidationArgs(
+                    r.type, unknown_checking_proxy(dict(r.inputs)), r.urn, r.name, _opts(), None, dict(cfg)
+                )
+                _validate(pol, args, lambda m, urn=None, _r=r: report(m, _r=_r))
+        elif isinstance(pol, StackValidationPolicy):
+            prs = [
+                PolicyResource(r.type, unknown_checking_proxy(dict(r.inputs)), r.urn, r.name, _opts(), None, None, [], {})
+                for r in resources
+            ]
+            _validate(pol, StackValidationArgs(prs, dict(cfg)), lambda m, urn=None: report(m, urn))
+    return out
+
+
+def _validate(pol: Any, args: Any, report: Any) -> None:
+    """Call ``pol.validate`` like the analyzer does: await a returned awaitable, treat
+    ``not_applicable`` as no result, and an unknown value as an advisory "cannot run" note."""
+    import asyncio
+    from inspect import isawaitable
+
+    from pulumi_policy.policy import _NotApplicableError  # what args.not_applicable() raises
+    from pulumi_policy.proxy import UnknownValueError
+
+    try:
+        result = pol.validate(args, report)
+        if isawaitable(result):
+            asyncio.run(_await(result))
+    except _NotApplicableError:
+        return
+    except UnknownValueError as exc:  # cannot happen with preview=False mocks; kept for parity
+        report(f"can't run policy '{pol.name}' during preview: {exc.message}")
+
+
+async def _await(result: Any) -> None:
+    await result

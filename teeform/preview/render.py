@@ -1,0 +1,89 @@
+"""Rendering of a :class:`~teeform.preview.model.PreviewResult`: the text report and the ``--json``
+document. Per-resource summaries come from the cloud plug-in of the resource's token prefix
+(:mod:`teeform.preview.clouds`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from teeform.fsutil import display_path
+from teeform.preview.clouds import plugin_for
+from teeform.preview.model import PreviewResult, RegisteredResource, json_safe
+
+
+def summarize(r: RegisteredResource) -> list[str]:
+    """Key properties of a resource, one ``name=value`` string each (empty for most resources)."""
+    return plugin_for(r.type).summarize(r.type, json_safe(r.inputs))
+
+
+def to_json(result: PreviewResult) -> dict[str, Any]:
+    """The ``--json`` document: ``{resources, outputs, violations}`` (plus stack and policy metadata).
+
+    ``resources``: ``[{type, name, urn, custom, summary, inputs}]`` in registration order;
+    ``violations``: ``[{policy, enforcementLevel, severity, message, resourceType, resourceName, urn}]``.
+    """
+    return {
+        "stack": result.stack,
+        "stackFile": result.stack_file,
+        "policyConfig": result.policy_config,
+        "resources": [
+            {"type": r.type, "name": r.name, "urn": r.urn, "custom": r.custom, "summary": summarize(r), "inputs": json_safe(r.inputs)}
+            for r in result.resources
+        ],
+        "outputs": json_safe(dict(result.outputs)),
+        "violations": [
+            {
+                "policy": v.policy, "enforcementLevel": v.enforcement, "severity": v.severity, "message": v.message,
+                "resourceType": v.resource_type, "resourceName": v.resource_name, "urn": v.urn,
+            }
+            for v in result.violations
+        ],
+        "policies": list(result.policies),
+    }
+
+
+def _yamlish(value: Any, indent: int) -> list[str]:
+    pad = " " * indent
+    if isinstance(value, Mapping):
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, Mapping):
+                lines.append(f"{pad}{k}:")
+                lines.extend(_yamlish(v, indent + 2))
+            else:
+                lines.append(f"{pad}{k}: {'null' if v is None else v}")
+        return lines
+    return [f"{pad}{value}"]
+
+
+def render_text(result: PreviewResult) -> str:
+    """Human output: resources with key properties, outputs (measurements first), violations."""
+    lines = [
+        f"teeform preview: stack {result.stack} ({result.stack_file}); offline: Pulumi mock engine, no cloud calls",
+        "",
+        f"Resources ({len(result.resources)}):",
+    ]
+    for r in result.resources:
+        lines.append(f"  + {r.type}  {r.name}")
+        lines.extend(f"      {s}" for s in summarize(r))
+    lines += ["", "Outputs:"]
+    for k, v in result.outputs.items():
+        if isinstance(v, Mapping):
+            lines.append(f"  {k}:")
+            lines.extend(_yamlish(v, 4))
+        else:
+            lines.append(f"  {k}: {v}")
+    lines.append("")
+    cfg = f", config {display_path(result.policy_config)}" if result.policy_config else ""
+    if not result.violations:
+        lines.append(f"Policies: {len(result.policies)} ran{cfg}; no violations.")
+    else:
+        lines.append(f"Policy violations ({len(result.violations)}; {len(result.policies)} policies ran{cfg}):")
+        for v in result.violations:
+            where = f" ({v.resource_type}: {v.resource_name})" if v.resource_type else ""
+            lines.append(f"  [{v.enforcement}] {v.policy}{where}")
+            lines.append(f"      {v.message}")
+    n = len(result.mandatory)
+    lines.append(f"{n} mandatory violation(s): the real `pulumi preview --policy-pack` would fail." if n else "No mandatory violations.")
+    return "\n".join(lines) + "\n"

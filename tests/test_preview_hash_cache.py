@@ -1,0 +1,82 @@
+"""The per-run digest cache (teeform.fsutil.hash_cache) and its use by the offline preview: N targets
+sharing one EIF hash it once. Digests are checked against hashlib over the file's bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from pulumi_support import REPO, config_values, nitro_target, write_fake_eif_manifest
+
+from teeform import fsutil
+from teeform.fsutil import hash_cache, hash_file
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def rewrite_keeping_stat(path, data):
+    """Overwrite ``path`` in place with same-size ``data`` and put its mtime back (same cache key)."""
+    st = os.stat(path)
+    assert len(data) == st.st_size
+    with open(path, "r+b") as fh:
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_digests_match_hashlib(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(os.urandom(3 * fsutil.CHUNK + 17))
+    with hash_cache():
+        got = hash_file(f, ("sha256", "sha384"))
+    assert got == {"sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "sha384": hashlib.sha384(f.read_bytes()).hexdigest()}
+
+
+def test_cache_hit_is_keyed_by_identity_size_and_mtime(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"A" * 100)
+    old = hashlib.sha384(b"A" * 100).hexdigest()
+    new = hashlib.sha384(b"B" * 100).hexdigest()
+    with hash_cache():
+        assert hash_file(f, ("sha384",))["sha384"] == old
+        rewrite_keeping_stat(f, b"B" * 100)
+        assert hash_file(f, ("sha384",))["sha384"] == old  # same (realpath, dev, ino, size, mtime): not read again
+        assert hash_file(f, ("sha256",))["sha256"] == hashlib.sha256(b"B" * 100).hexdigest()  # another algorithm is read
+        os.utime(f, ns=(0, os.stat(f).st_mtime_ns + 1))
+        assert hash_file(f, ("sha384",))["sha384"] == new  # mtime changed: hashed again
+        g = tmp_path / "g.bin"
+        g.write_bytes(b"C" * 100)
+        os.replace(g, f)  # new inode at the same path
+        assert hash_file(f, ("sha384",))["sha384"] == hashlib.sha384(b"C" * 100).hexdigest()
+    rewrite_keeping_stat(f, b"D" * 100)
+    assert hash_file(f, ("sha384",))["sha384"] == hashlib.sha384(b"D" * 100).hexdigest()  # no cache outside the block
+
+
+def test_nested_blocks_share_and_the_outer_one_drops_the_cache(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"A" * 10)
+    with hash_cache():
+        with hash_cache():
+            hash_file(f)
+        rewrite_keeping_stat(f, b"B" * 10)
+        assert hash_file(f)["sha256"] == hashlib.sha256(b"A" * 10).hexdigest()
+    assert fsutil._HASH_CACHE is None
+    assert hash_file(f)["sha256"] == hashlib.sha256(b"B" * 10).hexdigest()
+
+
+def test_preview_hashes_a_shared_eif_once(tmp_path, monkeypatch):
+    from teeform.preview import run_program
+
+    img = write_fake_eif_manifest(tmp_path / "build")
+    targets = [nitro_target([img.manifest_path], name=f"agent{i}") for i in range(3)]
+    reads: list[str] = []
+    real_new = hashlib.new
+
+    def counting_new(name, *a, **kw):
+        reads.append(name)
+        return real_new(name, *a, **kw)
+
+    monkeypatch.setattr(fsutil.hashlib, "new", counting_new)
+    mocks, _ = run_program(REPO, "dev", config_values(targets))
+    assert sum(r.typ == "aws:kms/key:Key" for r in mocks.resources) == 3  # three targets were built
+    assert reads.count("sha384") == 1
