@@ -1365,7 +1365,8 @@ def extract_rootfs(image_path: os.PathLike[str] | str, dest_dir: os.PathLike[str
                    progress: Any = None) -> OciImage:
     """Materialise the flattened image into the empty (or absent) directory ``dest_dir``.
 
-    Creates directories, regular files, symlinks, hard links and FIFOs with their permission bits;
+    Creates directories, regular files, symlinks, hard links and FIFOs with their permission bits
+    (``dest_dir`` itself gets mode 0755 whatever the umask, so the result does not depend on it);
     sets numeric owners only when running as root (euid 0); sets every mtime to
     ``min(layer mtime, SOURCE_DATE_EPOCH)`` (directories last, deepest first). Files are created
     with ``O_EXCL | O_NOFOLLOW`` and parents are always directories this function created, so no
@@ -1386,6 +1387,7 @@ def extract_rootfs(image_path: os.PathLike[str] | str, dest_dir: os.PathLike[str
     is_root = os.geteuid() == 0
     with flatten(image, work_dir, progress=progress) as tree:
         dest.mkdir(parents=True, exist_ok=True)
+        os.chmod(dest, 0o755)  # fixed, not the umask's mode (the root itself is no entry of the tree)
         try:
             try:
                 _materialise(tree, dest, sde, is_root)

@@ -262,7 +262,8 @@ def make_rootfs(ctx: BuildContext) -> None:
     for d in MOUNT_POINTS:
         p = dest / d
         if not p.exists() and not p.is_symlink():
-            p.mkdir(mode=0o755)
+            p.mkdir()
+            os.chmod(p, 0o755)  # mkdir's mode is masked by the umask; the image must not depend on it
     init = _init_path(ctx.config.cmdline_extra)
     target = dest / init.lstrip("/")
     if not (target.exists() or target.is_symlink()):
@@ -312,9 +313,9 @@ def make_initrd(ctx: BuildContext) -> None:
     )
     ctx.inputs.append(InputDigest("modules", f"lib/modules/{ctx.modules_dir.name} ({len(ctx.initrd.modules)} modules)",
                                   _modules_digest(ctx)))
-    for host_path, digest in ctx.initrd.host_files:
-        if "/lib/modules/" not in host_path:
-            ctx.inputs.append(InputDigest("initrd-host-file", host_path, digest))
+    for name, digest in ctx.initrd.host_files:
+        if not name.startswith("lib/modules/"):
+            ctx.inputs.append(InputDigest("initrd-host-file", name, digest))
 
 
 def make_uki(ctx: BuildContext) -> None:
@@ -632,9 +633,9 @@ def _modules_digest(ctx: BuildContext) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for host_path, digest in ctx.initrd.host_files:
-        if "/lib/modules/" in host_path:
-            h.update(f"{Path(host_path).name} {digest}\n".encode())
+    for name, digest in ctx.initrd.host_files:
+        if name.startswith("lib/modules/"):
+            h.update(f"{Path(name).name} {digest}\n".encode())
     return h.hexdigest()
 
 

@@ -379,7 +379,8 @@ class InitrdEntry:
 @dataclass(frozen=True)
 class InitrdResult:
     """The built initrd: path, size (bytes), SHA-256 (hex), modules in load order (initrd paths
-    relative to ``/lib/modules``) and the host files copied in, as ``(host path, sha256 hex)``."""
+    relative to ``/lib/modules``) and the host files copied in, as ``(name, sha256 hex)`` sorted by
+    name (names: :func:`host_file_name`; modules start with ``lib/modules/``)."""
 
     path: Path
     size: int
@@ -466,6 +467,34 @@ def _tree_entries(entries: Sequence[InitrdEntry]) -> list[TreeEntry]:
     return out
 
 
+#: Files of this source tree (``image_builder/...``) are named relative to this directory in
+#: :attr:`InitrdResult.host_files`, so the manifest does not depend on where the checkout is.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def host_file_name(entry: InitrdEntry) -> str:
+    """The name :attr:`InitrdResult.host_files` records for ``entry``'s source file.
+
+    * a kernel module: ``lib/modules/<path inside the initrd below /lib/modules>`` (e.g.
+      ``lib/modules/kernel/drivers/md/dm-verity.ko``), whatever directory ``--modules`` named;
+    * a file of this source tree (``/init``, ``initrd-lib.sh``): its path relative to the checkout
+      (``image_builder/pipelines/guest/initrd-init.sh``);
+    * any other host file (busybox, veritysetup, its libraries): the absolute host path, which is
+      the same on every Debian host (``/usr/sbin/veritysetup``).
+
+    Never the checkout's or a temporary directory's absolute path, so two machines building the same
+    inputs record the same names (issue 7 item 2).
+    """
+    assert entry.source is not None
+    if entry.path.startswith("lib/modules/"):
+        return entry.path
+    src = Path(entry.source)
+    try:
+        return src.resolve().relative_to(PACKAGE_ROOT).as_posix()
+    except ValueError:
+        return src.as_posix()
+
+
 def make_initrd(config: InitrdConfig, out: os.PathLike[str] | str) -> InitrdResult:
     """Build the initrd at ``out`` (atomically; nothing is left behind on error).
 
@@ -486,7 +515,7 @@ def make_initrd(config: InitrdConfig, out: os.PathLike[str] | str) -> InitrdResu
     host: dict[str, str] = {}
     for e in entries:
         if e.source is not None:
-            host[str(e.source)] = hash_file(e.source)["sha256"]
+            host[host_file_name(e)] = hash_file(e.source)["sha256"]
     digest = hash_file(out)["sha256"]
     order = tuple(filter(None, (next(e for e in entries if e.path == "etc/teeform/modules").data or b"").decode().split("\n")))
     return InitrdResult(Path(out), Path(out).stat().st_size, digest, order, tuple(sorted(host.items())))
@@ -501,6 +530,7 @@ __all__ = [
     "KernelModule",
     "elf_interpreter",
     "find_modules_dir",
+    "host_file_name",
     "initrd_entries",
     "kernel_release",
     "make_initrd",
