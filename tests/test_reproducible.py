@@ -50,6 +50,7 @@ class Variant:
     copy_checkout: bool
 
 
+LABELS = ("vm-dir", "vm-dir-in-place", "vm-oci", "eif")
 VARIANTS = (
     Variant("reference", 0o022, "UTC", "C", False),
     Variant("umask077", 0o077, "America/St_Johns", "C.UTF-8", False),
@@ -57,8 +58,11 @@ VARIANTS = (
 )
 
 
-def _rootfs(dest: Path, *, reverse: bool) -> Path:
-    """A small directory root (busybox + /sbin/init), created in ``reverse`` order with other mtimes."""
+def _rootfs(dest: Path, *, reverse: bool, mount_points: bool = False) -> Path:
+    """A small directory root (busybox + /sbin/init), created in ``reverse`` order with other mtimes.
+
+    With ``mount_points`` it also has ``dev proc sys run tmp``, so ``build vm-image`` reads it in place
+    (no staging tree); without, the build stages it and adds them."""
     busybox = require_tool("busybox")
     steps = [
         lambda: (dest / "bin").mkdir(parents=True),
@@ -79,6 +83,10 @@ def _rootfs(dest: Path, *, reverse: bool) -> Path:
                     ("usr/share/readme", 0o640), ("bin", 0o755), ("sbin", 0o755), ("etc", 0o755),
                     ("usr", 0o755), ("usr/share", 0o755)):
         os.chmod(dest / p, mode)
+    if mount_points:
+        for m in ("dev", "proc", "sys", "run", "tmp"):
+            (dest / m).mkdir()
+            os.chmod(dest / m, 0o1777 if m == "tmp" else 0o755)
     t = 1_000_000 if reverse else 1_600_000_000
     for p in dest.rglob("*"):
         os.utime(p, (t, t), follow_symlinks=False)
@@ -146,6 +154,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path
         inputs = root / "in"
         inputs.mkdir(parents=True)
         _rootfs(inputs / "rootfs", reverse=i % 2 == 1)
+        _rootfs(inputs / "rootfs-full", reverse=i % 2 == 0, mount_points=True)
         _oci_image(inputs / "oci", root / "layers")
         _blobs(inputs / "blobs")
         cwd = root / "cwd" / "deeper"
@@ -169,11 +178,13 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path
         where = subprocess.run([sys.executable, "-c", "import image_builder, teeform; print(image_builder.__file__); "
                                 "print(teeform.__file__)"], env=env, cwd=cwd, capture_output=True, text=True, check=True)
         assert all(line.startswith(str(code)) for line in where.stdout.split()), where.stdout
-        outs = {"vm-dir": root / "out-vm-dir", "vm-oci": root / "out-vm-oci", "eif": root / "out-eif"}
+        outs = {label: root / f"out-{label}" for label in LABELS}
         commands = {
             "vm-dir": ["build", "vm-image", "--rootfs", str(rel / "rootfs"), "--kernel", str(kernel),
                        "--stub", str(stub), "--out", str(outs["vm-dir"]), "--name", "img", "--version", "1",
                        "--format", "raw,vhd,qcow2,gce-tar"],
+            "vm-dir-in-place": ["build", "vm-image", "--rootfs", str(rel / "rootfs-full"), "--kernel", str(kernel),
+                                "--stub", str(stub), "--out", str(outs["vm-dir-in-place"]), "--name", "full"],
             "vm-oci": ["build", "vm-image", "--rootfs", str(rel / "oci"), "--kernel", str(kernel),
                        "--stub", str(stub), "--out", str(outs["vm-oci"]), "--name", "oci", "--version", "1"],
             "eif": ["build", "eif", "--image", str(rel / "oci"), "--kernel", str(rel / "blobs" / "bzImage"),
@@ -194,7 +205,7 @@ def _files(d: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
 
 
-@pytest.mark.parametrize("label", ["vm-dir", "vm-oci", "eif"])
+@pytest.mark.parametrize("label", LABELS)
 @pytest.mark.parametrize("variant", [v.name for v in VARIANTS[1:]])
 def test_outputs_are_byte_identical_across_builders(builds, label: str, variant: str) -> None:
     ref = _files(builds["reference"][label])
@@ -205,7 +216,7 @@ def test_outputs_are_byte_identical_across_builders(builds, label: str, variant:
     assert not differ, f"{variant} differs from the reference in {differ}"
 
 
-@pytest.mark.parametrize("label", ["vm-dir", "vm-oci", "eif"])
+@pytest.mark.parametrize("label", LABELS)
 def test_manifests_name_no_build_paths(builds, label: str) -> None:
     for v in VARIANTS:
         root: Path = builds[v.name]["_paths"]  # type: ignore[assignment]

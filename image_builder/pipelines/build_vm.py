@@ -113,8 +113,10 @@ class BuildContext:
     config: BuildConfig
     staging: Path
     rootfs_dir: Path | None = None
+    rootfs_name: str = ""
     rootfs_digest: str = ""
     root_image: Path | None = None
+    root_image_sha256: str = ""
     verity_image: Path | None = None
     verity: Any = None  # image_builder.formats.verity.VerityResult
     kernel_release: str = ""
@@ -246,43 +248,75 @@ def check_snp_options(config: BuildConfig) -> None:
 
 # --------------------------------------------------------------------------- steps
 def make_rootfs(ctx: BuildContext) -> None:
-    """Stage the root tree in ``<staging>/rootfs`` (directory copy or OCI flattening)."""
+    """Find or stage the root tree; check that the init exists.
+
+    * A directory that already has every :data:`MOUNT_POINTS` entry is used **in place** (no copy):
+      the root image step reads it directly and leaves out device nodes, sockets and FIFOs.
+    * A directory that lacks some gets a staging tree ``<staging>/rootfs`` of hard links to its
+      files (a copy where a link is refused, e.g. across file systems), its directories and
+      symlinks, plus the missing mount points (mode 0755 whatever the umask).
+    * An OCI image layout / docker-archive is flattened into ``<staging>/rootfs`` by
+      :func:`image_builder.inputs.oci.extract_rootfs` (hostile layers refused there).
+    """
     from image_builder.inputs import oci
 
     src = ctx.config.rootfs
     dest = ctx.staging / "rootfs"
     if src.is_dir() and not (src / "oci-layout").exists() and not (src / "index.json").exists():
-        shutil.copytree(src, dest, symlinks=True, ignore=_skip_special_files)
-        ctx.rootfs_digest = _tree_digest(dest)
-        role_name = src.name or str(src)
+        ctx.rootfs_name = os.fsdecode(src.resolve().name) or "/"
+        missing = [d for d in MOUNT_POINTS if not os.path.lexists(src / d)]
+        if missing:
+            shutil.copytree(src, dest, symlinks=True, ignore=_skip_special_files, copy_function=_link_or_copy)
+            root = dest
+        else:
+            root = src
     else:
         image = oci.extract_rootfs(src, dest, platform="linux/amd64", work_dir=ctx.staging)
         ctx.rootfs_digest = image.identity_digest.removeprefix("sha256:")
-        role_name = image.ref_name or src.name
-    for d in MOUNT_POINTS:
-        p = dest / d
-        if not p.exists() and not p.is_symlink():
-            p.mkdir()
-            os.chmod(p, 0o755)  # mkdir's mode is masked by the umask; the image must not depend on it
+        ctx.rootfs_name = image.ref_name or os.fsdecode(src.resolve().name)
+        root = dest
+    if root == dest:
+        for d in MOUNT_POINTS:
+            p = dest / d
+            if not p.exists() and not p.is_symlink():
+                p.mkdir()
+                os.chmod(p, 0o755)  # mkdir's mode is masked by the umask; the image must not depend on it
     init = _init_path(ctx.config.cmdline_extra)
-    target = dest / init.lstrip("/")
+    target = root / init.lstrip("/")
     if not (target.exists() or target.is_symlink()):
         raise TeeformError(
             f"the root file system has no {init}", path=src, field="--rootfs",
             hint="add an init program, or pass --cmdline 'init=/path/to/init'",
         )
-    ctx.rootfs_dir = dest
-    ctx.inputs.append(InputDigest("rootfs", role_name, ctx.rootfs_digest))
+    ctx.rootfs_dir = root
 
 
 def make_root_image(ctx: BuildContext) -> None:
-    """Pack ``rootfs`` into a read-only erofs/squashfs image (``<name>.root.<fs>``)."""
+    """Pack the root tree into a read-only erofs/squashfs image (``<name>.root.<fs>``) and hash it once.
+
+    The image's SHA-256 feeds the dm-verity salt/UUID (:func:`image_builder.formats.verity.params_for_image`)
+    and, for a directory input, is the ``rootfs`` input digest of the manifest (the image is a pure
+    function of the tree's names, modes, symlink targets, xattrs and contents once owners and mtimes
+    are normalised, so it identifies the tree without hashing every file a second time).
+    """
     from image_builder.pipelines import rootfs
 
     assert ctx.rootfs_dir is not None
-    out = ctx.path(f".root.{ctx.config.fs}")
-    rootfs.make_root_image(ctx.rootfs_dir, out, fs=ctx.config.fs, source_date_epoch=ctx.config.source_date_epoch)
+    cfg = ctx.config
+    scan = rootfs.scan_tree(ctx.rootfs_dir, fs=cfg.fs, source_date_epoch=cfg.source_date_epoch)
+    for rel in scan.special_files:
+        print(f"teeform: skipping special file {ctx.rootfs_dir / rel}", file=sys.stderr)
+    out = ctx.path(f".root.{cfg.fs}")
+    rootfs.make_root_image(ctx.rootfs_dir, out, fs=cfg.fs, source_date_epoch=cfg.source_date_epoch,
+                           uuid=scan.uuid if cfg.fs == "erofs" else None, exclude=scan.special_files)
     ctx.root_image = out
+    ctx.root_image_sha256 = hash_file(out)["sha256"]
+    if ctx.rootfs_digest:
+        ctx.inputs.append(InputDigest("rootfs", ctx.rootfs_name, ctx.rootfs_digest))
+    else:
+        ctx.rootfs_digest = ctx.root_image_sha256
+        ctx.inputs.append(InputDigest("rootfs", f"{ctx.rootfs_name} (sha256 of the {cfg.fs} root image)",
+                                      ctx.rootfs_digest))
 
 
 def make_verity(ctx: BuildContext) -> None:
@@ -290,7 +324,7 @@ def make_verity(ctx: BuildContext) -> None:
     from image_builder.formats import verity
 
     assert ctx.root_image is not None
-    params = verity.params_for_image(ctx.root_image, superblock=True)
+    params = verity.params_for_image(ctx.root_image, data_sha256=ctx.root_image_sha256 or None, superblock=True)
     out = ctx.path(".root.verity")
     ctx.verity = verity.build_hash_tree(ctx.root_image, out, params)
     ctx.verity_image = out
@@ -471,7 +505,9 @@ def write_manifest_step(ctx: BuildContext) -> None:
     ]
     if cfg.ovmf is not None:
         inputs.append(InputDigest("firmware", cfg.ovmf.name, hash_file(cfg.ovmf)["sha256"], cfg.ovmf.stat().st_size))
-    formats = {fmt: {"file_name": p.name, "size": p.stat().st_size, "sha256": hash_file(p)["sha256"]}
+    disk_digests = hash_file(ctx.disk, ("sha256", "sha384"))  # one pass over the raw disk for both
+    formats = {fmt: {"file_name": p.name, "size": p.stat().st_size,
+                     "sha256": disk_digests["sha256"] if p == ctx.disk else hash_file(p)["sha256"]}
                for fmt, p in ctx.formats.items()}
     uki_digest = hash_file(ctx.uki)["sha256"]
     details: dict[str, Any] = {
@@ -495,7 +531,7 @@ def write_manifest_step(ctx: BuildContext) -> None:
         "measurement_assumptions": measurement_assumptions(ctx),
     }
     manifest = Manifest(
-        kind=ArtifactKind.VM_IMAGE, name=cfg.name, version=cfg.version, artifact=Artifact.from_file(ctx.disk),
+        kind=ArtifactKind.VM_IMAGE, name=cfg.name, version=cfg.version, artifact=Artifact(ctx.disk.name, ctx.disk.stat().st_size, disk_digests["sha256"], disk_digests["sha384"]),
         measurements=dict(ctx.measurements), inputs=tuple(inputs), builder=Builder("teeform", __version__),
         source_date_epoch=cfg.source_date_epoch, details=details,
     )
@@ -604,29 +640,18 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _tree_digest(root: Path) -> str:
-    """SHA-256 over a sorted listing of ``root`` (path, type, mode, size, content digest / link target).
+def _link_or_copy(src: str, dst: str) -> None:
+    """``shutil.copytree`` copy hook: hard-link ``src`` to ``dst`` (same inode, no data copied), else copy it.
 
-    A stable identity of a directory input for the manifest; not a format anyone else parses.
+    A link is refused across file systems (EXDEV), for files the user does not own under
+    ``fs.protected_hardlinks`` (EPERM) or past the link limit (EMLINK); those are copied with
+    :func:`shutil.copy2`. mkfs.erofs / mksquashfs count links inside the tree only, so the image is
+    the same either way.
     """
-    import hashlib
-
-    h = hashlib.sha256()
-    for dirpath, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            st = p.lstat()
-            if p.is_symlink():
-                h.update(f"L {rel} {os.readlink(p)}\n".encode())
-            elif p.is_dir():
-                h.update(f"D {rel} {st.st_mode & 0o7777:o}\n".encode())
-            elif p.is_file():
-                h.update(f"F {rel} {st.st_mode & 0o7777:o} {st.st_size} {hash_file(p)['sha256']}\n".encode())
-            else:
-                h.update(f"O {rel} {st.st_mode:o}\n".encode())
-    return h.hexdigest()
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
 
 
 def _modules_digest(ctx: BuildContext) -> str:
