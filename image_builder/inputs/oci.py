@@ -923,7 +923,9 @@ class _InPlaceBlob:
     does not affect it) and the ``fstat`` signature taken before the first byte was hashed:
     device, inode, size, mtime and ctime (ns). Any write to the file changes its ctime
     (POSIX ``write(2)``: "mark for update the last data modification and last file status
-    change timestamps"), so :meth:`check` notices a blob modified after it was opened.
+    change timestamps"), so :meth:`check` notices a blob modified after it was opened (within
+    the file system's timestamp granularity, a few ms for Linux's coarse clock; unlinking or
+    renaming over the blob changes its ctime too and is refused the same way).
     """
 
     def __init__(self, fh: BinaryIO, where: str, source: Path) -> None:
