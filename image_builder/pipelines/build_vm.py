@@ -9,11 +9,16 @@ API::
 The pipeline is one flat list of named steps over a mutable :class:`BuildContext` (style.md
 guideline 4; mkosi ``build_image``). Each step logs ``teeform: <step> ... <seconds> s`` to stderr:
 
-1. ``make_rootfs``: copy a directory (device nodes, sockets and FIFOs are left out), or flatten an OCI image layout / docker-archive with
-   :func:`image_builder.inputs.oci.extract_rootfs` (hostile layers refused there); add the mount points
-   ``dev proc sys run tmp`` the initrd moves its mounts onto, and check that the init exists.
-2. ``make_root_image``: :func:`image_builder.pipelines.rootfs.make_root_image` (erofs or squashfs, fixed
-   timestamps, padded to 4 KiB).
+1. ``make_rootfs``: a directory that has the mount points ``dev proc sys run tmp`` (the initrd moves
+   its mounts onto them) is used in place, with no copy; one that lacks some is staged as a tree of
+   hard links (copies where linking is refused) plus those directories (mode 0755, whatever the
+   umask); an OCI image layout / docker-archive is flattened with
+   :func:`image_builder.inputs.oci.extract_rootfs` (hostile layers refused there). The init must exist.
+2. ``make_root_image``: :func:`image_builder.pipelines.rootfs.scan_tree` (one ``lstat`` walk: erofs
+   UUID, device nodes / sockets / FIFOs to leave out), then
+   :func:`image_builder.pipelines.rootfs.make_root_image` (erofs or squashfs straight from the tree,
+   owners 0, every mtime = SOURCE_DATE_EPOCH, padded to 4 KiB) and its SHA-256, computed once: it
+   feeds the verity salt and is the ``rootfs`` input digest of a directory input.
 3. ``make_verity``: :func:`image_builder.formats.verity.build_hash_tree` with the salt and UUID derived from
    the image (:func:`image_builder.formats.verity.params_for_image`), superblock on -> ``roothash``.
 4. ``make_initrd``: :func:`image_builder.pipelines.initrd.make_initrd` (busybox + veritysetup + modules).
@@ -35,8 +40,14 @@ guideline 4; mkosi ``build_image``). Each step logs ``teeform: <step> ... <secon
 Everything is written into a temporary directory inside ``--out`` and renamed into place only after
 every step succeeded (manifest last), so a failed build leaves no partial output.
 
-Reproducible: the same inputs and SOURCE_DATE_EPOCH give byte-identical UKI and disk images
-(tests/test_build_vm.py builds twice and compares).
+Reproducible: the same inputs and SOURCE_DATE_EPOCH give byte-identical UKI, disk images and
+manifest, whatever the builder's umask, TZ, locale, working directory, TMPDIR or checkout path
+(tests/test_build_vm.py builds twice and compares; tests/test_reproducible.py builds under those
+variations in separate processes). What makes that so: directories teeform creates get explicit
+modes (not the umask's), mtools runs with TZ=UTC (image_builder.pipelines.esp), the manifest names
+files by relative or package-relative names (initrd host files:
+:func:`image_builder.pipelines.initrd.host_file_name`; inputs by base name), and every order is
+by bytes or code points, never by locale collation.
 """
 
 from __future__ import annotations

@@ -323,7 +323,8 @@ def shared_libraries(binary: os.PathLike[str] | str) -> list[Path]:
     Raises:
         TeeformError: ``ldd`` fails or reports a missing library.
     """
-    out = run(["ldd", os.fspath(binary)]).stdout.decode("utf-8", "replace")
+    # LC_ALL=C: the "not found" text below is parsed, and glibc translates ldd's messages.
+    out = run(["ldd", os.fspath(binary)], env={"LC_ALL": "C"}).stdout.decode("utf-8", "replace")
     libs: set[Path] = set()
     for line in out.splitlines():
         line = line.strip()
