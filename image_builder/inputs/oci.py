@@ -439,10 +439,9 @@ class _Section(io.RawIOBase):
         n = min(len(b), self._end - self._pos)
         if n <= 0:
             return 0
-        data = os.pread(self._fh.fileno(), n, self._pos)
-        b[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        got = os.preadv(self._fh.fileno(), [memoryview(b)[:n]], self._pos)  # straight into b, no extra copy
+        self._pos += got
+        return got
 
 
 class LayoutStore:
