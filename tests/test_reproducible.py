@@ -1,7 +1,7 @@
 """Reproducible across machines (issue 7 item 2): same inputs + SOURCE_DATE_EPOCH -> same bytes.
 
-``teeform build eif`` and ``teeform build vm-image`` (from a directory root and from an OCI image
-layout) run as separate processes under builder environments that differ in everything a machine
+``teeform build eif`` and ``teeform build vm-image`` (from a directory root that is staged, one that
+is read in place, the same as squashfs, and from an OCI image layout) run as separate processes under builder environments that differ in everything a machine
 can differ in without changing the inputs:
 
 * umask 022 / 077 / 002 (directories the build creates must not take it);
@@ -50,7 +50,7 @@ class Variant:
     copy_checkout: bool
 
 
-LABELS = ("vm-dir", "vm-dir-in-place", "vm-oci", "eif")
+LABELS = ("vm-dir", "vm-dir-in-place", "vm-squashfs", "vm-oci", "eif")
 VARIANTS = (
     Variant("reference", 0o022, "UTC", "C", False),
     Variant("umask077", 0o077, "America/St_Johns", "C.UTF-8", False),
@@ -143,7 +143,7 @@ def _copy_checkout(dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
     """Run every variant; return ``{variant: {label: output directory}}``."""
-    for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy", "qemu-img"):
+    for t in ("busybox", "veritysetup", "mkfs.erofs", "mksquashfs", "mkfs.vfat", "mcopy", "qemu-img"):
         require_tool(t)
     kernel, stub = locked("kernel.vmlinuz"), locked("bookworm.stub")
     tmp = tmp_path_factory.mktemp("repro")
@@ -185,6 +185,8 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path
                        "--format", "raw,vhd,qcow2,gce-tar"],
             "vm-dir-in-place": ["build", "vm-image", "--rootfs", str(rel / "rootfs-full"), "--kernel", str(kernel),
                                 "--stub", str(stub), "--out", str(outs["vm-dir-in-place"]), "--name", "full"],
+            "vm-squashfs": ["build", "vm-image", "--rootfs", str(rel / "rootfs"), "--kernel", str(kernel),
+                            "--stub", str(stub), "--out", str(outs["vm-squashfs"]), "--name", "sq", "--fs", "squashfs"],
             "vm-oci": ["build", "vm-image", "--rootfs", str(rel / "oci"), "--kernel", str(kernel),
                        "--stub", str(stub), "--out", str(outs["vm-oci"]), "--name", "oci", "--version", "1"],
             "eif": ["build", "eif", "--image", str(rel / "oci"), "--kernel", str(rel / "blobs" / "bzImage"),
