@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -307,3 +308,28 @@ def test_other_platform_blobs_may_be_missing(tmp_path: Path) -> None:
     assert oci.open_image(layout).platform.architecture == "amd64"
     with pytest.raises(TeeformError, match="blob blobs/sha256/e{64} is missing"):
         oci.open_image(layout, platform="linux/arm64")
+
+
+def test_uncompressed_layer_read_in_place_and_change_detected(tmp_path: Path) -> None:
+    """An uncompressed layout layer is not spooled: contents come from the verified blob fd, and a write
+    to the blob after verification is refused by FlatTree.check_unchanged (oracle: the layer's own bytes)."""
+    big = bytes(range(256)) * 4096
+    layout = make_layout(tmp_path, [[LayerEntry("d/", D), LayerEntry("d/big", F, big), LayerEntry("d/small", F, b"s")]])
+    image = oci.open_image(layout)
+    blob = layout / image.layers[0].location
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    with oci.flatten(image, spool_dir) as tree:
+        files = {e.path: e for e in tree.entries() if e.kind is oci.EntryKind.FILE}
+        with tree.open(files["d/big"]) as fh:
+            assert fh.read() == big
+        with tree.open(files["d/small"]) as fh:
+            assert fh.read() == b"s"
+        tree.check_unchanged()
+        assert not any(p.stat().st_size for p in spool_dir.iterdir())  # nothing was copied to a spool
+        data = blob.read_bytes()
+        time.sleep(0.05)  # past the file system's (coarse, jiffy) timestamp granularity
+        with open(blob, "r+b") as fh:  # an in-place write (even of the same bytes) updates the ctime
+            fh.write(data[:512])
+        with pytest.raises(TeeformError, match="layer blob changed"):
+            tree.check_unchanged()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from image_builder.pipelines.rootfs import derive_fs_uuid, make_root_image
+from image_builder.pipelines.rootfs import derive_fs_uuid, make_root_image, scan_tree
 from teeform.errors import TeeformError
 from teeform.run import run
 
@@ -142,3 +142,30 @@ def test_fs_uuid_follows_metadata(tmp_path: Path, tree: Path) -> None:
     assert u1 == derive_fs_uuid(_make_tree(tmp_path / "again", reverse=True))
     (tree / "new").write_text("x")
     assert derive_fs_uuid(tree) != u1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fs", ["erofs", "squashfs"])
+def test_special_files_found_by_scan_are_left_out(tmp_path: Path, tree: Path, fs: str) -> None:
+    """scan_tree lists FIFOs/sockets; exclude= keeps them out (oracle: fsck.erofs / unsquashfs extraction)."""
+    import socket
+
+    os.mkfifo(tree / "etc" / "fifo")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tree / "sock"))
+    scan = scan_tree(tree, fs=fs, source_date_epoch=7)
+    assert sorted(scan.special_files) == ["etc/fifo", "sock"]
+    # the UUID ignores special files, as the image does
+    assert scan.uuid == derive_fs_uuid(tree, fs=fs, source_date_epoch=7)
+    img = make_root_image(tree, tmp_path / "r.img", fs=fs, source_date_epoch=7, exclude=scan.special_files,
+                          uuid=scan.uuid if fs == "erofs" else None)
+    out = tmp_path / "x"
+    if fs == "erofs":
+        require_tool("fsck.erofs")
+        run(["fsck.erofs", f"--extract={out}", str(img)])
+    else:
+        require_tool("unsquashfs")
+        run(["unsquashfs", "-d", str(out), "-no-progress", str(img)])
+    os.unlink(tree / "etc" / "fifo")
+    os.unlink(tree / "sock")
+    _assert_tree_equal(tree, out)

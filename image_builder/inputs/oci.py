@@ -25,7 +25,13 @@ layer blob against its descriptor digest and size, and each layer's uncompressed
 config's ``rootfs.diff_ids`` entry (for legacy docker archives, which have no descriptors, only
 this diff_id check applies and the config is checked against its file name). A mismatch raises a
 :class:`TeeformError` naming the layer. Layer contents are copied into a private spool file
-while they are verified, and only the spooled (verified) bytes are ever used afterwards.
+while they are verified, and only the spooled (verified) bytes are ever used afterwards; except
+for an *uncompressed* layer blob of an image layout directory, whose bytes are the tar stream
+itself: its file contents are read in place later (no second copy of a large layer), from a
+duplicate of the file descriptor that was verified, and the blob's ``fstat`` signature (device,
+inode, size, mtime, ctime) must be unchanged after hashing and again at
+:meth:`FlatTree.check_unchanged`, which callers run after using the contents and before
+publishing anything made from them (a ``write(2)`` to the file updates its ctime).
 
 Flattening (OCI image-spec ``layer.md``)
 ----------------------------------------
@@ -433,10 +439,9 @@ class _Section(io.RawIOBase):
         n = min(len(b), self._end - self._pos)
         if n <= 0:
             return 0
-        data = os.pread(self._fh.fileno(), n, self._pos)
-        b[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        got = os.preadv(self._fh.fileno(), [memoryview(b)[:n]], self._pos)  # straight into b, no extra copy
+        self._pos += got
+        return got
 
 
 class LayoutStore:
@@ -907,6 +912,39 @@ class _Inode:
     mtime: int
     offset: int
     size: int
+    source: int = -1  # -1: the spool; else the index of an in-place layer blob (_InPlaceBlob)
+
+
+class _InPlaceBlob:
+    """An uncompressed layer blob of an image layout whose file contents are read where they are.
+
+    Holds its own duplicate of the verified file descriptor (a rename or replacement of the path
+    does not affect it) and the ``fstat`` signature taken before the first byte was hashed:
+    device, inode, size, mtime and ctime (ns). Any write to the file changes its ctime
+    (POSIX ``write(2)``: "mark for update the last data modification and last file status
+    change timestamps"), so :meth:`check` notices a blob modified after it was opened (within
+    the file system's timestamp granularity, a few ms for Linux's coarse clock; unlinking or
+    renaming over the blob changes its ctime too and is refused the same way).
+    """
+
+    def __init__(self, fh: BinaryIO, where: str, source: Path) -> None:
+        self.fh = os.fdopen(os.dup(fh.fileno()), "rb", buffering=0)
+        self.where = where
+        self.source = source
+        self.signature = self._signature()
+
+    def _signature(self) -> tuple[int, ...]:
+        st = os.fstat(self.fh.fileno())
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+    def check(self) -> None:
+        """Raise :class:`TeeformError` if the blob changed since it was opened."""
+        if self._signature() != self.signature:
+            raise TeeformError(f"{self.where}: the layer blob changed while the image was being built",
+                               path=self.source, hint="do not modify the image while teeform reads it")
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 @dataclass
@@ -948,6 +986,7 @@ class FlatEntry:
     link_target: str = ""
     inode: int | None = None
     _offset: int = field(default=0, repr=False, compare=False)
+    _source: int = field(default=-1, repr=False, compare=False)
 
 
 class FlatTree:
@@ -957,10 +996,12 @@ class FlatTree:
     (the :class:`OciImage`), ``file_count`` and ``content_bytes`` describe it.
     """
 
-    def __init__(self, image: OciImage, root: _Node, spool: BinaryIO, file_count: int, content_bytes: int) -> None:
+    def __init__(self, image: OciImage, root: _Node, spool: BinaryIO, file_count: int, content_bytes: int,
+                 blobs: list[_InPlaceBlob] | None = None) -> None:
         self.image = image
         self._root = root
         self._spool = spool
+        self._blobs = list(blobs or [])
         self.file_count = file_count
         self.content_bytes = content_bytes
 
@@ -971,8 +1012,20 @@ class FlatTree:
         self.close()
 
     def close(self) -> None:
-        """Delete the spool file."""
+        """Delete the spool file and close the in-place layer blobs."""
         self._spool.close()
+        for b in self._blobs:
+            b.close()
+
+    def check_unchanged(self) -> None:
+        """Check that no layer blob read in place changed since it was verified (call after using the
+        contents, before publishing what was made from them).
+
+        Raises:
+            TeeformError: naming the layer whose blob changed.
+        """
+        for b in self._blobs:
+            b.check()
 
     def entries(self) -> Iterator[FlatEntry]:
         """Yield every path (not the root itself), sorted by the bytes of the path."""
@@ -986,7 +1039,7 @@ class FlatTree:
                     ino = child.inode
                     assert ino is not None
                     out.append(FlatEntry(path, EntryKind.FILE, ino.mode, ino.uid, ino.gid, ino.mtime, ino.size,
-                                         inode=ino.ident, _offset=ino.offset))
+                                         inode=ino.ident, _offset=ino.offset, _source=ino.source))
                 else:
                     out.append(FlatEntry(path, child.kind, child.mode, child.uid, child.gid, child.mtime,
                                          link_target=child.target))
@@ -1000,9 +1053,11 @@ class FlatTree:
         if entry.kind is not EntryKind.FILE:
             raise ValueError("only regular files have content")
 
+        fh = self._spool if entry._source < 0 else self._blobs[entry._source].fh
+
         @contextlib.contextmanager
         def _cm() -> Iterator[BinaryIO]:
-            yield io.BufferedReader(_Section(self._spool, entry._offset, entry.size), CHUNK)  # type: ignore[arg-type]
+            yield io.BufferedReader(_Section(fh, entry._offset, entry.size), CHUNK)  # type: ignore[arg-type]
 
         return _cm()
 
@@ -1016,6 +1071,9 @@ class _Flattener:
         self.root = _Node(EntryKind.DIR, 0o755, 0, 0, 0, -1, children={})
         self.next_inode = 0
         self.spool_size = 0
+        self.content_bytes = 0
+        self.blobs: list[_InPlaceBlob] = []
+        self._in_place: int = -1  # index into blobs while the current layer is read in place, else -1
 
     # -- errors
     def _err(self, layer: int, member: str, message: str) -> TeeformError:
@@ -1165,17 +1223,26 @@ class _Flattener:
             else:
                 parent.children[base] = _Node(EntryKind.DIR, mode, uid, gid, mtime, layer, children={})
         elif m.isreg():
-            inode = _Inode(self.next_inode, mode, uid, gid, mtime, self.spool_size, m.size)
-            self.next_inode += 1
-            read = self._content_reader(tf, m)
-            remaining = m.size
-            while remaining:
-                chunk = read(min(CHUNK, remaining))
-                if not chunk:
+            fileobj = tf.fileobj
+            if self._in_place >= 0 and isinstance(fileobj, _TarInput) and m.sparse is None:
+                # Uncompressed layer of a layout: the content stays in the blob (offset_data is its
+                # offset there); reading past it still feeds the digest check.
+                inode = _Inode(self.next_inode, mode, uid, gid, mtime, m.offset_data, m.size, self._in_place)
+                if fileobj.seek(m.offset_data + m.size) != m.offset_data + m.size:
                     raise self._err(layer, m.name, "file content is truncated")
-                self.spool.write(chunk)
-                remaining -= len(chunk)
-            self.spool_size += m.size
+            else:
+                inode = _Inode(self.next_inode, mode, uid, gid, mtime, self.spool_size, m.size)
+                read = self._content_reader(tf, m)
+                remaining = m.size
+                while remaining:
+                    chunk = read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise self._err(layer, m.name, "file content is truncated")
+                    self.spool.write(chunk)
+                    remaining -= len(chunk)
+                self.spool_size += m.size
+            self.next_inode += 1
+            self.content_bytes += m.size
             parent.children[base] = _Node(EntryKind.FILE, mode, uid, gid, mtime, layer, inode=inode)
         elif m.issym():
             if not m.linkname:
@@ -1225,7 +1292,10 @@ class _Flattener:
             # Hash updates run on worker lanes (hashlib releases the GIL) while this thread parses
             # the tar and writes the spool: lane 0 the blob digest, lane 1 the diff_id digest.
             lanes = stack.enter_context(HashLanes())
-            raw = _HashingReader(stack.enter_context(self.image.store.open(desc.location)), alg, lanes=lanes, lane=0)
+            blob_fh = stack.enter_context(self.image.store.open(desc.location))
+            in_place = isinstance(self.image.store, LayoutStore) and blob_fh.tell() == 0
+            blob = _InPlaceBlob(blob_fh, where, self.image.source) if in_place else None
+            raw = _HashingReader(blob_fh, alg, lanes=lanes, lane=0)
             magic = raw.read(4)
             compressed = True
             if magic == ZSTD_MAGIC:
@@ -1238,6 +1308,14 @@ class _Flattener:
             # An uncompressed layer's tar stream is the blob itself, byte for byte (both readers are
             # drained to the end), so with the same algorithm its diff_id digest is the blob digest.
             same_bytes = not compressed and dalg == alg
+            if blob is not None and not compressed and magic != ZSTD_MAGIC:
+                # The tar stream is the blob byte for byte: file contents are read in place later.
+                self.blobs.append(blob)
+                self._in_place = len(self.blobs) - 1
+                stack.callback(self._end_in_place)
+            elif blob is not None:
+                blob.close()
+                blob = None
             dec = _HashingReader(stream, None if same_bytes else dalg, lanes=lanes, lane=1)
             parse_error: Exception | None = None
             try:
@@ -1259,6 +1337,11 @@ class _Flattener:
             self._verify(desc, diff_id, raw, dec if parse_error is None else None, where)
             if parse_error is not None:
                 raise TeeformError(f"{where}: not a valid tar stream: {parse_error}", path=self.image.source)
+            if blob is not None:
+                blob.check()  # not written to while it was hashed
+
+    def _end_in_place(self) -> None:
+        self._in_place = -1
 
     def _verify(self, desc: Descriptor, diff_id: str, raw: _HashingReader, dec: _HashingReader | None, where: str) -> None:
         """Check the blob against its descriptor and (when ``dec`` is given) the uncompressed stream against ``diff_id``."""
@@ -1323,17 +1406,19 @@ def flatten(image: OciImage, work_dir: os.PathLike[str] | str | None = None, *,
     """
     wd = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
     spool = tempfile.TemporaryFile(dir=wd, prefix="teeform-spool-")
+    fl = _Flattener(image, spool)  # type: ignore[arg-type]
     try:
-        fl = _Flattener(image, spool)  # type: ignore[arg-type]
         for i, desc in enumerate(image.layers):
             if progress:
                 progress(f"layer {i + 1}/{len(image.layers)} {desc.short} ({_human(desc.size)})")
             fl.apply_layer(i, wd)
         spool.flush()
         files = len({id(n.inode) for n in _walk(fl.root) if n.inode is not None})
-        return FlatTree(image, fl.root, spool, files, fl.spool_size)  # type: ignore[arg-type]
+        return FlatTree(image, fl.root, spool, files, fl.content_bytes, fl.blobs)  # type: ignore[arg-type]
     except BaseException:
         spool.close()
+        for b in fl.blobs:
+            b.close()
         raise
 
 
@@ -1365,7 +1450,8 @@ def extract_rootfs(image_path: os.PathLike[str] | str, dest_dir: os.PathLike[str
                    progress: Any = None) -> OciImage:
     """Materialise the flattened image into the empty (or absent) directory ``dest_dir``.
 
-    Creates directories, regular files, symlinks, hard links and FIFOs with their permission bits;
+    Creates directories, regular files, symlinks, hard links and FIFOs with their permission bits
+    (``dest_dir`` itself gets mode 0755 whatever the umask, so the result does not depend on it);
     sets numeric owners only when running as root (euid 0); sets every mtime to
     ``min(layer mtime, SOURCE_DATE_EPOCH)`` (directories last, deepest first). Files are created
     with ``O_EXCL | O_NOFOLLOW`` and parents are always directories this function created, so no
@@ -1386,9 +1472,11 @@ def extract_rootfs(image_path: os.PathLike[str] | str, dest_dir: os.PathLike[str
     is_root = os.geteuid() == 0
     with flatten(image, work_dir, progress=progress) as tree:
         dest.mkdir(parents=True, exist_ok=True)
+        os.chmod(dest, 0o755)  # fixed, not the umask's mode (the root itself is no entry of the tree)
         try:
             try:
                 _materialise(tree, dest, sde, is_root)
+                tree.check_unchanged()
             except OSError as exc:  # e.g. ENAMETOOLONG once dest_dir's own path is added
                 raise TeeformError(f"cannot create {os.fsdecode(exc.filename or '')!r}: {exc.strerror or exc}",
                                    path=image.source, field="rootfs") from None

@@ -37,7 +37,9 @@ Nothing is written to ``--out`` unless every step succeeds: the EIF goes to a te
 the output directory, its digests are computed and the manifest validated, and only then are the
 EIF and the manifest renamed into place.
 
-Temporary files (the layer spool, about the image's unpacked size) go to ``$TMPDIR``.
+Temporary files (the layer spool: the contents of *compressed* layers, about their unpacked size;
+uncompressed layers of an image layout are read in place, see :mod:`image_builder.inputs.oci`) go to
+``$TMPDIR``.
 
 Data path (what a user waits for with a large image; ``benchmarks/eif_memory.py`` measures it):
 the layer is read once, its blob digest (and, for an uncompressed layer, its diff_id, the same
@@ -481,6 +483,8 @@ def write_outputs(ctx: BuildContext) -> tuple[Path, Path, Manifest]:
     manifest_path = ctx.config.out_dir / f"{ctx.name}.manifest.json"
     manifest = build_manifest(ctx, eif_path.name)
     validate_manifest_dict(json.loads(manifest.to_json()), source=str(manifest_path))
+    if ctx.tree is not None:
+        ctx.tree.check_unchanged()  # layer blobs read in place: still the verified bytes
     os.replace(ctx.eif_tmp, eif_path)
     ctx.eif_tmp = None
     try:

@@ -9,11 +9,16 @@ API::
 The pipeline is one flat list of named steps over a mutable :class:`BuildContext` (style.md
 guideline 4; mkosi ``build_image``). Each step logs ``teeform: <step> ... <seconds> s`` to stderr:
 
-1. ``make_rootfs``: copy a directory (device nodes, sockets and FIFOs are left out), or flatten an OCI image layout / docker-archive with
-   :func:`image_builder.inputs.oci.extract_rootfs` (hostile layers refused there); add the mount points
-   ``dev proc sys run tmp`` the initrd moves its mounts onto, and check that the init exists.
-2. ``make_root_image``: :func:`image_builder.pipelines.rootfs.make_root_image` (erofs or squashfs, fixed
-   timestamps, padded to 4 KiB).
+1. ``make_rootfs``: a directory that has the mount points ``dev proc sys run tmp`` (the initrd moves
+   its mounts onto them) is used in place, with no copy; one that lacks some is staged as a tree of
+   hard links (copies where linking is refused) plus those directories (mode 0755, whatever the
+   umask); an OCI image layout / docker-archive is flattened with
+   :func:`image_builder.inputs.oci.extract_rootfs` (hostile layers refused there). The init must exist.
+2. ``make_root_image``: :func:`image_builder.pipelines.rootfs.scan_tree` (one ``lstat`` walk: erofs
+   UUID, device nodes / sockets / FIFOs to leave out), then
+   :func:`image_builder.pipelines.rootfs.make_root_image` (erofs or squashfs straight from the tree,
+   owners 0, every mtime = SOURCE_DATE_EPOCH, padded to 4 KiB) and its SHA-256, computed once: it
+   feeds the verity salt and is the ``rootfs`` input digest of a directory input.
 3. ``make_verity``: :func:`image_builder.formats.verity.build_hash_tree` with the salt and UUID derived from
    the image (:func:`image_builder.formats.verity.params_for_image`), superblock on -> ``roothash``.
 4. ``make_initrd``: :func:`image_builder.pipelines.initrd.make_initrd` (busybox + veritysetup + modules).
@@ -35,8 +40,14 @@ guideline 4; mkosi ``build_image``). Each step logs ``teeform: <step> ... <secon
 Everything is written into a temporary directory inside ``--out`` and renamed into place only after
 every step succeeded (manifest last), so a failed build leaves no partial output.
 
-Reproducible: the same inputs and SOURCE_DATE_EPOCH give byte-identical UKI and disk images
-(tests/test_build_vm.py builds twice and compares).
+Reproducible: the same inputs and SOURCE_DATE_EPOCH give byte-identical UKI, disk images and
+manifest, whatever the builder's umask, TZ, locale, working directory, TMPDIR or checkout path
+(tests/test_build_vm.py builds twice and compares; tests/test_reproducible.py builds under those
+variations in separate processes). What makes that so: directories teeform creates get explicit
+modes (not the umask's), mtools runs with TZ=UTC (image_builder.pipelines.esp), the manifest names
+files by relative or package-relative names (initrd host files:
+:func:`image_builder.pipelines.initrd.host_file_name`; inputs by base name), and every order is
+by bytes or code points, never by locale collation.
 """
 
 from __future__ import annotations
@@ -113,8 +124,10 @@ class BuildContext:
     config: BuildConfig
     staging: Path
     rootfs_dir: Path | None = None
+    rootfs_name: str = ""
     rootfs_digest: str = ""
     root_image: Path | None = None
+    root_image_sha256: str = ""
     verity_image: Path | None = None
     verity: Any = None  # image_builder.formats.verity.VerityResult
     kernel_release: str = ""
@@ -246,42 +259,75 @@ def check_snp_options(config: BuildConfig) -> None:
 
 # --------------------------------------------------------------------------- steps
 def make_rootfs(ctx: BuildContext) -> None:
-    """Stage the root tree in ``<staging>/rootfs`` (directory copy or OCI flattening)."""
+    """Find or stage the root tree; check that the init exists.
+
+    * A directory that already has every :data:`MOUNT_POINTS` entry is used **in place** (no copy):
+      the root image step reads it directly and leaves out device nodes, sockets and FIFOs.
+    * A directory that lacks some gets a staging tree ``<staging>/rootfs`` of hard links to its
+      files (a copy where a link is refused, e.g. across file systems), its directories and
+      symlinks, plus the missing mount points (mode 0755 whatever the umask).
+    * An OCI image layout / docker-archive is flattened into ``<staging>/rootfs`` by
+      :func:`image_builder.inputs.oci.extract_rootfs` (hostile layers refused there).
+    """
     from image_builder.inputs import oci
 
     src = ctx.config.rootfs
     dest = ctx.staging / "rootfs"
     if src.is_dir() and not (src / "oci-layout").exists() and not (src / "index.json").exists():
-        shutil.copytree(src, dest, symlinks=True, ignore=_skip_special_files)
-        ctx.rootfs_digest = _tree_digest(dest)
-        role_name = src.name or str(src)
+        ctx.rootfs_name = os.fsdecode(src.resolve().name) or "/"
+        missing = [d for d in MOUNT_POINTS if not os.path.lexists(src / d)]
+        if missing:
+            shutil.copytree(src, dest, symlinks=True, ignore=_skip_special_files, copy_function=_link_or_copy)
+            root = dest
+        else:
+            root = src
     else:
         image = oci.extract_rootfs(src, dest, platform="linux/amd64", work_dir=ctx.staging)
         ctx.rootfs_digest = image.identity_digest.removeprefix("sha256:")
-        role_name = image.ref_name or src.name
-    for d in MOUNT_POINTS:
-        p = dest / d
-        if not p.exists() and not p.is_symlink():
-            p.mkdir(mode=0o755)
+        ctx.rootfs_name = image.ref_name or os.fsdecode(src.resolve().name)
+        root = dest
+    if root == dest:
+        for d in MOUNT_POINTS:
+            p = dest / d
+            if not p.exists() and not p.is_symlink():
+                p.mkdir()
+                os.chmod(p, 0o755)  # mkdir's mode is masked by the umask; the image must not depend on it
     init = _init_path(ctx.config.cmdline_extra)
-    target = dest / init.lstrip("/")
+    target = root / init.lstrip("/")
     if not (target.exists() or target.is_symlink()):
         raise TeeformError(
             f"the root file system has no {init}", path=src, field="--rootfs",
             hint="add an init program, or pass --cmdline 'init=/path/to/init'",
         )
-    ctx.rootfs_dir = dest
-    ctx.inputs.append(InputDigest("rootfs", role_name, ctx.rootfs_digest))
+    ctx.rootfs_dir = root
 
 
 def make_root_image(ctx: BuildContext) -> None:
-    """Pack ``rootfs`` into a read-only erofs/squashfs image (``<name>.root.<fs>``)."""
+    """Pack the root tree into a read-only erofs/squashfs image (``<name>.root.<fs>``) and hash it once.
+
+    The image's SHA-256 feeds the dm-verity salt/UUID (:func:`image_builder.formats.verity.params_for_image`)
+    and, for a directory input, is the ``rootfs`` input digest of the manifest (the image is a pure
+    function of the tree's names, modes, symlink targets, xattrs and contents once owners and mtimes
+    are normalised, so it identifies the tree without hashing every file a second time).
+    """
     from image_builder.pipelines import rootfs
 
     assert ctx.rootfs_dir is not None
-    out = ctx.path(f".root.{ctx.config.fs}")
-    rootfs.make_root_image(ctx.rootfs_dir, out, fs=ctx.config.fs, source_date_epoch=ctx.config.source_date_epoch)
+    cfg = ctx.config
+    scan = rootfs.scan_tree(ctx.rootfs_dir, fs=cfg.fs, source_date_epoch=cfg.source_date_epoch)
+    for rel in scan.special_files:
+        print(f"teeform: skipping special file {ctx.rootfs_dir / rel}", file=sys.stderr)
+    out = ctx.path(f".root.{cfg.fs}")
+    rootfs.make_root_image(ctx.rootfs_dir, out, fs=cfg.fs, source_date_epoch=cfg.source_date_epoch,
+                           uuid=scan.uuid if cfg.fs == "erofs" else None, exclude=scan.special_files)
     ctx.root_image = out
+    ctx.root_image_sha256 = hash_file(out)["sha256"]
+    if ctx.rootfs_digest:
+        ctx.inputs.append(InputDigest("rootfs", ctx.rootfs_name, ctx.rootfs_digest))
+    else:
+        ctx.rootfs_digest = ctx.root_image_sha256
+        ctx.inputs.append(InputDigest("rootfs", f"{ctx.rootfs_name} (sha256 of the {cfg.fs} root image)",
+                                      ctx.rootfs_digest))
 
 
 def make_verity(ctx: BuildContext) -> None:
@@ -289,7 +335,7 @@ def make_verity(ctx: BuildContext) -> None:
     from image_builder.formats import verity
 
     assert ctx.root_image is not None
-    params = verity.params_for_image(ctx.root_image, superblock=True)
+    params = verity.params_for_image(ctx.root_image, data_sha256=ctx.root_image_sha256 or None, superblock=True)
     out = ctx.path(".root.verity")
     ctx.verity = verity.build_hash_tree(ctx.root_image, out, params)
     ctx.verity_image = out
@@ -312,9 +358,9 @@ def make_initrd(ctx: BuildContext) -> None:
     )
     ctx.inputs.append(InputDigest("modules", f"lib/modules/{ctx.modules_dir.name} ({len(ctx.initrd.modules)} modules)",
                                   _modules_digest(ctx)))
-    for host_path, digest in ctx.initrd.host_files:
-        if "/lib/modules/" not in host_path:
-            ctx.inputs.append(InputDigest("initrd-host-file", host_path, digest))
+    for name, digest in ctx.initrd.host_files:
+        if not name.startswith("lib/modules/"):
+            ctx.inputs.append(InputDigest("initrd-host-file", name, digest))
 
 
 def make_uki(ctx: BuildContext) -> None:
@@ -469,7 +515,9 @@ def write_manifest_step(ctx: BuildContext) -> None:
     ]
     if cfg.ovmf is not None:
         inputs.append(InputDigest("firmware", cfg.ovmf.name, hash_file(cfg.ovmf)["sha256"], cfg.ovmf.stat().st_size))
-    formats = {fmt: {"file_name": p.name, "size": p.stat().st_size, "sha256": hash_file(p)["sha256"]}
+    disk_digests = hash_file(ctx.disk, ("sha256", "sha384"))  # one pass over the raw disk for both
+    formats = {fmt: {"file_name": p.name, "size": p.stat().st_size,
+                     "sha256": disk_digests["sha256"] if p == ctx.disk else hash_file(p)["sha256"]}
                for fmt, p in ctx.formats.items()}
     uki_digest = hash_file(ctx.uki)["sha256"]
     details: dict[str, Any] = {
@@ -493,7 +541,7 @@ def write_manifest_step(ctx: BuildContext) -> None:
         "measurement_assumptions": measurement_assumptions(ctx),
     }
     manifest = Manifest(
-        kind=ArtifactKind.VM_IMAGE, name=cfg.name, version=cfg.version, artifact=Artifact.from_file(ctx.disk),
+        kind=ArtifactKind.VM_IMAGE, name=cfg.name, version=cfg.version, artifact=Artifact(ctx.disk.name, ctx.disk.stat().st_size, disk_digests["sha256"], disk_digests["sha384"]),
         measurements=dict(ctx.measurements), inputs=tuple(inputs), builder=Builder("teeform", __version__),
         source_date_epoch=cfg.source_date_epoch, details=details,
     )
@@ -602,38 +650,27 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _tree_digest(root: Path) -> str:
-    """SHA-256 over a sorted listing of ``root`` (path, type, mode, size, content digest / link target).
+def _link_or_copy(src: str, dst: str) -> None:
+    """``shutil.copytree`` copy hook: hard-link ``src`` to ``dst`` (same inode, no data copied), else copy it.
 
-    A stable identity of a directory input for the manifest; not a format anyone else parses.
+    A link is refused across file systems (EXDEV), for files the user does not own under
+    ``fs.protected_hardlinks`` (EPERM) or past the link limit (EMLINK); those are copied with
+    :func:`shutil.copy2`. mkfs.erofs / mksquashfs count links inside the tree only, so the image is
+    the same either way.
     """
-    import hashlib
-
-    h = hashlib.sha256()
-    for dirpath, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            st = p.lstat()
-            if p.is_symlink():
-                h.update(f"L {rel} {os.readlink(p)}\n".encode())
-            elif p.is_dir():
-                h.update(f"D {rel} {st.st_mode & 0o7777:o}\n".encode())
-            elif p.is_file():
-                h.update(f"F {rel} {st.st_mode & 0o7777:o} {st.st_size} {hash_file(p)['sha256']}\n".encode())
-            else:
-                h.update(f"O {rel} {st.st_mode:o}\n".encode())
-    return h.hexdigest()
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
 
 
 def _modules_digest(ctx: BuildContext) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for host_path, digest in ctx.initrd.host_files:
-        if "/lib/modules/" in host_path:
-            h.update(f"{Path(host_path).name} {digest}\n".encode())
+    for name, digest in ctx.initrd.host_files:
+        if name.startswith("lib/modules/"):
+            h.update(f"{Path(name).name} {digest}\n".encode())
     return h.hexdigest()
 
 

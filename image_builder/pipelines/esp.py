@@ -20,7 +20,10 @@ Reproducibility (checked on Debian 12: dosfstools 4.2-1, mtools 4.0.33-1+really4
   sets the volume serial. Two runs a second apart are byte-identical.
 * ``mmd``/``mcopy`` stamp the directory entries they create with "now"; mtools 4.0.32 takes "now"
   from ``SOURCE_DATE_EPOCH`` when set, so teeform runs them with ``SOURCE_DATE_EPOCH=<epoch>`` (the
-  source file's own mtime is *not* used, no ``-m``) and ``MTOOLSRC=/dev/null`` (no user config).
+  source file's own mtime is *not* used, no ``-m``), ``MTOOLSRC=/dev/null`` (no user config) and
+  ``TZ=UTC``: mtools turns that time into FAT's local date/time fields with ``localtime(3)``, so the
+  builder's time zone would otherwise change the bytes (tests/test_reproducible.py builds under
+  UTC-03:30 and UTC+05:45).
 * The volume serial defaults to the first 4 bytes of SHA-256(domain || SHA-256(UKI)), so different
   UKIs get different serials and the same UKI always the same one.
 """
@@ -80,7 +83,7 @@ def make_esp(
         out_path: the image to write; its size is ``size_mib`` MiB exactly.
         size_mib: image size in MiB (default :func:`default_size_mib` of the payload; >= 33 for FAT32).
         source_date_epoch: timestamp of every directory entry (default $SOURCE_DATE_EPOCH or 0;
-            FAT stores local time with 2-second resolution, mtools writes it as UTC).
+            FAT stores local time with 2-second resolution; mtools runs with TZ=UTC, so it is UTC).
         volume_id: FAT volume serial, 8 hex digits (default :func:`derive_volume_id`).
         label: FAT volume label, at most 11 characters.
         extra_files: more files, ``{"EFI/Linux/x.conf": Path}`` (FAT path with ``/`` -> source file).
@@ -114,7 +117,10 @@ def make_esp(
     if len(volid) != 8 or any(c not in "0123456789abcdefABCDEF" for c in volid):
         raise TeeformError(f"FAT volume id {volid!r} must be 8 hex digits", field="volume_id")
     epoch = env_source_date_epoch() if source_date_epoch is None else source_date_epoch
-    mtools_env = {"SOURCE_DATE_EPOCH": str(epoch), "MTOOLSRC": "/dev/null", "MTOOLS_SKIP_CHECK": "1"}
+    # TZ=UTC: mtools converts "now" with localtime(3) into the FAT date/time fields, so without it the
+    # directory entries (and the image bytes) would depend on the builder's time zone.
+    mtools_env = {"SOURCE_DATE_EPOCH": str(epoch), "MTOOLSRC": "/dev/null", "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC",
+                  "LC_ALL": "C"}
 
     with atomic_output_path(out_path) as tmp:
         tmp.unlink()  # mkfs.vfat -C refuses to overwrite

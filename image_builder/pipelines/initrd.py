@@ -323,7 +323,8 @@ def shared_libraries(binary: os.PathLike[str] | str) -> list[Path]:
     Raises:
         TeeformError: ``ldd`` fails or reports a missing library.
     """
-    out = run(["ldd", os.fspath(binary)]).stdout.decode("utf-8", "replace")
+    # LC_ALL=C: the "not found" text below is parsed, and glibc translates ldd's messages.
+    out = run(["ldd", os.fspath(binary)], env={"LC_ALL": "C"}).stdout.decode("utf-8", "replace")
     libs: set[Path] = set()
     for line in out.splitlines():
         line = line.strip()
@@ -379,7 +380,8 @@ class InitrdEntry:
 @dataclass(frozen=True)
 class InitrdResult:
     """The built initrd: path, size (bytes), SHA-256 (hex), modules in load order (initrd paths
-    relative to ``/lib/modules``) and the host files copied in, as ``(host path, sha256 hex)``."""
+    relative to ``/lib/modules``) and the host files copied in, as ``(name, sha256 hex)`` sorted by
+    name (names: :func:`host_file_name`; modules start with ``lib/modules/``)."""
 
     path: Path
     size: int
@@ -476,6 +478,34 @@ def _tree_entries(entries: Sequence[InitrdEntry]) -> list[TreeEntry]:
     return out
 
 
+#: Files of this source tree (``image_builder/...``) are named relative to this directory in
+#: :attr:`InitrdResult.host_files`, so the manifest does not depend on where the checkout is.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def host_file_name(entry: InitrdEntry) -> str:
+    """The name :attr:`InitrdResult.host_files` records for ``entry``'s source file.
+
+    * a kernel module: ``lib/modules/<path inside the initrd below /lib/modules>`` (e.g.
+      ``lib/modules/kernel/drivers/md/dm-verity.ko``), whatever directory ``--modules`` named;
+    * a file of this source tree (``/init``, ``initrd-lib.sh``): its path relative to the checkout
+      (``image_builder/pipelines/guest/initrd-init.sh``);
+    * any other host file (busybox, veritysetup, its libraries): the absolute host path, which is
+      the same on every Debian host (``/usr/sbin/veritysetup``).
+
+    Never the checkout's or a temporary directory's absolute path, so two machines building the same
+    inputs record the same names (issue 7 item 2).
+    """
+    assert entry.source is not None
+    if entry.path.startswith("lib/modules/"):
+        return entry.path
+    src = Path(entry.source)
+    try:
+        return src.resolve().relative_to(PACKAGE_ROOT).as_posix()
+    except ValueError:
+        return src.as_posix()
+
+
 def make_initrd(config: InitrdConfig, out: os.PathLike[str] | str) -> InitrdResult:
     """Build the initrd at ``out`` (atomically; nothing is left behind on error).
 
@@ -496,7 +526,7 @@ def make_initrd(config: InitrdConfig, out: os.PathLike[str] | str) -> InitrdResu
     host: dict[str, str] = {}
     for e in entries:
         if e.source is not None:
-            host[str(e.source)] = hash_file(e.source)["sha256"]
+            host[host_file_name(e)] = hash_file(e.source)["sha256"]
     digest = hash_file(out)["sha256"]
     order = tuple(filter(None, (next(e for e in entries if e.path == "etc/teeform/modules").data or b"").decode().split("\n")))
     return InitrdResult(Path(out), Path(out).stat().st_size, digest, order, tuple(sorted(host.items())))
@@ -511,6 +541,7 @@ __all__ = [
     "KernelModule",
     "elf_interpreter",
     "find_modules_dir",
+    "host_file_name",
     "initrd_entries",
     "kernel_release",
     "make_initrd",

@@ -4,7 +4,8 @@ Public API::
 
     FILESYSTEMS = ("erofs", "squashfs")
     make_root_image(src_dir, out_path, *, fs="erofs", source_date_epoch=None, uuid=None,
-                    all_root=True) -> Path
+                    all_root=True, exclude=()) -> Path
+    scan_tree(src_dir, *, fs="erofs", source_date_epoch=0, all_root=True) -> TreeScan  # uuid, special files
     derive_fs_uuid(src_dir, *, fs="erofs", source_date_epoch=0, all_root=True) -> str
     pad_to_block(path, block=4096) -> int          # new size in bytes
 
@@ -33,6 +34,9 @@ Reproducibility (checked on Debian 12: erofs-utils 1.5-1, squashfs-tools 1:4.5.1
 * The erofs UUID defaults to :func:`derive_fs_uuid`: a hash of the tree's *metadata* (relative paths,
   types, modes, sizes, symlink targets) plus the file system type and epoch. It needs no extra pass
   over file contents; different trees get different UUIDs in practice, identical trees the same one.
+* The tree is read in place (no staging copy): mode bits, symlink targets, xattrs and contents come
+  from it; owners and mtimes are normalised by the flags above. Device nodes, sockets and FIFOs
+  found by :func:`scan_tree` can be left out with ``exclude``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ import hashlib
 import os
 import stat
 import uuid as uuidlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from teeform.errors import TeeformError
@@ -48,7 +54,7 @@ from teeform.fsutil import atomic_output_path
 from teeform.fsutil import source_date_epoch as env_source_date_epoch
 from teeform.run import find_tool, run
 
-__all__ = ["FILESYSTEMS", "VERITY_BLOCK", "make_root_image", "derive_fs_uuid", "pad_to_block"]
+__all__ = ["FILESYSTEMS", "VERITY_BLOCK", "TreeScan", "make_root_image", "derive_fs_uuid", "pad_to_block", "scan_tree"]
 
 #: Root file system types :func:`make_root_image` can produce.
 FILESYSTEMS = ("erofs", "squashfs")
@@ -58,31 +64,79 @@ VERITY_BLOCK = 4096
 _UUID_DOMAIN = b"teeform/rootfs/uuid/v1\0"
 
 
-def derive_fs_uuid(
-    src_dir: os.PathLike[str] | str, *, fs: str = "erofs", source_date_epoch: int = 0, all_root: bool = True
-) -> str:
-    """Return a UUID derived from the tree's metadata (see module docstring), RFC 9562 version 8.
+@dataclass(frozen=True)
+class TreeScan:
+    """What one metadata walk of a root tree found (:func:`scan_tree`).
 
-    Walks ``src_dir`` in sorted order without following symlinks; reads no file contents.
+    Attributes:
+        uuid: the erofs UUID derived from the tree (see the module docstring), RFC 9562 version 8.
+        special_files: relative paths (``/``-separated, file-system encoding as ``os.fsdecode``
+            gives them) of device nodes, sockets and FIFOs; they are left out of the image.
+        entries: number of entries walked (the root itself not counted).
+    """
+
+    uuid: str
+    special_files: tuple[str, ...]
+    entries: int
+
+
+def _is_special(mode: int) -> bool:
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode)
+
+
+def scan_tree(
+    src_dir: os.PathLike[str] | str, *, fs: str = "erofs", source_date_epoch: int = 0, all_root: bool = True
+) -> TreeScan:
+    """Walk ``src_dir`` once (``lstat`` only, no file contents, symlinks not followed).
+
+    The UUID hashes, per entry in sorted order (names compared as bytes, parents before children):
+    relative path, ``st_mode`` (octal), size of regular files (else 0), uid/gid unless ``all_root``,
+    symlink target; special files are not part of it (they are not part of the image either).
+
+    Raises:
+        TeeformError: ``src_dir`` cannot be listed.
     """
     h = hashlib.sha256(_UUID_DOMAIN + f"{fs}\0{source_date_epoch}\0{int(all_root)}\0".encode())
-    root = Path(src_dir)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        for name in sorted([*dirnames, *filenames]):
-            p = Path(dirpath, name)
-            st = p.lstat()
-            rel = p.relative_to(root).as_posix().encode("utf-8", "surrogateescape")
+    specials: list[str] = []
+    count = 0
+    root = os.fsencode(os.fspath(src_dir))
+    stack: list[bytes] = [b""]
+    while stack:
+        rel_dir = stack.pop()
+        abs_dir = os.path.join(root, rel_dir) if rel_dir else root
+        try:
+            with os.scandir(abs_dir) as it:
+                names = sorted(e.name for e in it)
+        except OSError as exc:
+            raise TeeformError(f"cannot list directory: {exc.strerror}", path=os.fsdecode(abs_dir)) from exc
+        subdirs: list[bytes] = []
+        for name in names:
+            rel = rel_dir + b"/" + name if rel_dir else name
+            st = os.lstat(os.path.join(root, rel))
+            count += 1
+            if _is_special(st.st_mode):
+                specials.append(os.fsdecode(rel))
+                continue
             fields = [rel, b"%o" % st.st_mode, b"%d" % (st.st_size if stat.S_ISREG(st.st_mode) else 0)]
             if not all_root:
                 fields += [b"%d" % st.st_uid, b"%d" % st.st_gid]
             if stat.S_ISLNK(st.st_mode):
-                fields.append(os.readlink(p).encode("utf-8", "surrogateescape"))
+                fields.append(os.readlink(os.path.join(root, rel)))
+            elif stat.S_ISDIR(st.st_mode):
+                subdirs.append(rel)
             h.update(b"\0".join(fields) + b"\n")
+        stack.extend(reversed(subdirs))  # depth first, in sorted order
     raw = bytearray(h.digest()[:16])
     raw[6] = (raw[6] & 0x0F) | 0x80
     raw[8] = (raw[8] & 0x3F) | 0x80
-    return str(uuidlib.UUID(bytes=bytes(raw)))
+    return TreeScan(str(uuidlib.UUID(bytes=bytes(raw))), tuple(specials), count)
+
+
+def derive_fs_uuid(
+    src_dir: os.PathLike[str] | str, *, fs: str = "erofs", source_date_epoch: int = 0, all_root: bool = True
+) -> str:
+    """Return the UUID :func:`scan_tree` derives from the tree's metadata (see the module docstring)."""
+    return scan_tree(src_dir, fs=fs, source_date_epoch=source_date_epoch, all_root=all_root).uuid
 
 
 def pad_to_block(path: os.PathLike[str] | str, block: int = VERITY_BLOCK) -> int:
@@ -107,6 +161,7 @@ def make_root_image(
     source_date_epoch: int | None = None,
     uuid: str | None = None,
     all_root: bool = True,
+    exclude: Sequence[str] = (),
 ) -> Path:
     """Pack directory ``src_dir`` into a read-only ``fs`` image at ``out_path`` (written atomically).
 
@@ -119,6 +174,9 @@ def make_root_image(
         uuid: erofs file system UUID (default :func:`derive_fs_uuid`); squashfs has none, so it must
             be None for squashfs.
         all_root: store uid/gid 0 for every file (default) instead of the tree's owners.
+        exclude: paths relative to ``src_dir`` (``/``-separated, no leading ``/``) to leave out, e.g.
+            :attr:`TreeScan.special_files` (``mkfs.erofs --exclude-path=``, exact literal paths;
+            ``mksquashfs -e``, paths relative to the source, erofs-utils 1.5 / squashfs-tools 4.5.1).
 
     Returns:
         ``Path(out_path)``.
@@ -146,6 +204,7 @@ def make_root_image(
                     f"-T{epoch}", f"-U{fs_uuid}", "--quiet"]  # fmt: skip
             if all_root:
                 argv.append("--all-root")
+            argv += [f"--exclude-path={x}" for x in exclude]
             run([*argv, str(tmp), str(src)])
         else:
             if uuid is not None:
@@ -156,6 +215,8 @@ def make_root_image(
                     "-quiet", "-no-progress"]  # fmt: skip
             if all_root:
                 argv.append("-all-root")
+            if exclude:
+                argv += ["-e", *exclude]  # must be the last option (mksquashfs(1))
             run(argv)
         pad_to_block(tmp)
     return Path(out_path)

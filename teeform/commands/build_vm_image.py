@@ -62,7 +62,7 @@ def cmd(rootfs: Path, kernel: Path, modules: Path | None, stub: Path, cmdline_ex
     fmts = tuple(dict.fromkeys(["raw", *(f.strip() for f in formats.split(",") if f.strip())]))
     config = BuildConfig(
         rootfs=rootfs, kernel=kernel, stub=stub, out=out,
-        name=name or (rootfs.name.split(".")[0] if rootfs.name else "vm-image"),
+        name=name or (rootfs.resolve().name.split(".")[0] or "vm-image"),
         version=version, modules=modules, cmdline_extra=cmdline_extra, os_release=os_release, formats=fmts, fs=fs,
         ovmf=ovmf, vcpus=vcpus, vcpu_type=vcpu_type, source_date_epoch=source_date_epoch(),
     )

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Benchmark: ``teeform build eif`` of a 1 GiB layer against one streaming SHA-384 pass over that layer.
+
+The image is the one ``benchmarks/eif_memory.py`` generates (:func:`eif_memory.generate`): one
+uncompressed layer of 16 MiB files of about ``--size-mib`` MiB plus a small gzip layer. Build and
+reference run alternately, ``--repeat`` times, each in its own child process
+(:func:`eif_memory.run_child`), and the best wall time of each counts (other jobs on a shared
+machine add noise). Printed: both times, the ratio build / reference (target <= 2.5, issue 7 item
+8), the build's CPU time, and its peak RSS (``ru_maxrss`` of the build process; target < 256 MiB).
+
+What the build must do at least, per byte of the layer: SHA-256 (layer digest = diff_id, one pass
+for an uncompressed layer), SHA-384 for PCR0 and for PCR2, CRC-32, and for the manifest the EIF's
+SHA-256 and SHA-384 and its sections' SHA-256: about 4.5x the CPU of the reference, spread over
+two cores. The layer's contents are read in place from the blob (no spool copy); the EIF is
+written once and read back once (image_builder.formats.eif.write_eif).
+
+Usage: ``.venv/bin/python benchmarks/eif_build_vs_sha384.py [--size-mib 1024] [--repeat 3] [--workdir DIR]``
+Exit status 0; with ``--strict`` 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import eif_memory  # noqa: E402  (benchmarks/eif_memory.py: the generator and the child runner)
+
+MIB = 1 << 20
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--strict", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="teeform-bench-eif-", dir=args.workdir))
+    try:
+        t0 = time.monotonic()
+        eif_memory.generate(work / "image", args.size_mib)
+        print(f"generated a {args.size_mib} MiB image in {time.monotonic() - t0:.1f} s")
+        (work / "bzImage").write_bytes(os.urandom(8 * MIB))
+        (work / "init").write_bytes(os.urandom(MIB))
+        (work / "nsm.ko").write_bytes(os.urandom(64 * 1024))
+        env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", TMPDIR=str(work), PYTHONPATH=str(HERE.parent))
+        layer = max((work / "image" / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+        builds, refs = [], []
+        for i in range(max(1, args.repeat)):
+            refs.append(eif_memory.run_child(["sha384", str(layer)], env))
+            shutil.rmtree(work / "out", ignore_errors=True)
+            builds.append(eif_memory.run_child(
+                ["build", "eif", "--image", str(work / "image"), "--kernel", str(work / "bzImage"),
+                 "--init", str(work / "init"), "--nsm", str(work / "nsm.ko"), "--cmdline", "console=ttyS0",
+                 "--out", str(work / "out")], env))
+            print(f"run {i + 1}: sha384 {refs[-1]['seconds']:.2f} s, build {builds[-1]['seconds']:.2f} s", flush=True)
+        build = min(builds, key=lambda r: r["seconds"])
+        ref = min(refs, key=lambda r: r["seconds"])
+        ratio = build["seconds"] / ref["seconds"]
+        print(f"layer:                  {layer.stat().st_size / MIB:.0f} MiB")
+        print(f"one SHA-384 pass:       {ref['seconds']:.2f} s")
+        print(f"teeform build eif:      {build['seconds']:.2f} s (cpu {build['cpu_seconds']:.2f} s), "
+              f"peak RSS {build['maxrss_kib'] / 1024:.0f} MiB")
+        print(f"ratio build / sha384:   {ratio:.2f} (target <= 2.5)")
+        ok = ratio <= 2.5 and build["maxrss_kib"] < 256 * 1024
+        return 1 if args.strict and not ok else 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
