@@ -26,6 +26,12 @@ Limits and why:
   more than 64 bits) and the non-standard constants ``NaN``/``Infinity`` (RFC 8259 §6 has none).
 * **Strings**: JSON ``\\ud800`` escapes decode to lone surrogates, which later fail to encode; every
   string (keys too) must be encodable as UTF-8 (RFC 8259 §8.2 "Unicode Characters").
+* **Duplicate keys**: RFC 8259 §4 only says names "SHOULD be unique" and CPython's ``json`` keeps
+  the last one; YAML 1.2.2 §3.2.1.1 says mapping keys "must be unique" but PyYAML keeps the last
+  one too. Either way a second ``"PCR0"`` or ``admins:`` would silently win over the first, so both
+  loaders refuse a repeated key with one line naming the file and the key (JSON: through
+  ``object_pairs_hook``; YAML: per mapping node, with its line). YAML merge keys (``<<: *base``,
+  YAML 1.1 merge type) may still be overridden by the mapping's own keys; that is not a duplicate.
 * **YAML**: ``yaml.SafeLoader`` only (no object construction); aliases are expanded lazily by
   PyYAML's constructor, so a "billion laughs" document is refused by counting the nodes the
   composed graph expands to (aliases included) before constructing it.
@@ -178,8 +184,9 @@ def loads_json(data: bytes | str, *, source: str, max_depth: int = MAX_DEPTH) ->
 
     Raises:
         TeeformError: not UTF-8, nested deeper than ``max_depth``, an integer of more than
-            :data:`MAX_INT_DIGITS` digits, ``NaN``/``Infinity``, a lone surrogate, or invalid JSON
-            (with line and column).
+            :data:`MAX_INT_DIGITS` digits, ``NaN``/``Infinity``, a lone surrogate, a key repeated in
+            one object (``<source>: duplicate key 'k' in a JSON object``), or invalid JSON (with line
+            and column).
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     text = decode_utf8(raw, source=source) if isinstance(data, bytes) else data
@@ -200,8 +207,20 @@ def loads_json(data: bytes | str, *, source: str, max_depth: int = MAX_DEPTH) ->
             raise TeeformError(f"{source}: JSON number of {len(s)} characters (limit 64)")
         return float(s)
 
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            for k, _ in pairs:
+                if k in seen:
+                    raise TeeformError(f"{source}: duplicate key {k!r} in a JSON object (RFC 8259 §4: names should "
+                                       "be unique; which one wins is unspecified)")
+                seen.add(k)
+        return obj
+
     try:
-        value = json.loads(text, parse_int=parse_int, parse_constant=parse_constant, parse_float=parse_float)
+        value = json.loads(text, parse_int=parse_int, parse_constant=parse_constant, parse_float=parse_float,
+                           object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as e:
         raise TeeformError(f"{source}: not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
     except RecursionError:  # defence in depth: json_depth should have caught it
@@ -216,8 +235,34 @@ def load_json_file(path: os.PathLike[str] | str, limit: int = SMALL_JSON_LIMIT, 
     return loads_json(read_limited(path, limit, what=what), source=str(path), max_depth=max_depth)
 
 
+_YAML_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _CountingLoader(yaml.SafeLoader):
-    """SafeLoader; :func:`loads_yaml` inspects the composed graph before constructing it."""
+    """SafeLoader that refuses duplicate mapping keys; :func:`loads_yaml` inspects the composed graph
+    before constructing it. ``source`` is set by :func:`loads_yaml` for messages."""
+
+    source = "<yaml>"
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+        """:meth:`yaml.SafeLoader.construct_mapping`, after checking the mapping's own keys are unique
+        (YAML 1.2.2 §3.2.1.1). Keys from a merge (``<<``) are not the mapping's own, so an explicit
+        key overriding a merged one is allowed, as the merge type specifies."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == _YAML_MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    dup = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable key: PyYAML's constructor reports it
+                    continue
+                if dup:
+                    raise TeeformError(f"{self.source}: duplicate key {key!r} (line {key_node.start_mark.line + 1}; "
+                                       "YAML mapping keys must be unique)")
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
 
 def _expanded_size(root: yaml.Node, max_nodes: int, max_depth: int, source: str) -> None:
@@ -254,10 +299,12 @@ def loads_yaml(text: str, *, source: str, max_nodes: int = 100_000, max_depth: i
     Raises:
         TeeformError: invalid YAML (with line/column), more than ``max_nodes`` nodes once aliases
             are expanded (a "billion laughs" document), nesting deeper than ``max_depth``, several
-            documents, or strings with lone surrogates.
+            documents, a key repeated in one mapping (``<source>: duplicate key 'k' (line N; ...)``),
+            or strings with lone surrogates.
     """
     try:
         loader = _CountingLoader(text)
+        loader.source = source
     except yaml.YAMLError as e:  # the reader refuses control characters up front
         raise TeeformError(f"{source}: not valid YAML: {str(e).splitlines()[-1]}") from None
     try:
