@@ -6,6 +6,7 @@ blow-up. Public API::
 
     read_limited(path, limit, *, what) -> bytes            # regular file of at most ``limit`` bytes
     open_regular(path, *, what) -> BinaryIO               # open for streaming; FIFOs/devices/dirs refused
+    check_regular_file(path, limit, *, what) -> int       # stat only: a regular file of at most ``limit``
     decode_utf8(data, *, source) -> str                   # strict UTF-8, error names the byte offset
     loads_json(data, *, source, max_depth=64) -> Any      # JSON with depth/number/string checks
     load_json_file(path, limit, *, what, max_depth=64) -> Any
@@ -92,6 +93,34 @@ def read_limited(path: os.PathLike[str] | str, limit: int, *, what: str) -> byte
     if len(data) > limit:
         raise TeeformError(f"{p}: {what} is over the {limit}-byte limit")
     return data
+
+
+def check_regular_file(path: os.PathLike[str] | str, limit: int, *, what: str) -> int:
+    """Check, without reading it, that ``path`` is a regular file of at most ``limit`` bytes.
+
+    For inputs that a pipeline reads later (possibly through a library that reads the whole file,
+    such as ``sevsnpmeasure.ovmf.OVMF``), so that a directory, ``/dev/zero`` or a huge file is
+    refused before any work or output. Messages are those of :func:`read_limited`.
+
+    Returns:
+        the file's size in bytes.
+
+    Raises:
+        TeeformError: missing, not a regular file, unreadable, or larger than ``limit``.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise TeeformError(f"{p}: {what} not found") from None
+    except OSError as e:
+        raise TeeformError(f"{p}: cannot read {what}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise TeeformError(f"{p}: {what} is {kind}", hint=f"give the path of the {what} file")
+    if st.st_size > limit:
+        raise TeeformError(f"{p}: {what} is {st.st_size} bytes, over the {limit}-byte limit")
+    return st.st_size
 
 
 def open_regular(path: os.PathLike[str] | str, *, what: str) -> BinaryIO:
@@ -348,5 +377,5 @@ def require_type(value: Any, expected: type | tuple[type, ...], *, source: str, 
 _TYPE_NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
                                 bool: "true/false", float: "a number", type(None): "nothing (null)"}
 
-__all__: list[str] = ["SMALL_JSON_LIMIT", "MAX_DEPTH", "MAX_INT_DIGITS", "read_limited", "open_regular", "decode_utf8",
+__all__: list[str] = ["SMALL_JSON_LIMIT", "MAX_DEPTH", "MAX_INT_DIGITS", "read_limited", "open_regular", "check_regular_file", "decode_utf8",
                       "check_text", "json_depth", "loads_json", "load_json_file", "loads_yaml", "require_type"]
