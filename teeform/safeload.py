@@ -7,6 +7,7 @@ blow-up. Public API::
     read_limited(path, limit, *, what) -> bytes            # regular file of at most ``limit`` bytes
     open_regular(path, *, what) -> BinaryIO               # open for streaming; FIFOs/devices/dirs refused
     check_regular_file(path, limit, *, what) -> int       # stat only: a regular file of at most ``limit``
+    check_tree(root, *, what) -> int                      # a directory input: depth, name/path length, UTF-8 names
     decode_utf8(data, *, source) -> str                   # strict UTF-8, error names the byte offset
     loads_json(data, *, source, max_depth=64) -> Any      # JSON with depth/number/string checks
     load_json_file(path, limit, *, what, max_depth=64) -> Any
@@ -121,6 +122,67 @@ def check_regular_file(path: os.PathLike[str] | str, limit: int, *, what: str) -
     if st.st_size > limit:
         raise TeeformError(f"{p}: {what} is {st.st_size} bytes, over the {limit}-byte limit")
     return st.st_size
+
+
+#: Bounds of :func:`check_tree` (same as the OCI layer reader, ``image_builder.inputs.oci``): Linux
+#: NAME_MAX 255 bytes and PATH_MAX 4096 with its NUL (``include/uapi/linux/limits.h``), and 512
+#: levels (teeform's own: ``shutil.copytree`` and Python 3.11's ``os.walk`` recurse once per level
+#: and CPython's default recursion limit is 1,000 frames, so a 1,100-level tree ends in RecursionError).
+TREE_MAX_DEPTH, TREE_MAX_NAME, TREE_MAX_PATH = 512, 255, 4095
+
+
+def check_tree(root: os.PathLike[str] | str, *, what: str, max_depth: int = TREE_MAX_DEPTH,
+               max_name: int = TREE_MAX_NAME, max_path: int = TREE_MAX_PATH) -> int:
+    """Walk the directory tree ``root`` iteratively (no recursion, symlinks not followed) and check
+    every entry before anything copies or hashes it.
+
+    Checks: nesting at most ``max_depth`` levels, each name at most ``max_name`` bytes and valid
+    UTF-8 (the image's file names are recorded as UTF-8 text; POSIX names are bytes), each path
+    below ``root`` at most ``max_path`` bytes.
+
+    Returns:
+        the number of entries below ``root``.
+
+    Raises:
+        TeeformError: ``<root>: <what>: <relative path>: <problem>`` (the path shortened to 80
+            characters, non-UTF-8 bytes shown as ``\\xNN``).
+    """
+    base = os.fsencode(os.fspath(root))
+    count = 0
+
+    def shown(rel: bytes) -> str:
+        text = rel.decode("utf-8", "backslashreplace")
+        return "'" + (text if len(text) <= 80 else text[:77] + "...") + "'"
+
+    stack: list[tuple[bytes, int]] = [(b"", 0)]
+    while stack:
+        rel_dir, depth = stack.pop()
+        try:
+            with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        except OSError as e:
+            raise TeeformError(f"{root}: {what}: cannot read {shown(rel_dir) if rel_dir else 'the directory'}: "
+                               f"{e.strerror or e}") from None
+        for name, is_dir in entries:
+            rel = os.path.join(rel_dir, name) if rel_dir else name
+            count += 1
+            if len(name) > max_name:
+                raise TeeformError(f"{root}: {what}: {shown(rel)}: file name of {len(name)} bytes (limit {max_name}, "
+                                   "Linux NAME_MAX)")
+            if len(rel) > max_path:
+                raise TeeformError(f"{root}: {what}: {shown(rel)}: path of {len(rel)} bytes (limit {max_path}, "
+                                   "Linux PATH_MAX)")
+            try:
+                name.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TeeformError(f"{root}: {what}: {shown(rel)}: file name is not UTF-8 (invalid byte at offset "
+                                   f"{e.start})") from None
+            if is_dir:
+                if depth + 1 > max_depth:
+                    raise TeeformError(f"{root}: {what}: {shown(rel)}: directories nested more than {max_depth} "
+                                       "levels deep")
+                stack.append((rel, depth + 1))
+    return count
 
 
 def open_regular(path: os.PathLike[str] | str, *, what: str) -> BinaryIO:
@@ -377,5 +439,6 @@ def require_type(value: Any, expected: type | tuple[type, ...], *, source: str, 
 _TYPE_NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
                                 bool: "true/false", float: "a number", type(None): "nothing (null)"}
 
-__all__: list[str] = ["SMALL_JSON_LIMIT", "MAX_DEPTH", "MAX_INT_DIGITS", "read_limited", "open_regular", "check_regular_file", "decode_utf8",
+__all__: list[str] = ["SMALL_JSON_LIMIT", "MAX_DEPTH", "MAX_INT_DIGITS", "read_limited", "open_regular", "check_regular_file", "check_tree", "TREE_MAX_DEPTH",
+                      "TREE_MAX_NAME", "TREE_MAX_PATH", "decode_utf8",
                       "check_text", "json_depth", "loads_json", "load_json_file", "loads_yaml", "require_type"]

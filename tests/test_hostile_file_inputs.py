@@ -87,3 +87,69 @@ def test_verify_attestation_root_option(tmp_path: Path, capsys: pytest.CaptureFi
     assert status == 2
     line = _one_line(err)
     assert line.startswith(f"error: {bad}: ") and ("directory" in line or "regular file" in line or "limit" in line), line
+
+
+# ------------------------------------------------------------------ a directory rootfs for build vm-image
+
+
+def _deep(root: Path, levels: int, name: str = "d") -> None:
+    """``levels`` nested directories under ``root``, made with relative mkdir/chdir (no long paths)."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(levels):
+            os.mkdir(name, dir_fd=fd)
+            new = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+    finally:
+        os.close(fd)
+
+
+def _rootfs_error(tmp_path: Path, vm_inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> str:
+    out = tmp_path / "out"
+    argv = ["build", "vm-image", *[x for k, v in vm_inputs.items() for x in (k, str(v))], "--out", str(out)]
+    t0 = time.monotonic()
+    assert main(argv) == 2
+    assert time.monotonic() - t0 < 20
+    assert not out.exists()
+    return _one_line(capsys.readouterr().err)
+
+
+def test_directory_rootfs_with_a_non_utf8_name(tmp_path: Path, vm_inputs: dict[str, Path],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    root = vm_inputs["--rootfs"]
+    (root / "etc").mkdir()
+    with open(os.path.join(os.fsencode(root / "etc"), b"bad\xff\xfename"), "wb"):
+        pass
+    assert _rootfs_error(tmp_path, vm_inputs, capsys) == (
+        f"error: {root}: --rootfs: 'etc/bad\\xff\\xfename': file name is not UTF-8 (invalid byte at offset 3)")
+
+
+def test_directory_rootfs_1100_levels_deep(tmp_path: Path, vm_inputs: dict[str, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    root = vm_inputs["--rootfs"]
+    _deep(root, 1100)
+    line = _rootfs_error(tmp_path, vm_inputs, capsys)
+    assert line.startswith(f"error: {root}: --rootfs: 'd/d/d/") and line.endswith(
+        "...': directories nested more than 512 levels deep"), line
+
+
+def test_directory_rootfs_path_over_path_max(tmp_path: Path, vm_inputs: dict[str, Path],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    root = vm_inputs["--rootfs"]
+    _deep(root, 21, "n" * 200)  # 21 * 201 - 1 = 4220 bytes below the root
+    line = _rootfs_error(tmp_path, vm_inputs, capsys)
+    assert "path of 4220 bytes (limit 4095, Linux PATH_MAX)" in line, line
+
+
+def test_check_tree_at_the_limits(tmp_path: Path) -> None:
+    from teeform.errors import TeeformError
+    from teeform.safeload import check_tree
+
+    _deep(tmp_path, 512)
+    assert check_tree(tmp_path, what="tree") == 512
+    with pytest.raises(TeeformError, match="nested more than 511 levels"):
+        check_tree(tmp_path, what="tree", max_depth=511)
+    (tmp_path / ("x" * 255)).write_text("")
+    with pytest.raises(TeeformError, match="file name of 255 bytes \\(limit 254"):
+        check_tree(tmp_path, what="tree", max_name=254)

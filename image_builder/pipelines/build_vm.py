@@ -58,7 +58,7 @@ from teeform.errors import TeeformError
 from teeform.fsutil import hash_file
 from teeform.manifest import Artifact, ArtifactKind, Builder, InputDigest, Manifest, write_manifest
 from teeform.run import find_tool
-from teeform.safeload import check_regular_file, read_limited
+from teeform.safeload import check_regular_file, check_tree, read_limited
 
 #: Disk formats ``--format`` accepts (file suffixes in the output directory).
 FORMAT_SUFFIX = {"raw": ".raw", "vhd": ".vhd", "qcow2": ".qcow2", "gce-tar": ".tar.gz"}
@@ -195,6 +195,13 @@ def check_config(config: BuildConfig) -> None:
     for opt, p in (("--os-release", config.os_release), ("--ovmf", config.ovmf), ("--modules", config.modules)):
         if p is not None and not Path(p).exists():
             raise TeeformError("does not exist", path=p, field=opt)
+    rootfs = Path(config.rootfs)
+    if rootfs.is_dir() and not (rootfs / "oci-layout").exists() and not (rootfs / "index.json").exists():
+        try:  # a directory rootfs (make_rootfs copies and hashes it): bounded depth, names within OS limits
+            check_tree(rootfs, what="root file system")
+        except TeeformError as exc:
+            raise TeeformError(exc.message.removeprefix(f"{rootfs}: root file system: "), path=rootfs,
+                               field="--rootfs") from None
     for opt, p, limit in file_limits(config):
         if p is not None:
             try:
