@@ -67,3 +67,31 @@ def test_every_named_bound_constant_exists() -> None:
             assert hasattr(mod, name), f"docs/hostile-inputs.md names missing {module}.{name}"
             found += 1
     assert found > 25
+
+
+def test_verify_and_seal_limits_are_the_code_constants() -> None:
+    """The limits table of docs/verify-and-seal.md states the constants' values."""
+    from teeform.manifest import MAX_MANIFEST_BYTES
+    from teeform.nitro.attestation import CERT_MAX_BYTES, MAX_DOCUMENT_BYTES, MAX_INPUT_BYTES
+    from teeform.nitro.kms_recipient import MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES, MAX_RECIPIENT_KEY_BYTES
+    from teeform.nitro.verify import MAX_ROOT_BYTES
+    from teeform.seal import MAX_SEALED_BYTES, MAX_SECRETS_BYTES
+    from teeform.stack import STACK_FILE_LIMIT
+
+    text = (REPO / "docs" / "verify-and-seal.md").read_text()
+    table = text[text.index("## Limits of the files these commands read"):text.index("## 1. ")]
+    rows = {r.split("|")[1].strip(): r.split("|")[3].strip() for r in table.splitlines() if r.startswith("| ")}
+
+    def size(n: int) -> str:
+        return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n >> 10} KiB"
+
+    att = rows["attestation document (file or `-` for stdin; CBOR or base64)"]
+    assert att.startswith(f"{size(MAX_INPUT_BYTES)} read, {size(MAX_DOCUMENT_BYTES)} once decoded")
+    assert f"<= {CERT_MAX_BYTES:,} bytes" in att
+    assert rows["measurement manifests"] == f"{size(MAX_MANIFEST_BYTES)} each"
+    assert rows["stack files (`Pulumi.yaml`, `stacks/Pulumi.<stack>.yaml`)"] == f"{size(STACK_FILE_LIMIT)} each"
+    assert rows["root certificate (PEM)"] == size(MAX_ROOT_BYTES)
+    assert rows["secrets (`.env` or JSON)"] == size(MAX_SECRETS_BYTES)
+    assert rows["sealed file"] == size(MAX_SEALED_BYTES)
+    assert rows["recipient RSA key (PEM)"] == size(MAX_RECIPIENT_KEY_BYTES)
+    assert rows["KMS `CiphertextForRecipient` (a reply, not a file)"].startswith(size(MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES))

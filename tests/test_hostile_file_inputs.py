@@ -8,6 +8,7 @@ option, exit 2, and ``--out`` is not created. docs/hostile-inputs.md lists the b
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -105,6 +106,44 @@ def _deep(root: Path, levels: int, name: str = "d") -> None:
         os.close(fd)
 
 
+def _remove_deep(root: Path) -> None:
+    """Delete ``root`` and everything below it without recursion (post-order, through directory fds).
+
+    pytest removes old temporary directories with ``shutil.rmtree``, which recurses once per level
+    and would end in RecursionError on a 1,100-level tree (the very class tested here), so the
+    tests delete their deep trees themselves.
+    """
+    stack: list[tuple[int, str | None]] = [(os.open(root, os.O_RDONLY | os.O_DIRECTORY), None)]
+    try:
+        while stack:
+            fd = stack[-1][0]
+            descended = False
+            for name in os.listdir(fd):
+                if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    stack.append((os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), name))
+                    descended = True
+                    break
+                os.unlink(name, dir_fd=fd)
+            if descended:
+                continue
+            fd, name = stack.pop()  # now empty
+            os.close(fd)
+            if name is not None:
+                os.rmdir(name, dir_fd=stack[-1][0])
+    finally:
+        for fd, _ in stack:
+            os.close(fd)
+
+
+@pytest.fixture()
+def deep_cleanup():
+    """Roots registered here are removed with :func:`_remove_deep` after the test."""
+    roots: list[Path] = []
+    yield roots
+    for r in roots:
+        _remove_deep(r)
+
+
 def _rootfs_error(tmp_path: Path, vm_inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> str:
     out = tmp_path / "out"
     argv = ["build", "vm-image", *[x for k, v in vm_inputs.items() for x in (k, str(v))], "--out", str(out)]
@@ -126,8 +165,9 @@ def test_directory_rootfs_with_a_non_utf8_name(tmp_path: Path, vm_inputs: dict[s
 
 
 def test_directory_rootfs_1100_levels_deep(tmp_path: Path, vm_inputs: dict[str, Path],
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+                                           capsys: pytest.CaptureFixture[str], deep_cleanup: list[Path]) -> None:
     root = vm_inputs["--rootfs"]
+    deep_cleanup.append(root)
     _deep(root, 1100)
     line = _rootfs_error(tmp_path, vm_inputs, capsys)
     assert line.startswith(f"error: {root}: --rootfs: 'd/d/d/") and line.endswith(
@@ -142,10 +182,11 @@ def test_directory_rootfs_path_over_path_max(tmp_path: Path, vm_inputs: dict[str
     assert "path of 4220 bytes (limit 4095, Linux PATH_MAX)" in line, line
 
 
-def test_check_tree_at_the_limits(tmp_path: Path) -> None:
+def test_check_tree_at_the_limits(tmp_path: Path, deep_cleanup: list[Path]) -> None:
     from teeform.errors import TeeformError
     from teeform.safeload import check_tree
 
+    deep_cleanup.append(tmp_path)
     _deep(tmp_path, 512)
     assert check_tree(tmp_path, what="tree") == 512
     with pytest.raises(TeeformError, match="nested more than 511 levels"):
