@@ -212,7 +212,8 @@ class Manifest:
 
 def _schema() -> dict[str, Any]:
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return json.load(fh)  # type: ignore[no-any-return]
+        schema: dict[str, Any] = json.load(fh)
+        return schema
 
 
 @functools.lru_cache(maxsize=1)

@@ -285,13 +285,13 @@ def _pair_inputs(old: Sequence[InputDigest], new: Sequence[InputDigest]) -> list
         k = min(len(rest_old), len(rest_new))
         pairs += list(zip(rest_old[:k], rest_new[:k], strict=True))
         pairs += [(o, None) for o in rest_old[k:]] + [(None, n) for n in rest_new[k:]]
-        for o, n in pairs:
-            if o is None:
-                out.append(InputChange(r, "added", None, n))
-            elif n is None:
-                out.append(InputChange(r, "removed", o, None))
-            elif (o.sha256, o.name, o.size) != (n.sha256, n.name, n.size):
-                out.append(InputChange(r, "changed", o, n))
+        for old_in, new_in in pairs:
+            if old_in is None:
+                out.append(InputChange(r, "added", None, new_in))
+            elif new_in is None:
+                out.append(InputChange(r, "removed", old_in, None))
+            elif (old_in.sha256, old_in.name, old_in.size) != (new_in.sha256, new_in.name, new_in.size):
+                out.append(InputChange(r, "changed", old_in, new_in))
     return out
 
 

@@ -335,7 +335,7 @@ class _CountingLoader(yaml.SafeLoader):
 
     source = "<yaml>"
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         """:meth:`yaml.SafeLoader.construct_mapping`, after checking the mapping's own keys are unique
         (YAML 1.2.2 §3.2.1.1). Keys from a merge (``<<``) are not the mapping's own, so an explicit
         key overriding a merged one is allowed, as the merge type specifies."""
@@ -353,7 +353,7 @@ class _CountingLoader(yaml.SafeLoader):
                 if dup:
                     raise TeeformError(f"{self.source}: duplicate key {key!r} (line {key_node.start_mark.line + 1}; "
                                        "YAML mapping keys must be unique)")
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
 
 def _expanded_size(root: yaml.Node, max_nodes: int, max_depth: int, source: str) -> None:

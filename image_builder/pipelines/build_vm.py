@@ -202,12 +202,12 @@ def check_config(config: BuildConfig) -> None:
         except TeeformError as exc:
             raise TeeformError(exc.message.removeprefix(f"{rootfs}: root file system: "), path=rootfs,
                                field="--rootfs") from None
-    for opt, p, limit in file_limits(config):
-        if p is not None:
+    for opt, file, limit in file_limits(config):
+        if file is not None:
             try:
-                check_regular_file(p, limit, what=opt.removeprefix("--"))
+                check_regular_file(file, limit, what=opt.removeprefix("--"))
             except TeeformError as exc:
-                raise TeeformError(exc.message.removeprefix(f"{p}: "), path=p, field=opt, hint=exc.hint) from None
+                raise TeeformError(exc.message.removeprefix(f"{file}: "), path=file, field=opt, hint=exc.hint) from None
     if not _NAME_RE.match(config.name):
         raise TeeformError(f"invalid image name {config.name!r}", field="--name", hint="use letters, digits, '.', '_', '-'")
     if not _NAME_RE.match(config.version):

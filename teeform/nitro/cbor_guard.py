@@ -103,7 +103,7 @@ def check_cbor(data: bytes, *, source: str, what: str, fld: str | None = None, m
             if arg > n - pos:
                 raise truncated(start)
             return pos + arg, data[pos:pos + arg]
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             if pos >= n:
                 raise truncated(pos)

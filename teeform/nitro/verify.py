@@ -82,6 +82,9 @@ PASS, FAIL, SKIP = "pass", "fail", "skip"
 #: What ``cryptography`` raises on a malformed or unsupported certificate part (module docstring).
 CERT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
                                             x509.UnsupportedGeneralNameType, x509.InvalidVersion)
+#: ``verify_directly_issued_by`` and X.509 path validation failures (besides :data:`CERT_ERRORS`).
+_SIGNATURE_ERRORS: tuple[type[Exception], ...] = (InvalidSignature, *CERT_ERRORS)
+_PATH_ERRORS: tuple[type[Exception], ...] = (xv.VerificationError, *CERT_ERRORS)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -236,7 +239,9 @@ def cert_name(cert: x509.Certificate) -> str:
     """
     try:
         cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        return one_line(f"CN={cns[0].value}" if cns else cert.subject.rfc4514_string())
+        value = cns[0].value if cns else None
+        text = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+        return one_line(f"CN={text}" if cns else cert.subject.rfc4514_string())
     except CERT_ERRORS as exc:
         return f"<unreadable subject: {_error(exc)}>"
 
@@ -458,7 +463,7 @@ def check_chain(doc: AttestationDocument, root: Root, at: _dt.datetime) -> Check
                                f"'{one_line(child.issuer.rfc4514_string())}', not by '{one_line(issuer.subject.rfc4514_string())}'")
         try:
             child.verify_directly_issued_by(issuer)
-        except (InvalidSignature, *CERT_ERRORS) as exc:
+        except _SIGNATURE_ERRORS as exc:
             return CheckResult("chain", FAIL, f"signature of certificate '{cert_name(child)}' does not verify with the "
                                f"key of '{cert_name(issuer)}'" + (f": {_error(exc)}" if str(exc) else ""))
     problems = _structure_problems(full)
@@ -477,7 +482,7 @@ def check_chain(doc: AttestationDocument, root: Root, at: _dt.datetime) -> Check
                 .build_client_verifier())
     try:
         verified = verifier.verify(chain[0], chain[1:])
-    except (xv.VerificationError, *CERT_ERRORS) as exc:
+    except _PATH_ERRORS as exc:
         return CheckResult("chain", FAIL, f"X.509 path validation failed: {one_line(exc, 400)}")
     got = [c.public_bytes(serialization.Encoding.DER) for c in verified.chain]
     want = [c.public_bytes(serialization.Encoding.DER) for c in full]
