@@ -20,7 +20,8 @@ Format (owned by teeform; JSON Schema in ``teeform/schema/manifest.schema.json``
       "details": {...}                    # kind-specific, free-form JSON (event logs, assumptions)
     }
 
-Measurement names per kind (:data:`REQUIRED_MEASUREMENTS`, :data:`OPTIONAL_MEASUREMENTS`):
+Measurement names per kind (:data:`REQUIRED_MEASUREMENTS`, :data:`OPTIONAL_MEASUREMENTS`, both
+derived from the one table :data:`teeform.measurements.MEASUREMENTS`):
 
 * ``eif``: ``PCR0``, ``PCR1``, ``PCR2``, ``ImageSha384`` (= PCR0, AWS KMS condition key
   ``kms:RecipientAttestation:ImageSha384``), and ``PCR8`` when the EIF is signed. 96 lowercase hex
@@ -55,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from teeform import measurements as mtable
 from teeform.errors import TeeformError
 from teeform.fsutil import atomic_write_text
 from teeform.safeload import SMALL_JSON_LIMIT, loads_json, read_limited
@@ -74,29 +76,12 @@ class ArtifactKind(enum.StrEnum):
     VM_IMAGE = "vm-image"
 
 
-#: Measurements every manifest of a kind must carry: name -> hex length.
-REQUIRED_MEASUREMENTS: dict[ArtifactKind, dict[str, int]] = {
-    ArtifactKind.EIF: {"PCR0": 96, "PCR1": 96, "PCR2": 96, "ImageSha384": 96},
-    ArtifactKind.VM_IMAGE: {
-        "roothash": 64,
-        "uki_authenticode_sha256": 64,
-        "uki_authenticode_sha384": 96,
-        "pcr11_sha256": 64,
-        "pcr11_sha384": 96,
-    },
-}
+#: Measurements every manifest of a kind must carry: name -> hex length (from the one table,
+#: :data:`teeform.measurements.MEASUREMENTS`).
+REQUIRED_MEASUREMENTS: dict[ArtifactKind, dict[str, int]] = {k: mtable.required(k.value) for k in ArtifactKind}
 
-#: Measurements a manifest of a kind may carry: name -> hex length.
-OPTIONAL_MEASUREMENTS: dict[ArtifactKind, dict[str, int]] = {
-    ArtifactKind.EIF: {"PCR8": 96},
-    ArtifactKind.VM_IMAGE: {
-        "pcr12_sha256": 64,
-        "pcr12_sha384": 96,
-        "rtmr1": 96,
-        "rtmr2": 96,
-        "snp_launch_digest": 96,
-    },
-}
+#: Measurements a manifest of a kind may carry: name -> hex length (same table).
+OPTIONAL_MEASUREMENTS: dict[ArtifactKind, dict[str, int]] = {k: mtable.optional(k.value) for k in ArtifactKind}
 
 
 @dataclass(frozen=True)
@@ -222,8 +207,7 @@ class Manifest:
     @property
     def debug(self) -> bool:
         """True when the image was measured in a debug configuration (all-zero PCR0/1/2/8 for EIFs)."""
-        zero = "0" * 96
-        return any(self.measurements.get(k) == zero for k in ("PCR0", "PCR1", "PCR2", "PCR8"))
+        return any(self.measurements.get(k) == "0" * mtable.hex_len(k) for k in mtable.NITRO_PINNABLE_PCRS)
 
 
 def _schema() -> dict[str, Any]:

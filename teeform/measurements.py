@@ -37,6 +37,9 @@ class Measurement:
         tees: the TEE types (``teeform.stack.TeeType`` values) whose attestation can report it.
         required: whether every manifest of ``kind`` must carry it.
         source: where its definition comes from.
+        shown: the name ``teeform measure`` prints for it (:class:`teeform.report.MeasurementReport`
+            keys; ``image_builder.formats.uki.DISPLAY_NAMES`` must agree), or None when ``measure``
+            does not print it (the SEV-SNP launch digest needs OVMF and the vCPU set-up).
     """
 
     name: str
@@ -46,6 +49,12 @@ class Measurement:
     tees: tuple[str, ...]
     required: bool
     source: str
+    shown: str | None = None
+
+    @property
+    def digest_bytes(self) -> int:
+        """Length of the raw value in bytes (``hex_len // 2``)."""
+        return self.hex_len // 2
 
 
 _NITRO = ("nitro-enclave",)
@@ -53,23 +62,23 @@ _CVM = ("sev-snp", "tdx")
 _EIF_SRC = "eif-nitro.md §2.2 (aws-nitro-enclaves-image-format EifBuilder::measure)"
 
 MEASUREMENTS: tuple[Measurement, ...] = (
-    Measurement("PCR0", 96, "PCR0 (enclave image)", EIF, _NITRO, True, _EIF_SRC),
-    Measurement("PCR1", 96, "PCR1 (kernel and boot ramdisk)", EIF, _NITRO, True, _EIF_SRC),
-    Measurement("PCR2", 96, "PCR2 (user applications)", EIF, _NITRO, True, _EIF_SRC),
-    Measurement("PCR8", 96, "PCR8 (signing certificate)", EIF, _NITRO, False, _EIF_SRC),
+    Measurement("PCR0", 96, "PCR0 (enclave image)", EIF, _NITRO, True, _EIF_SRC, "PCR0"),
+    Measurement("PCR1", 96, "PCR1 (kernel and boot ramdisk)", EIF, _NITRO, True, _EIF_SRC, "PCR1"),
+    Measurement("PCR2", 96, "PCR2 (user applications)", EIF, _NITRO, True, _EIF_SRC, "PCR2"),
+    Measurement("PCR8", 96, "PCR8 (signing certificate)", EIF, _NITRO, False, _EIF_SRC, "PCR8"),
     Measurement("ImageSha384", 96, "ImageSha384 (= PCR0)", EIF, _NITRO, True,
-                "eif-nitro.md §2.5; KMS condition key kms:RecipientAttestation:ImageSha384"),
-    Measurement("roothash", 64, "dm-verity root hash", VM_IMAGE, _CVM, True, "uki-verity.md §5 (dm-verity)"),
+                "eif-nitro.md §2.5; KMS condition key kms:RecipientAttestation:ImageSha384", "ImageSha384"),
+    Measurement("roothash", 64, "dm-verity root hash", VM_IMAGE, _CVM, True, "uki-verity.md §5 (dm-verity)", "roothash"),
     Measurement("uki_authenticode_sha256", 64, "UKI Authenticode SHA-256", VM_IMAGE, _CVM, True,
-                "uki-verity.md §4 (Authenticode PE image hash)"),
+                "uki-verity.md §4 (Authenticode PE image hash)", "AuthenticodeSha256"),
     Measurement("uki_authenticode_sha384", 96, "UKI Authenticode SHA-384", VM_IMAGE, _CVM, True,
-                "uki-verity.md §4 (Authenticode PE image hash)"),
-    Measurement("pcr11_sha256", 64, "PCR 11 SHA-256 (systemd-stub)", VM_IMAGE, _CVM, True, "uki-verity.md §1.2-1.3 (systemd-stub PCR 11)"),
-    Measurement("pcr11_sha384", 96, "PCR 11 SHA-384 (systemd-stub)", VM_IMAGE, _CVM, True, "uki-verity.md §1.2-1.3 (systemd-stub PCR 11)"),
-    Measurement("pcr12_sha256", 64, "PCR 12 SHA-256 (command-line overrides)", VM_IMAGE, _CVM, False, "uki-verity.md §1.4 (systemd-stub PCR 12)"),
-    Measurement("pcr12_sha384", 96, "PCR 12 SHA-384 (command-line overrides)", VM_IMAGE, _CVM, False, "uki-verity.md §1.4 (systemd-stub PCR 12)"),
-    Measurement("rtmr1", 96, "TDX RTMR1", VM_IMAGE, ("tdx",), False, "uki-verity.md §6 (Intel TDX RTMR1)"),
-    Measurement("rtmr2", 96, "TDX RTMR2", VM_IMAGE, ("tdx",), False, "uki-verity.md §6 (Intel TDX RTMR2, systemd-stub >= 256)"),
+                "uki-verity.md §4 (Authenticode PE image hash)", "AuthenticodeSha384"),
+    Measurement("pcr11_sha256", 64, "PCR 11 SHA-256 (systemd-stub)", VM_IMAGE, _CVM, True, "uki-verity.md §1.2-1.3 (systemd-stub PCR 11)", "PCR11_sha256"),
+    Measurement("pcr11_sha384", 96, "PCR 11 SHA-384 (systemd-stub)", VM_IMAGE, _CVM, True, "uki-verity.md §1.2-1.3 (systemd-stub PCR 11)", "PCR11_sha384"),
+    Measurement("pcr12_sha256", 64, "PCR 12 SHA-256 (command-line overrides)", VM_IMAGE, _CVM, False, "uki-verity.md §1.4 (systemd-stub PCR 12)", "PCR12_sha256"),
+    Measurement("pcr12_sha384", 96, "PCR 12 SHA-384 (command-line overrides)", VM_IMAGE, _CVM, False, "uki-verity.md §1.4 (systemd-stub PCR 12)", "PCR12_sha384"),
+    Measurement("rtmr1", 96, "TDX RTMR1", VM_IMAGE, ("tdx",), False, "uki-verity.md §6 (Intel TDX RTMR1)", "RTMR1"),
+    Measurement("rtmr2", 96, "TDX RTMR2", VM_IMAGE, ("tdx",), False, "uki-verity.md §6 (Intel TDX RTMR2, systemd-stub >= 256)", "RTMR2"),
     Measurement("snp_launch_digest", 96, "SEV-SNP launch digest", VM_IMAGE, ("sev-snp",), False,
                 "uki-verity.md §7 (sev-snp-measure, QEMU direct boot)"),
 )
@@ -78,6 +87,14 @@ BY_NAME: dict[str, Measurement] = {m.name: m for m in MEASUREMENTS}
 
 #: EIF PCRs a Nitro key policy may pin through ``attestation.pcrs`` (ImageSha384 has its own switch).
 NITRO_PINNABLE_PCRS: tuple[str, ...] = ("PCR0", "PCR1", "PCR2", "PCR8")
+
+
+#: ``teeform measure`` name -> table entry (entries that ``measure`` prints).
+BY_SHOWN: dict[str, Measurement] = {m.shown: m for m in MEASUREMENTS if m.shown is not None}
+
+#: The PCRs of a Nitro attestation document that manifests predict (eif-nitro.md §2.2), as
+#: ``{PCR index: table entry}``: PCR0, PCR1, PCR2, PCR8.
+NITRO_PCR_INDEX: dict[int, Measurement] = {int(n[3:]): BY_NAME[n] for n in NITRO_PINNABLE_PCRS}
 
 
 def names(kind: str) -> tuple[str, ...]:
@@ -95,11 +112,26 @@ def optional(kind: str) -> dict[str, int]:
     return {m.name: m.hex_len for m in MEASUREMENTS if m.kind == kind and not m.required}
 
 
+def hex_len(name: str) -> int:
+    """Hex length of measurement ``name``.
+
+    Raises:
+        KeyError: ``name`` is not in :data:`MEASUREMENTS`.
+    """
+    return BY_NAME[name].hex_len
+
+
+def shown_names(kind: str) -> dict[str, str]:
+    """``{manifest name: name teeform measure prints}`` for the measurements of ``kind`` that it prints,
+    in table order."""
+    return {m.name: m.shown for m in MEASUREMENTS if m.kind == kind and m.shown is not None}
+
+
 def display(name: str) -> str:
     """Display name of ``name`` (the name itself when unknown)."""
     m = BY_NAME.get(name)
     return m.display if m else name
 
 
-__all__ = ["EIF", "VM_IMAGE", "Measurement", "MEASUREMENTS", "BY_NAME", "NITRO_PINNABLE_PCRS", "names", "required",
-           "optional", "display"]
+__all__ = ["EIF", "VM_IMAGE", "Measurement", "MEASUREMENTS", "BY_NAME", "BY_SHOWN", "NITRO_PINNABLE_PCRS",
+           "NITRO_PCR_INDEX", "names", "required", "optional", "hex_len", "shown_names", "display"]

@@ -54,6 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from teeform import measurements as mtable
 from teeform.errors import TeeformError
 from teeform.manifest import ArtifactKind, InputDigest, Manifest
 
@@ -329,10 +330,7 @@ def diff_manifests(old: Manifest, new: Manifest, *, old_label: str = "old", new_
         builder.append(f"SOURCE_DATE_EPOCH {old.source_date_epoch} -> {new.source_date_epoch} "
                        "(file timestamps inside images and filesystems)")
 
-    from teeform.manifest import OPTIONAL_MEASUREMENTS, REQUIRED_MEASUREMENTS
-
-    order = (["PCR0", "PCR1", "PCR2", "PCR8", "ImageSha384"] if kind is ArtifactKind.EIF
-             else [*REQUIRED_MEASUREMENTS[kind], *OPTIONAL_MEASUREMENTS[kind]])
+    order = list(mtable.names(kind.value))  # table order (teeform.measurements.MEASUREMENTS)
     names = sorted(dict.fromkeys([*old.measurements, *new.measurements]),
                    key=lambda n: (order.index(n) if n in order else len(order), n))
     changed_names = {n for n in names if old.measurements.get(n) != new.measurements.get(n)}

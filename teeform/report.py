@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from teeform import measurements as mtable
+
 
 @dataclass
 class MeasurementReport:
@@ -18,6 +20,8 @@ class MeasurementReport:
         path: the artifact measured.
         kind: ``"eif"``, ``"uki"`` or ``"disk"``.
         measurements: ordered ``{name: lowercase hex}`` (for an EIF: PCR0, PCR1, PCR2, [PCR8], ImageSha384).
+            Every name is the ``shown`` name of an entry of the one measurement table
+            (:data:`teeform.measurements.BY_SHOWN`) and every value has that entry's hex length.
         facts: other checked properties, e.g. ``{"EifVersion": 4, "CheckCRC": True}``.
         sections: per-section table rows (each a dict with at least ``name`` and ``size``).
         notes: caveats the user must know (for example that PCR 11 does not pin a PCR 12 command line).
@@ -29,6 +33,24 @@ class MeasurementReport:
     facts: dict[str, Any] = field(default_factory=dict)
     sections: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Check the measurement names and lengths against the table.
+
+        Raises:
+            ValueError: a name not in :data:`teeform.measurements.BY_SHOWN` or a value of another
+                length (a bug in the producing module, not a user error).
+        """
+        for name, value in self.measurements.items():
+            m = mtable.BY_SHOWN.get(name)
+            if m is None:
+                raise ValueError(f"measurement {name!r} is not in teeform.measurements.MEASUREMENTS")
+            if len(value) != m.hex_len:
+                raise ValueError(f"measurement {name!r} has {len(value)} hex digits, the table says {m.hex_len}")
+
+    def table_entry(self, name: str) -> mtable.Measurement:
+        """The :class:`teeform.measurements.Measurement` of printed name ``name`` (KeyError if unknown)."""
+        return mtable.BY_SHOWN[name]
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict with keys ``path, kind, measurements, facts, sections, notes``."""

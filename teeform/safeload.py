@@ -6,6 +6,8 @@ blow-up. Public API::
 
     read_limited(path, limit, *, what) -> bytes            # regular file of at most ``limit`` bytes
     open_regular(path, *, what) -> BinaryIO               # open for streaming; FIFOs/devices/dirs refused
+    check_regular_file(path, limit, *, what) -> int       # stat only: a regular file of at most ``limit``
+    check_tree(root, *, what) -> int                      # a directory input: depth, name/path length, UTF-8 names
     decode_utf8(data, *, source) -> str                   # strict UTF-8, error names the byte offset
     loads_json(data, *, source, max_depth=64) -> Any      # JSON with depth/number/string checks
     load_json_file(path, limit, *, what, max_depth=64) -> Any
@@ -26,6 +28,12 @@ Limits and why:
   more than 64 bits) and the non-standard constants ``NaN``/``Infinity`` (RFC 8259 §6 has none).
 * **Strings**: JSON ``\\ud800`` escapes decode to lone surrogates, which later fail to encode; every
   string (keys too) must be encodable as UTF-8 (RFC 8259 §8.2 "Unicode Characters").
+* **Duplicate keys**: RFC 8259 §4 only says names "SHOULD be unique" and CPython's ``json`` keeps
+  the last one; YAML 1.2.2 §3.2.1.1 says mapping keys "must be unique" but PyYAML keeps the last
+  one too. Either way a second ``"PCR0"`` or ``admins:`` would silently win over the first, so both
+  loaders refuse a repeated key with one line naming the file and the key (JSON: through
+  ``object_pairs_hook``; YAML: per mapping node, with its line). YAML merge keys (``<<: *base``,
+  YAML 1.1 merge type) may still be overridden by the mapping's own keys; that is not a duplicate.
 * **YAML**: ``yaml.SafeLoader`` only (no object construction); aliases are expanded lazily by
   PyYAML's constructor, so a "billion laughs" document is refused by counting the nodes the
   composed graph expands to (aliases included) before constructing it.
@@ -86,6 +94,95 @@ def read_limited(path: os.PathLike[str] | str, limit: int, *, what: str) -> byte
     if len(data) > limit:
         raise TeeformError(f"{p}: {what} is over the {limit}-byte limit")
     return data
+
+
+def check_regular_file(path: os.PathLike[str] | str, limit: int, *, what: str) -> int:
+    """Check, without reading it, that ``path`` is a regular file of at most ``limit`` bytes.
+
+    For inputs that a pipeline reads later (possibly through a library that reads the whole file,
+    such as ``sevsnpmeasure.ovmf.OVMF``), so that a directory, ``/dev/zero`` or a huge file is
+    refused before any work or output. Messages are those of :func:`read_limited`.
+
+    Returns:
+        the file's size in bytes.
+
+    Raises:
+        TeeformError: missing, not a regular file, unreadable, or larger than ``limit``.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise TeeformError(f"{p}: {what} not found") from None
+    except OSError as e:
+        raise TeeformError(f"{p}: cannot read {what}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise TeeformError(f"{p}: {what} is {kind}", hint=f"give the path of the {what} file")
+    if st.st_size > limit:
+        raise TeeformError(f"{p}: {what} is {st.st_size} bytes, over the {limit}-byte limit")
+    return st.st_size
+
+
+#: Bounds of :func:`check_tree` (same as the OCI layer reader, ``image_builder.inputs.oci``): Linux
+#: NAME_MAX 255 bytes and PATH_MAX 4096 with its NUL (``include/uapi/linux/limits.h``), and 512
+#: levels (teeform's own: ``shutil.copytree`` and Python 3.11's ``os.walk`` recurse once per level
+#: and CPython's default recursion limit is 1,000 frames, so a 1,100-level tree ends in RecursionError).
+TREE_MAX_DEPTH, TREE_MAX_NAME, TREE_MAX_PATH = 512, 255, 4095
+
+
+def check_tree(root: os.PathLike[str] | str, *, what: str, max_depth: int = TREE_MAX_DEPTH,
+               max_name: int = TREE_MAX_NAME, max_path: int = TREE_MAX_PATH) -> int:
+    """Walk the directory tree ``root`` iteratively (no recursion, symlinks not followed) and check
+    every entry before anything copies or hashes it.
+
+    Checks: nesting at most ``max_depth`` levels, each name at most ``max_name`` bytes and valid
+    UTF-8 (the image's file names are recorded as UTF-8 text; POSIX names are bytes), each path
+    below ``root`` at most ``max_path`` bytes.
+
+    Returns:
+        the number of entries below ``root``.
+
+    Raises:
+        TeeformError: ``<root>: <what>: <relative path>: <problem>`` (the path shortened to 80
+            characters, non-UTF-8 bytes shown as ``\\xNN``).
+    """
+    base = os.fsencode(os.fspath(root))
+    count = 0
+
+    def shown(rel: bytes) -> str:
+        text = rel.decode("utf-8", "backslashreplace")
+        return "'" + (text if len(text) <= 80 else text[:77] + "...") + "'"
+
+    stack: list[tuple[bytes, int]] = [(b"", 0)]
+    while stack:
+        rel_dir, depth = stack.pop()
+        try:
+            with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        except OSError as e:
+            raise TeeformError(f"{root}: {what}: cannot read {shown(rel_dir) if rel_dir else 'the directory'}: "
+                               f"{e.strerror or e}") from None
+        for name, is_dir in entries:
+            rel = os.path.join(rel_dir, name) if rel_dir else name
+            count += 1
+            if len(name) > max_name:
+                raise TeeformError(f"{root}: {what}: {shown(rel)}: file name of {len(name)} bytes (limit {max_name}, "
+                                   "Linux NAME_MAX)")
+            if len(rel) > max_path:
+                raise TeeformError(f"{root}: {what}: {shown(rel)}: path of {len(rel)} bytes (limit {max_path}, "
+                                   "Linux PATH_MAX)")
+            try:
+                name.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TeeformError(f"{root}: {what}: {shown(rel)}: file name is not UTF-8 (invalid byte at offset "
+                                   f"{e.start})") from None
+            if is_dir:
+                if depth + 1 > max_depth:
+                    raise TeeformError(f"{root}: {what}: {shown(rel)}: directories nested more than {max_depth} "
+                                       "levels deep")
+                stack.append((rel, depth + 1))
+    return count
 
 
 def open_regular(path: os.PathLike[str] | str, *, what: str) -> BinaryIO:
@@ -178,8 +275,9 @@ def loads_json(data: bytes | str, *, source: str, max_depth: int = MAX_DEPTH) ->
 
     Raises:
         TeeformError: not UTF-8, nested deeper than ``max_depth``, an integer of more than
-            :data:`MAX_INT_DIGITS` digits, ``NaN``/``Infinity``, a lone surrogate, or invalid JSON
-            (with line and column).
+            :data:`MAX_INT_DIGITS` digits, ``NaN``/``Infinity``, a lone surrogate, a key repeated in
+            one object (``<source>: duplicate key 'k' in a JSON object``), or invalid JSON (with line
+            and column).
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     text = decode_utf8(raw, source=source) if isinstance(data, bytes) else data
@@ -200,8 +298,20 @@ def loads_json(data: bytes | str, *, source: str, max_depth: int = MAX_DEPTH) ->
             raise TeeformError(f"{source}: JSON number of {len(s)} characters (limit 64)")
         return float(s)
 
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            for k, _ in pairs:
+                if k in seen:
+                    raise TeeformError(f"{source}: duplicate key {k!r} in a JSON object (RFC 8259 §4: names should "
+                                       "be unique; which one wins is unspecified)")
+                seen.add(k)
+        return obj
+
     try:
-        value = json.loads(text, parse_int=parse_int, parse_constant=parse_constant, parse_float=parse_float)
+        value = json.loads(text, parse_int=parse_int, parse_constant=parse_constant, parse_float=parse_float,
+                           object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as e:
         raise TeeformError(f"{source}: not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
     except RecursionError:  # defence in depth: json_depth should have caught it
@@ -216,8 +326,34 @@ def load_json_file(path: os.PathLike[str] | str, limit: int = SMALL_JSON_LIMIT, 
     return loads_json(read_limited(path, limit, what=what), source=str(path), max_depth=max_depth)
 
 
+_YAML_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _CountingLoader(yaml.SafeLoader):
-    """SafeLoader; :func:`loads_yaml` inspects the composed graph before constructing it."""
+    """SafeLoader that refuses duplicate mapping keys; :func:`loads_yaml` inspects the composed graph
+    before constructing it. ``source`` is set by :func:`loads_yaml` for messages."""
+
+    source = "<yaml>"
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """:meth:`yaml.SafeLoader.construct_mapping`, after checking the mapping's own keys are unique
+        (YAML 1.2.2 §3.2.1.1). Keys from a merge (``<<``) are not the mapping's own, so an explicit
+        key overriding a merged one is allowed, as the merge type specifies."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == _YAML_MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    dup = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable key: PyYAML's constructor reports it
+                    continue
+                if dup:
+                    raise TeeformError(f"{self.source}: duplicate key {key!r} (line {key_node.start_mark.line + 1}; "
+                                       "YAML mapping keys must be unique)")
+        return super().construct_mapping(node, deep=deep)
 
 
 def _expanded_size(root: yaml.Node, max_nodes: int, max_depth: int, source: str) -> None:
@@ -254,10 +390,12 @@ def loads_yaml(text: str, *, source: str, max_nodes: int = 100_000, max_depth: i
     Raises:
         TeeformError: invalid YAML (with line/column), more than ``max_nodes`` nodes once aliases
             are expanded (a "billion laughs" document), nesting deeper than ``max_depth``, several
-            documents, or strings with lone surrogates.
+            documents, a key repeated in one mapping (``<source>: duplicate key 'k' (line N; ...)``),
+            or strings with lone surrogates.
     """
     try:
         loader = _CountingLoader(text)
+        loader.source = source
     except yaml.YAMLError as e:  # the reader refuses control characters up front
         raise TeeformError(f"{source}: not valid YAML: {str(e).splitlines()[-1]}") from None
     try:
@@ -301,5 +439,6 @@ def require_type(value: Any, expected: type | tuple[type, ...], *, source: str, 
 _TYPE_NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
                                 bool: "true/false", float: "a number", type(None): "nothing (null)"}
 
-__all__: list[str] = ["SMALL_JSON_LIMIT", "MAX_DEPTH", "MAX_INT_DIGITS", "read_limited", "open_regular", "decode_utf8",
+__all__: list[str] = ["SMALL_JSON_LIMIT", "MAX_DEPTH", "MAX_INT_DIGITS", "read_limited", "open_regular", "check_regular_file", "check_tree", "TREE_MAX_DEPTH",
+                      "TREE_MAX_NAME", "TREE_MAX_PATH", "decode_utf8",
                       "check_text", "json_depth", "loads_json", "load_json_file", "loads_yaml", "require_type"]

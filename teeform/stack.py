@@ -262,7 +262,8 @@ def read_stack_values(project_dir: Path | str, stack: str, stack_file: Path | st
 
     Raises:
         TeeformError: a file is missing, not a regular file, too large, not UTF-8, not valid YAML,
-            or not shaped as Pulumi expects (naming the file and the field).
+            has a duplicate key (also ``targets`` next to ``teeform:targets``), or is not shaped as
+            Pulumi expects (naming the file and the field).
     """
     root = Path(project_dir)
     proj_file = root / "Pulumi.yaml"
@@ -290,10 +291,15 @@ def read_stack_values(project_dir: Path | str, stack: str, stack_file: Path | st
         cfg = {}
     if not isinstance(cfg, Mapping):
         raise fail(f"must be a mapping of config keys, got {type(cfg).__name__}", str(f), "config")
+    from_stack: dict[str, str] = {}
     for k, v in cfg.items():
         if not isinstance(k, str) or not k:
             raise fail(f"config keys must be strings, got {k!r}", str(f), "config")
-        values[k if ":" in k else f"{name}:{k}"] = v
+        full = k if ":" in k else f"{name}:{k}"
+        if full in from_stack:  # `targets` and `teeform:targets` are one key (pulumi.md §1.2)
+            raise fail(f"duplicate key: {from_stack[full]!r} and {k!r} both set {full!r}", str(f), f"config.{k}")
+        from_stack[full] = k
+        values[full] = v
     return values, str(f)
 
 

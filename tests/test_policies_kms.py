@@ -180,3 +180,16 @@ def test_key_rotation():
     ]
     assert messages("aws-kms-key-rotation-enabled", key(enableKeyRotation=False, customerMasterKeySpec="RSA_2048")) == []
 
+
+
+@pytest.mark.parametrize("dup", ["Condition", "kms:RecipientAttestation:PCR0"])
+def test_key_policy_with_a_duplicate_key_is_unreadable(dup):
+    """A repeated JSON key is refused, not resolved to the last one (which IAM need not agree with)."""
+    text = json.dumps(happy_policy())
+    if dup == "Condition":
+        text = text.replace('"Condition": {', '"Condition": {}, "Condition": {', 1)
+    else:
+        text = text.replace(f'"{dup}": ["{PCR0}"]', f'"{dup}": ["{PCR0}"], "{dup}": ["{"0" * 96}"]', 1)
+    assert text.count(f'"{dup}"') == 2
+    (msg,) = messages("aws-kms-decrypt-requires-attestation", resource(KEY, {"policy": text, "enableKeyRotation": True}, "k"))
+    assert msg.startswith(f"aws:kms/key:Key 'k': field 'policy' has the key {dup!r} twice in one JSON object")

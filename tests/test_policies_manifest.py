@@ -140,3 +140,81 @@ def test_pack_starts_like_the_cli_runs_it():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------- standalone aws:kms/keyPolicy:KeyPolicy
+KP = "aws:kms/keyPolicy:KeyPolicy"
+KEY_UUID = "1234abcd-12ab-34cd-56ef-1234567890ab"
+KEY_ARN = f"arn:aws:kms:eu-west-1:111122223333:key/{KEY_UUID}"
+
+
+def key_policy(key_id, *stmts, name="agent-kp", **conds):
+    """A standalone KeyPolicy (no tags: the resource has none) with the same statements as :func:`key`."""
+    doc = json.loads(key(*stmts, **conds).inputs["policy"])
+    return resource(KP, {"keyId": key_id, "policy": json.dumps(doc)}, name)
+
+
+def bare_key(target, name, **outputs):
+    """A KMS key without a policy of its own (its policy is a separate KeyPolicy), tagged for ``target``."""
+    return resource(KEY, {"tags": {"teeform:target": target}, **outputs}, name)
+
+
+@pytest.mark.parametrize("ref", ["urn", "keyId", "arn", "arn-tail"])
+def test_key_policy_is_checked_against_the_target_of_its_key(ref):
+    """A KeyPolicy of target agent's key pinning target other's PCR0 fails; pinning agent's passes."""
+    mfs = [manifest("a", target="agent", PCR0=A), manifest("b", target="other", PCR0=B)]
+    k = bare_key("agent", "agent-key", **({"keyId": KEY_UUID, "arn": KEY_ARN} if ref != "arn" else {"arn": KEY_ARN}))
+    key_id = {"urn": k.urn, "keyId": KEY_UUID, "arn": KEY_ARN, "arn-tail": KEY_ARN}[ref]
+    if ref == "arn-tail":
+        k = bare_key("agent", "agent-key", keyId=KEY_UUID)  # only the id is known: the ARN's tail matches it
+    (m,) = messages([*mfs, k, key_policy(key_id, **{P0: B})])
+    assert m[1] == "agent-kp"
+    assert m[2].startswith(f"{KP} 'agent-kp' (policy of {KEY} 'agent-key'): field 'policy', statement 'Enclave': ")
+    assert "it is not the PCR0 of any MeasurementManifest of target 'agent' (1 known)" in m[2]
+    assert messages([*mfs, k, key_policy(key_id, **{P0: A})]) == []
+
+
+def test_key_policy_found_through_property_dependencies():
+    """What the real analyzer hands a stack policy: ``property_dependencies['keyId']`` = [the key]."""
+    from types import SimpleNamespace as NS
+
+    sys.path.insert(0, str(REPO / "policies"))
+    try:
+        from teeform_policies.manifest import attached_key
+    finally:
+        sys.path.remove(str(REPO / "policies"))
+    k = NS(resource_type=KEY, urn="urn:k", props={})
+    other = NS(resource_type=KEY, urn="urn:o", props={"keyId": "x"})
+    kp = NS(resource_type=KP, urn="urn:kp", props={"keyId": "x"}, property_dependencies={"keyId": [k]})
+    assert attached_key(kp, [k, other]) is k
+    kp2 = NS(resource_type=KP, urn="urn:kp2", props={"keyId": "x"}, property_dependencies={})
+    assert attached_key(kp2, [k, other]) is other
+    kp3 = NS(resource_type=KP, urn="urn:kp3", props={"keyId": "alias/agent"}, property_dependencies={})
+    assert attached_key(kp3, [k, other]) is None
+
+
+@pytest.mark.parametrize("key_id", ["alias/agent", "arn:aws:kms:eu-west-1:111122223333:key/not-in-stack", "", None])
+def test_key_policy_of_an_unknown_key_is_not_checked_never_passed(key_id):
+    """Even with values that match a manifest, a KeyPolicy that cannot be attributed is reported."""
+    mfs = [manifest("a", target="agent", PCR0=A)]
+    (m,) = messages([*mfs, bare_key("agent", "agent-key", keyId=KEY_UUID), key_policy(key_id, **{P0: A})])
+    assert m[0] == "mandatory" and m[1] == "agent-kp"
+    assert m[2].startswith(f"NOT CHECKED: {KP} 'agent-kp' attaches to key {key_id!r}, which is not an {KEY} of this stack")
+    assert "cannot be checked against the manifests of that key's target" in m[2]
+
+
+def test_key_policy_of_two_matching_keys_is_not_checked():
+    """Two keys claiming the same id: ambiguous, so not attributed (reported, not guessed)."""
+    mfs = [manifest("a", target="agent", PCR0=A), manifest("b", target="other", PCR0=B)]
+    keys = [bare_key("agent", "agent-key", keyId=KEY_UUID), bare_key("other", "other-key", keyId=KEY_UUID)]
+    (m,) = messages([*mfs, *keys, key_policy(KEY_UUID, **{P0: B})])
+    assert m[2].startswith("NOT CHECKED: ")
+
+
+def test_key_policy_without_release_rules_is_not_reported():
+    """A KeyPolicy without kms:RecipientAttestation conditions releases nothing to enclaves: nothing to check."""
+    doc = {"Version": "2012-10-17", "Statement": [{"Sid": "Admin", "Effect": "Allow",
+                                                   "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "kms:*",
+                                                   "Resource": "*"}]}
+    kp = resource(KP, {"keyId": "alias/x", "policy": json.dumps(doc)}, "kp")
+    assert messages([manifest("a", PCR0=A), kp]) == []

@@ -408,16 +408,49 @@ def _parse_header(raw: bytes, path: os.PathLike[str] | str, which: str) -> tuple
     return tuple(fields)
 
 
-def _parse_entries(raw: bytes, count: int, esize: int) -> tuple[Partition, ...]:
+def _entry_name(raw: bytes, path: os.PathLike[str] | str, number: int) -> str:
+    """The ``PartitionName`` of an entry: UTF-16LE code units up to the first NUL unit (UEFI 2.10
+    table 5-6, 36 units). Units after the terminator are ignored; a lone surrogate before it is an
+    error naming the entry (``gpt.entries[N].name``)."""
+    units = len(raw) // 2
+    end = next((i for i in range(units) if raw[2 * i: 2 * i + 2] == b"\0\0"), units)
+    try:
+        return raw[: 2 * end].decode("utf-16-le")
+    except UnicodeDecodeError as exc:
+        raise TeeformError(f"GPT partition {number} name is not valid UTF-16 (byte {exc.start}: {exc.reason})",
+                           path=path, field=f"gpt.entries[{number}].name") from None
+
+
+def _parse_entries(raw: bytes, count: int, esize: int, path: os.PathLike[str] | str = "<disk>",
+                   usable: tuple[int, int] = (0, (1 << 64) - 1)) -> tuple[Partition, ...]:
+    """Decode the used entries of an entry array (``raw`` holds ``count * esize`` bytes).
+
+    Raises:
+        TeeformError: a name that is not UTF-16 (:func:`_entry_name`), or a partition whose
+            ``StartingLBA..EndingLBA`` is empty or leaves the header's usable area ``usable``
+            (UEFI 2.10 §5.3.3: partitions lie within FirstUsableLBA..LastUsableLBA).
+    """
     parts = []
     for i in range(count):
         e = raw[i * esize : i * esize + ENTRY_SIZE]
         tguid, puuid, first, last, attrs, name = _ENTRY.unpack(e)
         if tguid == bytes(16):
             continue
-        parts.append(Partition(i + 1, name.decode("utf-16-le").split("\0", 1)[0], str(uuidlib.UUID(bytes_le=tguid)),
+        if not usable[0] <= first <= last <= usable[1]:
+            raise TeeformError(f"GPT partition {i + 1} spans LBA {first}..{last}, not within the usable area "
+                               f"{usable[0]}..{usable[1]}", path=path, field=f"gpt.entries[{i + 1}]")
+        parts.append(Partition(i + 1, _entry_name(name, path, i + 1), str(uuidlib.UUID(bytes_le=tguid)),
                                str(uuidlib.UUID(bytes_le=puuid)), first, last, attrs))  # fmt: skip
     return tuple(parts)
+
+
+def _check_array_bounds(lba: int, length: int, size: int, header_lba: int, path: os.PathLike[str] | str,
+                        which: str) -> None:
+    """An entry array of ``length`` bytes at ``lba`` must lie inside the ``size``-byte disk, after the
+    protective MBR and off its header's LBA (checked before any seek: a hostile header may say 2^64-1)."""
+    if lba < 2 or lba == header_lba or lba * SECTOR + length > size:
+        raise TeeformError(f"GPT {which} partition entry array at LBA {lba} ({length} bytes) lies outside the disk "
+                           f"({size // SECTOR} sectors) or on a header", path=path, field=f"gpt.{which}")
 
 
 def read_disk_layout(path: os.PathLike[str] | str, *, size: int | None = None) -> DiskLayout:
@@ -427,7 +460,13 @@ def read_disk_layout(path: os.PathLike[str] | str, *, size: int | None = None) -
     :func:`image_builder.formats.diskformats.open_raw_view` to get the raw part of a VHD/qcow2/GCE image.
 
     Checks: protective MBR signature, both headers' signature and CRC32, both entry arrays' CRC32,
-    that the headers point at each other, and that the two arrays are identical.
+    that the headers point at each other, and that the two arrays are identical. Because a hostile
+    disk can carry valid CRCs over lying fields, every LBA is bounds-checked before it is used
+    (UEFI 2.10 §5.3.2-5.3.3): the usable area lies inside the disk, both entry arrays lie inside the
+    disk and off their header (an array "at LBA 2^60" or past the end of the file is refused before
+    any seek; a read past EOF would give ``b""``, whose CRC32 is 0), every used partition lies inside
+    the usable area, and names are UTF-16LE up to the first NUL (a lone surrogate is refused).
+    The reads are bounded: two sectors, two entry arrays of at most 16 MiB, one backup sector.
 
     Raises:
         TeeformError: naming the file and the failing structure (``field`` = ``gpt.primary`` etc.).
@@ -445,23 +484,34 @@ def read_disk_layout(path: os.PathLike[str] | str, *, size: int | None = None) -
             _sig, _rev, _hsz, _crc, _res, my, alt, first_use, last_use, dguid, elba, count, esize, ecrc = prim
             if my != 1 or esize < ENTRY_SIZE or count * esize > 1 << 24:
                 raise TeeformError("GPT primary header fields are inconsistent", path=path, field="gpt.primary")
+            if not 2 <= first_use <= last_use < size // SECTOR:
+                raise TeeformError(f"GPT usable area LBA {first_use}..{last_use} is not inside the disk "
+                                   f"({size // SECTOR} sectors)", path=path, field="gpt.primary")
+            _check_array_bounds(elba, count * esize, size, 1, path, "primary")
             fh.seek(elba * SECTOR)
             entries = fh.read(count * esize)
+            if len(entries) != count * esize:
+                raise TeeformError("GPT primary partition entry array is cut short by the end of the file", path=path,
+                                   field="gpt.entries")
             if zlib.crc32(entries) != ecrc:
                 raise TeeformError("GPT primary partition entry array CRC32 mismatch", path=path, field="gpt.entries")
-            if alt * SECTOR >= size:
+            if alt * SECTOR >= size or alt <= 1:
                 raise TeeformError("GPT backup header lies beyond the end of the image", path=path, field="gpt.backup")
             fh.seek(alt * SECTOR)
-            back = _parse_header(fh.read(SECTOR), path, "backup")
+            back_raw = fh.read(SECTOR)
+            if len(back_raw) < _HEADER.size:
+                raise TeeformError("GPT backup header is cut short by the end of the file", path=path, field="gpt.backup")
+            back = _parse_header(back_raw, path, "backup")
             if back[5] != alt or back[6] != 1 or back[13] != ecrc:
                 raise TeeformError("GPT backup header does not match the primary", path=path, field="gpt.backup")
+            _check_array_bounds(back[10], count * esize, size, alt, path, "backup")
             fh.seek(back[10] * SECTOR)
             if fh.read(count * esize) != entries:
                 raise TeeformError("GPT backup partition entry array differs", path=path, field="gpt.backup")
     except OSError as exc:
         raise TeeformError(f"cannot read disk image: {exc.strerror}", path=path) from exc
     return DiskLayout(str(uuidlib.UUID(bytes_le=dguid)), size // SECTOR, first_use, last_use,
-                      _parse_entries(entries, count, esize))  # fmt: skip
+                      _parse_entries(entries, count, esize, path, (first_use, last_use)))  # fmt: skip
 
 
 def read_gpt(path: os.PathLike[str] | str, *, size: int | None = None) -> list[Partition]:

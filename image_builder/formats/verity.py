@@ -60,6 +60,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import re
 import struct
 import tempfile
 import uuid as uuidlib
@@ -100,6 +101,14 @@ _SB_MAX_SALT = 256
 _SB_STRUCT = struct.Struct("<8sII16s32sIIQH6s256s168s")
 assert _SB_STRUCT.size == SUPERBLOCK_SIZE
 
+#: Hash algorithms accepted in parameters and superblocks: the SHA-1/SHA-2 family, whose names are
+#: the same in Python's ``hashlib`` and the Linux crypto API that dm-verity uses (cryptsetup's
+#: ``--hash`` passes the name to the kernel; ``sha3_256`` vs the kernel's ``sha3-256`` differ, and
+#: ``shake_*`` have no fixed digest size), so a superblock cannot make teeform hash with one
+#: algorithm while the kernel uses another.
+SUPPORTED_HASHES: tuple[str, ...] = ("sha1", "sha224", "sha256", "sha384", "sha512")
+_ALG_NAME = re.compile(rb"[a-z0-9][a-z0-9_-]*")
+
 _SALT_DOMAIN = b"teeform/dm-verity/salt/v1\0"
 _UUID_DOMAIN = b"teeform/dm-verity/uuid/v1\0"
 
@@ -120,7 +129,7 @@ class VerityParams:
         uuid: superblock UUID as ``8-4-4-4-12`` hex (``--uuid``); ignored when ``superblock`` is false.
         data_block_size: bytes per data block, a power of two in 512..524288 (``--data-block-size``).
         hash_block_size: bytes per hash block, a power of two in 512..524288 (``--hash-block-size``).
-        hash_name: hashlib/cryptsetup algorithm name (``--hash``), e.g. ``"sha256"``.
+        hash_name: hashlib/cryptsetup algorithm name (``--hash``), one of :data:`SUPPORTED_HASHES`.
         superblock: write the 512-byte superblock at hash offset 0 (false = ``--no-superblock``).
 
     Raises:
@@ -141,12 +150,10 @@ class VerityParams:
                 raise TeeformError(f"dm-verity {name} must be a power of two in 512..524288, got {v}", field=name)
         if len(self.salt) > _SB_MAX_SALT:
             raise TeeformError(f"dm-verity salt is {len(self.salt)} bytes; at most 256 are allowed", field="salt")
-        try:
-            h = hashlib.new(self.hash_name)
-        except ValueError as exc:
-            raise TeeformError(f"unknown dm-verity hash algorithm {self.hash_name!r}", field="hash_name") from exc
-        if len(self.hash_name.encode()) >= 32:
-            raise TeeformError("dm-verity hash algorithm name is too long", field="hash_name")
+        if self.hash_name not in SUPPORTED_HASHES:
+            raise TeeformError(f"dm-verity hash algorithm {self.hash_name!r} is not supported (one of "
+                               f"{', '.join(SUPPORTED_HASHES)})", field="hash_name")
+        h = hashlib.new(self.hash_name)
         if _pow2_ceil(h.digest_size) > self.hash_block_size:
             raise TeeformError("dm-verity hash block too small for the digest", field="hash_block_size")
         if self.superblock:
@@ -352,16 +359,47 @@ def parse_superblock(raw: bytes) -> VeritySuperblock:
         raise TeeformError(f"unsupported dm-verity superblock version {version}", field="superblock.version")
     if salt_size > _SB_MAX_SALT:
         raise TeeformError(f"dm-verity salt_size {salt_size} > 256", field="superblock.salt_size")
+    for name, v in (("data_block_size", dbs), ("hash_block_size", hbs)):
+        if v < 512 or v > 512 * 1024 or v & (v - 1):
+            raise TeeformError(f"dm-verity {name} must be a power of two in 512..524288, got {v}",
+                               field=f"superblock.{name}")
     return VeritySuperblock(
         version=version,
         hash_type=htype,
         uuid=str(uuidlib.UUID(bytes=u)),
-        hash_name=alg.rstrip(b"\0").decode("ascii", "replace"),
+        hash_name=_algorithm_name(alg),
         data_block_size=dbs,
         hash_block_size=hbs,
         data_blocks=nblocks,
         salt=salt[:salt_size],
     )
+
+
+def _algorithm_name(alg: bytes) -> str:
+    """The superblock's ``algorithm[32]``: a NUL-terminated, NUL-padded lowercase name (cryptsetup
+    writes ``strncpy``-style padding) that must be one of :data:`SUPPORTED_HASHES`.
+
+    Raises:
+        TeeformError: ``field="superblock.algorithm"``: no terminator, bytes after the terminator (a
+            name such as ``sha256\0x`` that C would read as ``sha256``), non-name bytes, or an
+            unsupported algorithm.
+    """
+    if b"\0" not in alg:
+        raise TeeformError("dm-verity superblock algorithm is not NUL-terminated", field="superblock.algorithm")
+    name, rest = alg.split(b"\0", 1)
+    if rest.strip(b"\0"):
+        raise TeeformError(f"dm-verity superblock algorithm {alg.rstrip(bytes(1))!r} holds bytes after its NUL "
+                           "terminator", field="superblock.algorithm")
+    if not name:
+        raise TeeformError("dm-verity superblock algorithm is empty", field="superblock.algorithm")
+    if not _ALG_NAME.fullmatch(name):
+        raise TeeformError(f"dm-verity superblock algorithm {name!r} is not a lowercase ASCII name",
+                           field="superblock.algorithm")
+    text = name.decode("ascii")
+    if text not in SUPPORTED_HASHES:
+        raise TeeformError(f"dm-verity superblock algorithm {text!r} is not supported (one of "
+                           f"{', '.join(SUPPORTED_HASHES)})", field="superblock.algorithm")
+    return text
 
 
 def read_superblock(hash_path: os.PathLike[str] | str, *, offset: int = 0) -> VeritySuperblock:
@@ -607,8 +645,12 @@ def verify_hash_tree(
     """
     sb = read_superblock(hash_path, offset=hash_offset)
     if sb.hash_type != HASH_TYPE:
-        raise TeeformError(f"dm-verity hash type {sb.hash_type} is not supported (only 1)", path=hash_path)
-    params = sb.params()
+        raise TeeformError(f"dm-verity hash type {sb.hash_type} is not supported (only 1)", path=hash_path,
+                           field="superblock.hash_type")
+    try:
+        params = sb.params()
+    except TeeformError as exc:
+        raise TeeformError(exc.message, hint=exc.hint, path=hash_path, field=f"superblock.{exc.field}") from None
     try:
         size = os.stat(data_path).st_size - data_offset
     except OSError as exc:

@@ -69,6 +69,7 @@ from teeform.errors import TeeformError
 from teeform.fsutil import hash_file
 from teeform.manifest import Artifact, ArtifactKind, Builder, InputDigest, Manifest, write_manifest
 from teeform.run import find_tool
+from teeform.safeload import check_regular_file, check_tree, read_limited
 
 #: Disk formats ``--format`` accepts (file suffixes in the output directory).
 FORMAT_SUFFIX = {"raw": ".raw", "vhd": ".vhd", "qcow2": ".qcow2", "gce-tar": ".tar.gz"}
@@ -177,6 +178,21 @@ def step(ctx: BuildContext, name: str) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- checks
+#: Largest --kernel/--stub/--os-release/--ovmf files (teeform's bounds, docs/hostile-inputs.md): a
+#: bzImage as for ``build eif`` (256 MiB), the stub as :data:`image_builder.formats.uki.MAX_STUB_SIZE`
+#: (64 MiB), an os-release file 64 KiB (os-release(5) is a few lines), OVMF 64 MiB (the AmdSev build is
+#: 4 MiB; ``sevsnpmeasure.ovmf.OVMF`` reads the whole file).
+MAX_KERNEL_FILE, MAX_OS_RELEASE_FILE, MAX_OVMF_FILE = 256 << 20, 64 << 10, 64 << 20
+
+
+def file_limits(config: BuildConfig) -> tuple[tuple[str, Any, int], ...]:
+    """(option, path or None, byte bound) of every single-file input of ``config``."""
+    from image_builder.formats.uki import MAX_STUB_SIZE
+
+    return (("--kernel", config.kernel, MAX_KERNEL_FILE), ("--stub", config.stub, MAX_STUB_SIZE),
+            ("--os-release", config.os_release, MAX_OS_RELEASE_FILE), ("--ovmf", config.ovmf, MAX_OVMF_FILE))
+
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -192,6 +208,19 @@ def check_config(config: BuildConfig) -> None:
     for opt, q in (("--os-release", config.os_release), ("--ovmf", config.ovmf), ("--modules", config.modules)):
         if q is not None and not Path(q).exists():
             raise TeeformError("does not exist", path=q, field=opt)
+    rootfs = Path(config.rootfs)
+    if rootfs.is_dir() and not (rootfs / "oci-layout").exists() and not (rootfs / "index.json").exists():
+        try:  # a directory rootfs (make_rootfs copies and hashes it): bounded depth, names within OS limits
+            check_tree(rootfs, what="root file system")
+        except TeeformError as exc:
+            raise TeeformError(exc.message.removeprefix(f"{rootfs}: root file system: "), path=rootfs,
+                               field="--rootfs") from None
+    for opt, file, limit in file_limits(config):
+        if file is not None:
+            try:
+                check_regular_file(file, limit, what=opt.removeprefix("--"))
+            except TeeformError as exc:
+                raise TeeformError(exc.message.removeprefix(f"{file}: "), path=file, field=opt, hint=exc.hint) from None
     if not _NAME_RE.match(config.name):
         raise TeeformError(f"invalid image name {config.name!r}", field="--name", hint="use letters, digits, '.', '_', '-'")
     if not _NAME_RE.match(config.version):
@@ -371,7 +400,7 @@ def make_uki(ctx: BuildContext) -> None:
     assert ctx.verity is not None and ctx.initrd is not None
     ctx.cmdline = kernel_cmdline(ctx.verity.roothash, cfg.fs, cfg.cmdline_extra)
     if cfg.os_release is not None:
-        ctx.os_release = Path(cfg.os_release).read_bytes()
+        ctx.os_release = read_limited(cfg.os_release, MAX_OS_RELEASE_FILE, what="os-release file")
     else:
         ctx.os_release = generated_os_release(cfg.name, cfg.version).encode()
     out = ctx.path(".efi")

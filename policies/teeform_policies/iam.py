@@ -35,8 +35,30 @@ def as_list(value: Any) -> list[Any]:
     return [value]
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return obj
+
+
 def parse_policy(text: Any) -> tuple[dict[str, Any] | None, str | None]:
     """Parse a policy document (a JSON string, or an already-decoded dict).
+
+    A key repeated in one object (two ``"Condition"`` blocks in a statement, two
+    ``kms:RecipientAttestation:PCR0`` entries in an operator block) makes the document unreadable:
+    CPython's ``json`` keeps the last one, and nothing guarantees IAM reads the same one, so a
+    check over the last could pass a policy that AWS enforces differently.
 
     Returns:
         (document, None) or (None, reason it cannot be read).
@@ -46,9 +68,14 @@ def parse_policy(text: Any) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(text, str) or not text.strip():
         return None, "is empty"
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        return None, (f"has the key {exc.key!r} twice in one JSON object (RFC 8259 §4 leaves the meaning open: "
+                      "this pack would read one, and IAM may read the other)")
     except json.JSONDecodeError as exc:
         return None, f"is not valid JSON ({exc.msg} at line {exc.lineno})"
+    except (ValueError, RecursionError) as exc:  # integers over CPython's digit limit, absurd nesting
+        return None, f"is not a usable JSON document ({type(exc).__name__})"
     if not isinstance(doc, dict):
         return None, "is not a JSON object"
     return doc, None

@@ -13,6 +13,14 @@ rule of every key this policy checks, against the manifests **of the key's own t
 2. each combination the rule admits (one value per name; IAM ANDs keys and ORs values) is the
    measurement set of a **single** manifest, so values of different builds are never mixed.
 
+A standalone ``aws:kms/keyPolicy:KeyPolicy`` cannot carry tags (its only inputs are ``keyId``,
+``policy`` and ``bypassPolicyLockoutSafetyCheck``; pulumi-aws ``kms.KeyPolicy``), so it is attributed
+to the key it attaches to (:func:`attached_key`): the ``aws:kms/key:Key`` of the stack that its
+``keyId`` depends on (``property_dependencies``) or names (the key's URN, ``keyId``, ``arn``, or an ARN
+ending in its key id), and is checked against *that key's* target. A KeyPolicy whose key is not a
+key of this stack (an alias, an imported key, or an id the offline preview does not know) is reported
+as ``NOT CHECKED`` by this policy, never passed.
+
 Key services without an extractor are reported by ``policy-coverage`` as "not checked".
 Stack policies run during ``pulumi up`` only, not ``pulumi preview`` (pulumi.md §3.2);
 ``teeform preview`` runs them offline.
@@ -35,8 +43,9 @@ from pulumi_policy import (
 
 from teeform_policies import tokens
 from teeform_policies.common import label
+from teeform_policies.families import NOT_CHECKED
 from teeform_policies.iam import short
-from teeform_policies.release import KEY_RELEASE, ReleaseRule
+from teeform_policies.release import KEY_RELEASE, TARGET_TAG, ReleaseRule
 
 #: Most combinations one rule may admit before it is refused outright (each is checked).
 MAX_COMBINATIONS = 4096
@@ -68,6 +77,40 @@ def recorded_measurements(args: StackValidationArgs) -> dict[str, set[str]]:
         for name, value in meas.items():
             out.setdefault(name, set()).add(value)
     return out
+
+
+def _target_tag(key: Any) -> str | None:
+    """The ``teeform:target`` tag of a key resource (``tags``, else the provider's ``tagsAll``), or None."""
+    for field in ("tags", "tagsAll"):
+        tags = key.props.get(field)
+        if isinstance(tags, Mapping) and isinstance(tags.get(TARGET_TAG), str):
+            return str(tags[TARGET_TAG])
+    return None
+
+
+def attached_key(policy: Any, keys: list[Any]) -> Any | None:
+    """The ``aws:kms/key:Key`` (of ``keys``) that KeyPolicy ``policy`` attaches to, or None.
+
+    Matched, in order, by the key resources its ``keyId`` property depends on (the analyzer's
+    ``property_dependencies``), then by value: ``keyId`` equal to a key's URN, ``keyId``, ``arn`` or
+    ``id`` output, or an ARN ``arn:...:key/<id>`` whose ``<id>`` is a key's ``keyId`` (AWS KMS
+    developer guide "Key identifiers (KeyId)": key ID, key ARN, alias name, alias ARN). An alias or
+    a key outside the stack gives None.
+    """
+    deps = getattr(policy, "property_dependencies", None) or {}
+    by_dep = [d for d in deps.get("keyId", []) or [] if getattr(d, "resource_type", None) == tokens.AWS_KMS_KEY]
+    if len(by_dep) == 1:
+        return by_dep[0]
+    key_id = policy.props.get("keyId")
+    if not isinstance(key_id, str) or not key_id:
+        return None
+    tail = key_id.rsplit(":key/", 1)[1] if ":key/" in key_id else None
+    found = []
+    for k in keys:
+        ids = {k.urn, *(v for f in ("keyId", "arn", "id") if isinstance(v := k.props.get(f), str) and v)}
+        if key_id in ids or (tail is not None and tail == k.props.get("keyId")):
+            found.append(k)
+    return found[0] if len(found) == 1 else None
 
 
 def _check_rule(rule: ReleaseRule, manifests: list[tuple[str, Measurements]], scope: str, where: str,
@@ -111,11 +154,25 @@ def validate_measurements_match_manifest(args: StackValidationArgs, report: Repo
     config: dict[str, Any] = dict(args.get_config() or {})
     ignored = {str(k).lower() for k in config.get("ignoredConditionKeys", [])}
     by_target = recorded_manifests(args)
+    keys = [r for r in args.resources if r.resource_type == tokens.AWS_KMS_KEY]
     for r in args.resources:
         if not KEY_RELEASE.claims(r.resource_type):
             continue
         where = label(r.resource_type, r.name)
-        for rule in KEY_RELEASE.extract(r.resource_type, r.props):
+        rules = KEY_RELEASE.extract(r.resource_type, r.props)
+        if r.resource_type == tokens.AWS_KMS_KEY_POLICY and rules:
+            key = attached_key(r, keys)
+            if key is None:
+                report(f"{NOT_CHECKED}: {where} attaches to key {r.props.get('keyId')!r}, which is not an "
+                       f"{tokens.AWS_KMS_KEY} of this stack, so its {len(rules)} release rule(s) cannot be checked "
+                       "against the manifests of that key's target (a KeyPolicy cannot carry the 'teeform:target' "
+                       "tag). Set the policy on the key itself (aws.kms.Key(policy=...)), or pass that key's "
+                       "key_id/arn output as keyId.", r.urn)
+                continue
+            target = _target_tag(key)
+            where = f"{where} (policy of {label(key.resource_type, key.name)})"
+            rules = [ReleaseRule(x.where, x.values, x.keys, target) for x in rules]
+        for rule in rules:
             if rule.target is None:
                 manifests, scope = by_target[None], "the stack"
             elif rule.target in by_target:
@@ -134,7 +191,8 @@ MEASUREMENTS_MATCH_MANIFEST = StackValidationPolicy(
         "Checks that every key-release rule (AWS KMS key-policy statements today) admits only measurement sets of "
         "single teeform:index:MeasurementManifests of the key's own target (tag teeform:target): every pinned value "
         "is that target's same-named measurement (PCR0, PCR1, PCR2, PCR8, ImageSha384), and no combination mixes "
-        "values of different builds."
+        "values of different builds. A standalone aws:kms/keyPolicy:KeyPolicy is checked against the target of the "
+        "key it attaches to, and reported as NOT CHECKED when that key is not in the stack."
     ),
     validate=validate_measurements_match_manifest,
     enforcement_level=EnforcementLevel.MANDATORY,

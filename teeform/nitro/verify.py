@@ -57,6 +57,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import verification as xv
 
+from teeform import measurements as mtable
 from teeform.errors import TeeformError
 from teeform.fsutil import display_path
 from teeform.nitro.attestation import COSE_ALG_ES384, ES384_SIGNATURE_LEN, AttestationDocument
@@ -70,8 +71,11 @@ ROOT_DER_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79b
 #: Largest ``--root`` file read (a PEM certificate is a few KiB).
 MAX_ROOT_BYTES = 64 << 10
 
-#: PCRs compared with manifests (eif-nitro.md §2.2): PCR8 only when the manifest pins it.
-CHECKED_PCRS = ("PCR0", "PCR1", "PCR2", "PCR8")
+#: PCRs compared with manifests (eif-nitro.md §2.2): PCR8 only when the manifest pins it. From the
+#: one measurement table (:data:`teeform.measurements.NITRO_PINNABLE_PCRS`).
+CHECKED_PCRS: tuple[str, ...] = mtable.NITRO_PINNABLE_PCRS
+#: Attestation-document PCR index of each checked PCR name (``"PCR8"`` -> 8).
+PCR_INDEX: dict[str, int] = {m.name: i for i, m in mtable.NITRO_PCR_INDEX.items()}
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
@@ -98,8 +102,8 @@ class Root:
 
 @dataclass(frozen=True)
 class AllowedMeasurements:
-    """One allowed measurement set: ``pcrs`` maps ``"PCR0"``.. to 96 lowercase hex digits; ``source``
-    names the manifest file it came from."""
+    """One allowed measurement set: ``pcrs`` maps names of :data:`CHECKED_PCRS` (``"PCR0"``..) to
+    their table hex length (96 lowercase hex digits, SHA-384); ``source`` names the manifest file it came from."""
 
     source: str
     pcrs: Mapping[str, str]
@@ -522,7 +526,7 @@ def check_pcrs(doc: AttestationDocument, allowed: Sequence[AllowedMeasurements])
     names = [n for n in CHECKED_PCRS if any(n in a.pcrs for a in allowed)]
 
     def actual(n: str) -> str | None:
-        return doc.pcr_hex(int(n[3:]))
+        return doc.pcr_hex(PCR_INDEX[n])
 
     def score(a: AllowedMeasurements) -> int:
         return sum(1 for n, v in a.pcrs.items() if n in names and actual(n) == v.lower())
@@ -564,7 +568,7 @@ def check_nonce(doc: AttestationDocument, expected: bytes | None) -> CheckResult
 
 def check_debug(doc: AttestationDocument, allow_debug: bool) -> CheckResult:
     """Debug-mode marker: PCR0 all zeros (eif-nitro.md §4.6; real debug documents zero PCR0/1/2/8)."""
-    zero = [f"PCR{i}" for i in (0, 1, 2, 8) if i in doc.pcrs and not any(doc.pcrs[i])]
+    zero = [n for n, i in PCR_INDEX.items() if i in doc.pcrs and not any(doc.pcrs[i])]
     if "PCR0" not in zero:
         return CheckResult("debug", PASS, "production enclave (PCR0 is not all zeros)")
     what = f"debug-mode enclave ({', '.join(zero)} all zeros)"
