@@ -118,7 +118,7 @@ def validate_key_policy_rewriters(args: ResourceValidationArgs, report: ReportVi
     if doc is None:  # no or unreadable policy: aws-kms-decrypt-requires-attestation reports it
         return
     rewriters, lock = key_policy_rewriters(doc)
-    if lock is not None and all(p != "*" and not _is_root(p) for p in lock):
+    if lock and all(p != "*" and not _is_root(p) for p in lock):
         return
     accepted = {str(a) for a in cfg(args, "acceptedRewriters", [])}
     if rewriters and all(p in accepted for p in rewriters):
