@@ -416,3 +416,13 @@ def test_default_sg_policy_units():
     assert "'egress'" in m
     (m,) = _messages("aws-ec2-default-sg-closed", [vpc])
     assert "1 VPC(s) but closes 0" in m
+
+
+def test_default_security_group_ingress_is_read_by_no_public_ingress():
+    """The default group's inline ``ingress`` has SecurityGroup's shape (pulumi-aws DefaultSecurityGroup
+    docs), so no-public-ingress reads it instead of policy-coverage marking it NOT CHECKED."""
+    dsg = resource("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+                   {"vpcId": "vpc-1", "ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}]}, "d")
+    (m,) = _messages("no-public-ingress", [dsg])
+    assert "0.0.0.0/0" in m and "ingress[0].cidrBlocks" in m
+    assert _messages("policy-coverage", [resource("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", {"vpcId": "vpc-1"}, "d")]) == []
