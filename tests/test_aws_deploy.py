@@ -426,3 +426,27 @@ def test_default_security_group_ingress_is_read_by_no_public_ingress():
     (m,) = _messages("no-public-ingress", [dsg])
     assert "0.0.0.0/0" in m and "ingress[0].cidrBlocks" in m
     assert _messages("policy-coverage", [resource("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", {"vpcId": "vpc-1"}, "d")]) == []
+
+
+def test_repository_prod_stack_is_private_and_locked(tmp_path, capsys):
+    """stacks/Pulumi.prod.yaml previewed with the prod pack config (all: mandatory): locked key, private
+    network, no violation of the new policies."""
+    from pulumi_support import REPO
+
+    from teeform.cli import main
+
+    img = write_fake_eif_manifest(tmp_path / "build")
+    doc = yaml.safe_load((REPO / "stacks" / "Pulumi.prod.yaml").read_text())
+    (t,) = doc["config"]["teeform:targets"]
+    assert t["key"]["policyUpdates"] == "locked" and t["network"]["private"] is True
+    t["manifests"] = [str(img.manifest_path)]
+    stack = tmp_path / "Pulumi.prod.yaml"
+    stack.write_text(yaml.safe_dump(doc))
+    rc = main(["preview", "--project-dir", str(REPO), "--stack", "prod", "--stack-file", str(stack)])
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
+    assert "statement DenyPolicyUpdateExceptBreakGlass: Deny * 1 action(s): kms:PutKeyPolicy" in out
+    assert "+ aws:ec2/vpcEndpoint:VpcEndpoint  agent-net-kms-endpoint" in out
+    for pid in ("aws-kms-key-policy-rewriters", "aws-s3-bucket-tls-only", "aws-ec2-default-sg-closed"):
+        assert pid not in out.split("\nOutputs:\n", 1)[1], pid
+    assert "No mandatory violations." in out
