@@ -7,12 +7,12 @@ Settings (camelCase in YAML)::
     enclave: {cpuCount: 2, memoryMib: 1024, debug: false}
     attestation: {pcrs: [PCR0, PCR1, PCR2], imageSha384: true}
     network: {cidr: 10.42.0.0/16, ingress: [{cidr: 203.0.113.0/24, port: 443}]}   # or vpcId + subnetId
-    network: {private: true}            # no internet route: KMS interface + S3 gateway VPC endpoints
+    # network: {private: true}          # instead: no internet route, KMS interface + S3 gateway endpoints
     key:
       admins: ["arn:aws:iam::111122223333:role/platform-admin"]   # default: the account root
       deployerArn: arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Deploy_0123
-      policyUpdates: open               # or: locked (only breakGlassRole may call kms:PutKeyPolicy)
-      breakGlassRole: arn:aws:iam::111122223333:role/teeform-break-glass
+      policyUpdates: locked             # default: open; locked: only breakGlassRole may call kms:PutKeyPolicy
+      breakGlassRole: arn:aws:iam::111122223333:role/teeform-break-glass   # required with locked, refused with open
       deletionWindowDays: 30
       protect: true
 
@@ -32,8 +32,8 @@ Key settings checked here, before any cloud call:
 * ``key.admins`` -- in ``open`` mode KMS's lockout safety check (CreateKey/PutKeyPolicy API
   reference, ``BypassPolicyLockoutSafetyCheck``: the policy "must allow the principal that is
   making the request to make a subsequent PutKeyPolicy request") requires the deployer or the
-  account root among the admins; teeform **refuses** such a list naming ``key.admins`` (it never
-  adds the deployer silently). When both lists are known here the check runs here; otherwise the
+  account root among the admins; teeform **refuses** a list without either, naming ``key.admins``
+  (it never adds the deployer silently). When both lists are known here the check runs here; otherwise the
   builder runs :func:`check_lockout` once the deployer ARN is known.
 * ``key.policyUpdates: locked`` needs ``key.breakGlassRole``; see ``components/aws/attested_key.py``.
 """
