@@ -79,11 +79,12 @@ def abridge_demo(out: str) -> list[str]:
     pcr0 = _find(lines, r"StringEqualsIgnoreCase kms:RecipientAttestation:PCR0 in \[", key, "make-demo")
     outputs = _find(lines, r"^Outputs:$", pcr0, "make-demo")
     arn = _find(lines, r"^  kms_key_arn: ", outputs, "make-demo")
-    policies = _find(lines, r"^Policies: ", arn, "make-demo")
-    if policies + 1 >= len(lines):
-        raise TeeformError("make-demo: nothing after the 'Policies:' line")
+    # The policy summary ("Policies: ... no violations." or "Policy violations (...)" with each
+    # violation), through the mandatory verdict line.
+    policies = _find(lines, r"^(Policies: |Policy violations \()", arn, "make-demo")
+    verdict = _find(lines, r"^(No mandatory violations\.|\d+ mandatory violation)", policies, "make-demo")
     return [lines[key], "      ...", lines[pcr0], "      ...", *lines[outputs:arn + 1], "  ...",
-            lines[policies], lines[policies + 1]]
+            *lines[policies:verdict + 1]]
 
 
 def abridge_vm_demo(out: str) -> list[str]:

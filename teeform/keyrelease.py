@@ -10,7 +10,9 @@ Each cloud renders the policy in its own grammar. AWS KMS (``components/aws/atte
 writes one key-policy statement per set, each with ``StringEqualsIgnoreCase`` on every pinned
 ``kms:RecipientAttestation:<name>`` key (IAM ANDs the keys of one statement and ORs statements;
 IAM JSON policy reference, "Condition" and "Evaluation logic"; AWS KMS developer guide
-"conditions-nitro-enclave").
+"conditions-nitro-enclave"). The same sets, rendered the same way, gate ``kms:GenerateRandom`` in the
+host role's IAM policy (``Resource: "*"``; GenerateRandom uses no key, so a key policy cannot grant
+it), and a private network adds ``aws:SourceVpce`` to every statement (docs/aws-deploy.md).
 """
 
 from __future__ import annotations

@@ -35,6 +35,10 @@ CONSTRUCTORS = {
     "AWS_VPC_SECURITY_GROUP_INGRESS_RULE": lambda: aws.vpc.SecurityGroupIngressRule("t", security_group_id="sg", ip_protocol="tcp"),
     "AWS_VPC_SECURITY_GROUP_EGRESS_RULE": lambda: aws.vpc.SecurityGroupEgressRule("t", security_group_id="sg", ip_protocol="tcp"),
     "AWS_EBS_VOLUME": lambda: aws.ebs.Volume("t", availability_zone="a"),
+    "AWS_S3_BUCKET": lambda: aws.s3.Bucket("t"),
+    "AWS_S3_BUCKET_POLICY": lambda: aws.s3.BucketPolicy("t", bucket="b", policy="{}"),
+    "AWS_EC2_VPC": lambda: aws.ec2.Vpc("t"),
+    "AWS_EC2_DEFAULT_SECURITY_GROUP": lambda: aws.ec2.DefaultSecurityGroup("t"),
 }
 
 

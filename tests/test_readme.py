@@ -168,3 +168,11 @@ def test_missing_lock_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert RX.main(["--check"]) == 1
     err = capsys.readouterr().err
     assert err == f"error: {tmp_path}/.cache/inputs.lock.json: inputs lock not found (run scripts/setup.sh)\n"
+
+
+def test_abridge_demo_keeps_each_violation_through_the_verdict() -> None:
+    out = (DEMO_OUT % ("a" * 96, "b" * 96, "a" * 96)).replace(
+        "Policies: 8 ran; no violations.\n",
+        "Policy violations (1; 12 policies ran):\n  [advisory] p (t: n)\n      message\n")
+    assert RX.abridge_demo(out)[-4:] == [
+        "Policy violations (1; 12 policies ran):", "  [advisory] p (t: n)", "      message", "No mandatory violations."]

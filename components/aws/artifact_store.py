@@ -4,7 +4,8 @@ Objects live under content-addressed keys (:func:`eif_object_key`, :func:`manife
 new build is a new object and the host's ``s3:GetObject`` grant names exactly one image. The bucket
 uses SSE-KMS with the AWS-managed ``aws/s3`` key, not the attested key: S3 decrypts on the host's
 behalf without an attestation document, which the attested key would (rightly) refuse. All four
-public-access blocks are on.
+public-access blocks are on, and the bucket policy (:func:`tls_only_policy`) denies every request
+made without TLS.
 
 Before anything is registered the local EIF is checked against the manifest (size and SHA-384,
 streamed), so a stale or missing file fails the preview instead of uploading the wrong bytes.
@@ -12,6 +13,7 @@ streamed), so a stale or missing file fails the preview instead of uploading the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,31 @@ def eif_object_key(sha384: str) -> str:
 def manifest_object_key(sha256: str) -> str:
     """``manifests/sha256/<hex>.json``: the manifest's object key, named by the SHA-256 of its bytes."""
     return f"manifests/sha256/{sha256}.json"
+
+
+def tls_only_policy(bucket_arn: str) -> dict[str, object]:
+    """The artifact bucket's policy: one ``Deny`` of ``s3:*`` to every principal on the bucket and
+    its objects when ``aws:SecureTransport`` is ``"false"`` (the request did not use TLS).
+
+    Source: Amazon S3 user guide, "Security best practices for Amazon S3" (enforce encryption of
+    data in transit with ``aws:SecureTransport``) and the AWS Config rule
+    ``s3-bucket-ssl-requests-only``; the ``Bool`` operator and the key are from the IAM global
+    condition context keys reference. A Deny-only policy is not "public" for S3 Block Public
+    Access, so it coexists with ``block_public_policy``.
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
 
 
 def check_eif_file(path: Path, size: int, sha384: str, manifest_path: Path) -> None:
@@ -78,7 +105,8 @@ class ArtifactStoreArgs:
 
 
 class ArtifactStore(pulumi.ComponentResource):
-    """Bucket + versioning + SSE-KMS + public access block + the EIF and manifest objects.
+    """Bucket + versioning + SSE-KMS + public access block + TLS-only bucket policy + the EIF and
+    manifest objects.
 
     Outputs: ``bucket_name``, ``bucket_arn``, ``eif_key``, ``eif_uri`` (``s3://bucket/key``), ``manifest_key``.
     """
@@ -118,6 +146,12 @@ class ArtifactStore(pulumi.ComponentResource):
             ignore_public_acls=True,
             restrict_public_buckets=True,
             opts=child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket.bucket,
+            policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_policy(arn), indent=2)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[block]),
         )
         self.eif_key = eif_object_key(args.eif_sha384)
         self.manifest_key = manifest_object_key(args.manifest_sha256)

@@ -16,9 +16,30 @@ from the target's cloud-neutral :class:`~teeform.keyrelease.KeyReleasePolicy`) h
    ``attestation`` config says). IAM ANDs the keys inside a statement and ORs the statements, so
    during a rollout with manifests A and B the key is released to (A.PCR0, A.PCR1, ...) or
    (B.PCR0, B.PCR1, ...), never to a mix such as (A.PCR0, B.PCR1) (a single statement listing every
-   PCR0 and every PCR1 would allow that cross-product).
+   PCR0 and every PCR1 would allow that cross-product). With a private network the statements also
+   require ``aws:SourceVpce`` (``StringEquals``) = the KMS interface endpoint (IAM global condition
+   keys reference, ``aws:SourceVpce``: "the VPC endpoint identifier of the request").
 3. ``DeployerSeal`` -- the deployer principal (who runs ``pulumi up``) may ``kms:Encrypt`` and
    ``kms:DescribeKey``, so secrets can be sealed to the key (``teeform seal``), never unsealed.
+4. Only with ``policyUpdates: locked``: ``BreakGlassPolicyUpdate`` (the break-glass role may
+   ``kms:PutKeyPolicy``) and ``DenyPolicyUpdateExceptBreakGlass`` (an explicit Deny of
+   ``kms:PutKeyPolicy`` to every principal whose ``aws:PrincipalArn`` is not the break-glass role;
+   an explicit Deny overrides every Allow, IAM "policy evaluation logic"). The admins then get
+   :data:`ADMIN_ACTIONS` without ``kms:Put*``, and the key is created with
+   ``bypass_policy_lockout_safety_check=True``, because the deployer is -- deliberately -- no longer
+   allowed a subsequent PutKeyPolicy (KMS API reference, CreateKey ``BypassPolicyLockoutSafetyCheck``).
+
+**Why the lock matters.** Whoever may call ``kms:PutKeyPolicy`` on the key (an admin; with the
+account root as admin, any IAM principal of the account whose IAM policy grants it) can replace the
+policy with one that allows Decrypt without attestation, and then decrypt every sealed secret. In
+``locked`` mode only the break-glass role can; a change of allowed manifests then needs a new key
+and re-sealing (``teeform seal``), because ``pulumi up`` can no longer update the policy.
+
+``kms:GenerateRandom`` is **not** in the key policy: it does not operate on a key, so a key policy
+cannot authorise it; AWS documents it in IAM policies with ``"Resource": "*"`` (KMS developer guide,
+"Specifying KMS keys in IAM policy statements": use ``*`` "for operations that don't use any
+particular KMS key, namely CreateKey, GenerateRandom, ..."). :func:`generate_random_policy` renders
+it for the host role, one statement per manifest with the same attestation conditions.
 
 Sources: condition keys and operator, AWS KMS developer guide "conditions-nitro-enclave"
 (eif-nitro.md §5.1, §5.3); key policy grammar and evaluation (keys ANDed, values ORed, statements
@@ -58,8 +79,15 @@ ADMIN_ACTIONS = (
     "kms:RotateKeyOnDemand",
 )
 
-#: What the attested enclave may do (eif-nitro.md §5.3).
-ENCLAVE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom")
+#: What the attested enclave may do under the key policy (eif-nitro.md §5.3, without GenerateRandom:
+#: see the module docstring).
+ENCLAVE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+
+#: Granted in the host role's IAM policy (``Resource: "*"``), with the attestation conditions.
+IAM_ONLY_ACTIONS = ("kms:GenerateRandom",)
+
+#: What the break-glass role of a locked key may do.
+BREAK_GLASS_ACTIONS = ("kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:DescribeKey")
 
 #: What the deployer may do: seal, never unseal.
 SEAL_ACTIONS = ("kms:Encrypt", "kms:DescribeKey")
@@ -68,31 +96,77 @@ CONDITION_PREFIX = "kms:RecipientAttestation:"
 CONDITION_OPERATOR = "StringEqualsIgnoreCase"
 #: Sid prefix of the per-manifest release statements (Sids are alphanumeric: IAM grammar).
 RELEASE_SID = "EnclaveRelease"
+#: Sid prefix of the per-manifest GenerateRandom statements of the host role's IAM policy.
+RANDOM_SID = "GenerateRandomAttested"
+#: IAM global condition key: the id of the VPC endpoint a request came through.
+SOURCE_VPCE_KEY = "aws:SourceVpce"
 
 
-def release_statements(policy: KeyReleasePolicy, enclave_role_arn: str) -> list[dict[str, Any]]:
+def _conditions(values: Mapping[str, str], source_vpce: str | None) -> dict[str, Any]:
+    cond: dict[str, Any] = {CONDITION_OPERATOR: {CONDITION_PREFIX + k: v for k, v in values.items()}}
+    if source_vpce is not None:
+        cond["StringEquals"] = {SOURCE_VPCE_KEY: source_vpce}
+    return cond
+
+
+def _checked_sets(policy: KeyReleasePolicy) -> None:
+    if not policy.sets:
+        raise TeeformError(f"target {policy.target!r}: a key needs at least one allowed manifest")
+    for ms in policy.sets:
+        if not {"PCR0", "ImageSha384", "PCR8"} & set(ms.values):
+            raise TeeformError(f"manifest {ms.manifest_key!r}: the key policy must pin PCR0, got {list(ms.values)}",
+                               field="attestation.pcrs")
+
+
+def release_statements(policy: KeyReleasePolicy, enclave_role_arn: str, *,
+                       source_vpce: str | None = None) -> list[dict[str, Any]]:
     """Render ``policy`` as KMS key-policy statements: one per measurement set, each requiring all
     of that set's values together (see the module docstring).
+
+    Args:
+        policy: the target's measurement sets.
+        enclave_role_arn: the principal of every statement.
+        source_vpce: a VPC endpoint id (``vpce-...``) the requests must come through, or None.
 
     Raises:
         TeeformError: the policy has no set, or a set does not pin PCR0 / ImageSha384 / PCR8.
     """
-    if not policy.sets:
-        raise TeeformError(f"target {policy.target!r}: a key needs at least one allowed manifest")
-    out = []
-    for i, ms in enumerate(policy.sets, 1):
-        if not {"PCR0", "ImageSha384", "PCR8"} & set(ms.values):
-            raise TeeformError(f"manifest {ms.manifest_key!r}: the key policy must pin PCR0, got {list(ms.values)}",
-                               field="attestation.pcrs")
-        out.append({
+    _checked_sets(policy)
+    return [
+        {
             "Sid": f"{RELEASE_SID}{i}",
             "Effect": "Allow",
             "Principal": {"AWS": enclave_role_arn},
             "Action": list(ENCLAVE_ACTIONS),
             "Resource": "*",
-            "Condition": {CONDITION_OPERATOR: {CONDITION_PREFIX + k: v for k, v in ms.values.items()}},
-        })
-    return out
+            "Condition": _conditions(ms.values, source_vpce),
+        }
+        for i, ms in enumerate(policy.sets, 1)
+    ]
+
+
+def generate_random_policy(policy: KeyReleasePolicy, *, source_vpce: str | None = None) -> dict[str, Any]:
+    """The host role's IAM policy document granting ``kms:GenerateRandom`` only with a Nitro
+    attestation document of an allowed manifest: one statement per set (``Resource: "*"``, the same
+    conditions as :func:`release_statements`). See the module docstring for why this is IAM-only.
+
+    Raises:
+        TeeformError: as :func:`release_statements`.
+    """
+    _checked_sets(policy)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": f"{RANDOM_SID}{i}",
+                "Effect": "Allow",
+                "Action": list(IAM_ONLY_ACTIONS),
+                "Resource": "*",
+                "Condition": _conditions(ms.values, source_vpce),
+            }
+            for i, ms in enumerate(policy.sets, 1)
+        ],
+    }
 
 
 def build_key_policy(
@@ -101,6 +175,8 @@ def build_key_policy(
     enclave_role_arn: str,
     deployer_arn: str,
     release: KeyReleasePolicy,
+    break_glass_arn: str | None = None,
+    source_vpce: str | None = None,
 ) -> dict[str, Any]:
     """The key policy document (a dict; ``json.dumps`` it for ``aws.kms.Key(policy=...)``).
 
@@ -109,32 +185,52 @@ def build_key_policy(
         enclave_role_arn: the enclave host's instance role (``arn:aws:iam::<id>:role/<name>``).
         deployer_arn: the principal that seals secrets (Encrypt + DescribeKey only).
         release: the target's measurement sets (one release statement each, :func:`release_statements`).
+        break_glass_arn: set for ``policyUpdates: locked``: the only role that may ``kms:PutKeyPolicy``.
+        source_vpce: KMS interface endpoint id the release statements require (private network), or None.
 
     Returns:
-        ``{"Version": "2012-10-17", "Statement": [admin, release 1..n, deployer]}`` (see the module docstring).
+        ``{"Version": "2012-10-17", "Statement": [admin, release 1..n, deployer(, break-glass, deny)]}``
+        (see the module docstring).
     """
     if not admin_arns:
         raise TeeformError("a key needs at least one administrator principal")
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
+    admin_actions = [a for a in ADMIN_ACTIONS if break_glass_arn is None or a != "kms:Put*"]
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "KeyAdministration",
+            "Effect": "Allow",
+            "Principal": {"AWS": list(admin_arns)},
+            "Action": admin_actions,
+            "Resource": "*",
+        },
+        *release_statements(release, enclave_role_arn, source_vpce=source_vpce),
+        {
+            "Sid": "DeployerSeal",
+            "Effect": "Allow",
+            "Principal": {"AWS": deployer_arn},
+            "Action": list(SEAL_ACTIONS),
+            "Resource": "*",
+        },
+    ]
+    if break_glass_arn is not None:
+        statements += [
             {
-                "Sid": "KeyAdministration",
+                "Sid": "BreakGlassPolicyUpdate",
                 "Effect": "Allow",
-                "Principal": {"AWS": list(admin_arns)},
-                "Action": list(ADMIN_ACTIONS),
+                "Principal": {"AWS": break_glass_arn},
+                "Action": list(BREAK_GLASS_ACTIONS),
                 "Resource": "*",
             },
-            *release_statements(release, enclave_role_arn),
             {
-                "Sid": "DeployerSeal",
-                "Effect": "Allow",
-                "Principal": {"AWS": deployer_arn},
-                "Action": list(SEAL_ACTIONS),
+                "Sid": "DenyPolicyUpdateExceptBreakGlass",
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": "kms:PutKeyPolicy",
                 "Resource": "*",
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": break_glass_arn}},
             },
-        ],
-    }
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 @dataclass
@@ -146,6 +242,10 @@ class AttestedKeyArgs:
         deployer_arn: ARN allowed to Encrypt (statement 3 principal).
         admin_arns: administrator ARNs (statement 1).
         release: the target's cloud-neutral key-release policy (one statement per measurement set).
+        enclave_role_name: name of that role; when set, the role gets the GenerateRandom IAM policy
+            (:func:`generate_random_policy`) as a child ``aws.iam.RolePolicy``.
+        break_glass_arn: ``policyUpdates: locked``: the only role that may change the key policy.
+        source_vpce: KMS interface endpoint id the release statements require, or None.
         deletion_window_days: 7..30 (KMS limits).
         protect: Pulumi ``protect`` on the key (refuse ``pulumi destroy``).
         alias_name: ``alias/...``.
@@ -160,6 +260,9 @@ class AttestedKeyArgs:
     deletion_window_days: int
     protect: bool
     alias_name: str
+    enclave_role_name: pulumi.Input[str] | None = None
+    break_glass_arn: str | None = None
+    source_vpce: pulumi.Input[str] | None = None
     description: str = "teeform attested key (released only to Nitro Enclaves with our image's PCRs)"
     #: Resource tags; ``teeform:target`` names the target whose manifests the key pins.
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -167,7 +270,8 @@ class AttestedKeyArgs:
 
 class AttestedKey(pulumi.ComponentResource):
     """A symmetric KMS key (rotation on) whose plaintext operations need a Nitro attestation document,
-    plus its alias. Outputs: ``key_arn``, ``key_id``, ``alias_name``.
+    plus its alias and (with ``enclave_role_name``) the host role's GenerateRandom IAM policy.
+    Outputs: ``key_arn``, ``key_id``, ``alias_name``.
 
     Raises:
         TeeformError: (before anything is registered) a deletion window outside 7..30 days, or
@@ -184,11 +288,12 @@ class AttestedKey(pulumi.ComponentResource):
             raise TeeformError(f"deletion window must be 7..30 days, got {args.deletion_window_days}",
                                field="key.deletionWindowDays")
         release_statements(args.release, "arn:aws:iam::000000000000:role/check")  # validate before registering
-        release = args.release
+        release, glass = args.release, args.break_glass_arn
         super().__init__("teeform:aws:AttestedKey", name, None, opts)
-        policy = pulumi.Output.all(args.admin_arns, args.enclave_role_arn, args.deployer_arn).apply(
+        policy = pulumi.Output.all(args.admin_arns, args.enclave_role_arn, args.deployer_arn, args.source_vpce).apply(
             lambda v: json.dumps(
-                build_key_policy(admin_arns=v[0], enclave_role_arn=v[1], deployer_arn=v[2], release=release),
+                build_key_policy(admin_arns=v[0], enclave_role_arn=v[1], deployer_arn=v[2], release=release,
+                                 break_glass_arn=glass, source_vpce=v[3]),
                 indent=2,
             )
         )
@@ -200,9 +305,20 @@ class AttestedKey(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=args.deletion_window_days,
             policy=policy,
+            # Locked: the deployer is deliberately not allowed a later PutKeyPolicy (module docstring).
+            bypass_policy_lockout_safety_check=glass is not None,
             tags=dict(args.tags),
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
+        if args.enclave_role_name is not None:
+            aws.iam.RolePolicy(
+                f"{name}-generate-random",
+                role=args.enclave_role_name,
+                policy=pulumi.Output.from_input(args.source_vpce).apply(
+                    lambda vpce: json.dumps(generate_random_policy(release, source_vpce=vpce), indent=2)
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.alias = aws.kms.Alias(
             f"{name}-alias",
             name=args.alias_name,

@@ -12,8 +12,13 @@ after the role (KMS rejects principals that do not exist yet) and the role polic
 ``pulumi.deferred_output()`` (a public SDK function) lets the host take the key ARN before the key
 component is constructed. No resource is created inside an ``apply``.
 
+The deployer principal (sealing statement; KMS lockout check) is ``key.deployerArn`` when set,
+else the caller's issuer ARN from ``aws.iam.get_session_context`` (keeps an IAM Identity Center
+role's path, :func:`deployer_principal`). In ``open`` mode an admin list without the deployer or its
+account root is refused naming ``key.admins`` (:func:`teeform.targets.aws_nitro_enclave.check_lockout`).
+
 Configuration errors (debug mode without ``allowDebug``, an instance type that cannot host the
-enclave, a missing EIF) raise :class:`~teeform.errors.TeeformError` while the program is built,
+enclave, a missing EIF, an admin list that would trip KMS's lockout check) raise :class:`~teeform.errors.TeeformError` while the program is built,
 i.e. during ``pulumi preview`` / ``teeform preview``.
 """
 
@@ -41,6 +46,7 @@ from components.aws.enclave_network import EnclaveNetwork, EnclaveNetworkArgs
 from components.measurement_manifest import TARGET_TAG
 from components.registry import TargetContext
 from teeform.errors import TeeformError
+from teeform.targets.aws_nitro_enclave import check_lockout
 
 #: vsock CID of the enclave (must be >= 4; eif-nitro.md §6.5). Fixed so operators know where it is.
 ENCLAVE_CID = 16
@@ -61,12 +67,22 @@ def physical_name(parts: list[str], max_len: int, *, lower: bool = False) -> str
     return name
 
 
-def deployer_principal(caller_arn: str) -> str:
-    """The key-policy principal for the caller: an STS assumed-role session ARN
-    (``arn:aws:sts::<id>:assumed-role/<role>/<session>``) becomes the role ARN
-    (``arn:aws:iam::<id>:role/<role>``), because key policies cannot name sessions. Other ARNs
-    (IAM users, roles) are returned unchanged. A role with a path must be given explicitly as an
-    admin instead (the session ARN does not carry the path)."""
+def deployer_principal(caller_arn: str, issuer_arn: str | None = None) -> str:
+    """The key-policy principal for the caller.
+
+    ``issuer_arn`` is what ``aws.iam.get_session_context(arn=caller)`` returns: for an STS
+    assumed-role session (``arn:aws:sts::<id>:assumed-role/<role>/<session>``) the IAM role ARN
+    **with its path** (an IAM Identity Center role is
+    ``arn:aws:iam::<id>:role/aws-reserved/sso.amazonaws.com/<region>/AWSReservedSSO_...``), for
+    any other ARN the ARN itself (pulumi-aws ``iam.get_session_context`` docs). It is used whenever
+    given. Without it (an engine that answers no session context, such as teeform's offline mocks)
+    a session ARN becomes ``arn:aws:iam::<id>:role/<role>`` -- correct only for roles without a
+    path, which is why the builder always asks for the session context and why ``key.deployerArn``
+    can override both. Key policies cannot name sessions (KMS developer guide, "Principals in key
+    policies").
+    """
+    if issuer_arn:
+        return issuer_arn
     m = re.match(r"^arn:([^:]+):sts::(\d{12}):assumed-role/([^/]+)/.+$", caller_arn)
     if m:
         return f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
@@ -112,6 +128,7 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     except TeeformError as exc:
         raise _in_stack(exc, stack.source, fld) from exc
 
+    locked = s.key.locked
     provider = aws.Provider(f"{t.name}-aws", region=t.region)
     opts = pulumi.ResourceOptions(providers=[provider])
     invoke = pulumi.InvokeOutputOptions(provider=provider)
@@ -141,7 +158,7 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         f"{t.name}-net",
         EnclaveNetworkArgs(
             vpc_id=s.network.vpc_id, subnet_id=s.network.subnet_id, cidr=s.network.cidr,
-            ingress=s.network.ingress, tags=tags,
+            ingress=s.network.ingress, tags=tags, private=s.network.private, region=t.region,
         ),
         opts,
     )
@@ -165,19 +182,37 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         ),
         opts,
     )
-    admins: pulumi.Input[list[str]] = (
-        list(s.key.admins) if s.key.admins else pulumi.Output.all(partition, account_id).apply(lambda v: [f"arn:{v[0]}:iam::{v[1]}:root"])
+    admins: pulumi.Output[list[str]] = (
+        pulumi.Output.from_input(list(s.key.admins)) if s.key.admins
+        else pulumi.Output.all(partition, account_id).apply(lambda v: [f"arn:{v[0]}:iam::{v[1]}:root"])
     )
+    if s.key.deployer_arn is not None:
+        caller: pulumi.Output[str] = pulumi.Output.from_input(s.key.deployer_arn)
+    else:
+        session = aws.iam.get_session_context_output(arn=identity.arn, opts=invoke)
+        caller = pulumi.Output.all(identity.arn, session.issuer_arn).apply(lambda v: deployer_principal(v[0], v[1]))
+
+    def checked_deployer(v: list[Any]) -> str:
+        if not locked:  # locked keys bypass the check on purpose (attested_key.py docstring)
+            try:
+                check_lockout(v[0], v[1])
+            except TeeformError as exc:
+                raise _in_stack(exc, stack.source, fld) from None
+        return str(v[1])
+
     key = AttestedKey(
         f"{t.name}-key",
         AttestedKeyArgs(
             enclave_role_arn=host.role_arn,
-            deployer_arn=identity.arn.apply(deployer_principal),
+            enclave_role_name=host.role.name,
+            deployer_arn=pulumi.Output.all(admins, caller).apply(checked_deployer),
             admin_arns=admins,
             release=release,
             deletion_window_days=s.key.deletion_window_days,
             protect=s.key.protect,
             alias_name="alias/" + physical_name([ctx.project, stack.stack, t.name], 200),
+            break_glass_arn=s.key.break_glass_role if locked else None,
+            source_vpce=network.kms_endpoint_id,
             tags=tags,
         ),
         pulumi.ResourceOptions(providers=[provider], depends_on=[host.role]),

@@ -25,12 +25,16 @@ aws-kms-key-rotation-enabled               advisory   symmetric keys rotate
 aws-ec2-imdsv2-required                    mandatory  IMDSv2 on launch templates/instances
 aws-ec2-enclave-enabled                    mandatory  enclave hosts have the enclave option on
 aws-ebs-encrypted                          advisory   EBS volumes are encrypted
+aws-kms-key-policy-rewriters               advisory   lists who can rewrite each key policy (PutKeyPolicy);
+                                                      keys locked to a break-glass role pass
+aws-s3-bucket-tls-only (stack)             advisory   buckets deny requests without TLS
+aws-ec2-default-sg-closed (stack)          advisory   created VPCs' default security groups have no rules
 =========================================  =========  ==================================================
 """
 
 from __future__ import annotations
 
-from teeform_policies import coverage, ec2, kms, manifest, network
+from teeform_policies import aws_deploy, coverage, ec2, kms, manifest, network
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
 from teeform_policies.registry import Policy, PolicyRegistry
@@ -38,7 +42,8 @@ from teeform_policies.registry import Policy, PolicyRegistry
 PACK_NAME = "teeform"
 
 REGISTRY = PolicyRegistry(
-    [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES], aliases=ALIASES
+    [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES],
+    aliases=ALIASES,
 )
 
 

@@ -64,7 +64,7 @@ def _aws(resource_type: str, p: Mapping[str, Any]) -> list[IngressSource]:
             ports = _ports(p.get("fromPort"), p.get("toPort"), p.get("protocol"))
             for f in ("cidrBlocks", "ipv6CidrBlocks"):
                 out += [IngressSource(f, str(c), str(c), ports) for c in as_list(p.get(f)) if c]
-    elif resource_type == tokens.AWS_EC2_SECURITY_GROUP:
+    elif resource_type in (tokens.AWS_EC2_SECURITY_GROUP, tokens.AWS_EC2_DEFAULT_SECURITY_GROUP):  # same inline shape
         for i, rule in enumerate(as_list(p.get("ingress"))):
             if isinstance(rule, Mapping):
                 ports = _ports(rule.get("fromPort"), rule.get("toPort"), rule.get("protocol"))
@@ -126,6 +126,7 @@ INGRESS = Family[IngressSource](
         tokens.AWS_VPC_SECURITY_GROUP_EGRESS_RULE: _aws,
         tokens.AWS_EC2_SECURITY_GROUP_RULE: _aws,
         tokens.AWS_EC2_SECURITY_GROUP: _aws,
+        tokens.AWS_EC2_DEFAULT_SECURITY_GROUP: _aws,
         tokens.AZURE_NETWORK_SECURITY_GROUP: _azure,
         tokens.AZURE_NETWORK_SECURITY_RULE: _azure,
         tokens.GCP_COMPUTE_FIREWALL: _gcp,

@@ -14,6 +14,10 @@ AWS_EC2_SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 AWS_EC2_SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 AWS_VPC_SECURITY_GROUP_INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 AWS_EBS_VOLUME = "aws:ebs/volume:Volume"
+AWS_S3_BUCKET = "aws:s3/bucket:Bucket"
+AWS_S3_BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+AWS_EC2_VPC = "aws:ec2/vpc:Vpc"
+AWS_EC2_DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 
 #: teeform's own component (components/measurement_manifest.py).
 TEEFORM_MEASUREMENT_MANIFEST = "teeform:index:MeasurementManifest"

@@ -7,22 +7,46 @@ Settings (camelCase in YAML)::
     enclave: {cpuCount: 2, memoryMib: 1024, debug: false}
     attestation: {pcrs: [PCR0, PCR1, PCR2], imageSha384: true}
     network: {cidr: 10.42.0.0/16, ingress: [{cidr: 203.0.113.0/24, port: 443}]}   # or vpcId + subnetId
-    key: {admins: ["arn:aws:iam::111122223333:role/platform-admin"], deletionWindowDays: 30, protect: true}
+    # network: {private: true}          # instead: no internet route, KMS interface + S3 gateway endpoints
+    key:
+      admins: ["arn:aws:iam::111122223333:role/platform-admin"]   # default: the account root
+      deployerArn: arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Deploy_0123
+      policyUpdates: locked             # default: open; locked: only breakGlassRole may call kms:PutKeyPolicy
+      breakGlassRole: arn:aws:iam::111122223333:role/teeform-break-glass   # required with locked, refused with open
+      deletionWindowDays: 30
+      protect: true
 
-Key gate: an AWS KMS key whose policy releases plaintext (Decrypt, GenerateDataKey, GenerateRandom)
-only to a Nitro Enclave whose attestation document carries **our image's PCRs**: for each allowed
+Key gate: an AWS KMS key whose policy releases plaintext (Decrypt, GenerateDataKey) only to a
+Nitro Enclave whose attestation document carries **our image's PCRs**: for each allowed
 manifest one statement with ``StringEqualsIgnoreCase`` on ``kms:RecipientAttestation:PCR0`` (and
 PCR1/PCR2/PCR8, ``ImageSha384`` as ``attestation`` says). Source: AWS KMS developer guide
 "conditions-nitro-enclave" (eif-nitro.md §5.1); builder: ``components/aws/nitro.py``.
+``kms:GenerateRandom`` is granted in the host role's IAM policy with the same conditions (it is not
+a key resource action; docs/aws-deploy.md).
+
+Key settings checked here, before any cloud call:
+
+* ``key.deployerArn`` -- the principal that runs ``pulumi up`` as an IAM ARN *with its path*
+  (``arn:aws:iam::<acct>:role/aws-reserved/sso.amazonaws.com/<region>/AWSReservedSSO_...``); by
+  default the builder asks ``aws.iam.get_session_context`` for the caller's issuer role ARN.
+* ``key.admins`` -- in ``open`` mode KMS's lockout safety check (CreateKey/PutKeyPolicy API
+  reference, ``BypassPolicyLockoutSafetyCheck``: the policy "must allow the principal that is
+  making the request to make a subsequent PutKeyPolicy request") requires the deployer or the
+  account root among the admins; teeform **refuses** a list without either, naming ``key.admins``
+  (it never adds the deployer silently). When both lists are known here the check runs here; otherwise the
+  builder runs :func:`check_lockout` once the deployer ARN is known.
+* ``key.policyUpdates: locked`` needs ``key.breakGlassRole``; see ``components/aws/attested_key.py``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from teeform.errors import TeeformError
 from teeform.keyrelease import KeyReleasePolicy, measurement_sets
 from teeform.measurements import NITRO_PINNABLE_PCRS
 from teeform.targets.base import (
@@ -45,6 +69,43 @@ if TYPE_CHECKING:
     from teeform.manifest import Manifest
 
 _IAM_ARN_PREFIX = "arn:"
+#: An IAM role/user ARN with optional path (IAM identifiers reference: ``arn:<partition>:iam::<12
+#: digits>:role/<path/>name``), or an account root.
+_IAM_PRINCIPAL = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):(root|(role|user)/([\w+=,.@-]+/)*[\w+=,.@-]+)$")
+_IAM_ROLE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]+$")
+
+#: ``key.policyUpdates`` values.
+POLICY_UPDATES = ("open", "locked")
+
+
+def account_root(principal_arn: str) -> str | None:
+    """``arn:<p>:iam::<acct>:root`` of an IAM principal ARN, or None when ``principal_arn`` is not one."""
+    m = _IAM_PRINCIPAL.match(principal_arn)
+    return f"arn:{m.group(1)}:iam::{m.group(2)}:root" if m else None
+
+
+def check_lockout(admins: Sequence[str], deployer_arn: str) -> None:
+    """Refuse an ``open``-mode admin list that would trip KMS's key policy lockout safety check.
+
+    CreateKey without ``BypassPolicyLockoutSafetyCheck`` fails unless the new policy lets the
+    calling principal make a subsequent ``PutKeyPolicy`` (KMS API reference, CreateKey/PutKeyPolicy
+    ``Policy``). Admins get ``kms:Put*``; so the deployer must be an admin itself, or the account
+    root must be (the root principal delegates to IAM, where the deployer's own IAM policy then
+    needs ``kms:PutKeyPolicy`` -- not checkable offline). Comparison is exact, case-sensitive ARN.
+
+    Raises:
+        TeeformError: (field ``key.admins``) neither the deployer nor its account root is listed.
+    """
+    root = account_root(deployer_arn)
+    if deployer_arn in admins or (root is not None and root in admins):
+        return
+    raise TeeformError(
+        f"the key admins {list(admins)} do not include the deployer {deployer_arn} or its account root: KMS's "
+        "lockout safety check would refuse to create the key (the creator must be allowed kms:PutKeyPolicy)",
+        field="key.admins",
+        hint=f"add {deployer_arn!r}{f' or {root!r}' if root else ''} to key.admins, set key.deployerArn to an admin, "
+             "or use key.policyUpdates: locked with key.breakGlassRole",
+    )
 
 
 @dataclass(frozen=True)
@@ -64,6 +125,10 @@ class NetworkConfig:
     subnet_id: str | None = None
     cidr: str = "10.42.0.0/16"
     ingress: tuple[IngressRule, ...] = ()
+    #: A private subnet (no internet gateway, no public IP) reaching KMS through an interface VPC
+    #: endpoint and S3 through a gateway endpoint; the key's release statements then also require
+    #: ``aws:SourceVpce`` = that KMS endpoint. Only with a teeform-created VPC.
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,11 +155,29 @@ class AttestationConfig:
 
 @dataclass(frozen=True)
 class KeyConfig:
-    """KMS key settings: administrator principals, deletion window (7-30 days), protect flag."""
+    """KMS key settings (see the module docstring).
+
+    Attributes:
+        admins: administrator principal ARNs (empty = the account root).
+        deletion_window_days: 7..30 (KMS limits).
+        protect: Pulumi ``protect`` on the key.
+        deployer_arn: the deployer's IAM ARN with path; None = ask ``aws.iam.get_session_context``.
+        policy_updates: ``open`` (admins may ``kms:PutKeyPolicy``) or ``locked`` (only
+            ``break_glass_role`` may; an explicit Deny covers everyone else).
+        break_glass_role: IAM role ARN allowed to change a ``locked`` key policy.
+    """
 
     admins: tuple[str, ...] = ()
     deletion_window_days: int = 30
     protect: bool = False
+    deployer_arn: str | None = None
+    policy_updates: str = "open"
+    break_glass_role: str | None = None
+
+    @property
+    def locked(self) -> bool:
+        """Whether ``policyUpdates`` is ``locked``."""
+        return self.policy_updates == "locked"
 
 
 @dataclass(frozen=True)
@@ -155,7 +238,7 @@ class NitroEnclavePlugin(TargetPlugin):
             raise fail(f"lists a PCR twice: {list(pcrs)}", source, pf)
         attestation = AttestationConfig(pcrs, read_bool(a.get("imageSha384", True), source, f"{fld}.attestation.imageSha384"))
 
-        n = read_map(raw.get("network"), source, f"{fld}.network", {"vpcId", "subnetId", "cidr", "ingress"})
+        n = read_map(raw.get("network"), source, f"{fld}.network", {"vpcId", "subnetId", "cidr", "ingress", "private"})
         rules = []
         for i, r in enumerate(read_list(n.get("ingress"), source, f"{fld}.network.ingress")):
             rf = f"{fld}.network.ingress[{i}]"
@@ -171,22 +254,55 @@ class NitroEnclavePlugin(TargetPlugin):
         if (vpc_id is None) != (subnet_id is None):
             raise fail("give both vpcId and subnetId, or neither", source, f"{fld}.network")
         cidr = _cidr(n["cidr"], source, f"{fld}.network.cidr") if "cidr" in n else NetworkConfig.cidr
-        network = NetworkConfig(vpc_id, subnet_id, cidr, tuple(rules))
-
-        k = read_map(raw.get("key"), source, f"{fld}.key", {"admins", "deletionWindowDays", "protect"})
-        admins = read_str_list(k.get("admins"), source, f"{fld}.key.admins")
-        for i, arn in enumerate(admins):
-            if not arn.startswith(_IAM_ARN_PREFIX):
-                raise fail(f"must be an IAM principal ARN (arn:aws:iam::<account>:...), got {arn!r}", source,
-                           f"{fld}.key.admins[{i}]")
-        key = KeyConfig(
-            admins,
-            read_int(k.get("deletionWindowDays", 30), source, f"{fld}.key.deletionWindowDays", 7, 30),
-            read_bool(k.get("protect", False), source, f"{fld}.key.protect"),
-        )
+        private = read_bool(n.get("private", False), source, f"{fld}.network.private")
+        if private and vpc_id is not None:
+            raise fail("a private network is created by teeform (with its VPC endpoints); drop vpcId/subnetId or private",
+                       source, f"{fld}.network.private")
+        network = NetworkConfig(vpc_id, subnet_id, cidr, tuple(rules), private)
+        key = self._parse_key(raw, source, fld)
         instance_type = read_str(raw.get("instanceType", NitroSettings.instance_type), source, f"{fld}.instanceType")
         ami = read_opt_str(raw.get("ami"), source, f"{fld}.ami")
         return NitroSettings(instance_type, ami, enclave, attestation, network, key)
+
+    @staticmethod
+    def _parse_key(raw: Mapping[str, Any], source: str, fld: str) -> KeyConfig:
+        kf = f"{fld}.key"
+        k = read_map(raw.get("key"), source, kf,
+                     {"admins", "deletionWindowDays", "protect", "deployerArn", "policyUpdates", "breakGlassRole"})
+        admins = read_str_list(k.get("admins"), source, f"{kf}.admins")
+        for i, arn in enumerate(admins):
+            if not arn.startswith(_IAM_ARN_PREFIX):
+                raise fail(f"must be an IAM principal ARN (arn:aws:iam::<account>:...), got {arn!r}", source,
+                           f"{kf}.admins[{i}]")
+        deployer = read_opt_str(k.get("deployerArn"), source, f"{kf}.deployerArn")
+        if deployer is not None and (not _IAM_PRINCIPAL.match(deployer) or deployer.endswith(":root")):
+            raise fail(f"must be an IAM role or user ARN with its path (arn:aws:iam::<account>:role/<path/>name), got "
+                       f"{deployer!r}", source, f"{kf}.deployerArn",
+                       hint="for an IAM Identity Center session use the role ARN under role/aws-reserved/sso.amazonaws.com/, "
+                            "not the sts assumed-role ARN")
+        updates = read_str(k.get("policyUpdates", "open"), source, f"{kf}.policyUpdates")
+        if updates not in POLICY_UPDATES:
+            raise fail(f"must be one of {list(POLICY_UPDATES)}, got {updates!r}", source, f"{kf}.policyUpdates")
+        glass = read_opt_str(k.get("breakGlassRole"), source, f"{kf}.breakGlassRole")
+        if glass is not None and not _IAM_ROLE.match(glass):
+            raise fail(f"must be an IAM role ARN (arn:aws:iam::<account>:role/<path/>name), got {glass!r}", source,
+                       f"{kf}.breakGlassRole")
+        if updates == "locked" and glass is None:
+            raise fail("policyUpdates: locked needs key.breakGlassRole (the only principal that may change the key policy)",
+                       source, f"{kf}.breakGlassRole")
+        if updates == "open" and glass is not None:
+            raise fail("breakGlassRole is used only with policyUpdates: locked", source, f"{kf}.breakGlassRole")
+        if updates == "open" and admins and deployer is not None:
+            try:
+                check_lockout(admins, deployer)
+            except TeeformError as exc:
+                raise fail(exc.message, source, f"{kf}.admins", exc.hint) from None
+        return KeyConfig(
+            admins,
+            read_int(k.get("deletionWindowDays", 30), source, f"{kf}.deletionWindowDays", 7, 30),
+            read_bool(k.get("protect", False), source, f"{kf}.protect"),
+            deployer, updates, glass,
+        )
 
     def key_release(self, target_name: str, settings: TargetSettings,
                     manifests: Sequence[tuple[str, Manifest]]) -> KeyReleasePolicy:
