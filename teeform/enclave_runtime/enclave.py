@@ -113,7 +113,9 @@ class RuntimeConfig:
         parent: the parent's credentials/sealed server.
         kms_proxy: the parent's vsock-proxy to KMS (the bridge's upstream).
         bridge_port: TCP port the bridge listens on at 127.0.0.1 (443: the KMS URL needs no port).
-        kms_endpoint: KMS URL; default ``https://kms.<region>.amazonaws.com[:bridge_port]``.
+        kms_endpoint: KMS URL; default ``https://kms.<region>.amazonaws.com[:bridge_port]``. ``{port}``
+            in it is replaced by the bridge's bound port (for ``--bridge-port 0`` on loopback tests,
+            e.g. ``http://127.0.0.1:{port}``).
         hosts_file: where the KMS host is mapped to 127.0.0.1 (None: do not touch).
         nsm: ``/dev/nsm``, or ``unix:PATH``/``tcp:HOST:PORT`` for an NSM stand-in.
         delivery: ``env`` or ``files``.
@@ -176,7 +178,7 @@ def obtain_secrets(cfg: RuntimeConfig, *, now: dt.datetime | None = None) -> dic
                            path="sealed file from the parent", field="key_id")
     kms_host = f"kms.{region}.amazonaws.com"
     with bridge.Bridge(Address("tcp", "127.0.0.1", cfg.bridge_port), cfg.kms_proxy) as br:
-        endpoint = cfg.kms_endpoint
+        endpoint = cfg.kms_endpoint.replace("{port}", str(br.address.port)) if cfg.kms_endpoint else None
         if endpoint is None:
             if cfg.hosts_file is not None:
                 bridge.map_host(cfg.hosts_file, kms_host)
