@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 from test_enclave_runtime_fakes import FakeImds
 
 from components.aws.enclave_host import (
@@ -79,8 +80,8 @@ def test_proxy_credentials_and_log_units():
     assert console["ExecStart"] == ["/usr/bin/nitro-cli console --enclave-name teeform"]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_analyze_verify(tmp_path):
+    analyze = require_tool("systemd-analyze")  # Debian package `systemd` (252 in bookworm, as on Amazon Linux 2023)
     root = tmp_path / "root"
     unit_dir = root / "etc/systemd/system"
     unit_dir.mkdir(parents=True)
@@ -97,7 +98,7 @@ def test_systemd_analyze_verify(tmp_path):
     units = systemd_units(FULL)
     for name, text in units.items():
         (unit_dir / name).write_text(text)
-    proc = subprocess.run(["systemd-analyze", "verify", f"--root={root}", "--man=no", *sorted(units)], cwd=unit_dir,
+    proc = subprocess.run([analyze, "verify", f"--root={root}", "--man=no", *sorted(units)], cwd=unit_dir,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == "", proc.stderr + proc.stdout
 
