@@ -6,8 +6,9 @@
     runtime --> bridge 127.0.0.1 --> "vsock-proxy" stand-in --> KMS responder (Recipient) --> moto
     runtime --(exec)--> agent, secrets as env vars or tmpfs files
 
-vsock is replaced by loopback TCP because this kernel has no ``vsock_loopback`` (see
-``test_enclave_runtime.py::test_vsock_loopback_round_trip``, which runs where it has). The KMS responder
+The parent-side servers listen on vsock CID 1 where the kernel has ``vsock_loopback``, and on
+loopback TCP where it has not (this machine: binding CID 1 fails with EADDRNOTAVAIL and there is no
+``modprobe``); nothing else changes between the two. The KMS responder
 and why it is needed (moto ignores ``Recipient``) are described in ``test_enclave_runtime_fakes.py``.
 The oracle for the secrets is the input of ``teeform seal`` (sealed with moto's real envelope
 encryption), and the attestation document the runtime sent is checked by ``teeform verify attestation
@@ -34,7 +35,7 @@ from test_seal import REGION, _manifest, key_arn, kms, moto_url  # noqa: F401  (
 
 from teeform.cli import main as cli_main
 from teeform.enclave_runtime import bridge, parent
-from teeform.enclave_runtime.transport import Address
+from teeform.enclave_runtime.transport import VMADDR_CID_LOCAL, Address, vsock_loopback_available
 from teeform.seal import seal_secrets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +43,15 @@ UTC = dt.UTC
 SECRETS = {"OPENAI_API_KEY": "sk-live-4242", "DB_URL": "postgres://agent:pw@db/agent", "MULTI": "line1\nline2"}
 AGENT_FILES = ("import json, os; d = os.environ['TEEFORM_SECRETS_DIR']; "
                "print(json.dumps({n: open(os.path.join(d, n)).read() for n in sorted(os.listdir(d))}))")
+
+
+#: Real vsock between the runtime and the parent-side servers when the kernel can loop it back.
+VSOCK = vsock_loopback_available()
+
+
+def parent_listen() -> Address:
+    """Where a parent-side server listens: vsock CID 1 (any free port) if possible, else loopback TCP."""
+    return Address("vsock", VMADDR_CID_LOCAL, 0xFFFFFFFF) if VSOCK else Address("tcp", "127.0.0.1", 0)
 
 
 class Lines(io.StringIO):
@@ -74,13 +84,13 @@ class Chain:
         self.sealed.write_text(sealed.to_json())
         self.imds = FakeImds(expires_in=expires_in)
         self.kms = RecipientKms(moto, REGION, self.root, allowed, self.imds.access_key)
-        self.proxy = bridge.Bridge(Address("tcp", "127.0.0.1", 0), self.kms.address).start()  # vsock-proxy stand-in
-        self.creds = parent.CredentialsServer(Address("tcp", "127.0.0.1", 0),
+        self.proxy = bridge.Bridge(parent_listen(), self.kms.address).start()  # vsock-proxy stand-in
+        self.creds = parent.CredentialsServer(parent_listen(),
                                               parent.CredentialCache(parent.Imds(self.imds.url).credentials),
                                               self.sealed).start()
         self.nsm = NsmResponder(tmp / "nsm.sock", self.ca, nsm_pcrs or good, tamper=tamper)
         self.log_out = Lines()
-        self.logs = parent.LogServer(Address("tcp", "127.0.0.1", 0), self.log_out)
+        self.logs = parent.LogServer(parent_listen(), self.log_out)
         import threading
 
         threading.Thread(target=self.logs.serve_forever, daemon=True).start()
