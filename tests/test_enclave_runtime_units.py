@@ -188,3 +188,14 @@ def test_parent_bad_option_is_one_line(capsys):
     assert parent.main(["credentials", "--listen", "vsock:nope:1"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "teeform-parent: error: --listen: bad vsock CID in 'vsock:nope:1' (a number or 'any')"]
+
+
+def test_parent_files_parse_as_python_3_9():
+    """Amazon Linux 2023's python3 is 3.9: the parent side must not use newer syntax (checked with
+    the 3.9 grammar of ``ast.parse``; 3.11-only library names such as ``datetime.UTC`` are avoided by hand)."""
+    import ast
+
+    for rel in bundle.PARENT_FILES:
+        text = (bundle.PACKAGE_ROOT / rel).read_text()
+        ast.parse(text, feature_version=(3, 9))
+        assert "dt.UTC" not in text and "datetime.UTC" not in text, rel

@@ -1,7 +1,8 @@
 """The parent side: serve IMDSv2 role credentials and the sealed file to the enclave; collect its logs.
 
-Standard library only (the enclave host's user data installs this file with nothing else but
-``teeform/errors.py`` and the transport/wire modules next to it).
+Standard library only, Python >= 3.9 (Amazon Linux 2023's ``python3`` is 3.9): the enclave host's
+user data installs this file with nothing else but ``teeform/errors.py`` and the transport/wire
+modules next to it.
 
 ``python3 -m teeform.enclave_runtime.parent credentials --listen vsock:any:9100 --sealed FILE``
     Serves the :mod:`teeform.enclave_runtime.wire` protocol. Credentials come from IMDSv2 (EC2 User
@@ -117,7 +118,7 @@ class CredentialCache:
     ``margin_s`` of expiry; ``clock`` returns the current aware UTC time."""
 
     def __init__(self, fetch: Callable[[], dict[str, str]], *, margin_s: int = REFRESH_MARGIN_S,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> None:  # noqa: UP017 (3.9)
         self.fetch, self.margin_s, self.clock = fetch, margin_s, clock
         self._creds: dict[str, str] | None = None
         self._lock = threading.Lock()

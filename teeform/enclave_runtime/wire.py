@@ -63,7 +63,7 @@ def read_message(sock: socket.socket, *, peer: str) -> dict[str, Any]:
     while b"\n" not in buf:
         try:
             chunk = sock.recv(65536)
-        except TimeoutError:
+        except (TimeoutError, socket.timeout):  # noqa: UP041  (socket.timeout differs on Python 3.9, AL2023's python3)
             raise TeeformError(f"{peer} did not answer in time") from None
         except OSError as exc:
             raise TeeformError(f"reading from {peer} failed: {exc.strerror or exc}") from None
