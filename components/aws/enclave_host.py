@@ -10,7 +10,11 @@ The user data (:func:`render_user_data`, a pure function) installs the Nitro Enc
 the enclave's vCPUs and memory in ``allocator.yaml``, downloads the EIF from S3, checks its SHA-384
 against the manifest **before** ``nitro-cli run-enclave``, and runs a ``vsock-proxy`` on port 8000
 whose allowlist holds only ``kms.<region>.amazonaws.com:443``. Source of every step:
-``shared/reference/eif-nitro.md`` §6.2-§6.5.
+``shared/reference/eif-nitro.md`` §6.2-§6.5. It also installs the parent side of the enclave runtime
+(:mod:`teeform.enclave_runtime.parent`: IMDSv2 credentials and the sealed secrets on vsock port 9100,
+the enclave's log stream from port 9101 to the journal, optionally on to CloudWatch Logs) and runs the
+enclave under a unit that notices when it stops and restarts it with a bounded backoff
+(:func:`systemd_units`; ``docs/enclave-runtime.md``).
 
 Instance types are checked when the program is constructed (:func:`check_enclave_fit`) against a
 small table (:data:`INSTANCE_TYPES`) and the rules of eif-nitro.md §6.1 and §3.4, so a too-small or
@@ -198,10 +202,29 @@ def al2023_ami_parameter(arch: str) -> str:
 
 #: Where the host keeps the EIF.
 EIF_LOCAL_PATH = "/opt/teeform/enclave.eif"
+#: Where the credentials server reads the sealed secrets (``teeform seal`` output) it hands to the enclave.
+SEALED_LOCAL_PATH = "/opt/teeform/sealed.json"
+#: Where the parent side of the enclave runtime is unpacked (``teeform.enclave_runtime.bundle``).
+PARENT_LIB = "/usr/local/lib/teeform-parent"
+#: The enclave's log stream, also written here for the CloudWatch agent.
+ENCLAVE_LOG_FILE = "/var/log/teeform/enclave.log"
+#: ``--enclave-name`` given to nitro-cli, so the monitor and ``terminate-enclave`` find it.
+ENCLAVE_NAME = "teeform"
 #: vsock port of the KMS proxy; the AWS SDKs' enclave tooling defaults to 8000 (eif-nitro.md §6.4).
 VSOCK_PROXY_PORT = 8000
+#: EC2 user data limit in bytes, before base64 (EC2 User Guide, "Run commands when you launch an EC2
+#: instance with user data input").
+USER_DATA_LIMIT = 16384
+#: Restart policy of the enclave unit: wait RestartSec between tries; more than StartLimitBurst
+#: starts within StartLimitIntervalSec put the unit in the failed state (systemd.unit(5),
+#: systemd.service(5)) instead of looping forever.
+ENCLAVE_RESTART_SEC = 15
+ENCLAVE_START_LIMIT_INTERVAL_SEC = 900
+ENCLAVE_START_LIMIT_BURST = 5
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _HEX96 = re.compile(r"^[0-9a-f]{96}$")
+_LOG_GROUP = re.compile(r"^[A-Za-z0-9_./#-]{1,512}$")  # CloudWatch Logs CreateLogGroup logGroupName pattern
+_S3_KEY = re.compile(r"^[A-Za-z0-9!_.*()/-]{1,1024}$")  # S3 "safe characters" for object keys, minus the quote
 
 
 @dataclass(frozen=True)
@@ -213,7 +236,12 @@ class UserDataSpec:
         bucket: S3 bucket of the EIF; eif_key: its object key.
         eif_sha384: expected SHA-384 of the EIF file (manifest ``artifact.sha384``, 96 lowercase hex).
         cpu_count: enclave vCPUs; memory_mib: enclave memory (MiB); enclave_cid: vsock CID (>= 4).
-        debug: run with ``--debug-mode`` (all-zero PCRs; the key will not release to it).
+        debug: run with ``--debug-mode`` (all-zero PCRs; the key will not release to it); also
+            forwards ``nitro-cli console`` to the journal (the console exists only in debug mode).
+        sealed_key: S3 object key (in ``bucket``) of the ``teeform seal`` output, fetched to
+            :data:`SEALED_LOCAL_PATH` before each enclave start; None: the operator puts it there.
+        cloudwatch_log_group: ship :data:`ENCLAVE_LOG_FILE` to this CloudWatch Logs group with the
+            CloudWatch agent; None: journal and file only.
     """
 
     region: str
@@ -224,96 +252,211 @@ class UserDataSpec:
     memory_mib: int
     enclave_cid: int = 16
     debug: bool = False
+    sealed_key: str | None = None
+    cloudwatch_log_group: str | None = None
 
 
-def render_user_data(spec: UserDataSpec) -> str:
-    """The cloud-init user data (a bash script) of the enclave host. Pure: same spec, same text.
-
-    Raises:
-        TeeformError: the region or the SHA-384 is malformed, or the CID is below 4.
-    """
+def _check_spec(spec: UserDataSpec) -> None:
     if not _REGION.match(spec.region):
         raise TeeformError(f"not an AWS region name: {spec.region!r}", field="region")
     if not _HEX96.match(spec.eif_sha384):
         raise TeeformError(f"EIF sha384 must be 96 lowercase hex digits, got {spec.eif_sha384!r}")
     if spec.enclave_cid < 4:
         raise TeeformError(f"enclave CID must be >= 4, got {spec.enclave_cid}")
+    if spec.cloudwatch_log_group is not None and not _LOG_GROUP.match(spec.cloudwatch_log_group):
+        raise TeeformError(f"not a CloudWatch Logs group name: {spec.cloudwatch_log_group!r}", field="cloudwatchLogGroup")
+    if spec.sealed_key is not None and not _S3_KEY.match(spec.sealed_key):
+        raise TeeformError(f"not a safe S3 object key: {spec.sealed_key!r}", field="sealedKey")
+
+
+_HARDENING = (
+    "NoNewPrivileges=yes\nProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\n"
+    "RestrictAddressFamilies=AF_VSOCK AF_UNIX AF_INET AF_INET6\n"
+)
+
+
+def systemd_units(spec: UserDataSpec) -> dict[str, str]:
+    """The systemd units the user data installs, by file name (pure; systemd.unit(5), systemd.service(5)).
+
+    * ``teeform-vsock-proxy.service``: ``vsock-proxy`` to KMS (eif-nitro.md §6.4), restarted 2 s after
+      any exit;
+    * ``teeform-credentials.service``: the parent side of the enclave runtime serving IMDSv2
+      credentials and the sealed file on vsock port 9100 to the enclave's CID only
+      (:mod:`teeform.enclave_runtime.parent`);
+    * ``teeform-enclave-logs.service``: the enclave's log stream (vsock port 9101) to the journal and
+      :data:`ENCLAVE_LOG_FILE`;
+    * ``teeform-enclave.service``: fetch + check + run the enclave, then watch it; when it stops the
+      unit fails and is restarted after :data:`ENCLAVE_RESTART_SEC` s, at most
+      :data:`ENCLAVE_START_LIMIT_BURST` starts per :data:`ENCLAVE_START_LIMIT_INTERVAL_SEC` s;
+    * ``teeform-enclave-console.service`` (debug only): ``nitro-cli console`` to the journal.
+
+    Raises:
+        TeeformError: as :func:`render_user_data`.
+    """
+    from teeform.enclave_runtime import CREDENTIALS_PORT, LOG_PORT
+
+    _check_spec(spec)
+    kms_host = f"kms.{spec.region}.amazonaws.com"
+    python = f"Environment=PYTHONPATH={PARENT_LIB}\nExecStart=/usr/bin/python3 -m teeform.enclave_runtime.parent"
+    units = {
+        "teeform-vsock-proxy.service": (
+            "[Unit]\n"
+            f"Description=teeform vsock-proxy: enclave port {VSOCK_PROXY_PORT} -> {kms_host}:443\n"
+            "After=network-online.target\nWants=network-online.target\n\n"
+            "[Service]\n"
+            f"ExecStart=/usr/bin/vsock-proxy {VSOCK_PROXY_PORT} {kms_host} 443 --config /etc/nitro_enclaves/vsock-proxy.yaml\n"
+            "Restart=always\nRestartSec=2\n\n"
+            "[Install]\nWantedBy=multi-user.target\n"
+        ),
+        "teeform-credentials.service": (
+            "[Unit]\n"
+            f"Description=teeform: role credentials (IMDSv2) and sealed secrets for enclave CID {spec.enclave_cid} "
+            f"on vsock port {CREDENTIALS_PORT}\n"
+            "After=network-online.target\nWants=network-online.target\n\n"
+            "[Service]\n"
+            f"{python} credentials --listen vsock:any:{CREDENTIALS_PORT} --sealed {SEALED_LOCAL_PATH} "
+            f"--allow-cid {spec.enclave_cid}\n"
+            f"Restart=always\nRestartSec=2\n{_HARDENING}\n"
+            "[Install]\nWantedBy=multi-user.target\n"
+        ),
+        "teeform-enclave-logs.service": (
+            "[Unit]\n"
+            f"Description=teeform: enclave log stream (vsock port {LOG_PORT}) to the journal and {ENCLAVE_LOG_FILE}\n\n"
+            "[Service]\n"
+            f"{python} logs --listen vsock:any:{LOG_PORT} --file {ENCLAVE_LOG_FILE}\n"
+            "SyslogIdentifier=teeform-enclave\nLogsDirectory=teeform\n"
+            f"Restart=always\nRestartSec=2\n{_HARDENING}\n"
+            "[Install]\nWantedBy=multi-user.target\n"
+        ),
+        "teeform-enclave.service": (
+            "[Unit]\n"
+            "Description=teeform: verify, run and watch the measured enclave\n"
+            "After=nitro-enclaves-allocator.service teeform-vsock-proxy.service teeform-credentials.service "
+            "teeform-enclave-logs.service network-online.target\n"
+            "Requires=nitro-enclaves-allocator.service\n"
+            "Wants=teeform-vsock-proxy.service teeform-credentials.service teeform-enclave-logs.service "
+            "network-online.target\n"
+            f"StartLimitIntervalSec={ENCLAVE_START_LIMIT_INTERVAL_SEC}\nStartLimitBurst={ENCLAVE_START_LIMIT_BURST}\n\n"
+            "[Service]\nType=simple\n"
+            "ExecStart=/usr/local/sbin/teeform-start-enclave\n"
+            f"ExecStopPost=-/usr/bin/nitro-cli terminate-enclave --enclave-name {ENCLAVE_NAME}\n"
+            f"Restart=on-failure\nRestartSec={ENCLAVE_RESTART_SEC}\nTimeoutStartSec=600\n\n"
+            "[Install]\nWantedBy=multi-user.target\n"
+        ),
+    }
+    if spec.debug:
+        units["teeform-enclave-console.service"] = (
+            "[Unit]\nDescription=teeform: debug-mode enclave console to the journal\n"
+            "After=teeform-enclave.service\nPartOf=teeform-enclave.service\n\n"
+            "[Service]\nExecStartPre=/bin/sleep 5\n"
+            f"ExecStart=/usr/bin/nitro-cli console --enclave-name {ENCLAVE_NAME}\n"
+            "SyslogIdentifier=teeform-enclave-console\nRestart=always\nRestartSec=5\n\n"
+            "[Install]\nWantedBy=teeform-enclave.service\n"
+        )
+    return units
+
+
+def cloudwatch_agent_config(log_group: str) -> dict[str, object]:
+    """CloudWatch agent configuration shipping :data:`ENCLAVE_LOG_FILE` to ``log_group`` (the agent's
+    configuration file schema, ``logs.logs_collected.files.collect_list``; ``{instance_id}`` is the
+    agent's own placeholder)."""
+    return {"logs": {"logs_collected": {"files": {"collect_list": [
+        {"file_path": ENCLAVE_LOG_FILE, "log_group_name": log_group, "log_stream_name": "{instance_id}/enclave"},
+    ]}}}}
+
+
+def _heredoc(path: str, text: str) -> str:
+    if "\nEOF\n" in "\n" + text:
+        raise TeeformError(f"{path}: content holds a line 'EOF' (cannot be embedded)")
+    return f"cat > {path} <<'EOF'\n{text}EOF\n"
+
+
+def render_user_data(spec: UserDataSpec) -> str:
+    """The cloud-init user data (a bash script) of the enclave host. Pure: same spec, same text.
+
+    Raises:
+        TeeformError: the region, SHA-384, log group or sealed key is malformed, the CID is below 4,
+            or the script exceeds :data:`USER_DATA_LIMIT`.
+    """
+    from teeform.enclave_runtime.bundle import parent_bundle
+
+    units = systemd_units(spec)
     kms_host = f"kms.{spec.region}.amazonaws.com"
     uri = shlex.quote(f"s3://{spec.bucket}/{spec.eif_key}")
     run = (
         f"nitro-cli run-enclave --eif-path {EIF_LOCAL_PATH} --cpu-count {spec.cpu_count} "
-        f"--memory {spec.memory_mib} --enclave-cid {spec.enclave_cid}"
+        f"--memory {spec.memory_mib} --enclave-cid {spec.enclave_cid} --enclave-name {ENCLAVE_NAME}"
     )
     if spec.debug:
         run += " --debug-mode"
-    return f"""#!/bin/bash
-# teeform enclave host bootstrap, generated by components/aws/enclave_host.py (do not edit).
-# Steps follow shared/reference/eif-nitro.md section 6 (packages, allocator, vsock-proxy, run-enclave).
-set -euo pipefail
-umask 022
-
-# 1. Nitro Enclaves CLI: nitro-cli, vsock-proxy, the allocator service (Amazon Linux 2023).
-dnf install -y aws-nitro-enclaves-cli
-
-# 2. Reserve the enclave's vCPUs and memory, then start the allocator.
-install -d -m 0755 /etc/nitro_enclaves
-cat > /etc/nitro_enclaves/allocator.yaml <<'EOF'
----
-memory_mib: {spec.memory_mib}
-cpu_count: {spec.cpu_count}
-EOF
-systemctl enable --now nitro-enclaves-allocator.service
-
-# 3. vsock-proxy: the enclave may reach AWS KMS in {spec.region} and nothing else.
-cat > /etc/nitro_enclaves/vsock-proxy.yaml <<'EOF'
-allowlist:
-- {{address: {kms_host}, port: 443}}
-EOF
-cat > /etc/systemd/system/teeform-vsock-proxy.service <<'EOF'
-[Unit]
-Description=teeform vsock-proxy: enclave port {VSOCK_PROXY_PORT} -> {kms_host}:443
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=/usr/bin/vsock-proxy {VSOCK_PROXY_PORT} {kms_host} 443 --config /etc/nitro_enclaves/vsock-proxy.yaml
-Restart=always
-
-[Install]
-WantedBy=multi-user.target
-EOF
-
-# 4. Fetch the EIF, check it against the manifest's SHA-384, and only then run it (on every boot).
-install -d -m 0700 /opt/teeform
-cat > /usr/local/sbin/teeform-start-enclave <<'EOF'
-#!/bin/bash
-set -euo pipefail
-aws s3 cp --region {spec.region} --only-show-errors {uri} {EIF_LOCAL_PATH}
-if ! echo '{spec.eif_sha384}  {EIF_LOCAL_PATH}' | sha384sum --check --strict --quiet -; then
-  echo "teeform: {EIF_LOCAL_PATH} does not match the manifest's sha384; refusing to run it" >&2
-  exit 1
-fi
-exec {run}
-EOF
-chmod 0755 /usr/local/sbin/teeform-start-enclave
-cat > /etc/systemd/system/teeform-enclave.service <<'EOF'
-[Unit]
-Description=teeform: verify and run the measured enclave
-After=nitro-enclaves-allocator.service teeform-vsock-proxy.service network-online.target
-Requires=nitro-enclaves-allocator.service
-Wants=network-online.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/local/sbin/teeform-start-enclave
-
-[Install]
-WantedBy=multi-user.target
-EOF
-systemctl daemon-reload
-systemctl enable --now teeform-vsock-proxy.service teeform-enclave.service
-"""
+    sealed = ""
+    if spec.sealed_key is not None:
+        sealed_uri = shlex.quote(f"s3://{spec.bucket}/{spec.sealed_key}")
+        sealed = (f"aws s3 cp --region {spec.region} --only-show-errors {sealed_uri} {SEALED_LOCAL_PATH}.tmp\n"
+                  f"chmod 0600 {SEALED_LOCAL_PATH}.tmp && mv -f {SEALED_LOCAL_PATH}.tmp {SEALED_LOCAL_PATH}\n")
+    start_script = (
+        "#!/bin/bash\nset -euo pipefail\n"
+        f"aws s3 cp --region {spec.region} --only-show-errors {uri} {EIF_LOCAL_PATH}\n"
+        f"if ! echo '{spec.eif_sha384}  {EIF_LOCAL_PATH}' | sha384sum --check --strict --quiet -; then\n"
+        f"  echo \"teeform: {EIF_LOCAL_PATH} does not match the manifest's sha384; refusing to run it\" >&2\n"
+        "  exit 1\nfi\n"
+        f"{sealed}"
+        f"nitro-cli terminate-enclave --enclave-name {ENCLAVE_NAME} >/dev/null 2>&1 || true\n"
+        f"{run}\n"
+        "while sleep 10; do\n"
+        f"  state=$(nitro-cli describe-enclaves | jq -r '.[] | select(.EnclaveName == \"{ENCLAVE_NAME}\") | .State')\n"
+        "  if [ \"$state\" != \"RUNNING\" ]; then\n"
+        "    echo \"teeform: the enclave is ${state:-gone}; exiting so systemd restarts it\" >&2\n"
+        "    exit 1\n  fi\ndone\n"
+    )
+    bundle = base64.encodebytes(parent_bundle()).decode("ascii")
+    unit_files = "".join(_heredoc(f"/etc/systemd/system/{name}", text) for name, text in units.items())
+    enable = " ".join(n for n in units if n != "teeform-enclave-console.service")
+    parts = [
+        "#!/bin/bash\n"
+        "# teeform enclave host bootstrap, generated by components/aws/enclave_host.py (do not edit).\n"
+        "# Steps follow shared/reference/eif-nitro.md section 6 (packages, allocator, vsock-proxy, run-enclave)\n"
+        "# and docs/enclave-runtime.md (credentials, logs, restarts).\n"
+        "set -euo pipefail\numask 022\n\n"
+        "# 1. Nitro Enclaves CLI: nitro-cli, vsock-proxy, the allocator service (Amazon Linux 2023); jq for the monitor.\n"
+        "dnf install -y aws-nitro-enclaves-cli jq\n\n"
+        "# 2. Reserve the enclave's vCPUs and memory, then start the allocator.\n"
+        "install -d -m 0755 /etc/nitro_enclaves\n",
+        _heredoc("/etc/nitro_enclaves/allocator.yaml", f"---\nmemory_mib: {spec.memory_mib}\ncpu_count: {spec.cpu_count}\n"),
+        "systemctl enable --now nitro-enclaves-allocator.service\n\n"
+        f"# 3. vsock-proxy: the enclave may reach AWS KMS in {spec.region} and nothing else.\n",
+        _heredoc("/etc/nitro_enclaves/vsock-proxy.yaml", f"allowlist:\n- {{address: {kms_host}, port: 443}}\n"),
+        "\n# 4. The parent side of the enclave runtime (teeform.enclave_runtime.parent, standard library only).\n"
+        f"install -d -m 0755 {PARENT_LIB}\n"
+        f"base64 -d > /tmp/teeform-parent.tar.gz <<'EOF'\n{bundle}EOF\n"
+        f"tar -xzf /tmp/teeform-parent.tar.gz -C {PARENT_LIB} --no-same-owner\n"
+        "rm -f /tmp/teeform-parent.tar.gz\n\n"
+        "# 5. Fetch the EIF, check it against the manifest's SHA-384, and only then run it; then watch it:\n"
+        "#    the script exits 1 when the enclave stops, so systemd restarts it (Restart=on-failure).\n"
+        "install -d -m 0700 /opt/teeform\n",
+        _heredoc("/usr/local/sbin/teeform-start-enclave", start_script),
+        "chmod 0755 /usr/local/sbin/teeform-start-enclave\n\n"
+        "# 6. systemd units: vsock-proxy, credentials, logs, the enclave" + (" and its console (debug)" if spec.debug else "") + ".\n",
+        unit_files,
+        "systemctl daemon-reload\n"
+        f"systemctl enable --now {enable}\n",
+    ]
+    if spec.debug:
+        parts.append("systemctl enable --now teeform-enclave-console.service\n")
+    if spec.cloudwatch_log_group is not None:
+        cw = json.dumps(cloudwatch_agent_config(spec.cloudwatch_log_group), indent=1, sort_keys=True) + "\n"
+        conf = "/opt/aws/amazon-cloudwatch-agent/etc/teeform.json"
+        parts += [
+            f"\n# 7. Ship {ENCLAVE_LOG_FILE} to CloudWatch Logs ({spec.cloudwatch_log_group}).\n"
+            "dnf install -y amazon-cloudwatch-agent\ninstall -d -m 0755 /opt/aws/amazon-cloudwatch-agent/etc\n",
+            _heredoc(conf, cw),
+            f"/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:{conf}\n",
+        ]
+    text = "".join(parts)
+    size = len(text.encode("utf-8"))
+    if size > USER_DATA_LIMIT:
+        raise TeeformError(f"the user data is {size} bytes, over EC2's {USER_DATA_LIMIT}-byte limit")
+    return text
 
 
 # ----------------------------------------------------------------------------- component
@@ -394,9 +537,11 @@ class EnclaveHost(pulumi.ComponentResource):
         self.role_arn = pulumi.Output.all(args.partition, args.account_id, self.role.name).apply(
             lambda v: f"arn:{v[0]}:iam::{v[1]}:role/{v[2]}"
         )
-        key = args.user_data.eif_key
-        policy = pulumi.Output.all(args.partition, args.eif_bucket, args.key_arn).apply(
-            lambda v: json.dumps(host_role_policy(partition=v[0], bucket=v[1], eif_key=key, key_arn=v[2]), indent=2)
+        spec = args.user_data
+        policy = pulumi.Output.all(args.partition, args.eif_bucket, args.key_arn, args.account_id).apply(
+            lambda v: json.dumps(host_role_policy(partition=v[0], bucket=v[1], eif_key=spec.eif_key, key_arn=v[2],
+                                                  sealed_key=spec.sealed_key, log_group=spec.cloudwatch_log_group,
+                                                  region=spec.region, account_id=v[3]), indent=2)
         )
         self.role_policy = aws.iam.RolePolicy(f"{name}-policy", role=self.role.name, policy=policy, opts=child)
         self.instance_profile = aws.iam.InstanceProfile(
@@ -448,20 +593,34 @@ class EnclaveHost(pulumi.ComponentResource):
         self.instance_id = self.instance.id
 
 
-def host_role_policy(*, partition: str, bucket: str, eif_key: str, key_arn: str) -> dict[str, object]:
-    """The host role's inline policy: read the one EIF object, use the one key (attestation is
-    enforced by the key policy). ``kms:GenerateRandom`` has no resource type in IAM, so a grant on a
-    key ARN does not authorise it; it is listed because the key policy also names it (eif-nitro.md §5.3)."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "ReadEif", "Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:{partition}:s3:::{bucket}/{eif_key}"},
-            {
-                "Sid": "UseAttestedKey",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom"],
-                "Resource": key_arn,
-            },
-        ],
-    }
+def host_role_policy(*, partition: str, bucket: str, eif_key: str, key_arn: str, sealed_key: str | None = None,
+                     log_group: str | None = None, region: str | None = None,
+                     account_id: str | None = None) -> dict[str, object]:
+    """The host role's inline policy: read the one EIF object (and the sealed-secrets object when
+    ``sealed_key`` is set), use the one key (attestation is enforced by the key policy), and, with
+    ``log_group``, write the enclave log stream to that CloudWatch Logs group (``logs:CreateLogStream``,
+    ``logs:PutLogEvents``, ``logs:DescribeLogStreams`` on ``arn:<p>:logs:<region>:<account>:log-group:<g>:*``,
+    the actions the CloudWatch agent uses). ``kms:GenerateRandom`` has no resource type in IAM, so a
+    grant on a key ARN does not authorise it; it is listed because the key policy also names it
+    (eif-nitro.md §5.3). The enclave's KMS calls are signed with this role's credentials, which the
+    credentials service hands to the enclave (docs/enclave-runtime.md)."""
+    objects = [f"arn:{partition}:s3:::{bucket}/{eif_key}"]
+    if sealed_key is not None:
+        objects.append(f"arn:{partition}:s3:::{bucket}/{sealed_key}")
+    statements: list[dict[str, object]] = [
+        {"Sid": "ReadEif", "Effect": "Allow", "Action": "s3:GetObject", "Resource": objects[0] if len(objects) == 1 else objects},
+        {
+            "Sid": "UseAttestedKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom"],
+            "Resource": key_arn,
+        },
+    ]
+    if log_group is not None:
+        statements.append({
+            "Sid": "ShipEnclaveLogs", "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            "Resource": f"arn:{partition}:logs:{region}:{account_id}:log-group:{log_group}:*",
+        })
+    return {"Version": "2012-10-17", "Statement": statements}
 

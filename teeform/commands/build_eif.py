@@ -46,8 +46,17 @@ _BLOBS = "/usr/share/nitro_enclaves/blobs"
                    "Needs --signing-cert.")
 @click.option("--signing-cert", type=click.Path(path_type=Path), default=None, metavar="CERT.pem",
               help="X.509 certificate (PEM, at most 1 MiB) of --signing-key; PCR8 is derived from it.")
+@click.option("--runtime", is_flag=True,
+              help="Layer teeform's enclave runtime into the image (one more measured layer) and run it before the "
+                   "agent: it fetches the sealed secrets and credentials from the parent, attests to KMS and starts "
+                   "the agent with the secrets (docs/enclave-runtime.md). The image must provide python3 with "
+                   "cryptography, cbor2, asn1crypto, botocore and PyYAML.")
+@click.option("--runtime-delivery", type=click.Choice(["env", "files"]), default="env", show_default=True,
+              help="With --runtime: hand the secrets to the agent as environment variables, or as files in a tmpfs "
+                   "directory named by $TEEFORM_SECRETS_DIR.")
 def cmd(image: Path, kernel: Path, init: Path, nsm: Path, cmdline: str, out_dir: Path, name: str | None,
-        version: str | None, platform: str | None, signing_key: Path | None, signing_cert: Path | None) -> None:
+        version: str | None, platform: str | None, signing_key: Path | None, signing_cert: Path | None,
+        runtime: bool = False, runtime_delivery: str = "env") -> None:
     """Build a reproducible Nitro Enclave Image File (EIF v4) and its measurement manifest.
 
     \b
@@ -90,7 +99,12 @@ def cmd(image: Path, kernel: Path, init: Path, nsm: Path, cmdline: str, out_dir:
         out_dir=out_dir, name=name, version=version, signing_key=signing_key, signing_cert=signing_cert,
         platform=platform, source_date_epoch=source_date_epoch(),
     )
-    result = build_eif(config)
+    if runtime:
+        from image_builder.pipelines.runtime_layer import build_with_runtime
+
+        result = build_with_runtime(config, delivery=runtime_delivery)
+    else:
+        result = build_eif(config)
     width = max(len(k) for k in result.manifest.measurements)
     for key, value in result.manifest.measurements.items():
         click.echo(f"{key.ljust(width)}  {value}")
