@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image_builder.formats import eif as eif_format
 from image_builder.inputs import oci
 from image_builder.inputs.demo_image import LayerBlob, write_oci_layout
 from teeform.errors import TeeformError
+from teeform.timefmt import rfc3339
 
 #: Where the runtime lives inside the image.
 RUNTIME_DIR = "opt/teeform/runtime"
@@ -150,7 +150,7 @@ def layer_runtime(image_path: Path, work: Path, *, platform: str | None, source_
     rootfs["diff_ids"] = [*img.diff_ids, f"sha256:{layer_hex}"]
     config["rootfs"] = rootfs
     config["history"] = [*(config.get("history") or []), {
-        "created": eif_format.rfc3339(source_date_epoch), "created_by": "teeform build eif --runtime",
+        "created": rfc3339(source_date_epoch), "created_by": "teeform build eif --runtime",
         "comment": "teeform enclave runtime (docs/enclave-runtime.md)"}]
     plat = {"os": img.platform.os, "architecture": img.platform.architecture}
     if img.platform.variant:

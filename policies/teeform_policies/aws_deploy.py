@@ -32,7 +32,6 @@ from typing import Any
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
-    ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     Severity,
@@ -41,7 +40,7 @@ from pulumi_policy import (
 )
 
 from teeform_policies import tokens
-from teeform_policies.common import DOCS, cfg, label
+from teeform_policies.common import DOCS, ReportViolation, cfg, label
 from teeform_policies.iam import (
     as_list,
     condition_entries,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from teeform.errors import TeeformError
 
@@ -85,8 +86,8 @@ class Address:
             return socket.AF_UNIX
         return socket.AF_INET6 if ":" in str(self.host) else socket.AF_INET
 
-    def _sockaddr(self) -> object:
-        return self.host if self.kind == "unix" else (self.host, self.port)
+    def _sockaddr(self) -> str | tuple[Any, ...]:
+        return str(self.host) if self.kind == "unix" else (self.host, self.port)
 
     def connect(self, timeout: float | None = 10.0) -> socket.socket:
         """A connected stream socket.
