@@ -29,6 +29,7 @@ APT_PACKAGES=(
   python3-pefile                           # /usr/bin/python3 runs ukify 254 (.cache/sd254), the UKI oracle
   python3-venv zstd xz-utils
   openssl                                  # EIF signing tests: P-384 key/cert and the ECDSA verification oracle
+  systemd                                  # systemd-analyze verify: the parent-side units (enclave runtime)
 )
 BPO_LIST=/etc/apt/sources.list.d/teeform-bookworm-backports.sources
 

@@ -58,9 +58,12 @@ def test_preview_applies_an_old_id_and_warns(tmp_path, capsys):
     img = write_fake_eif_manifest(tmp_path / "build")
     stack = write_stack_file(tmp_path / "Pulumi.dev.yaml", [nitro_target([img.manifest_path], instanceType="m6i.xlarge")])
     cfg = tmp_path / "pack.json"
-    cfg.write_text(json.dumps({"all": "mandatory", "ec2-imdsv2-required": "disabled"}))
+    # aws-kms-key-policy-rewriters is advisory here: the test stack's key is not locked (docs/aws-deploy.md).
+    cfg.write_text(json.dumps({"all": "mandatory", "ec2-imdsv2-required": "disabled",
+                               "aws-kms-key-policy-rewriters": "advisory"}))
     rc, out, err = preview(capsys, "--stack", "dev", "--stack-file", str(stack), "--policy-config", str(cfg), "--json")
-    assert rc == 0 and json.loads(out)["violations"] == []
+    violations = json.loads(out)["violations"]
+    assert rc == 0 and [v["policy"] for v in violations] == ["aws-kms-key-policy-rewriters"], violations
     imds = next(p for p in load_policies(REPO) if p.name == "aws-ec2-imdsv2-required")
     assert policy_settings(imds, read_pack_config(cfg, project_dir=REPO))[0] == "disabled"
     assert policy_settings(imds, {"all": "mandatory", "ec2-imdsv2-required": "disabled"})[0] == "mandatory"  # unresolved
