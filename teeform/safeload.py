@@ -75,17 +75,7 @@ def read_limited(path: os.PathLike[str] | str, limit: int, *, what: str) -> byte
             than ``limit`` (checked on the bytes read, so a file that grows is also caught).
     """
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise TeeformError(f"{p}: {what} not found") from None
-    except OSError as e:
-        raise TeeformError(f"{p}: cannot read {what}: {e.strerror or e}") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise TeeformError(f"{p}: {what} is {kind}", hint=f"give the path of the {what} file")
-    if st.st_size > limit:
-        raise TeeformError(f"{p}: {what} is {st.st_size} bytes, over the {limit}-byte limit")
+    check_regular_file(p, limit, what=what)
     try:
         with open(p, "rb") as fh:
             data = fh.read(limit + 1)
