@@ -2,7 +2,10 @@
 
 The oracle is the machine itself: the guest's vTPM PCR 11, read back from
 ``/sys/class/tpm/tpm0/pcr-sha256/11`` by ``image_builder/pipelines/guest/boot-probe.sh`` (the image's
-``/sbin/init``), must equal the manifest's predicted ``pcr11_sha256``; ``/`` must be mounted from the
+``/sbin/init``), must equal the manifest's predicted ``pcr11_sha256``; PCR 4 in the sha256 and
+sha384 banks must equal ``pcr4_sha256``/``pcr4_sha384`` and the firmware's PCR 4 events (its TCG2 event
+log, read by tests/tcg_eventlog.py) must be the predicted ones (image_builder/measure/pcr4.py, OVMF
+profile: EV_EFI_ACTION, separator, UKI Authenticode, kernel Authenticode); ``/`` must be mounted from the
 ``root`` dm-verity mapping on the disk's root and root-verity partitions; and a disk with one flipped
 byte in the root file system must fail verity instead of running the probe.
 
@@ -86,17 +89,65 @@ def _assert_verity_root(b: Boot) -> None:
     assert int(p["ROOT_ST_DEV"]) == os.makedev(major, minor), "/ is not on the dm device" + b.tail()
 
 
-def test_boot_pcr11_matches_manifest_and_root_is_verity(image252, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def boot252(image252, tmp_path_factory: pytest.TempPathFactory) -> Boot:
+    """One boot of the 252-stub image, shared by the PCR 11 and PCR 4 tests (each boot costs ~20 s)."""
     tmp, result, manifest = image252
-    b = boot_disk(result.disk, tmp_path / "boot")
+    return boot_disk(result.disk, tmp_path_factory.mktemp("boot252-run"))
+
+
+def test_boot_pcr11_matches_manifest_and_root_is_verity(image252, boot252: Boot) -> None:
+    tmp, result, manifest = image252
+    b = boot252
     assert "TEEFORM-PROBE-BEGIN" in b.log, "the image did not reach its /sbin/init" + b.tail()
     _assert_verity_root(b)
     observed = b.probe.get("PCR11_SHA256", "").lower()
     assert observed == manifest.measurements["pcr11_sha256"], (
         f"PCR 11 observed {observed}, predicted {manifest.measurements['pcr11_sha256']}" + b.tail())
+    assert_pcr4(b, manifest, 254)
     # No command-line override, credentials or sysexts: PCR 12 and 13 are never extended (uki-verity.md §1.4).
     assert b.probe.get("PCR12_SHA256", "").strip("0") == "", b.tail()
     assert f"roothash {manifest.measurements['roothash']}" in b.log, b.tail()
+
+
+def assert_pcr4(b: Boot, manifest, stub_version: int) -> None:
+    """PCR 4 of the vTPM equals the manifest's ``pcr4_sha256``/``pcr4_sha384`` (Secure Boot off) and
+    the firmware's event log holds exactly the predicted PCR 4 events of the OVMF profile.
+
+    The sha384 bank is compared when the vTPM exposes it (swtpm 0.7.1 activates sha1, sha256, sha384
+    and sha512 by default, measured-boot.md); in CI its absence fails, it never skips silently.
+    """
+    from tcg_eventlog import from_serial, parse
+
+    from image_builder.measure import pcr4
+
+    assert "TEEFORM-PROBE-END" in b.log, "the probe did not finish" + b.tail()
+    m = manifest.measurements
+    for bank in ("sha256", "sha384"):
+        observed = b.probe.get(f"PCR4_{bank.upper()}", "").lower()
+        assert observed, f"the guest printed no {bank} PCR 4 (vTPM without that bank?)" + b.tail()
+        assert observed == m[f"pcr4_{bank}"], f"PCR 4 {bank} observed {observed}, predicted {m[f'pcr4_{bank}']}" + b.tail()
+    assert b.probe.get("PCR12_SHA384", "").strip("0") == "", "PCR 12 sha384 is not all zeros" + b.tail()
+    # Event by event: the manifest's PCR 4 event log (aws-nitro profile) is what OVMF logged, and the
+    # OVMF profile over the same digests gives the observed value.
+    raw = from_serial(b.log)
+    assert raw is not None, "the probe printed no event log" + b.tail()
+    logged = [e for e in parse(raw) if e.pcr == 4]
+    for bank in ("sha256", "sha384"):
+        predicted = manifest.details["prediction"]["pcr4"][bank]["events"]
+        assert [(e.event_type, e.digests[bank]) for e in logged] == [(e["type"], e["digest"]) for e in predicted], (
+            f"PCR 4 event log ({bank}) differs from the manifest's prediction" + b.tail())
+        kernel = predicted[3]["digest"] if len(predicted) > 3 else None
+        ovmf = pcr4.predict_pcr4(m[f"uki_authenticode_{bank}"], kernel, bank=bank, stub_version=stub_version,
+                                 firmware=pcr4.FIRMWARE_OVMF)
+        assert ovmf.value == b.probe[f"PCR4_{bank.upper()}"].lower()
+    assert logged[0].data == pcr4.EV_EFI_ACTION_CALLING and logged[1].data == bytes(4), logged[:2]
+
+
+def test_boot_pcr4_matches_manifest(image252, boot252: Boot) -> None:
+    """NitroTPM PCR 4 prediction, proven for the OVMF firmware profile (image_builder/measure/pcr4.py)."""
+    tmp, result, manifest = image252
+    assert_pcr4(boot252, manifest, 252)
 
 
 def _root_partition(disk: Path) -> tuple[int, int]:
@@ -145,3 +196,4 @@ def test_boot_with_254_stub(tmp_path: Path) -> None:
     observed = b.probe.get("PCR11_SHA256", "").lower()
     assert observed == manifest.measurements["pcr11_sha256"], (
         f"PCR 11 observed {observed}, predicted {manifest.measurements['pcr11_sha256']}" + b.tail())
+    assert_pcr4(b, manifest, 254)

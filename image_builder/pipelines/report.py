@@ -35,6 +35,8 @@ DISPLAY_NAMES = {
     "pcr12_sha384": "PCR12_sha384",
     "rtmr1": "RTMR1",
     "rtmr2": "RTMR2",
+    "pcr4_sha256": "PCR4_sha256",
+    "pcr4_sha384": "PCR4_sha384",
 }
 
 
