@@ -14,6 +14,10 @@ Sources:
 * vm-image (SEV-SNP/TDX confidential VMs): dm-verity root hash, UKI Authenticode digests, systemd-stub
   PCR 11/12, TDX RTMR1/2, SEV-SNP launch digest. ``shared/reference/uki-verity.md`` §1, §4-§7;
   ``shared/reference/clouds.md`` §0 and §5 (which key gates can pin which value).
+* vm-image, NitroTPM (AWS EC2 instances, also with SEV-SNP): firmware PCR 4 (``pcr4_sha256`` /
+  ``pcr4_sha384``), ``image_builder/measure/pcr4.py``; clouds.md §1.1-§1.2; docs/nitrotpm.md. Optional
+  in the table because vm-image manifests written before it lack it; ``teeform build vm-image``
+  always writes it (except for a UKI whose ``.linux`` is not a PE image, which cannot boot).
 """
 
 from __future__ import annotations
