@@ -150,6 +150,35 @@ def test_boot_pcr4_matches_manifest(image252, boot252: Boot) -> None:
     assert_pcr4(boot252, manifest, 252)
 
 
+def _pcr7_secure_boot_off(bank: str) -> str:
+    """PCR 7 with Secure Boot off and an empty variable store, transcribed from aws/NitroTPM-Tools@c598a10
+    ``nitro-tpm-pcr-compute/src/main.rs`` ``pcr7``/``variable_hash`` (UEFI_VARIABLE_DATA: VariableName GUID,
+    UnicodeNameLength u64, VariableDataLength u64, UTF-16LE name, data; PFP §3.3.4.8 / §10.2.7)."""
+    import hashlib
+    import struct
+    import uuid
+
+    def var(guid: str, name: str, data: bytes) -> bytes:
+        return hashlib.new(bank, uuid.UUID(guid).bytes_le + struct.pack("<QQ", len(name), len(data))
+                           + name.encode("utf-16-le") + data).digest()
+
+    glob, sec = "8be4df61-93ca-11d2-aa0d-00e098032b8c", "d719b2cb-3d3a-4596-a3bc-dad00e67656f"
+    value = bytes(hashlib.new(bank).digest_size)
+    for d in (var(glob, "SecureBoot", b"\0"), var(glob, "PK", b""), var(glob, "KEK", b""), var(sec, "db", b""),
+              var(sec, "dbx", b""), hashlib.new(bank, bytes(4)).digest()):
+        value = hashlib.new(bank, value + d).digest()
+    return value.hex()
+
+
+def test_boot_pcr7_is_the_platform_constant_with_secure_boot_off(boot252: Boot) -> None:
+    """Why teeform records no PCR 7 (docs/nitrotpm.md): with Secure Boot off and an empty variable store
+    (Debian's OVMF_VARS_4M.fd; what nitro-tpm-pcr-compute assumes without --PK) PCR 7 is the same for every
+    image - the AWS tool's formula - so it pins nothing of ours and cannot replace PCR 12."""
+    b = boot252
+    assert b.probe.get("PCR7_SHA256", "").lower() == _pcr7_secure_boot_off("sha256"), b.tail()
+    assert b.probe.get("PCR7_SHA384", "").lower() == _pcr7_secure_boot_off("sha384"), b.tail()
+
+
 def _root_partition(disk: Path) -> tuple[int, int]:
     """(byte offset, byte size) of the root partition, read with sfdisk (an independent GPT reader)."""
     import json
