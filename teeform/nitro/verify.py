@@ -24,6 +24,8 @@ PCRn       PCR0/1/2 (and PCR8 when an allowed manifest pins it) equal the values
            manifest (a rollout may allow several; mixing PCRs of different manifests does not pass).
 nonce      equals ``--nonce`` (skipped when none is given).
 debug      the document is not from a debug-mode enclave (PCR0 all zeros, §4.6), unless allowed.
+document   (only when it fails) the document is a NitroTPM one (``nitrotpm_pcrs``): those are checked
+           against vm-image manifests by :mod:`teeform.nitro.nitrotpm`, never against EIF manifests.
 ========== ===========================================================================================
 
 Everything here is pure: inputs are bytes/objects, outputs are frozen dataclasses; the CLI in
