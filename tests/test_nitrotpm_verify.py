@@ -194,3 +194,11 @@ def test_both_pcr_maps_is_unusable(capsys, ca, env) -> None:
 def test_bad_pcr_list(capsys, ca, env, arg: str, msg: str) -> None:
     status, _, err = run(capsys, mint_tpm(ca, tpm_pcrs("a")), env, "a", extra=("--nitrotpm-pcrs", arg))
     assert status == 2 and msg in err and "--nitrotpm-pcrs" in err
+
+
+def test_malformed_nitrotpm_pcrs_names_the_field(capsys, ca, env) -> None:
+    body = tca.payload_map(ca, AT)
+    body.pop("pcrs")
+    body["nitrotpm_pcrs"] = {4: "not bytes"}
+    status, _, err = run(capsys, tca.mint(ca, AT, payload=body), env, "a")
+    assert status == 2 and "nitrotpm_pcrs" in err and "map of int -> bytes" in err and "Traceback" not in err
