@@ -34,6 +34,7 @@ stack = StackConfig.from_values(
         "environment": config.get("environment"),
         "allowDebug": config.get("allowDebug") or False,
         "targets": config.get_object("targets"),
+        "trustedManifestKeys": config.get_object("trustedManifestKeys"),
     },
     stack=stack_name,
     # `teeform preview --stack-file` names the file it loaded; the CLI uses stacks/Pulumi.<stack>.yaml.

@@ -28,6 +28,7 @@ COMMANDS: dict[str, dict[str, str]] = {
         "preview": "teeform.commands.preview:cmd",
         "seal": "teeform.commands.seal:seal_cmd",
         "unseal": "teeform.commands.seal:unseal_cmd",
+        "sign": "teeform.commands.sign:cmd",
     },
     "build": {
         "eif": "teeform.commands.build_eif:cmd",
@@ -35,6 +36,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     },
     "verify": {
         "attestation": "teeform.commands.verify_attestation:cmd",
+        "manifest": "teeform.commands.verify_manifest:cmd",
     },
     "measurements": {
         "diff": "teeform.commands.measurements_diff:cmd",
