@@ -103,6 +103,7 @@ def test_preview_and_verify_with_the_stack_keys(tmp_path, capsys):
     rc = main(["preview", "--project-dir", str(REPO), "--stack", "dev", "--stack-file", str(stack)])
     out = capsys.readouterr().out
     assert rc == 0, out
+    assert f"signed by sha256:{signing.load_public_key(pub).fingerprint} (verified against teeform:trustedManifestKeys)" in out
     img.manifest_path.write_text(img.manifest_path.read_text().replace('"1.0.0"', '"1.0.1"'))
     rc = main(["preview", "--project-dir", str(REPO), "--stack", "dev", "--stack-file", str(stack)])
     err = capsys.readouterr().err
