@@ -41,12 +41,16 @@ COMMANDS: dict[str, dict[str, str]] = {
     "measurements": {
         "diff": "teeform.commands.measurements_diff:cmd",
     },
+    "export": {
+        "tfvars": "teeform.commands.export_tfvars:cmd",
+    },
 }
 
 GROUP_HELP = {
     "build": "Build measured artifacts (EIF, UKI + dm-verity disk) and their manifests.",
     "verify": "Verify evidence from a running TEE against the stack's expected measurements.",
     "measurements": "Work with measurement manifests (diff old vs new for rollouts and PR previews).",
+    "export": "Export manifests for other tools (Terraform *.auto.tfvars.json with ready-made key policies).",
 }
 
 
