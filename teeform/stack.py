@@ -75,7 +75,7 @@ PROJECT = "teeform"
 PCR_NAMES = NITRO_PINNABLE_PCRS
 
 #: ``teeform:*`` stack-config keys (anything else in the namespace is a typo and is refused).
-STACK_KEYS = frozenset({"environment", "allowDebug", "targets", "trustedManifestKeys"})
+STACK_KEYS = frozenset({"environment", "allowDebug", "targets", "trustedManifestKeys", "terraformState"})
 
 #: Keys every target has; the rest belong to the target's plug-in.
 COMMON_KEYS = frozenset({"name", "cloud", "region", "tee", "manifests"})
@@ -138,6 +138,8 @@ class StackConfig:
     #: ``teeform:trustedManifestKeys``: PEM public keys (file paths relative to the project directory,
     #: or inline PEM) whose signature a manifest of this environment must carry (docs/signing.md).
     trusted_manifest_keys: tuple[str, ...] = ()
+    #: ``teeform:terraformState``: network ids taken from a Terraform state file (docs/terraform.md).
+    terraform_state: TerraformStateRef | None = None
 
     @property
     def is_production(self) -> bool:
@@ -189,7 +191,9 @@ class StackConfig:
         if len(set(names)) != len(names):
             raise fail(f"target names must be unique, got {names}", source, f"{PROJECT}:targets")
         trusted = _trusted_keys(values.get("trustedManifestKeys"), source)
-        return cls(stack, env, allow_debug, targets, source, Path(project_dir), trusted_manifest_keys=trusted)
+        tf_state = _terraform_state(values.get("terraformState"), source)
+        return cls(stack, env, allow_debug, targets, source, Path(project_dir), trusted_manifest_keys=trusted,
+                   terraform_state=tf_state)
 
     def trusted_keys(self) -> list[TrustedKey]:
         """The parsed ``teeform:trustedManifestKeys`` ([] when unset): each entry a PEM public key
@@ -215,6 +219,43 @@ class StackConfig:
                                    hint=exc.hint or "run `make demo` (it writes build/demo/keys/) or pin your "
                                    "release key's public half") from None
         return out
+
+
+@dataclass(frozen=True)
+class TerraformStateRef:
+    """``teeform:terraformState``: where the Pulumi program reads Terraform root-module outputs.
+
+    Attributes:
+        path: a local ``terraform.tfstate`` (relative to the project directory), read through
+            pulumi-terraform's ``terraform.state.getLocalReference``.
+        network: ``{"vpcId": <output name>, "subnetId": <output name>}``: every aws/nitro-enclave target
+            without its own ``network.vpcId``/``subnetId`` gets these outputs' values.
+        plain: output names exported as plain values; every other output is exported as a Pulumi secret
+            (the provider returns Terraform ``sensitive`` outputs unmarked, gitops-signing-terraform.md §3.5).
+    """
+
+    path: str
+    network: Mapping[str, str]
+    plain: tuple[str, ...] = ()
+
+
+def _terraform_state(raw: Any, source: str) -> TerraformStateRef | None:
+    if raw is None:
+        return None
+    fld = f"{PROJECT}:terraformState"
+    if isinstance(raw, str) and raw.lstrip().startswith("{"):
+        raw = loads_json(raw, source=f"{source}: {fld}")
+    m = read_map(raw, source, fld, {"path", "network", "plain"})
+    if "path" not in m:
+        raise fail("missing required key 'path' (a terraform.tfstate file)", source, fld)
+    path = read_str(m["path"], source, f"{fld}.path")
+    net = read_map(m.get("network"), source, f"{fld}.network", {"vpcId", "subnetId"})
+    network = {k: read_str(v, source, f"{fld}.network.{k}") for k, v in net.items()}
+    if network and set(network) != {"vpcId", "subnetId"}:
+        raise fail("give both vpcId and subnetId (Terraform output names), or neither", source, f"{fld}.network")
+    plain = tuple(read_str(v, source, f"{fld}.plain[{i}]") for i, v in enumerate(read_list(m.get("plain"), source,
+                                                                                         f"{fld}.plain")))
+    return TerraformStateRef(path, network, plain)
 
 
 def _trusted_keys(raw: Any, source: str) -> tuple[str, ...]:
