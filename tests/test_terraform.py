@@ -29,6 +29,8 @@ from teeform.cli import main
 from teeform.targets import Cloud, TeeType
 from teeform.tfexport import VARIABLES_TF, Principals, target_from_pair, tfvars
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 MODULE = REPO / "terraform" / "aws-nitro-key-policy"
 OPTS = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
 ACCOUNT = "111122223333"
@@ -234,7 +236,7 @@ def _tf_apply(root: Path) -> dict:
     return {k: v["value"] for k, v in json.loads(r.stdout).items()}
 
 
-def _module_root(root: Path, manifests: list[Path], **extra: str) -> Path:
+def _module_root(root: Path, manifests: list[Path], **extra: object) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     args = {"manifest_paths": [str(m) for m in manifests], "admin_arns": [ROOT], "enclave_role_arn": ROLE,
             "deployer_arn": DEPLOYER, **extra}
@@ -304,3 +306,20 @@ def test_module_refuses_bad_manifests(tmp_path, case, message):
         _tf_apply(_module_root(tmp_path / "root", [img.manifest_path]))
     assert message in " ".join(str(ei.value).split()).replace("│ ", "")
 
+
+
+def test_module_policy_equals_the_pulumi_programs_key_policy(tmp_path):
+    """The key the Pulumi program registers (under the mock engine) has the policy the module computes from the
+    same manifests and the principals that key names."""
+    from pulumi_support import one, run
+
+    a = write_fake_eif_manifest(tmp_path / "a", version="1.0.0")
+    b = write_fake_eif_manifest(tmp_path / "b", version="1.1.0")
+    resources, _, _ = run([nitro_target([a.manifest_path, b.manifest_path])])
+    policy = json.loads(one(resources, "aws:kms/key:Key").inputs["policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    out = _tf_apply(_module_root(tmp_path / "root", [a.manifest_path, b.manifest_path],
+                                 admin_arns=by_sid["KeyAdministration"]["Principal"]["AWS"],
+                                 enclave_role_arn=by_sid["EnclaveRelease1"]["Principal"]["AWS"],
+                                 deployer_arn=by_sid["DeployerSeal"]["Principal"]["AWS"]))
+    assert json.loads(out["policy_json"]) == policy
