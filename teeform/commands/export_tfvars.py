@@ -75,3 +75,4 @@ def cmd(manifests: tuple[Path, ...], target_ref: str, stack: str | None, out_dir
     tf, var = export_tfvars(target, paths, out_dir, principals)
     click.echo(f"wrote {display_path(tf)} and {display_path(var)} ({len(paths)} manifest(s), target {target.name}, "
                f"{'with' if principals else 'without'} the full key policy)")
+    click.echo(f"  gate  {target.plugin.gate}")

@@ -30,11 +30,15 @@ from teeform.fsutil import display_path
 @click.option("--signature", type=click.Path(path_type=Path),
               help="A cosign sign-blob --key signature file (base64) of MANIFEST, instead of the DSSE envelopes.")
 @click.option("--envelopes", type=click.Path(path_type=Path), help="The envelopes file (default: MANIFEST.intoto.jsonl).")
+@click.option("--rekor", "rekor_entry", type=click.Path(path_type=Path),
+              help="Also verify this stored Rekor v1 entry of the cosign signature (inclusion proof, checkpoint, SET).")
+@click.option("--rekor-key", "rekor_keys", multiple=True, type=click.Path(path_type=Path),
+              help="Pinned log key (PEM, repeatable; default: rekor.sigstore.dev's, shipped in teeform/data/).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Project directory holding Pulumi.yaml (with --stack).")
 def cmd(manifest: Path, keys: tuple[Path, ...], stack: str | None, signature: Path | None, envelopes: Path | None,
-        as_json: bool, project_dir: Path | None) -> None:
+        rekor_entry: Path | None, rekor_keys: tuple[Path, ...], as_json: bool, project_dir: Path | None) -> None:
     """Verify MANIFEST's signature offline against pinned public keys.
 
     \b
@@ -60,8 +64,14 @@ def cmd(manifest: Path, keys: tuple[Path, ...], stack: str | None, signature: Pa
             raise TeeformError(f"stack {stack!r} pins no key", path=cfg.source, field="teeform:trustedManifestKeys")
     else:
         trusted = [load_public_key(k) for k in keys]
+    logged = None
     try:
         v = verify_manifest(manifest, trusted, envelopes=envelopes, signature=signature)
+        if rekor_entry is not None:
+            from teeform.rekor import load_log_key, verify_manifest_entry
+
+            log_keys = [load_log_key(k) for k in rekor_keys] if rekor_keys else [load_log_key()]
+            logged, _ = verify_manifest_entry(manifest, rekor_entry, trusted, log_keys)
     except SignatureInvalid as exc:
         if as_json:
             click.echo(json.dumps({"verified": False, "manifest": str(manifest), "error": exc.render()}, indent=2))
@@ -78,6 +88,8 @@ def cmd(manifest: Path, keys: tuple[Path, ...], stack: str | None, signature: Pa
             "signer": v.signer, "key": v.key_source, "predicates": list(v.predicates),
             "artifact": {"file_name": a.file_name, "sha256": a.sha256, "sha384": a.sha384},
             "measurements": dict(v.manifest.measurements),
+            "rekor": None if logged is None else {"origin": logged.origin, "tree_size": logged.tree_size,
+                                                  "index": logged.index, "log_key": logged.log_key.source},
         }, indent=2))
         return
     how = ("in-toto DSSE envelopes (" + ", ".join(v.predicates) + ")" if v.method == "dsse"
@@ -87,3 +99,8 @@ def cmd(manifest: Path, keys: tuple[Path, ...], stack: str | None, signature: Pa
     click.echo(f"  method    {how}")
     click.echo(f"  artifact  {a.file_name} sha256 {a.sha256}")
     click.echo(f"  pins      {', '.join(sorted(v.manifest.measurements))}")
+    if logged is not None:
+        click.echo(f"  log       {display_path(rekor_entry or '')}: in {logged.origin!r} at leaf {logged.index} of "
+                   f"{logged.tree_size} (inclusion proof, checkpoint and SET by {display_path(logged.log_key.source)})")
+    click.echo("  vouches   for our image's manifest (artifact digests and measurements), not for the platform "
+               "(that is the attestation's certificate chain: teeform verify attestation)")
