@@ -131,6 +131,9 @@ def scenario(tmp_path, env: str, **target_changes):
     for t in doc["config"]["teeform:targets"]:
         t["manifests"] = [str(img.manifest_path)]
         t.update(target_changes)
+    from test_signing import sign_for_repo_stack  # prod pins the demo's signing key: use a test key
+
+    sign_for_repo_stack(doc, img.manifest_path, tmp_path)
     path = tmp_path / f"Pulumi.{env}.yaml"
     path.write_text(yaml.safe_dump(doc))
     values, _ = read_stack_values(REPO, env, path)
