@@ -22,7 +22,6 @@ runs the real analyzer process on the same resources and compares.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -90,33 +89,21 @@ def read_pack_config(path: Path | None, *, project_dir: Path | None = None) -> d
     ``warning: <path>: policy id '<old>' is deprecated; use '<new>' ...`` line on stderr.
     ``project_dir`` (default: :func:`teeform.stack.project_dir_default`) locates the pack.
 
+    The file is read with :mod:`teeform.safeload` (:func:`~teeform.safeload.read_limited`,
+    :func:`~teeform.safeload.loads_json`): a regular file of at most :data:`MAX_PACK_CONFIG_BYTES`,
+    strict UTF-8, nesting <= :data:`teeform.safeload.MAX_DEPTH`, integers <= 20 digits, no NaN, no
+    lone surrogates and **no duplicate keys** (``json.loads`` silently keeps the last of two ``"all"``
+    entries; RFC 8259 §4 leaves which one wins to the reader, so the level would depend on it).
+
     Raises:
-        TeeformError: unreadable, larger than :data:`MAX_PACK_CONFIG_BYTES`, not UTF-8 JSON, not a
-            JSON object, or one policy set under its old and new id differently.
+        TeeformError: naming the file (and the field where there is one): missing, a directory or
+            device, larger than :data:`MAX_PACK_CONFIG_BYTES`, not UTF-8, not JSON, a duplicate
+            key, nested too deeply, not a JSON object, or one policy set under its old and new id
+            differently.
     """
     if path is None:
         return {}
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_PACK_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise TeeformError("policy config not found", path=path) from None
-    except IsADirectoryError:
-        raise TeeformError("policy config is a directory, not a JSON file", path=path) from None
-    except OSError as exc:
-        raise TeeformError(f"cannot read policy config: {exc.strerror}", path=path) from None
-    if len(raw) > MAX_PACK_CONFIG_BYTES:
-        raise TeeformError(f"policy config is larger than {MAX_PACK_CONFIG_BYTES} bytes", path=path)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise TeeformError(f"not UTF-8 text (byte {exc.start})", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise TeeformError(f"not valid JSON: {exc.msg} at line {exc.lineno}", path=path) from None
-    except RecursionError:
-        raise TeeformError("JSON nested too deeply", path=path) from None
-    except ValueError as exc:  # e.g. integers over the int-to-str digit limit
-        raise TeeformError(f"not valid JSON: {exc}", path=path) from None
+    data = _load_pack_json(Path(path))
     if not isinstance(data, dict):
         raise TeeformError("a policy-pack config must be a JSON object", path=path)
     if project_dir is None:
@@ -131,6 +118,18 @@ def read_pack_config(path: Path | None, *, project_dir: Path | None = None) -> d
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return dict(resolved.config)
+
+
+def _load_pack_json(path: Path) -> Any:
+    """The parsed pack config (see :func:`read_pack_config`); errors re-anchored on ``path``."""
+    from teeform.safeload import loads_json, read_limited
+
+    prefix = f"{path}: "
+    try:
+        return loads_json(read_limited(path, MAX_PACK_CONFIG_BYTES, what="policy config"), source=str(path))
+    except TeeformError as exc:
+        raise TeeformError(exc.message.removeprefix(prefix), path=path, field=exc.field,
+                           hint=exc.hint) from None
 
 
 def policy_settings(policy: Any, pack_config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
