@@ -46,7 +46,7 @@ from components.aws.enclave_network import EnclaveNetwork, EnclaveNetworkArgs
 from components.measurement_manifest import TARGET_TAG
 from components.registry import TargetContext
 from teeform.errors import TeeformError
-from teeform.targets.aws_nitro_enclave import check_lockout
+from teeform.targets.aws_nitro_enclave import KeyConfig, check_lockout
 
 #: vsock CID of the enclave (must be >= 4; eif-nitro.md §6.5). Fixed so operators know where it is.
 ENCLAVE_CID = 16
@@ -95,6 +95,37 @@ def _in_stack(exc: TeeformError, source: str, fld: str) -> TeeformError:
     return TeeformError(exc.message, hint=exc.hint, path=exc.path or source, field=field)
 
 
+def lockout_checked_deployer(key: KeyConfig, provider: pulumi.ProviderResource, source: str, fld: str) -> str | None:
+    """Run KMS's lockout check (:func:`check_lockout`) on plain values, in the program body.
+
+    Only an ``open``-mode key with an explicit ``key.admins`` list can trip the check (the default
+    admin is the account root, which always passes; ``locked`` keys bypass it on purpose,
+    attested_key.py). The deployer principal is ``key.deployerArn``, else it is resolved now with the
+    synchronous invokes ``aws.get_caller_identity`` and ``aws.iam.get_session_context`` (through the
+    target's provider; pulumi-aws runs invokes during ``pulumi preview`` as well). Raising here,
+    rather than inside an ``Output.apply``, makes the refusal reach the program's error path as one
+    line, with no unretrieved future of a failed apply left behind.
+
+    Returns:
+        the deployer principal when it was resolved here (used for the key policy as is), else None.
+
+    Raises:
+        TeeformError: ``<stack file>: teeform:targets[<name>].key.admins: ...`` when the check fails.
+    """
+    if key.locked or not key.admins:
+        return key.deployer_arn if key.deployer_arn is not None else None
+    deployer = key.deployer_arn
+    if deployer is None:
+        opts = pulumi.InvokeOptions(provider=provider)
+        arn = aws.get_caller_identity(opts=opts).arn
+        deployer = deployer_principal(arn, aws.iam.get_session_context(arn=arn, opts=opts).issuer_arn)
+    try:
+        check_lockout(list(key.admins), deployer)
+    except TeeformError as exc:
+        raise _in_stack(exc, source, fld) from None
+    return deployer
+
+
 def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     """Create the components of one Nitro Enclave target and return its outputs, in export order:
     ``kms_key_arn``, ``instance_id``, ``eif_uri``, ``enclave_cpu_count``, ``enclave_memory_mib``.
@@ -133,6 +164,7 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     opts = pulumi.ResourceOptions(providers=[provider])
     invoke = pulumi.InvokeOutputOptions(provider=provider)
     identity = aws.get_caller_identity_output(opts=invoke)
+    known_caller = lockout_checked_deployer(s.key, provider, stack.source, fld)
     account_id = identity.account_id
     partition = identity.arn.apply(lambda a: a.split(":")[1])
     tags = {"teeform:stack": stack.stack, TARGET_TAG: t.name, "teeform:environment": stack.environment}
@@ -186,26 +218,19 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         pulumi.Output.from_input(list(s.key.admins)) if s.key.admins
         else pulumi.Output.all(partition, account_id).apply(lambda v: [f"arn:{v[0]}:iam::{v[1]}:root"])
     )
-    if s.key.deployer_arn is not None:
-        caller: pulumi.Output[str] = pulumi.Output.from_input(s.key.deployer_arn)
+    caller: pulumi.Output[str]
+    if known_caller is not None:
+        caller = pulumi.Output.from_input(known_caller)
     else:
         session = aws.iam.get_session_context_output(arn=identity.arn, opts=invoke)
         caller = pulumi.Output.all(identity.arn, session.issuer_arn).apply(lambda v: deployer_principal(v[0], v[1]))
-
-    def checked_deployer(v: list[Any]) -> str:
-        if not locked:  # locked keys bypass the check on purpose (attested_key.py docstring)
-            try:
-                check_lockout(v[0], v[1])
-            except TeeformError as exc:
-                raise _in_stack(exc, stack.source, fld) from None
-        return str(v[1])
 
     key = AttestedKey(
         f"{t.name}-key",
         AttestedKeyArgs(
             enclave_role_arn=host.role_arn,
             enclave_role_name=host.role.name,
-            deployer_arn=pulumi.Output.all(admins, caller).apply(checked_deployer),
+            deployer_arn=caller,
             admin_arns=admins,
             release=release,
             deletion_window_days=s.key.deletion_window_days,
