@@ -513,6 +513,7 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
     crc = Crc32()
     hasher = EifPcrHasher()
     infos: list[SectionInfo] = []
+    shas: list[Any] = []
     pcr8 = None
     with HashLanes() as lanes:
 
@@ -531,7 +532,6 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
             shas.append(sha)
             offset += SECTION_HEADER_SIZE + source.size
 
-        shas: list[Any] = []
         for source in sources:
             emit(source)
         if signer is not None:
