@@ -87,6 +87,8 @@ VM_IMAGE_DEPENDENCIES: dict[str, frozenset[str]] = {
     "pcr11_sha384": _PCR11_ROLES,
     "pcr12_sha256": frozenset({"cmdline-addon", "addon", "credentials", "extra-cmdline"}),
     "pcr12_sha384": frozenset({"cmdline-addon", "addon", "credentials", "extra-cmdline"}),
+    "pcr4_sha256": _UKI_ROLES | {"ovmf", "firmware"},
+    "pcr4_sha384": _UKI_ROLES | {"ovmf", "firmware"},
     "rtmr1": _UKI_ROLES | {"ovmf", "firmware"},
     "rtmr2": _PCR11_ROLES | {"cmdline-addon", "addon", "credentials"},
     "snp_launch_digest": frozenset({"ovmf", "firmware", "kernel", "cmdline", "vcpus"}) | _INITRD_ROLES,
@@ -98,6 +100,8 @@ VM_IMAGE_EMBEDS: dict[str, tuple[str, ...]] = {
     "uki_authenticode_sha384": ("roothash",),
     "pcr11_sha256": ("roothash",),
     "pcr11_sha384": ("roothash",),
+    "pcr4_sha256": ("roothash",),
+    "pcr4_sha384": ("roothash",),
     "rtmr1": ("roothash",),
     "rtmr2": ("roothash",),
 }

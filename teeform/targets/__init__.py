@@ -21,6 +21,7 @@ from teeform.targets.base import Cloud, TargetPlugin, TargetSettings, TeeType
 PLUGINS: dict[tuple[Cloud, TeeType], str] = {
     (Cloud.AWS, TeeType.NITRO_ENCLAVE): "teeform.targets.aws_nitro_enclave:PLUGIN",
     (Cloud.AWS, TeeType.SEV_SNP): "teeform.targets.aws_sev_snp:PLUGIN",
+    (Cloud.AWS, TeeType.NITRO_TPM): "teeform.targets.aws_nitro_tpm:PLUGIN",
     (Cloud.AZURE, TeeType.SEV_SNP): "teeform.targets.azure_sev_snp:PLUGIN",
     (Cloud.AZURE, TeeType.TDX): "teeform.targets.azure_tdx:PLUGIN",
     (Cloud.GCP, TeeType.SEV_SNP): "teeform.targets.gcp_sev_snp:PLUGIN",

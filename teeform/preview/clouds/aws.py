@@ -37,6 +37,7 @@ EC2_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 EC2_INSTANCE = "aws:ec2/instance:Instance"
 VPC_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 VPC_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+EBS_SNAPSHOT_IMPORT = "aws:ebs/snapshotImport:SnapshotImport"
 
 #: EC2/VPC resource token -> id prefix (``vpc-0123...``; EC2 API Reference, "Resource IDs").
 EC2_ID_PREFIXES: dict[str, str] = {
@@ -46,6 +47,7 @@ EC2_ID_PREFIXES: dict[str, str] = {
     "aws:ec2/internetGateway:InternetGateway": "igw",
     "aws:ec2/routeTable:RouteTable": "rtb",
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+    "aws:ec2/ami:Ami": "ami",
     VPC_INGRESS: "sgr",
     VPC_EGRESS: "sgr",
 }
@@ -74,6 +76,7 @@ class AwsPlugin(CloudPlugin):
     resource_tokens = frozenset({
         KMS_KEY, KMS_ALIAS, KMS_KEY_POLICY, IAM_ROLE, IAM_INSTANCE_PROFILE, IAM_ROLE_POLICY, S3_BUCKET, S3_OBJECT,
         S3_PUBLIC_ACCESS_BLOCK, EC2_LAUNCH_TEMPLATE, EC2_INSTANCE, *EC2_ID_PREFIXES,
+        EBS_SNAPSHOT_IMPORT,
     })
     invoke_tokens = frozenset({CALLER_IDENTITY, SSM_GET_PARAMETER, GET_PARTITION, GET_REGION})
 
@@ -111,6 +114,9 @@ class AwsPlugin(CloudPlugin):
                 arn=f"arn:aws:ec2:{region}:{acct}:instance/{rid}", privateIp="10.42.0.10",
                 instanceState="running", availabilityZone=f"{region}a",
             )
+        elif typ == EBS_SNAPSHOT_IMPORT:
+            rid = "snap-" + _hex(name, 17)
+            state.update(arn=f"arn:aws:ec2:{region}::snapshot/{rid}", ownerId=acct)
         elif typ.startswith("aws:ec2/") or typ.startswith("aws:vpc/"):
             rid = f"{EC2_ID_PREFIXES.get(typ, 'res')}-{_hex(name, 17)}"
             last = typ.split(":")[-1]
