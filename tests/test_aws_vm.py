@@ -376,3 +376,29 @@ def test_example_stacks_preview_offline_without_mandatory_violations(
     m = json.loads(tpm_manifest.read_text())["measurements"]
     assert result["outputs"]["nitrotpm_measurements"]["agent-vm"]["PCR4"] == m["pcr4_sha384"]
     assert {"ami_id", "instance_id", "kms_key_arn"} <= set(result["outputs"])
+
+
+# ----------------------------------------------------------------------------- README
+
+
+def test_readme_nitro_tpm_statement_has_the_shape_teeform_renders() -> None:
+    """The README's hand-written statement (placeholders instead of hashes) is the shape tpm_release_statements
+    renders for a private-network target: same Sid, actions, operators and condition keys."""
+    import re
+
+    from components.aws.tpm_key import tpm_release_statements
+    from teeform.keyrelease import KeyReleasePolicy, MeasurementSet
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### AWS NitroTPM VM"):]
+    shown = json.loads(re.search(r"```json\n(.*?)\n```", section, re.S).group(1))  # type: ignore[union-attr]
+    rendered = tpm_release_statements(
+        KeyReleasePolicy("vm", (MeasurementSet("agent-vm", {"pcr4_sha384": fake_hex("a"), "pcr12_sha384": ZERO384}),)),
+        "arn:aws:iam::111122223333:role/teeform-nitro-tpm-vm-vm", source_vpce="vpce-0123")[0]
+
+    def shape(s: dict[str, Any]) -> Any:
+        return (s["Sid"], s["Effect"], s["Action"], s["Resource"],
+                {op: sorted(block) for op, block in s["Condition"].items()})
+
+    assert shape(shown) == shape(rendered)
+    assert not re.search(r"[0-9a-f]{64}", section.split("\n### ", 1)[0].split("\n## ", 1)[0])  # no hashes pasted
