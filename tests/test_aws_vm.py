@@ -402,3 +402,20 @@ def test_readme_nitro_tpm_statement_has_the_shape_teeform_renders() -> None:
 
     assert shape(shown) == shape(rendered)
     assert not re.search(r"[0-9a-f]{64}", section.split("\n### ", 1)[0].split("\n## ", 1)[0])  # no hashes pasted
+
+
+@pytest.mark.parametrize("tee", ["nitro-tpm", "sev-snp"])
+def test_preview_text_shows_the_pipeline_the_gate_and_snp(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           tee: str) -> None:
+    from teeform.cli import main
+
+    man = fake_vm(tmp_path / "img")
+    pcr4 = json.loads(man.read_text())["measurements"]["pcr4_sha384"]
+    stack = write_stack_file(tmp_path / "Pulumi.dev.yaml", [vm_target([man], tee=tee)])
+    rc = main(["preview", "--project-dir", str(REPO), "--stack", "dev", "--stack-file", str(stack)])
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
+    assert "      format=RAW s3://" in out and "bootMode=uefi tpmSupport=v2.0 imdsSupport=v2.0" in out
+    assert f"  StringEqualsIgnoreCase {P4} in [{pcr4}]" in out and f"  StringEqualsIgnoreCase {P12} in [{ZERO384}]" in out
+    assert ("cpuOptions.amdSevSnp=enabled" in out) == (tee == "sev-snp")
+    assert "No mandatory violations." in out
