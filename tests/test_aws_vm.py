@@ -257,6 +257,14 @@ def test_sev_snp_target_enables_snp_and_gates_the_key_on_nitrotpm(tmp_path: Path
     (stmt,) = release(key_policy(resources))
     assert set(stmt["Condition"]["StringEqualsIgnoreCase"]) == {P4, P12}
     assert outputs["amd_sev_snp"] == "enabled"
+    from teeform.targets import plugin_for
+    from teeform.targets.base import Cloud, TeeType
+
+    for tee in (TeeType.NITRO_TPM, TeeType.SEV_SNP):  # the plug-ins declare what the builders export
+        declared = [o.name for o in plugin_for(Cloud.AWS, tee).outputs]
+        assert declared == [k for k in outputs if k not in ("measurements", "manifest_sha256")][:len(declared)]
+    assert [o.name for o in plugin_for(Cloud.AWS, TeeType.SEV_SNP).outputs] == [
+        k for k in outputs if k not in ("measurements", "manifest_sha256")]
     assert policy_violations("aws-ec2-sev-snp-enabled", resources) == []
 
 

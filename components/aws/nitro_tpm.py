@@ -231,6 +231,7 @@ def _build(ctx: TargetContext, *, sev_snp: bool) -> dict[str, Any]:
         pulumi.ResourceOptions(providers=[provider], depends_on=[vm.role]),
     )
     resolve_key_arn(key.key_arn)
+    pulumi.log.info(f"target {t.name!r}: key gate: {t.plugin.gate}")
     outputs: dict[str, Any] = {
         "nitrotpm_measurements": {lm.key: nitrotpm_measurements(lm.manifest) for lm in ctx.manifests},
         "ami_id": image.ami_id,
