@@ -8,6 +8,9 @@ plug-in implements is :class:`teeform.targets.base.TargetPlugin`.
 Today ``aws``/``nitro-enclave`` creates resources; the ``vm-image`` pairs are explicit
 measurements-only plug-ins (:mod:`teeform.targets.measurements_only`). A new pair is one module here
 and one line in :data:`PLUGINS`.
+
+Since issue 8 ``aws``/``nitro-tpm`` and ``aws``/``sev-snp`` create resources too (a VM from the
+image's raw disk, a KMS key gated on its NitroTPM PCRs: :mod:`teeform.targets.aws_nitro_tpm`).
 """
 
 from __future__ import annotations
