@@ -39,6 +39,7 @@ CONSTRUCTORS = {
     "AWS_S3_BUCKET_POLICY": lambda: aws.s3.BucketPolicy("t", bucket="b", policy="{}"),
     "AWS_EC2_VPC": lambda: aws.ec2.Vpc("t"),
     "AWS_EC2_DEFAULT_SECURITY_GROUP": lambda: aws.ec2.DefaultSecurityGroup("t"),
+    "AWS_EC2_AMI": lambda: aws.ec2.Ami("t"),
 }
 
 

@@ -31,12 +31,16 @@ aws-s3-bucket-tls-only (stack)             advisory   buckets deny requests with
 aws-ec2-default-sg-closed (stack)          advisory   created VPCs' default security groups have no rules
 manifest-signed                            mandatory  in prod, every manifest was verified against a key of
                                                       teeform:trustedManifestKeys (signed/signer)
+aws-ami-uefi-tpm                           mandatory  AMIs register UEFI boot and NitroTPM v2.0
+aws-kms-nitrotpm-requires-pcr12-or-pcr7    mandatory  a statement pinning NitroTPMPCR4 also pins PCR12 or PCR7
+aws-ec2-sev-snp-enabled                    mandatory  SEV-SNP-tagged instances set cpuOptions.amdSevSnp on
+                                                      M6a/C6a/R6a
 =========================================  =========  ==================================================
 """
 
 from __future__ import annotations
 
-from teeform_policies import aws_deploy, coverage, ec2, kms, manifest, network, signing
+from teeform_policies import aws_deploy, aws_vm, coverage, ec2, kms, manifest, network, signing
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
 from teeform_policies.registry import Policy, PolicyRegistry
@@ -45,7 +49,7 @@ PACK_NAME = "teeform"
 
 REGISTRY = PolicyRegistry(
     [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES,
-     *signing.POLICIES],
+     *signing.POLICIES, *aws_vm.POLICIES],
     aliases=ALIASES,
 )
 

@@ -18,6 +18,7 @@ AWS_S3_BUCKET = "aws:s3/bucket:Bucket"
 AWS_S3_BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 AWS_EC2_VPC = "aws:ec2/vpc:Vpc"
 AWS_EC2_DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+AWS_EC2_AMI = "aws:ec2/ami:Ami"
 
 #: teeform's own component (components/measurement_manifest.py).
 TEEFORM_MEASUREMENT_MANIFEST = "teeform:index:MeasurementManifest"

@@ -38,6 +38,8 @@ EC2_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 EC2_INSTANCE = "aws:ec2/instance:Instance"
 VPC_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 VPC_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+EBS_SNAPSHOT_IMPORT = "aws:ebs/snapshotImport:SnapshotImport"
+EC2_AMI = "aws:ec2/ami:Ami"
 
 #: EC2/VPC resource token -> id prefix (``vpc-0123...``; EC2 API Reference, "Resource IDs").
 EC2_ID_PREFIXES: dict[str, str] = {
@@ -47,6 +49,7 @@ EC2_ID_PREFIXES: dict[str, str] = {
     "aws:ec2/internetGateway:InternetGateway": "igw",
     "aws:ec2/routeTable:RouteTable": "rtb",
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+    EC2_AMI: "ami",
     VPC_INGRESS: "sgr",
     VPC_EGRESS: "sgr",
 }
@@ -109,6 +112,7 @@ class AwsPlugin(CloudPlugin):
     resource_tokens = frozenset({
         KMS_KEY, KMS_ALIAS, KMS_KEY_POLICY, IAM_ROLE, IAM_INSTANCE_PROFILE, IAM_ROLE_POLICY, S3_BUCKET, S3_OBJECT,
         S3_PUBLIC_ACCESS_BLOCK, EC2_LAUNCH_TEMPLATE, EC2_INSTANCE, *EC2_ID_PREFIXES,
+        EBS_SNAPSHOT_IMPORT,
     })
     invoke_tokens = frozenset({CALLER_IDENTITY, SSM_GET_PARAMETER, GET_PARTITION, GET_REGION, GET_SESSION_CONTEXT})
 
@@ -146,6 +150,9 @@ class AwsPlugin(CloudPlugin):
                 arn=f"arn:aws:ec2:{region}:{acct}:instance/{rid}", privateIp="10.42.0.10",
                 instanceState="running", availabilityZone=f"{region}a",
             )
+        elif typ == EBS_SNAPSHOT_IMPORT:
+            rid = "snap-" + _hex(name, 17)
+            state.update(arn=f"arn:aws:ec2:{region}::snapshot/{rid}", ownerId=acct)
         elif typ.startswith("aws:ec2/") or typ.startswith("aws:vpc/"):
             rid = f"{EC2_ID_PREFIXES.get(typ, 'res')}-{_hex(name, 17)}"
             last = typ.split(":")[-1]
@@ -184,9 +191,25 @@ class AwsPlugin(CloudPlugin):
                 f"ebs.encrypted={ebs}",
                 f"userData: {run.replace('exec ', '')}" if run else "userData: (no run-enclave)",
             ]
+        if typ == EC2_INSTANCE and not i.get("launchTemplate") and i.get("ami"):
+            # an instance launched directly from an AMI (the nitro-tpm / sev-snp VMs)
+            snp = (i.get("cpuOptions") or {}).get("amdSevSnp")
+            return [f"ami={i.get('ami')} instanceType={i.get('instanceType')}",
+                    f"metadataOptions.httpTokens={(i.get('metadataOptions') or {}).get('httpTokens')}",
+                    f"rootBlockDevice.encrypted={(i.get('rootBlockDevice') or {}).get('encrypted')}",
+                    *([f"cpuOptions.amdSevSnp={snp}"] if snp else []), f"subnetId={i.get('subnetId')}"]
         if typ == EC2_INSTANCE:
             lt = i.get("launchTemplate") or {}
             return [f"launchTemplate={lt.get('id')} v{lt.get('version')}", f"subnetId={i.get('subnetId')}"]
+        if typ == EC2_AMI:
+            return [f"bootMode={i.get('bootMode')} tpmSupport={i.get('tpmSupport')} imdsSupport={i.get('imdsSupport')}",
+                    f"rootDeviceName={i.get('rootDeviceName')} snapshotId="
+                    f"{[b.get('snapshotId') for b in i.get('ebsBlockDevices') or []]}"]
+        if typ == EBS_SNAPSHOT_IMPORT:
+            dc = i.get("diskContainer") or {}
+            ub = dc.get("userBucket") or {}
+            return [f"format={dc.get('format')} s3://{ub.get('s3Bucket')}/{ub.get('s3Key')}",
+                    f"roleName={i.get('roleName')} encrypted={i.get('encrypted')}"]
         if typ in (KMS_KEY, KMS_KEY_POLICY):
             return _kms_lines(typ, i)
         if typ in (VPC_INGRESS, VPC_EGRESS):
