@@ -88,12 +88,20 @@ def existing_kbs(url: str, *, admin_key_secret: str = "kbsAdminKey", ca_cert_con
     """An existing KBS: ``url`` and the admin key from the secret Pulumi config ``teeform:<admin_key_secret>``.
 
     Raises:
-        pulumi.ConfigMissingError: the secret is not set (``pulumi config set --secret teeform:kbsAdminKey < key.pem``).
+        TeeformError: the secret is not set (``pulumi config set --secret teeform:kbsAdminKey < key.pem``) or
+            the CA certificate config key names nothing.
     """
     cfg = pulumi.Config("teeform")
+    secret = cfg.get_secret(admin_key_secret)
+    if secret is None:
+        raise TeeformError(f"the KBS admin key is not set: secret config teeform:{admin_key_secret} is missing",
+                           field="keyBroker.adminKeySecret",
+                           hint=f"pulumi config set --secret teeform:{admin_key_secret} < kbs-admin-key.pem")
     ca = cfg.get(ca_cert_config) if ca_cert_config else None
-    return KbsEndpoint(url, cfg.require_secret(admin_key_secret), ca, role=role, issuer=issuer, audience=audience,
-                       key=url)
+    if ca_cert_config and ca is None:
+        raise TeeformError(f"config teeform:{ca_cert_config} (the KBS CA certificate) is missing",
+                           field="keyBroker.caCertConfig")
+    return KbsEndpoint(url, secret, ca, role=role, issuer=issuer, audience=audience, key=url)
 
 
 def deployed_kbs(url: pulumi.Input[str], admin_key_pem: pulumi.Input[str], tls_cert_pem: pulumi.Input[str],

@@ -21,7 +21,7 @@ from teeform.errors import TeeformError
 
 def _engine(policy: str, name: str) -> Any:
     try:
-        import regorus  # type: ignore[import-untyped]
+        import regorus
     except ImportError as exc:  # pragma: no cover - the set-up installs it
         raise TeeformError("the Rego engine is missing: install gordon-to-regorus (scripts/setup.sh)") from exc
     eng = regorus.Engine()
