@@ -34,6 +34,8 @@ from teeform.errors import TeeformError
 from teeform.targets.alicloud_tdx import AlicloudTdxSettings, zone_region
 from teeform.trustee.reference_values import Verifier
 
+#: Tag naming what an instance is (``tdx-guest`` / ``kbs``); policy ``alicloud-tdx-instance-type`` reads it.
+ROLE_TAG = "teeform:role"
 #: ImageImport ``disk_device_mappings.format`` per teeform disk format (pulumi.md §4.4).
 IMPORT_FORMAT = {"qcow2": "qcow2", "raw": "RAW", "vhd": "VHD"}
 
@@ -87,7 +89,8 @@ def build(ctx: TargetContext) -> dict[str, Any]:
 
     path, fmt, sha = disk_artifact(ctx)
     bucket = alicloud.oss.Bucket(f"{t.name}-images", bucket=bucket_name(ctx.project, ctx.stack.stack or "", t.name),
-                                 acl="private", server_side_encryption_rule=alicloud.oss.BucketServerSideEncryptionRuleArgs(sse_algorithm="AES256"),
+                                 acl="private",
+                                 server_side_encryption_rule=alicloud.oss.BucketServerSideEncryptionRuleArgs(sse_algorithm="AES256"),
                                  tags=tags, opts=o)
     key = f"{ctx.deployed.manifest.name}/{sha}.{fmt.lower()}"
     obj = alicloud.oss.BucketObject(f"{t.name}-disk", bucket=bucket.bucket, key=key, source=path,
@@ -105,14 +108,15 @@ def build(ctx: TargetContext) -> dict[str, Any]:
         inst = TdxInstance(f"{t.name}-tdx", {
             "region_id": t.region, "zone_id": s.zone, "instance_type": s.instance_type, "image_id": image.id,
             "v_switch_id": vswitch.id, "security_group_id": sg.id, "instance_name": f"teeform-{t.name}",
-            "user_data": None, "system_disk_category": "cloud_essd", "system_disk_size": 40, "tags": tags})
+            "user_data": None, "system_disk_category": "cloud_essd", "system_disk_size": 40,
+            "tags": {**tags, ROLE_TAG: "tdx-guest"}})
         instance_id: pulumi.Output[str] = inst.instance_id
     else:
         ecs_inst = alicloud.ecs.Instance(
             f"{t.name}-tdx", instance_type=s.instance_type, image_id=image.id, vswitch_id=vswitch.id,
             security_groups=[sg.id], availability_zone=s.zone, http_tokens="required", http_endpoint="enabled",
             internet_max_bandwidth_out=0, system_disk_category="cloud_essd", instance_name=f"teeform-{t.name}",
-            tags=tags, opts=o)
+            tags={**tags, ROLE_TAG: "tdx-guest"}, opts=o)
         instance_id = ecs_inst.id
 
     kb = s.key_broker
@@ -120,7 +124,7 @@ def build(ctx: TargetContext) -> dict[str, Any]:
         keys = GeneratedKeyPair(f"{t.name}-kbs-keys", f"kbs.{t.name}.teeform.internal")
         host = TrusteeHost(f"{t.name}-trustee", vswitch_id=vswitch.id, security_group_id=sg.id, vpc_cidr=s.cidr,
                            instance_type=kb.deploy.instance_type, admin_cidr=kb.deploy.admin_cidr, keys=keys,
-                           tags=tags, opts=o)
+                           tags={**tags, ROLE_TAG: "kbs"}, opts=o)
         endpoint = deployed_kbs(host.url, keys.admin_private_key_pem, keys.tls_cert_pem,
                                 key=f"deployed:{t.name}")
     else:

@@ -29,6 +29,11 @@ aws-kms-key-policy-rewriters               advisory   lists who can rewrite each
                                                       keys locked to a break-glass role pass
 aws-s3-bucket-tls-only (stack)             advisory   buckets deny requests without TLS
 aws-ec2-default-sg-closed (stack)          advisory   created VPCs' default security groups have no rules
+trustee-reference-values-match-manifest    mandatory  Trustee reference values are single manifests of the
+(stack)                                               registration's own target; policies pin those sets
+trustee-policy-refuses-debug               mandatory  Trustee AS/resource policies affirm non-debug guests only
+alicloud-no-public-ingress                 mandatory  no 0.0.0.0/0 or ::/0 ingress on Alibaba (ingress family)
+alicloud-tdx-instance-type                 mandatory  TDX guests on g8i (RunInstances TDX) / gn8v-tee, listed zones
 =========================================  =========  ==================================================
 """
 
@@ -45,6 +50,10 @@ REGISTRY = PolicyRegistry(
     [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES],
     aliases=ALIASES,
 )
+from teeform_policies import alicloud, trustee  # noqa: E402 - issue 11, kept apart from the shared lines above
+
+for _policy in (*trustee.POLICIES, *alicloud.POLICIES):  # issue 11: Trustee key broker, Alibaba Cloud
+    REGISTRY.add(_policy)
 
 
 def all_policies() -> list[Policy]:
