@@ -144,3 +144,34 @@ def test_generated_key_pair_is_made_once(keys) -> None:
     assert r.outs["tls_cert_pem"].startswith("-----BEGIN CERTIFICATE-----")
     assert p.diff(r.id, r.outs, {"common_name": "kbs.internal"}).changes is False
     assert p.diff(r.id, r.outs, {"common_name": "other"}).replaces == ["common_name"]
+
+
+def test_https_with_the_generated_certificate_pinned(keys) -> None:
+    """A Trustee VM's KBS is reached by IP with teeform's self-signed certificate pinned (pin_only):
+    the pinned certificate is accepted without a host-name match; another certificate is refused."""
+    with LoopbackKbs(keys["admin_public_key_pem"], tls=(keys["tls_cert_pem"], keys["tls_private_key_pem"])) as k:
+        assert k.url.startswith("https://127.0.0.1:")
+        c = KbsAdmin(k.url, keys["admin_private_key_pem"], ca_cert_pem=keys["tls_cert_pem"], pin_only=True)
+        c.set_resource_policy(DENY_ALL_RESOURCE_POLICY)
+        assert k.state.resource_policy == DENY_ALL_RESOURCE_POLICY
+        # Without pin_only the host name (127.0.0.1) does not match the certificate's SAN (kbs.test).
+        with pytest.raises(KbsError, match="TLS with .* failed"):
+            KbsAdmin(k.url, keys["admin_private_key_pem"], ca_cert_pem=keys["tls_cert_pem"]).get_resource_policy()
+        other = generate_key_material("kbs.test")["tls_cert_pem"]
+        with pytest.raises(KbsError, match="TLS with .* failed"):
+            KbsAdmin(k.url, keys["admin_private_key_pem"], ca_cert_pem=other, pin_only=True).get_resource_policy()
+    with pytest.raises(TeeformError, match="pin_only needs"):
+        KbsAdmin("https://127.0.0.1:1", keys["admin_private_key_pem"], pin_only=True)
+
+
+def test_wait_until_reachable(kbs, keys, monkeypatch) -> None:
+    from components.trustee import provider
+
+    monkeypatch.setattr(provider.time, "sleep", lambda s: None)
+    provider.wait_until_reachable(KbsAdmin(kbs.url, keys["admin_private_key_pem"]), 5, interval=1)
+    with pytest.raises(KbsError, match="cannot reach"):
+        provider.wait_until_reachable(KbsAdmin("http://127.0.0.1:9", keys["admin_private_key_pem"], timeout=1), 2,
+                                      interval=1)
+    other = generate_key_material("x")["admin_private_key_pem"]
+    with pytest.raises(KbsError, match="HTTP 401"):  # an answer is not retried
+        provider.wait_until_reachable(KbsAdmin(kbs.url, other), 60, interval=1)

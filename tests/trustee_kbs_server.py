@@ -20,6 +20,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -149,10 +150,24 @@ def _handler(state: KbsState) -> type[BaseHTTPRequestHandler]:
 class LoopbackKbs:
     """Context manager: a KBS on ``http://127.0.0.1:<port>`` with :class:`KbsState` ``state``."""
 
-    def __init__(self, admin_public_key_pem: str) -> None:
+    def __init__(self, admin_public_key_pem: str, *, tls: tuple[str, str] | None = None) -> None:
+        """``tls``: (certificate PEM, private key PEM) to serve HTTPS, as the KBS's ``[http_server]``
+        ``certificate`` / ``private_key`` (kbs/docs/config.md)."""
         self.state = KbsState(admin_public_key_pem)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            import ssl
+            import tempfile
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            with tempfile.TemporaryDirectory() as d:
+                Path(d, "c.pem").write_text(tls[0])
+                Path(d, "k.pem").write_text(tls[1])
+                ctx.load_cert_chain(Path(d, "c.pem"), Path(d, "k.pem"))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> LoopbackKbs:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -71,6 +71,7 @@ class KbsEndpoint:
         pin_only: trust exactly ``ca_cert_pem`` without a host-name match (teeform's self-signed KBS).
         role / issuer / audience: admin JWT claims (kbs/docs/admin.md).
         key: a stable name of this KBS for the one-target-per-KBS check (the URL when it is a string).
+        wait_seconds: how long the registration waits for the KBS to answer (a just-deployed VM).
     """
 
     url: pulumi.Input[str]
@@ -81,6 +82,7 @@ class KbsEndpoint:
     issuer: str | None = None
     audience: str | None = None
     key: str | None = None
+    wait_seconds: int = 0
 
 
 def existing_kbs(url: str, *, admin_key_secret: str = "kbsAdminKey", ca_cert_config: str | None = None,
@@ -107,7 +109,7 @@ def existing_kbs(url: str, *, admin_key_secret: str = "kbsAdminKey", ca_cert_con
 def deployed_kbs(url: pulumi.Input[str], admin_key_pem: pulumi.Input[str], tls_cert_pem: pulumi.Input[str],
                  key: str) -> KbsEndpoint:
     """A KBS a builder deployed, reached by IP with its generated certificate pinned."""
-    return KbsEndpoint(url, admin_key_pem, tls_cert_pem, pin_only=True, key=key)
+    return KbsEndpoint(url, admin_key_pem, tls_cert_pem, pin_only=True, key=key, wait_seconds=900)
 
 
 class KeyBroker(pulumi.ComponentResource):
@@ -125,7 +127,7 @@ class KeyBroker(pulumi.ComponentResource):
             "verifier": rv.options.verifier.value,
             "admin_key_pem": pulumi.Output.secret(endpoint.admin_key_pem),
             "ca_cert_pem": endpoint.ca_cert_pem, "pin_only": endpoint.pin_only, "role": endpoint.role,
-            "issuer": endpoint.issuer, "audience": endpoint.audience,
+            "issuer": endpoint.issuer, "audience": endpoint.audience, "wait_seconds": endpoint.wait_seconds,
             "rvps_message": rv.message(), "reference_value_ids": list(rv.ids),
             "attestation_policy": attestation_policy(rv), "resource_policy": resource_policy(rv, repository=REPOSITORY),
             "resources": [KEY_TAG],

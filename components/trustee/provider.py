@@ -3,7 +3,8 @@
 ``KbsRegistration`` (type ``pulumi-python:dynamic/trustee:KbsRegistration``) makes the KBS hold, for
 one target, exactly what its inputs say, through the admin API (:class:`teeform.trustee.kbs_client.KbsAdmin`):
 
-* **create**: register the RVPS message, set the attestation-service policy (``default_cpu``) and the
+* **create**: wait until the KBS answers when ``wait_seconds`` is set (a Trustee VM just deployed),
+  register the RVPS message, set the attestation-service policy (``default_cpu``) and the
   resource policy, then create each sealed resource (``resource/teeform/<target>/<tag>``) with 32
   random bytes from :func:`os.urandom`. The secret bytes are sent to the KBS only; they are never an
   output, so they are not in the Pulumi state.
@@ -27,12 +28,13 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 from typing import Any
 
 import pulumi
 import pulumi.dynamic as dyn
 
-from teeform.trustee.kbs_client import KbsAdmin
+from teeform.trustee.kbs_client import KbsAdmin, KbsError
 from teeform.trustee.reference_values import sample_message
 
 #: A resource policy that releases nothing (Trustee's ``kbs/sample_policies/deny_all.rego``).
@@ -52,7 +54,7 @@ extensions := []
 """
 #: Inputs whose change is an update (the others are identity: a change replaces).
 UPDATABLE = ("rvps_message", "reference_value_ids", "attestation_policy", "resource_policy", "resources",
-             "admin_key_pem", "ca_cert_pem", "role", "issuer", "audience")
+             "admin_key_pem", "ca_cert_pem", "role", "issuer", "audience", "pin_only", "verifier")
 IDENTITY = ("kbs_url", "target", "repository")
 
 
@@ -62,7 +64,27 @@ def _client(p: dict[str, Any]) -> KbsAdmin:
                     audience=p.get("audience") or None, pin_only=bool(p.get("pin_only")))
 
 
+def wait_until_reachable(client: KbsAdmin, seconds: float, *, interval: float = 10.0) -> None:
+    """Poll ``GET /kbs/v0/resource-policy`` until the KBS answers (a freshly deployed Trustee VM boots
+    for minutes). Only "cannot reach" is retried; an HTTP error (e.g. 401) is raised at once.
+
+    Raises:
+        KbsError: still unreachable after ``seconds``, or an HTTP error.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.get_resource_policy()
+            return
+        except KbsError as exc:
+            if exc.status is not None or time.monotonic() + interval > deadline:
+                raise
+        time.sleep(interval)
+
+
 def _apply(client: KbsAdmin, p: dict[str, Any], old: dict[str, Any] | None) -> None:
+    if p.get("wait_seconds"):
+        wait_until_reachable(client, float(p["wait_seconds"]))
     client.register_reference_values(p["rvps_message"])
     gone = sorted(set((old or {}).get("reference_value_ids") or []) - set(p["reference_value_ids"]))
     if gone:

@@ -150,6 +150,8 @@ class KbsAdmin:
                            status=exc.code, kind=kind) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLError) or isinstance(exc, ssl.SSLError):
+                raise KbsError(f"{endpoint}: TLS with {self.url} failed (certificate not trusted?): {reason}") from None
             raise KbsError(f"{endpoint}: cannot reach {self.url}: {reason}") from None
 
     # -- reference values
