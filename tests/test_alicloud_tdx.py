@@ -54,7 +54,8 @@ def test_g8i_uses_run_instances_with_tdx_and_the_broker_pins_the_manifest(manife
     res, outs, _ = run([target(manifest)])
     tdx = one(res, "pulumi-python:dynamic/alicloud:TdxInstance")
     assert tdx.inputs["instance_type"] == "ecs.g8i.xlarge" and tdx.inputs["zone_id"] == "cn-beijing-i"
-    assert by_type(res, "alicloud:ecs/instance:Instance")[0].inputs["instanceName"].endswith("-kbs")  # only the KBS host
+    # ecs.Instance: the KBS host, and the g8i guest adopted read-only (a read: no inputs, by id).
+    assert sorted(r.name for r in by_type(res, "alicloud:ecs/instance:Instance")) == ["td-tdx-view", "td-trustee-kbs"]
     img = one(res, "alicloud:ecs/imageImport:ImageImport")
     assert img.inputs["bootMode"] == "UEFI" and img.inputs["features"] == {"nvmeSupport": "supported"}
     (dm,) = img.inputs["diskDeviceMappings"]
@@ -79,7 +80,7 @@ def test_security_group_has_no_ingress_but_the_kbs(manifest: Path) -> None:
         ("10.50.0.0/16", "8080/8080"), ("203.0.113.0/24", "8080/8080")]
     res, _, _ = run_with_key([target(manifest, keyBroker={"url": "https://kbs.example:8080"})])
     assert by_type(res, "alicloud:ecs/securityGroupRule:SecurityGroupRule") == []
-    assert by_type(res, "alicloud:ecs/instance:Instance") == []
+    assert [r.name for r in by_type(res, "alicloud:ecs/instance:Instance")] == ["td-tdx-view"]
 
 
 def test_gn8v_tee_is_a_plain_instance(manifest: Path) -> None:

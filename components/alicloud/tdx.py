@@ -6,7 +6,8 @@ Wiring (one explicit ``alicloud.Provider`` per target, in the target's region)::
     oss.Bucket (private, AES256) ─► oss.BucketObject (the qcow2, else the raw disk; key = its SHA-256)
         ─► ecs.ImageImport(boot_mode="UEFI", features.nvme_support="supported", architecture x86_64)
     instance:  ecs.gn8v-tee.*  -> alicloud.ecs.Instance (TDX by default)
-               ecs.g8i.*       -> TdxInstance (dynamic provider, RunInstances SecurityOptions.ConfidentialComputingMode=TDX)
+               ecs.g8i.*       -> TdxInstance (dynamic provider, RunInstances SecurityOptions.ConfidentialComputingMode=TDX),
+                                  then adopted read-only with alicloud.ecs.Instance.get
     key:       attach_key_broker(target, manifests, tdx, tdx) on an existing KBS (url + secret admin key)
                or on a TrusteeHost deployed in the same VPC (admin key + TLS generated, secret)
 
@@ -111,6 +112,10 @@ def build(ctx: TargetContext) -> dict[str, Any]:
             "user_data": None, "system_disk_category": "cloud_essd", "system_disk_size": 40,
             "tags": {**tags, ROLE_TAG: "tdx-guest"}})
         instance_id: pulumi.Output[str] = inst.instance_id
+        # Adopted read-only (a "read" step, never created, updated or deleted by pulumi-alicloud), so the
+        # stack state and policies see the real instance as the provider reports it.
+        alicloud.ecs.Instance.get(f"{t.name}-tdx-view", inst.instance_id,
+                                  opts=pulumi.ResourceOptions(provider=provider, depends_on=[inst]))
     else:
         ecs_inst = alicloud.ecs.Instance(
             f"{t.name}-tdx", instance_type=s.instance_type, image_id=image.id, vswitch_id=vswitch.id,

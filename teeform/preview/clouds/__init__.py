@@ -71,9 +71,11 @@ def register(plugin: CloudPlugin) -> CloudPlugin:
 def _load_builtin() -> None:
     global _loaded
     if not _loaded:
-        _loaded = True
+        # Mark loaded only after every import: the mock engine calls plugin_for from several threads,
+        # and a thread seeing the flag early would get the default plug-in (bare mocks) for a cloud.
         for mod in BUILTIN:
             importlib.import_module(mod)
+        _loaded = True
 
 
 def plugins() -> list[CloudPlugin]:
