@@ -111,6 +111,9 @@ def test_registry_rejects_duplicates_and_all():
         "aws-kms-no-debug-measurements", "aws-kms-key-rotation-enabled", "aws-ec2-imdsv2-required",
         "aws-ec2-enclave-enabled", "aws-ebs-encrypted", "aws-kms-key-policy-rewriters", "aws-s3-bucket-tls-only",
         "aws-ec2-default-sg-closed",
+        # issue 11
+        "trustee-reference-values-match-manifest", "trustee-policy-refuses-debug", "alicloud-no-public-ingress",
+        "alicloud-tdx-instance-type",
     ]
     for p in all_policies():
         assert p.description and p.severity is not None and p.remediation_steps and p.url, p.name
