@@ -35,6 +35,11 @@ aws-ami-uefi-tpm                           mandatory  AMIs register UEFI boot an
 aws-kms-nitrotpm-requires-pcr12-or-pcr7    mandatory  a statement pinning NitroTPMPCR4 also pins PCR12 or PCR7
 aws-ec2-sev-snp-enabled                    mandatory  SEV-SNP-tagged instances set cpuOptions.amdSevSnp on
                                                       M6a/C6a/R6a
+trustee-reference-values-match-manifest    mandatory  Trustee reference values are single manifests of the
+(stack)                                               registration's own target; policies pin those sets
+trustee-policy-refuses-debug               mandatory  Trustee AS/resource policies affirm non-debug guests only
+alicloud-no-public-ingress                 mandatory  no 0.0.0.0/0 or ::/0 ingress on Alibaba (ingress family)
+alicloud-tdx-instance-type                 mandatory  TDX guests on g8i (RunInstances TDX) / gn8v-tee, listed zones
 =========================================  =========  ==================================================
 """
 
@@ -52,6 +57,10 @@ REGISTRY = PolicyRegistry(
      *signing.POLICIES, *aws_vm.POLICIES],
     aliases=ALIASES,
 )
+from teeform_policies import alicloud, trustee  # noqa: E402 - issue 11, kept apart from the shared lines above
+
+for _policy in (*trustee.POLICIES, *alicloud.POLICIES):  # issue 11: Trustee key broker, Alibaba Cloud
+    REGISTRY.add(_policy)
 
 
 def all_policies() -> list[Policy]:

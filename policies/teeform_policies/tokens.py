@@ -39,3 +39,11 @@ GCP_COMPUTE_FIREWALL = "gcp:compute/firewall:Firewall"
 GCP_KMS_CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
 ALICLOUD_ECS_SECURITY_GROUP_RULE = "alicloud:ecs/securityGroupRule:SecurityGroupRule"
 ALICLOUD_KMS_KEY = "alicloud:kms/key:Key"
+
+# Issue 11 (Alibaba Cloud TDX, Trustee). pulumi-alicloud 4.0.0 is installed: checked against it in
+# tests/test_alicloud_policies.py; the two ``pulumi-python:dynamic/...`` tokens are teeform's dynamic
+# providers (components/alicloud/tdx_instance.py, components/trustee/provider.py).
+ALICLOUD_ECS_INSTANCE = "alicloud:ecs/instance:Instance"
+ALICLOUD_ECS_SECURITY_GROUP = "alicloud:ecs/securityGroup:SecurityGroup"
+ALICLOUD_TDX_INSTANCE = "pulumi-python:dynamic/alicloud:TdxInstance"
+TRUSTEE_KBS_REGISTRATION = "pulumi-python:dynamic/trustee:KbsRegistration"
