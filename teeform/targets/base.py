@@ -48,10 +48,14 @@ class TeeType(enum.StrEnum):
     NITRO_ENCLAVE = "nitro-enclave"
     SEV_SNP = "sev-snp"
     TDX = "tdx"
+    CONFIDENTIAL_SPACE = "confidential-space"
 
     @property
     def manifest_kind(self) -> str:
-        """The manifest kind this TEE boots (``eif`` for Nitro Enclaves, ``vm-image`` otherwise)."""
+        """The manifest kind this TEE boots (``eif`` for Nitro Enclaves, ``oci`` for Confidential Space,
+        ``vm-image`` otherwise)."""
+        if self is TeeType.CONFIDENTIAL_SPACE:
+            return "oci"
         return "eif" if self is TeeType.NITRO_ENCLAVE else "vm-image"
 
 
