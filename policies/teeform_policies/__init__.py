@@ -29,12 +29,19 @@ aws-kms-key-policy-rewriters               advisory   lists who can rewrite each
                                                       keys locked to a break-glass role pass
 aws-s3-bucket-tls-only (stack)             advisory   buckets deny requests without TLS
 aws-ec2-default-sg-closed (stack)          advisory   created VPCs' default security groups have no rules
+gcp-wip-condition-pins-digest (stack)      mandatory  Confidential Space provider conditions pin the
+                                                      manifests' image digests (plain conjunction)
+gcp-confidential-space-no-debug-image      mandatory  prod: no debug image, dbgstat clause required
+gcp-confidential-instance-enabled          mandatory  confidential VM type, TERMINATE, SNP on Milan, vTPM
+gcp-no-public-ingress                      advisory   GCP firewalls open to the internet; external IPs
+gcp-kms-key-rotation                       advisory   symmetric Cloud KMS keys rotate (<= 365 days)
 =========================================  =========  ==================================================
 """
 
 from __future__ import annotations
 
 from teeform_policies import aws_deploy, coverage, ec2, kms, manifest, network
+from teeform_policies import gcp as gcp_policies
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
 from teeform_policies.registry import Policy, PolicyRegistry
@@ -42,7 +49,8 @@ from teeform_policies.registry import Policy, PolicyRegistry
 PACK_NAME = "teeform"
 
 REGISTRY = PolicyRegistry(
-    [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES],
+    [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES,
+     *gcp_policies.POLICIES],
     aliases=ALIASES,
 )
 

@@ -38,3 +38,10 @@ GCP_COMPUTE_FIREWALL = "gcp:compute/firewall:Firewall"
 GCP_KMS_CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
 ALICLOUD_ECS_SECURITY_GROUP_RULE = "alicloud:ecs/securityGroupRule:SecurityGroupRule"
 ALICLOUD_KMS_KEY = "alicloud:kms/key:Key"
+
+# GCP resources the gcp-* policies filter on (pulumi-gcp 10.2 is installed; tests/test_gcp_policies.py
+# checks each against the SDK's resource registry).
+GCP_COMPUTE_INSTANCE = "gcp:compute/instance:Instance"
+GCP_COMPUTE_INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+GCP_IAM_WIP_PROVIDER = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
+GCP_KMS_CRYPTO_KEY_IAM_MEMBER = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
