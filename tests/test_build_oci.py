@@ -141,3 +141,33 @@ def test_cli_prints_digest_and_push(tmp_path: Path, capsys: pytest.CaptureFixtur
     digest = _blob_sha256_from_index(layout)
     assert rc == 0 and f"image_digest  sha256:{digest}" in out
     assert f"skopeo copy --preserve-digests oci:{layout} docker://reg/x:TAG" in out
+
+
+@pytest.mark.integration
+def test_readme_gcp_block_digest_is_a_fresh_build_of_the_demo_image(tmp_path: Path) -> None:
+    """The demo image (Debian busybox-static from the lock, SOURCE_DATE_EPOCH 1700000000 as scripts/gcp-demo.sh)
+    gives the image digest the README's gcp-demo block shows, when the README was made from the same busybox."""
+    import os
+    import re
+
+    from conftest import REPO, locked, locked_input
+
+    from image_builder.inputs.demo_image import build_demo_image
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    body = text.split("<!-- BEGIN gcp-demo -->", 1)[1].split("<!-- END gcp-demo -->", 1)[0]
+    busybox = locked_input("busybox")
+    old = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = "1700000000"
+    try:
+        build_demo_image(tmp_path / "img", busybox=locked("busybox"))
+    finally:
+        if old is None:
+            os.environ.pop("SOURCE_DATE_EPOCH")
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = old
+    res = build_oci_manifest(OciBuildConfig(tmp_path / "img", tmp_path / "out", name="openclaw-agent"))
+    if busybox.sha256 in body:
+        assert f"  image_digest  {res.image_digest}" in body
+    else:  # README generated from another busybox: the format is still checked
+        assert re.search(r"^  image_digest  sha256:[0-9a-f]{64}$", body, re.M)

@@ -158,3 +158,19 @@ def test_condition_the_program_registers_evaluates(tmp_path: Path) -> None:
     assert not admits(cond, token(google_service_accounts=[sa]))  # D_NEW is not the manifest's digest
     assert not admits(cond, token(google_service_accounts=[sa], submods__container__image_digest=digest,
                                   dbgstat="enabled"))
+
+
+def test_readme_gcp_block_condition_admits_its_own_digest_only() -> None:
+    """The README's generated gcp-demo block: its condition (evaluated by cel-python) admits the image digest
+    `teeform build oci` printed above it, and the KMS grant names the same digest."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    body = text.split("<!-- BEGIN gcp-demo -->", 1)[1].split("<!-- END gcp-demo -->", 1)[0]
+    digest = re.search(r"^  image_digest  (sha256:[0-9a-f]{64})$", body, re.M)
+    cond = re.search(r"^      condition: (.+)$", body, re.M)
+    sa = re.search(r"^  service_account: (\S+)$", body, re.M) or re.search(r"'(\S+@\S+)' in assertion", body)
+    assert digest and cond and sa
+    assert f"attribute.image_digest/{digest.group(1)}" in body
+    assert admits(cond.group(1), token(google_service_accounts=[sa.group(1)], submods__container__image_digest=digest.group(1)))
+    assert not admits(cond.group(1), token(google_service_accounts=[sa.group(1)]))

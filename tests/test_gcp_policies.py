@@ -81,6 +81,19 @@ def test_wip_condition_pins_digest_failures(program: tuple[list[Any], dict[str, 
     assert messages("gcp-wip-condition-pins-digest", other_issuer) == []
 
 
+def test_measurements_match_manifest_reads_gcp_decrypt_grants(program: tuple[list[Any], dict[str, Any]]) -> None:
+    resources, _ = program
+    iam = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
+    assert messages("measurements-match-manifest", resources) == []
+    assert not [m for m in messages("policy-coverage", resources) if "gcp:kms" in m]  # claimed: no NOT CHECKED
+    grant = next(r for r in resources if r.type == iam)
+    pasted = grant.inputs["member"].rsplit("sha256:", 1)[0] + "sha256:" + "ee" * 32
+    changed = [dataclasses.replace(r, inputs={**r.inputs, "member": pasted}) if r.urn == grant.urn else r
+               for r in resources]
+    (m,) = messages("measurements-match-manifest", changed)
+    assert f"condition attribute.image_digest value {'ee' * 6}" in m and "does not come from a loaded manifest" in m
+
+
 def test_condition_reader() -> None:
     d = "sha256:" + "ab" * 32
     assert conjuncts("a == 'x&&y' && (b || c) == d") is None  # || anywhere outside strings

@@ -83,7 +83,7 @@ def test_readme_policy_table_matches_the_registry():
 def test_not_checked_is_reported_for_unclaimed_key_and_firewall_types():
     res = [
         resource("azure-native:keyvault:Key", {"properties": {"releasePolicy": {"data": "e30"}}}, "vault-key"),
-        resource("gcp:kms/cryptoKey:CryptoKey", {"keyRing": "r"}, "ck"),
+        resource("gcp:kms/cryptoKeyIAMBinding:CryptoKeyIAMBinding", {"role": "roles/cloudkms.cryptoKeyDecrypter"}, "ck"),  # gcp:kms/cryptoKey is claimed (issue 9)
         resource("aws:kms/grant:Grant", {"operations": ["Decrypt"]}, "grant"),
         resource("azure:network/networkSecurityRule:NetworkSecurityRule", {"sourceAddressPrefix": "*"}, "classic-nsg"),
         # claimed or out of scope: no result

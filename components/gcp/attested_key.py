@@ -76,9 +76,7 @@ class AttestedKey(pulumi.ComponentResource):
     def __init__(self, name: str, args: AttestedKeyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        pool_id = gcp_name(args.name_parts, 32, min_len=4)
-        if pool_id.startswith("gcp-"):
-            pool_id = "t" + pool_id[:31]
+        pool_id = gcp_name(["teeform", *args.name_parts], 32, min_len=4)  # never the reserved "gcp-" prefix
         self.pool = gcp.iam.WorkloadIdentityPool(
             f"{name}-pool", workload_identity_pool_id=pool_id, project=args.project,
             display_name=f"teeform {args.target}"[:32], opts=child)
