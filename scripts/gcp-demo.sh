@@ -5,7 +5,8 @@
 #  1. the deterministic OCI image layout of the demo agent (image_builder/inputs/demo_image.py, Debian's
 #     busybox-static), the same image `make demo` builds;
 #  2. `teeform build oci`: its registry digest (sha256 of the manifest blob) in build/demo-oci/;
-#  3. `teeform preview --stack gcp` (stacks/Pulumi.gcp.yaml references build/demo-oci/openclaw-agent.manifest.json).
+#  3. `teeform preview --stack gcp` (stacks/Pulumi.gcp.yaml references build/demo-oci/openclaw-agent.manifest.json
+#     and, for its confidential-VM target, build/vm-demo/image/agent-vm.manifest.json: built here when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +23,9 @@ $PY -m image_builder.inputs.demo_image --out "$OUT/image" --busybox "$BUSYBOX" >
 echo "==> [2/3] teeform build oci" >&2
 $TEEFORM build oci --image "$OUT/image" --out "$OUT" --name openclaw-agent \
   --repository europe-west4-docker.pkg.dev/my-teeform-project/teeform/openclaw-agent
+if [ ! -f build/vm-demo/image/agent-vm.manifest.json ] || [ ! -f build/vm-demo/image/agent-vm.tar.gz ]; then
+  echo "==> the agent-vm target's disk: TEEFORM_VM_DEMO_NO_BOOT=1 scripts/vm-demo.sh (build only)" >&2
+  TEEFORM_VM_DEMO_NO_BOOT=1 scripts/vm-demo.sh >&2
+fi
 echo "==> [3/3] teeform preview --stack gcp" >&2
 $TEEFORM preview --stack gcp

@@ -119,11 +119,11 @@ def abridge_gcp_demo(out: str) -> list[str]:
     cond = _find(lines, r"^\s+condition: ", prov, "gcp-demo")
     grant = _find(lines, r"roles/cloudkms.cryptoKeyDecrypter -> principalSet://", cond, "gcp-demo")
     outputs = _find(lines, r"^Outputs:$", grant, "gcp-demo")
-    wip = _find(lines, r"^  workload_identity_provider: ", outputs, "gcp-demo")
-    ref = _find(lines, r"^  image_reference: ", wip, "gcp-demo")
+    wip = _find(lines, r"^  workload_identity_provider:", outputs, "gcp-demo")
+    ref = _find(lines, r"^    agent-cs: \S+@sha256:[0-9a-f]{64}$", wip, "gcp-demo")  # image_reference of agent-cs
     verdict = _find(lines, r"^No mandatory violations\.$", ref, "gcp-demo")
     return [lines[digest], "...", *lines[prov:cond + 1], lines[grant - 1], lines[grant], "...",
-            *lines[outputs:ref + 1], "...", lines[verdict]]
+            lines[outputs], "...", *lines[wip:ref + 1], "...", lines[verdict]]
 
 
 BLOCKS["gcp-demo"] = Block("gcp-demo", ("scripts/gcp-demo.sh",), ("busybox",), abridge_gcp_demo)

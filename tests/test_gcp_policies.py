@@ -188,10 +188,12 @@ def test_preview_of_the_gcp_stack_file_has_no_mandatory_violation(tmp_path: Path
     from teeform.cli import main
 
     doc = yaml.safe_load((REPO / "stacks" / "Pulumi.gcp.yaml").read_text())
-    m = oci_manifest(tmp_path)
+    from test_gcp_confidential_vm import vm_manifest
+
+    m, vm = oci_manifest(tmp_path), vm_manifest(tmp_path / "vm")
+    assert {t["tee"] for t in doc["config"]["teeform:targets"]} == {"confidential-space", "sev-snp"}
     for t in doc["config"]["teeform:targets"]:
-        if t["tee"] == "confidential-space":
-            t["manifests"] = [str(m)]
+        t["manifests"] = [str(m if t["tee"] == "confidential-space" else vm)]
     stack = tmp_path / "Pulumi.gcp.yaml"
     stack.write_text(yaml.safe_dump(doc))
     rc = main(["preview", "--project-dir", str(REPO), "--stack", "gcp", "--stack-file", str(stack)])
