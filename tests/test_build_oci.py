@@ -171,3 +171,17 @@ def test_readme_gcp_block_digest_is_a_fresh_build_of_the_demo_image(tmp_path: Pa
         assert f"  image_digest  {res.image_digest}" in body
     else:  # README generated from another busybox: the format is still checked
         assert re.search(r"^  image_digest  sha256:[0-9a-f]{64}$", body, re.M)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--name", "../escape"], "--name: invalid name '../escape'"),
+    (["--version", "1/2"], "--version: invalid version '1/2'"),
+    (["--repository", "reg/x:latest"], "--repository: must be REGISTRY/PATH without tag or digest"),
+])
+def test_bad_options_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    args: list[str], message: str) -> None:
+    layout = _single(tmp_path)
+    rc = main(["build", "oci", "--image", str(layout), "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "escape.manifest.json").exists()

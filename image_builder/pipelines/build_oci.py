@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,11 @@ from teeform.manifest import (
     write_manifest,
 )
 from teeform.safeload import open_regular, read_limited
+
+#: Manifest names and versions (they become file names; the same rule as ``build vm-image``).
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: ``--repository``: REGISTRY/PATH without tag or digest (OCI distribution-spec name grammar).
+_REPOSITORY_RE = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
 
 #: Suffix of the byte-exact manifest blob copy written next to the measurement manifest.
 IMAGE_MANIFEST_SUFFIX = ".image-manifest.json"
@@ -150,6 +156,14 @@ def build_oci_manifest(config: OciBuildConfig) -> OciBuildResult:
             a non-sha256 manifest/config digest; nothing is written then.
     """
     src = config.image
+    if config.name is not None and not _NAME_RE.match(config.name):
+        raise TeeformError(f"invalid name {config.name!r}", field="--name", hint="use [A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+    if not _NAME_RE.match(config.version):
+        raise TeeformError(f"invalid version {config.version!r}", field="--version",
+                           hint="use [A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+    if config.repository is not None and not _REPOSITORY_RE.match(config.repository):
+        raise TeeformError(f"must be REGISTRY/PATH without tag or digest, got {config.repository!r}",
+                           field="--repository")
     if not src.is_dir():
         if src.exists() or src.is_symlink():
             raise TeeformError(
