@@ -15,6 +15,7 @@ installed SDK.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,12 +69,21 @@ def register(plugin: CloudPlugin) -> CloudPlugin:
     return plugin
 
 
+_load_lock = threading.Lock()
+
+
 def _load_builtin() -> None:
+    # The mock engine answers registrations from several threads: mark the plug-ins loaded only after every
+    # module registered itself, or a concurrent lookup would get the default plug-in (inputs echoed, no
+    # computed outputs) for a prefix whose module is still being imported.
     global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in BUILTIN:
-            importlib.import_module(mod)
+    if _loaded:
+        return
+    with _load_lock:
+        if not _loaded:
+            for mod in BUILTIN:
+                importlib.import_module(mod)
+            _loaded = True
 
 
 def plugins() -> list[CloudPlugin]:
