@@ -18,6 +18,8 @@ Blocks:
 
 * ``make-demo``: ``scripts/demo.sh`` (EIF from Debian's kernel + busybox-static, ``teeform preview --stack
   dev``): the key policy's PCR0 condition, the stack outputs' measurements, the policy summary.
+* ``gcp-demo``: ``scripts/gcp-demo.sh`` (``teeform build oci`` of the demo image, ``teeform preview --stack
+  gcp``): the image digest, the Workload Identity Federation condition teeform writes for it, the outputs.
 * ``vm-demo``: ``scripts/vm-demo.sh`` (UKI + dm-verity disk booted under QEMU + OVMF + swtpm): predicted
   and measured PCR 11, the root mount. A run whose PCR 11 does not match is refused.
 
@@ -107,6 +109,24 @@ BLOCKS = {
                      ("kernel.vmlinuz", "kernel.modules", "bookworm.stub", "busybox", "ovmf.code-4m", "ovmf.vars-4m"),
                      abridge_vm_demo, tools=("cryptsetup-bin", "erofs-utils", "qemu-system-x86", "swtpm")),
 }
+
+
+def abridge_gcp_demo(out: str) -> list[str]:
+    """The image digest from `build oci`, the provider's CEL condition, the GCP outputs, the verdict."""
+    lines = out.splitlines()
+    digest = _find(lines, r"^  image_digest  sha256:[0-9a-f]{64}$", block="gcp-demo")
+    prov = _find(lines, r"^\s+\+ gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider\s", digest, "gcp-demo")
+    cond = _find(lines, r"^\s+condition: ", prov, "gcp-demo")
+    grant = _find(lines, r"roles/cloudkms.cryptoKeyDecrypter -> principalSet://", cond, "gcp-demo")
+    outputs = _find(lines, r"^Outputs:$", grant, "gcp-demo")
+    wip = _find(lines, r"^  workload_identity_provider:", outputs, "gcp-demo")
+    ref = _find(lines, r"^    agent-cs: \S+@sha256:[0-9a-f]{64}$", wip, "gcp-demo")  # image_reference of agent-cs
+    verdict = _find(lines, r"^No mandatory violations\.$", ref, "gcp-demo")
+    return [lines[digest], "...", *lines[prov:cond + 1], lines[grant - 1], lines[grant], "...",
+            lines[outputs], "...", *lines[wip:ref + 1], "...", lines[verdict]]
+
+
+BLOCKS["gcp-demo"] = Block("gcp-demo", ("scripts/gcp-demo.sh",), ("busybox",), abridge_gcp_demo)
 
 
 def input_lines(lock: InputsLock, block: Block) -> list[str]:

@@ -33,6 +33,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     "build": {
         "eif": "teeform.commands.build_eif:cmd",
         "vm-image": "teeform.commands.build_vm_image:cmd",
+        "oci": "teeform.commands.build_oci:cmd",
     },
     "verify": {
         "attestation": "teeform.commands.verify_attestation:cmd",

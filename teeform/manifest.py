@@ -10,7 +10,7 @@ Format (owned by teeform; JSON Schema in ``teeform/schema/manifest.schema.json``
 
     {
       "schema_version": 1,
-      "kind": "eif",                      # ArtifactKind: "eif" | "vm-image"
+      "kind": "eif",                      # ArtifactKind: "eif" | "vm-image" | "oci"
       "name": "openclaw-agent", "version": "1.0.0",
       "artifact": {"file_name": "openclaw-agent.eif", "size": 123, "sha256": "<64 hex>", "sha384": "<96 hex>"},
       "measurements": {"PCR0": "<96 hex>", ...},   # kind-specific names, lowercase hex
@@ -30,6 +30,11 @@ derived from the one table :data:`teeform.measurements.MEASUREMENTS`):
   ``uki_authenticode_sha384`` (PE Authenticode), ``pcr11_sha256`` / ``pcr11_sha384`` (systemd-stub
   PCR 11, no phase), and optionally ``pcr12_sha256`` / ``pcr12_sha384``, ``rtmr1``, ``rtmr2``,
   ``snp_launch_digest``. Source: ``shared/reference/uki-verity.md`` §1, §4-§7.
+* ``oci``: ``image_digest`` (the registry digest of the image manifest: SHA-256 of its exact bytes,
+  64 hex digits without ``sha256:``) and ``image_id`` (the config digest), written by
+  ``teeform build oci`` (:mod:`image_builder.pipelines.build_oci`). Source: OCI image-spec
+  ``descriptor.md`` "Digests"; ``shared/reference/clouds.md`` §3.1 (Confidential Space
+  ``submods.container.image_digest``).
 
 Serialisation is canonical: ``json.dumps(indent=2, sort_keys=True)`` plus a newline, so two
 builds of the same inputs give byte-identical manifests.
@@ -74,6 +79,7 @@ class ArtifactKind(enum.StrEnum):
 
     EIF = "eif"
     VM_IMAGE = "vm-image"
+    OCI = "oci"
 
 
 #: Measurements every manifest of a kind must carry: name -> hex length (from the one table,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 #: Manifest kinds (``teeform.manifest.ArtifactKind`` values), as plain strings so this module has no imports.
 EIF = "eif"
 VM_IMAGE = "vm-image"
+OCI = "oci"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ MEASUREMENTS: tuple[Measurement, ...] = (
                 _PCR4_SRC, "PCR4_sha384"),
     Measurement("snp_launch_digest", 96, "SEV-SNP launch digest", VM_IMAGE, ("sev-snp",), False,
                 "uki-verity.md §7 (sev-snp-measure, QEMU direct boot)"),
+    # oci (Confidential Space): 64 hex without "sha256:"; the CEL condition and tee-image-reference add the prefix.
+    Measurement("image_digest", 64, "OCI image manifest digest (registry digest)", OCI, ("confidential-space",), True,
+                "OCI image-spec descriptor.md 'Digests'; clouds.md §3.1 submods.container.image_digest"),
+    Measurement("image_id", 64, "OCI image config digest (image ID)", OCI, ("confidential-space",), True,
+                "OCI image-spec config.md 'ImageID'; clouds.md §3.1 submods.container.image_id"),
 )
 
 BY_NAME: dict[str, Measurement] = {m.name: m for m in MEASUREMENTS}

@@ -106,10 +106,18 @@ VM_IMAGE_EMBEDS: dict[str, tuple[str, ...]] = {
     "pcr4_sha384": ("roothash",),
 }
 EIF_EMBEDS: dict[str, tuple[str, ...]] = {}
+#: oci (``teeform build oci``): the manifest digest covers the config and every layer descriptor.
+OCI_DEPENDENCIES: dict[str, frozenset[str]] = {
+    "image_digest": frozenset({"image-manifest", "image-config", "layer"}),
+    "image_id": frozenset({"image-config", "layer"}),
+}
+OCI_EMBEDS: dict[str, tuple[str, ...]] = {"image_digest": ("image_id",)}
 
-DEPENDENCIES = {ArtifactKind.EIF: EIF_DEPENDENCIES, ArtifactKind.VM_IMAGE: VM_IMAGE_DEPENDENCIES}
-EMBEDS = {ArtifactKind.EIF: EIF_EMBEDS, ArtifactKind.VM_IMAGE: VM_IMAGE_EMBEDS}
-WHY_EMBEDDED = {"roothash": "the dm-verity roothash is part of the kernel command line in the UKI"}
+DEPENDENCIES = {ArtifactKind.EIF: EIF_DEPENDENCIES, ArtifactKind.VM_IMAGE: VM_IMAGE_DEPENDENCIES,
+                ArtifactKind.OCI: OCI_DEPENDENCIES}
+EMBEDS = {ArtifactKind.EIF: EIF_EMBEDS, ArtifactKind.VM_IMAGE: VM_IMAGE_EMBEDS, ArtifactKind.OCI: OCI_EMBEDS}
+WHY_EMBEDDED = {"roothash": "the dm-verity roothash is part of the kernel command line in the UKI",
+                "image_id": "the image manifest names the config blob by its digest"}
 
 
 def norm_role(role: str) -> str:

@@ -20,8 +20,8 @@ def test_aws_only_policies_are_prefixed_and_old_ids_are_aliases():
     ids = [p.name for p in REGISTRY.policies()]
     neutral = {"measurements-match-manifest", "no-public-ingress", "policy-coverage"}
     neutral |= {"manifest-signed"}  # cloud-neutral (teeform_policies/signing.py)
-    # Other clouds' and the Trustee key broker's rules carry their own prefix (issue 11).
-    assert all(i.startswith(("aws-", "alicloud-", "trustee-")) for i in ids if i not in neutral)
+    # cloud-only ids carry their cloud; the Trustee key broker's rules carry "trustee-" (issue 11)
+    assert all(i.startswith(("aws-", "gcp-", "alicloud-", "trustee-")) for i in ids if i not in neutral)
     assert set(ALIASES.values()) <= set(ids) and not set(ALIASES) & set(ids)
     for old, new in ALIASES.items():
         assert new == f"aws-{old}" and REGISTRY.resolve(old) is REGISTRY.resolve(new) is REGISTRY[new]
@@ -85,7 +85,7 @@ def test_readme_policy_table_matches_the_registry():
 def test_not_checked_is_reported_for_unclaimed_key_and_firewall_types():
     res = [
         resource("azure-native:keyvault:Key", {"properties": {"releasePolicy": {"data": "e30"}}}, "vault-key"),
-        resource("gcp:kms/cryptoKey:CryptoKey", {"keyRing": "r"}, "ck"),
+        resource("gcp:kms/cryptoKeyIAMBinding:CryptoKeyIAMBinding", {"role": "roles/cloudkms.cryptoKeyDecrypter"}, "ck"),  # gcp:kms/cryptoKey is claimed (issue 9)
         resource("aws:kms/grant:Grant", {"operations": ["Decrypt"]}, "grant"),
         resource("azure:network/networkSecurityRule:NetworkSecurityRule", {"sourceAddressPrefix": "*"}, "classic-nsg"),
         # claimed or out of scope: no result

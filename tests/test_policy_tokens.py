@@ -48,6 +48,8 @@ OTHER_CLOUDS = {
     "AZURE_NETWORK_SECURITY_GROUP", "AZURE_NETWORK_SECURITY_RULE", "AZURE_KEYVAULT_KEY", "GCP_COMPUTE_FIREWALL",
     "GCP_KMS_CRYPTO_KEY", "ALICLOUD_ECS_SECURITY_GROUP_RULE", "ALICLOUD_KMS_KEY",
 }
+# GCP tokens are also checked against the installed pulumi-gcp in tests/test_gcp_policies.py.
+OTHER_CLOUDS |= {n for n in dir(tokens) if n.startswith("GCP_")}
 
 
 #: Issue 11: checked against pulumi-alicloud and teeform's dynamic resource classes in

@@ -91,7 +91,7 @@ def test_registry_and_output_shaping():
     assert plugin_for(Cloud.AWS, TeeType.NITRO_ENCLAVE).builder == "components.aws.nitro:build_nitro_enclave_target"
     assert PLUGINS[(Cloud.GCP, TeeType.TDX)] == "teeform.targets.gcp_tdx:PLUGIN"
     cfg = StackConfig.from_values(
-        {"targets": [{"name": "g", "cloud": "gcp", "region": "r", "tee": "tdx", "manifests": ["m"]}]}, stack="s"
+        {"targets": [{"name": "g", "cloud": "alicloud", "region": "r", "tee": "tdx", "manifests": ["m"]}]}, stack="s"
     )
     assert builder_for(cfg.targets[0]) is measurements_only
     one_target = shape_outputs({"a": {"x": 1, "measurements": {"m": {}}}})

@@ -55,8 +55,8 @@ def _target(name: str, cloud: str, tee: str, manifests: list[Path]) -> dict:
 
 
 @pytest.mark.integration
-# aws/sev-snp (issue 8) and alicloud/tdx (issue 11) create resources now (tests/test_aws_vm.py, test_alicloud_tdx.py).
-@pytest.mark.parametrize(("cloud", "tee"), [("azure", "sev-snp"), ("gcp", "tdx")])
+# aws/sev-snp (issue 8), gcp (issue 9) and alicloud/tdx (issue 11) create resources now.
+@pytest.mark.parametrize(("cloud", "tee"), [("azure", "sev-snp"), ("azure", "tdx")])
 def test_built_vm_image_manifest_exports_its_measurements(vm_manifest: Path, cloud: str, tee: str) -> None:
     doc = json.loads(vm_manifest.read_text())
     resources, outputs, _ = run([_target("vm", cloud, tee, [vm_manifest])])
@@ -76,7 +76,7 @@ def test_built_vm_image_manifest_exports_its_measurements(vm_manifest: Path, clo
 def test_snp_and_tdx_targets_side_by_side_keyed_by_target(vm_manifest: Path) -> None:
     doc = json.loads(vm_manifest.read_text())
     resources, outputs, _ = run([_target("snp", "azure", "sev-snp", [vm_manifest]),
-                                 _target("td", "gcp", "tdx", [vm_manifest])])
+                                 _target("td", "alicloud", "tdx", [vm_manifest])])
     assert outputs["measurements"] == {"snp": {"agent-vm": doc["measurements"]}, "td": {"agent-vm": doc["measurements"]}}
     assert set(outputs["manifest_sha256"]) == {"snp", "td"}
     assert sorted(r.name for r in by_type(resources, "teeform:index:MeasurementManifest")) == [
@@ -114,7 +114,7 @@ def test_vm_image_manifest_via_teeform_preview(tmp_path: Path, capsys: pytest.Ca
     from teeform.cli import main
 
     man = _minimal_vm_manifest(tmp_path / "build", "1", "preview")
-    stack = write_stack_file(tmp_path / "Pulumi.dev.yaml", [_target("td", "gcp", "tdx", [man])])
+    stack = write_stack_file(tmp_path / "Pulumi.dev.yaml", [_target("td", "alicloud", "tdx", [man])])
     rc = main(["preview", "--project-dir", str(REPO), "--stack", "dev", "--stack-file", str(stack), "--json"])
     out, err = capsys.readouterr()
     assert rc == 0, out + err

@@ -84,8 +84,10 @@ def boot_disk(
     ovmf_vars: Path = OVMF_VARS,
     timeout: int = BOOT_TIMEOUT,
     memory_mib: int = 1024,
+    disk_interface: str = "virtio",
 ) -> Boot:
-    """Boot the raw GPT ``disk`` once (virtio-blk) and return what the serial console said.
+    """Boot the raw GPT ``disk`` once (virtio-blk, or ``disk_interface="nvme"``: an emulated NVMe controller,
+    QEMU ``docs/system/devices/nvme.rst``, as GCP C3/TDX machines offer) and return what the serial console said.
 
     ``workdir`` receives the swtpm state, the OVMF_VARS copy and ``serial.log``.
 
@@ -121,7 +123,8 @@ def boot_disk(
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
             "-chardev", f"socket,id=chrtpm,path={sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
             "-device", "tpm-tis,tpmdev=tpm0",
-            "-drive", f"file={disk},format=raw,if=virtio",
+            *(["-drive", f"file={disk},format=raw,if=none,id=bootdisk", "-device", "nvme,drive=bootdisk,serial=teeform0"]
+              if disk_interface == "nvme" else ["-drive", f"file={disk},format=raw,if=virtio"]),
             "-no-reboot",
         ]  # fmt: skip
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout + 30)

@@ -40,12 +40,19 @@ trustee-reference-values-match-manifest    mandatory  Trustee reference values a
 trustee-policy-refuses-debug               mandatory  Trustee AS/resource policies affirm non-debug guests only
 alicloud-no-public-ingress                 mandatory  no 0.0.0.0/0 or ::/0 ingress on Alibaba (ingress family)
 alicloud-tdx-instance-type                 mandatory  TDX guests on g8i (RunInstances TDX) / gn8v-tee, listed zones
+gcp-wip-condition-pins-digest (stack)      mandatory  Confidential Space provider conditions pin the
+                                                      manifests' image digests (plain conjunction)
+gcp-confidential-space-no-debug-image      mandatory  prod: no debug image, dbgstat clause required
+gcp-confidential-instance-enabled          mandatory  confidential VM type, TERMINATE, SNP on Milan, vTPM
+gcp-no-public-ingress                      advisory   GCP firewalls open to the internet; external IPs
+gcp-kms-key-rotation                       advisory   symmetric Cloud KMS keys rotate (<= 365 days)
 =========================================  =========  ==================================================
 """
 
 from __future__ import annotations
 
 from teeform_policies import aws_deploy, aws_vm, coverage, ec2, kms, manifest, network, signing
+from teeform_policies import gcp as gcp_policies
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
 from teeform_policies.registry import Policy, PolicyRegistry
@@ -54,7 +61,7 @@ PACK_NAME = "teeform"
 
 REGISTRY = PolicyRegistry(
     [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES,
-     *signing.POLICIES, *aws_vm.POLICIES],
+     *signing.POLICIES, *aws_vm.POLICIES, *gcp_policies.POLICIES],
     aliases=ALIASES,
 )
 from teeform_policies import alicloud, trustee  # noqa: E402 - issue 11, kept apart from the shared lines above

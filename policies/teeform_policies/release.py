@@ -13,6 +13,11 @@ The key services of the other clouds (Azure Key Vault keys with a release policy
 keys, Alibaba KMS keys) are in scope but have no extractor yet, so ``policy-coverage`` reports
 them as "not checked".
 
+GCP Cloud KMS (issue 9): each ``kms.CryptoKeyIAMMember`` decrypt grant to the principal set of one
+container image digest (``.../attribute.image_digest/sha256:<hex>``) is a rule pinning ``image_digest``;
+key rings and keys are claimed and release nothing themselves. Grants carry no labels, so they are
+checked against every manifest of the stack.
+
 The target a key belongs to is read from its ``teeform:target`` tag (``components/aws/nitro.py``
 sets it on every key it creates).
 """
@@ -69,13 +74,34 @@ def _aws_kms(resource_type: str, props: Mapping[str, Any]) -> list[ReleaseRule]:
     return rules
 
 
+#: A Cloud KMS grant to the federated principal set of one container image digest (components/gcp/cel.py
+#: principal_set; IAM "Principal identifiers").
+_GCP_DIGEST_SET = re.compile(r"^principalSet://iam\.googleapis\.com/projects/[0-9]+/locations/global/"
+                             r"workloadIdentityPools/[^/]+/attribute\.image_digest/sha256:([0-9a-fA-F]{64})$")
+_GCP_DECRYPT_ROLES = ("roles/cloudkms.cryptoKeyDecrypter", "roles/cloudkms.cryptoKeyEncrypterDecrypter")
+
+
+def _gcp_kms(resource_type: str, props: Mapping[str, Any]) -> list[ReleaseRule]:
+    """GCP Cloud KMS: a ``CryptoKeyIAMMember`` decrypt grant to ``.../attribute.image_digest/sha256:<hex>`` is
+    one rule pinning ``image_digest`` (the Confidential Space gate, clouds.md §3.1); key rings and keys
+    release nothing by themselves (claimed, no rules). Grants carry no labels: checked against the stack."""
+    if resource_type != tokens.GCP_KMS_CRYPTO_KEY_IAM_MEMBER or props.get("role") not in _GCP_DECRYPT_ROLES:
+        return []
+    m = _GCP_DIGEST_SET.match(str(props.get("member") or ""))
+    if not m:
+        return []
+    return [ReleaseRule("field 'member'", {"image_digest": (m.group(1).lower(),)}, {"image_digest": "attribute.image_digest"})]
+
+
 KEY_RELEASE = Family[ReleaseRule](
     id="key-release",
     policies=("measurements-match-manifest",),
     # Key services of the four clouds; type names with Key/Grant/Policy/IAM (not aliases or secrets).
     scope=re.compile(r"^(aws:kms/[^:]*:|azure-native:keyvault:|azure:keyvault/[^:]*:|gcp:kms/[^:]*:|alicloud:kms/[^:]*:)"
                      r"\w*(Key|Grant|Policy|IAM)\w*$"),
-    extractors={tokens.AWS_KMS_KEY: _aws_kms, tokens.AWS_KMS_KEY_POLICY: _aws_kms},
+    extractors={tokens.AWS_KMS_KEY: _aws_kms, tokens.AWS_KMS_KEY_POLICY: _aws_kms,
+                tokens.GCP_KMS_CRYPTO_KEY: _gcp_kms, tokens.GCP_KMS_KEY_RING: _gcp_kms,
+                tokens.GCP_KMS_CRYPTO_KEY_IAM_MEMBER: _gcp_kms},
 )
 
 __all__ = ["KEY_RELEASE", "ReleaseRule", "TARGET_TAG"]

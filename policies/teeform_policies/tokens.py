@@ -47,3 +47,10 @@ ALICLOUD_ECS_INSTANCE = "alicloud:ecs/instance:Instance"
 ALICLOUD_ECS_SECURITY_GROUP = "alicloud:ecs/securityGroup:SecurityGroup"
 ALICLOUD_TDX_INSTANCE = "pulumi-python:dynamic/alicloud:TdxInstance"
 TRUSTEE_KBS_REGISTRATION = "pulumi-python:dynamic/trustee:KbsRegistration"
+# GCP resources the gcp-* policies filter on (pulumi-gcp 10.2 is installed; tests/test_gcp_policies.py
+# checks each against the SDK's resource registry).
+GCP_COMPUTE_INSTANCE = "gcp:compute/instance:Instance"
+GCP_COMPUTE_INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+GCP_IAM_WIP_PROVIDER = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
+GCP_KMS_CRYPTO_KEY_IAM_MEMBER = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
+GCP_KMS_KEY_RING = "gcp:kms/keyRing:KeyRing"

@@ -64,6 +64,22 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
     load_manifest(manifest_path)  # must exist and be valid: its digest is what the secrets are bound to
     digest = manifest_sha256(manifest_path)
     secrets = load_secrets(in_path)
+    if tgt.cloud.value == "gcp":  # Cloud KMS, bound by AAD instead of EncryptionContext (teeform/seal_gcp.py)
+        from teeform.seal_gcp import kms_client as gcp_kms_client
+        from teeform.seal_gcp import resolve_key_name, seal_secrets_gcp
+
+        name = resolve_key_name(key_id, stack, pdir, tgt.name)
+        gsealed = seal_secrets_gcp(secrets, kms=gcp_kms_client(endpoint_url=endpoint_url), key_name=name, stack=stack,
+                                   target=tgt.name, manifest_sha256=digest)
+        with atomic_output(out_path, 0o600) as fh:
+            fh.write(gsealed.to_json().encode("utf-8"))
+        click.echo(f"sealed {len(secrets)} secret(s) for stack {stack!r} target {tgt.name!r} -> {out_path} (mode 0600)",
+                   err=True)
+        click.echo(f"  key       {name}", err=True)
+        click.echo(f"  manifest  {manifest_path} sha256 {digest}", err=True)
+        click.echo("  data key  local 32-byte key (os.urandom) wrapped with Cloud KMS Encrypt, AAD = encryption context",
+                   err=True)
+        return
     arn = resolve_key_id(key_id, stack, pdir, tgt.name)
     kms = kms_client(region=region or tgt.region, endpoint_url=endpoint_url)
     how: list[str] = []
@@ -93,8 +109,15 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
 @click.option("--recipient-key", type=click.Path(path_type=Path),
               help="Enclave path: RSA private key (PEM) whose public half is in the attestation document.")
 @click.option("--attestation-doc", help="Enclave path: the attestation document (CBOR or base64; - for stdin).")
+@click.option("--wif-provider", help="GCP Confidential Space path: the Workload Identity Pool provider name (stack "
+              "output workload_identity_provider); the attestation token is exchanged at STS for it.")
+@click.option("--attestation-token", default=None,
+              help="GCP: the Confidential Space attestation token file "
+                   "(default /run/container_launcher/attestation_verifier_claims_token).")
+@click.option("--sts-url", default=None, help="GCP: STS token endpoint (default https://sts.googleapis.com/v1/token).")
 def unseal_cmd(in_path: Path, out_path: Path | None, fmt: str, stack: str | None, region: str | None,
-               endpoint_url: str | None, recipient_key: Path | None, attestation_doc: str | None) -> None:
+               endpoint_url: str | None, recipient_key: Path | None, attestation_doc: str | None,
+               wif_provider: str | None = None, attestation_token: str | None = None, sts_url: str | None = None) -> None:
     """Unseal secrets: KMS Decrypt of the data key, then AES-256-GCM.
 
     \b
@@ -130,8 +153,20 @@ def unseal_cmd(in_path: Path, out_path: Path | None, fmt: str, stack: str | None
 
         doc, source = read_attestation_bytes(attestation_doc)
         recipient = recipient_for(doc, load_recipient_key(recipient_key), source=source)
-    kms = kms_client(region=region or region_from_arn(sealed.key_id), endpoint_url=endpoint_url)
-    secrets = unseal_secrets(sealed, kms=kms, recipient=recipient)
+    from teeform.seal_gcp import is_gcp_key
+
+    if is_gcp_key(sealed.key_id):  # Cloud KMS (teeform/seal_gcp.py): STS + Decrypt in the workload, else ADC
+        from teeform.seal_gcp import DEFAULT_TOKEN_PATH, STS_URL, unseal_gcp_workload, unseal_secrets_gcp
+        from teeform.seal_gcp import kms_client as gcp_kms_client
+
+        if wif_provider:
+            secrets = unseal_gcp_workload(sealed, provider=wif_provider, token_path=attestation_token or DEFAULT_TOKEN_PATH,
+                                          sts_url=sts_url or STS_URL, kms_endpoint=endpoint_url)
+        else:
+            secrets = unseal_secrets_gcp(sealed, kms=gcp_kms_client(endpoint_url=endpoint_url))
+    else:
+        kms = kms_client(region=region or region_from_arn(sealed.key_id), endpoint_url=endpoint_url)
+        secrets = unseal_secrets(sealed, kms=kms, recipient=recipient)
     rendered = format_env(secrets) if fmt == "env" else json.dumps(secrets, indent=2, sort_keys=True) + "\n"
     if out_path is None:
         click.echo(rendered, nl=False)

@@ -29,6 +29,7 @@ PLUGINS: dict[tuple[Cloud, TeeType], str] = {
     (Cloud.AZURE, TeeType.TDX): "teeform.targets.azure_tdx:PLUGIN",
     (Cloud.GCP, TeeType.SEV_SNP): "teeform.targets.gcp_sev_snp:PLUGIN",
     (Cloud.GCP, TeeType.TDX): "teeform.targets.gcp_tdx:PLUGIN",
+    (Cloud.GCP, TeeType.CONFIDENTIAL_SPACE): "teeform.targets.gcp_confidential_space:PLUGIN",
     (Cloud.ALICLOUD, TeeType.TDX): "teeform.targets.alicloud_tdx:PLUGIN",
 }
 

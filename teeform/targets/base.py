@@ -49,10 +49,14 @@ class TeeType(enum.StrEnum):
     SEV_SNP = "sev-snp"
     TDX = "tdx"
     NITRO_TPM = "nitro-tpm"
+    CONFIDENTIAL_SPACE = "confidential-space"
 
     @property
     def manifest_kind(self) -> str:
-        """The manifest kind this TEE boots (``eif`` for Nitro Enclaves, ``vm-image`` otherwise)."""
+        """The manifest kind this TEE boots (``eif`` for Nitro Enclaves, ``oci`` for Confidential Space,
+        ``vm-image`` otherwise)."""
+        if self is TeeType.CONFIDENTIAL_SPACE:
+            return "oci"
         return "eif" if self is TeeType.NITRO_ENCLAVE else "vm-image"
 
 

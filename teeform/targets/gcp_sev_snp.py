@@ -1,21 +1,20 @@
-"""Target plug-in ``gcp``/``sev-snp``: measurements only (no components, no key gate yet).
+"""Target plug-in ``gcp``/``sev-snp``: an SEV-SNP confidential VM (N2D, AMD Milan) booting teeform's image.
 
-Future gate (clouds.md §3, §5): Cloud KMS through Workload Identity Federation on the Google token pins
-the platform only; image pinning (``pcr11_sha256``, UKI digest) needs Trustee or an own broker.
+See :mod:`teeform.targets.gcp_confidential_vm` for the settings and the gate: Google's token pins the
+platform only; image pinning (``pcr11_sha256``, UKI digest) needs Trustee (clouds.md §3.2, §5).
 """
 
 from __future__ import annotations
 
 from teeform.targets.base import Cloud, TeeType
-from teeform.targets.measurements_only import MeasurementsOnlyPlugin
+from teeform.targets.gcp_confidential_vm import ConfidentialVmPlugin
 
 
-class Plugin(MeasurementsOnlyPlugin):
+class Plugin(ConfidentialVmPlugin):
     """``gcp``/``sev-snp``."""
 
     cloud = Cloud.GCP
     tee = TeeType.SEV_SNP
-    gate = "none yet: no key is released; future gate: Cloud KMS via WIF (platform only; image via Trustee)"
 
 
 PLUGIN = Plugin()

@@ -15,6 +15,7 @@ installed SDK.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from typing import Any
 BUILTIN: tuple[str, ...] = ("teeform.preview.clouds.aws", "teeform.preview.clouds.teeform")
 BUILTIN += ("teeform.preview.clouds.terraform",)  # pulumi-terraform state reference (docs/terraform.md)
 BUILTIN += ("teeform.preview.clouds.alicloud",)  # Alibaba Cloud (issue 11)
+BUILTIN += ("teeform.preview.clouds.gcp",)
 
 _REGISTRY: dict[str, CloudPlugin] = {}
 _loaded = False
@@ -69,14 +71,21 @@ def register(plugin: CloudPlugin) -> CloudPlugin:
     return plugin
 
 
+_load_lock = threading.Lock()
+
+
 def _load_builtin() -> None:
+    # The mock engine answers registrations from several threads: mark the plug-ins loaded only after every
+    # module registered itself, or a concurrent lookup would get the default plug-in (inputs echoed, no
+    # computed outputs) for a prefix whose module is still being imported.
     global _loaded
-    if not _loaded:
-        # Mark loaded only after every import: the mock engine calls plugin_for from several threads,
-        # and a thread seeing the flag early would get the default plug-in (bare mocks) for a cloud.
-        for mod in BUILTIN:
-            importlib.import_module(mod)
-        _loaded = True
+    if _loaded:
+        return
+    with _load_lock:
+        if not _loaded:
+            for mod in BUILTIN:
+                importlib.import_module(mod)
+            _loaded = True
 
 
 def plugins() -> list[CloudPlugin]:
