@@ -1,7 +1,8 @@
 """The ``teeform:index:MeasurementManifest`` component: a manifest the stack loaded, as a resource.
 
 Registering each loaded manifest as a resource whose inputs (and registered outputs) are
-``{target, name, kind, path, sha256, measurements}`` is how the stack policy
+``{target, name, kind, path, sha256, measurements}`` (plus ``until``, the end of a rollover
+window, when the stack gives one: :mod:`teeform.rollover`) is how the stack policy
 ``measurements-match-manifest`` learns which measurements each target's key may pin (a key is
 compared with the manifests of its own target: the key carries the tag ``teeform:target``), under the real engine (the policy sees the
 component's registered outputs) and offline (``teeform preview`` sees its inputs). It has no
@@ -46,6 +47,9 @@ class MeasurementManifestArgs:
     path: str
     sha256: str
     measurements: dict[str, str]
+    #: last UTC day (YYYY-MM-DD) this manifest stays allowed (a rollover window; None = no window):
+    #: registered as the ``until`` property, which the policy ``rollover-window-expired`` reads
+    until: str | None = None
 
 
 class MeasurementManifest(pulumi.ComponentResource):
@@ -60,6 +64,8 @@ class MeasurementManifest(pulumi.ComponentResource):
             "sha256": args.sha256,
             "measurements": dict(args.measurements),
         }
+        if args.until is not None:
+            props["until"] = args.until
         super().__init__(MEASUREMENT_MANIFEST_TYPE, name, props, opts)
         self.measurements = args.measurements
         self.sha256 = args.sha256
@@ -115,6 +121,7 @@ def register_manifests(target: Target, manifests: tuple[LoadedManifest, ...]) ->
                 path=target.manifests[i],
                 sha256=lm.sha256,
                 measurements=dict(lm.manifest.measurements),
+                until=target.until_of(i),
             ),
         )
         for i, lm in enumerate(manifests)
