@@ -673,17 +673,33 @@ def diff_previews(base: Mapping[str, Any], head: Mapping[str, Any], *, base_labe
     )
 
 
-def diff_files(base: str | Path, head: str | Path, *, labels: Sequence[str] | None = None) -> PreviewDiff:
+def empty_like(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A preview document of ``doc``'s stack with nothing in it (the base of a stack that is new, or
+    whose base preview could not run): every resource of ``doc`` is then "to add"."""
+    return {**doc, "projectDir": None, "resources": [], "outputs": {}, "violations": [], "manifests": []}
+
+
+def diff_files(base: str | Path, head: str | Path, *, labels: Sequence[str] | None = None,
+               allow_missing_base: bool = False) -> PreviewDiff:
     """Load, validate and diff two preview files (labels default to the file names).
+
+    With ``allow_missing_base``, a missing or empty ``base`` file is read as :func:`empty_like` head,
+    and the diff carries a note saying so.
 
     Raises:
         TeeformError: as :func:`load_preview_json` and :func:`diff_previews`.
     """
-    b, h = load_preview_json(base), load_preview_json(head)
+    h = load_preview_json(head)
     bl, hl = labels if labels else (Path(base).name, Path(head).name)
-    return diff_previews(b, h, base_label=bl, head_label=hl)
+    bp = Path(base)
+    if allow_missing_base and (not bp.exists() or (bp.is_file() and bp.stat().st_size == 0)):
+        d = diff_previews(empty_like(h), h, base_label=f"{bl} (unavailable)", head_label=hl)
+        note = (f"The base preview {bl} is unavailable (the base branch could not be previewed); "
+                "everything is shown as new.")
+        return PreviewDiff(**{**d.__dict__, "notes": (note, *d.notes)})
+    return diff_previews(load_preview_json(base), h, base_label=bl, head_label=hl)
 
 
 __all__ = ["MARKER", "MAX_COMMENT_CHARS", "PreviewDiff", "ResourceChange", "KeyReleaseChange", "WindowRow",
            "ViolationRow", "ReleaseSet", "ScriptDiff", "decode_script", "flatten", "policy_sets", "normalize_paths",
-           "validate_preview_doc", "load_preview_json", "diff_previews", "diff_files"]
+           "validate_preview_doc", "load_preview_json", "diff_previews", "diff_files", "empty_like"]

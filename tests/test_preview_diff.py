@@ -305,3 +305,15 @@ def test_policy_sets_follow_iam_semantics():
     got = [(s.manifest_key, dict(s.values), a) for s, a in policy_sets(doc)]
     # values of one key are ORed: the statement allows two tuples; Deny and unconditioned statements release nothing
     assert got == [("A", {"PCR0": "aa", "PCR1": "cc"}, ("kms:Decrypt",)), ("A", {"PCR0": "bb", "PCR1": "cc"}, ("kms:Decrypt",))]
+
+
+def test_missing_base_reads_as_empty_stack(tmp_path, capsys, pr_docs):
+    _, head = pr_docs
+    h = tmp_path / "head.json"
+    h.write_text(json.dumps(head))
+    (tmp_path / "base.json").write_text("")
+    rc, md, _ = run(capsys, "preview", "diff", str(tmp_path / "base.json"), str(h), "--markdown", "--allow-missing-base")
+    n = sum(1 for r in head["resources"] if r["type"] != "pulumi:pulumi:Stack")
+    assert rc == 0 and f"Plan: {n} to add, 0 to change, 0 to destroy." in md and "base.json is unavailable" in md
+    rc, _, err = run(capsys, "preview", "diff", str(tmp_path / "base.json"), str(h))
+    assert rc == 2 and str(tmp_path / "base.json") in err

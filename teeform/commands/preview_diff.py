@@ -27,10 +27,12 @@ from teeform.preview_diff import MAX_COMMENT_CHARS, diff_files
               help="Cap of the --markdown body (GitHub refuses comments over 65,536 characters).")
 @click.option("--full-report", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the untruncated Markdown here (e.g. for $GITHUB_STEP_SUMMARY).")
+@click.option("--allow-missing-base", is_flag=True,
+              help="Read a missing or empty BASE as an empty stack (the base branch could not be previewed).")
 @click.option("--base-label", help="Name of BASE in the report (default: its file name).")
 @click.option("--head-label", help="Name of HEAD in the report (default: its file name).")
 def cmd(base: Path, head: Path, markdown: bool, as_json: bool, max_chars: int, full_report: Path | None,
-        base_label: str | None, head_label: str | None) -> None:
+        allow_missing_base: bool, base_label: str | None, head_label: str | None) -> None:
     """Compare two `teeform preview --stack S --json` documents semantically.
 
     \b
@@ -48,7 +50,7 @@ def cmd(base: Path, head: Path, markdown: bool, as_json: bool, max_chars: int, f
     if markdown and as_json:
         raise TeeformError("choose one of --markdown and --json")
     labels = (base_label or base.name, head_label or head.name)
-    diff = diff_files(base, head, labels=labels)
+    diff = diff_files(base, head, labels=labels, allow_missing_base=allow_missing_base)
     if full_report is not None:
         atomic_write_text(full_report, diff.render_markdown(max_chars=None))
     if as_json:
