@@ -39,12 +39,14 @@ COMMANDS: dict[str, dict[str, str]] = {
     "measurements": {
         "diff": "teeform.commands.measurements_diff:cmd",
     },
+    "rollover": {"plan": "teeform.commands.rollover:cmd"},
 }
 
 GROUP_HELP = {
     "build": "Build measured artifacts (EIF, UKI + dm-verity disk) and their manifests.",
     "verify": "Verify evidence from a running TEE against the stack's expected measurements.",
     "measurements": "Work with measurement manifests (diff old vs new for rollouts and PR previews).",
+    "rollover": "Plan a rollover from one build to the next (add new, deploy, verify, drop old).",
 }
 
 

@@ -174,18 +174,24 @@ def _maybe_json(s: str) -> Any:
 
 def flatten(v: Any, prefix: str = "") -> dict[str, Any]:
     """Leaves of ``v`` by path (``a.b[0].c``); a string holding a JSON object/array is parsed and its
-    leaves get the path suffix ``<json>`` (``policy<json>.Statement[1].Sid``)."""
+    leaves get the path suffix ``<json>``; a list of objects with distinct ``Sid`` strings (IAM policy
+    statements) is keyed by Sid (``policy<json>.Statement[Sid=EnclaveRelease1].Condition...``)."""
     out: dict[str, Any] = {}
     if isinstance(v, Mapping):
-        if not v:
+        if not v and prefix:
             out[prefix] = {}
         for k in v:
             out.update(flatten(v[k], f"{prefix}.{k}" if prefix else str(k)))
     elif isinstance(v, list):
-        if not v:
+        if not v and prefix:
             out[prefix] = []
-        for i, x in enumerate(v):
-            out.update(flatten(x, f"{prefix}[{i}]"))
+        sids = [x.get("Sid") for x in v if isinstance(x, Mapping)]
+        if len(sids) == len(v) and all(isinstance(x, str) and x for x in sids) and len(set(sids)) == len(sids):
+            for x in v:  # IAM statements: keyed by Sid, so inserting one does not shift the others
+                out.update(flatten(x, f"{prefix}[Sid={x['Sid']}]"))
+        else:
+            for i, x in enumerate(v):
+                out.update(flatten(x, f"{prefix}[{i}]"))
     elif isinstance(v, str) and (parsed := _maybe_json(v)) is not None and isinstance(parsed, (dict, list)):
         out.update(flatten(parsed, f"{prefix}<json>"))
     else:
@@ -598,6 +604,7 @@ def diff_previews(base: Mapping[str, Any], head: Mapping[str, Any], *, base_labe
         raise TeeformError(f"the documents are of different stacks: {base.get('stack')!r} and {head.get('stack')!r}",
                            field="stack", hint="preview the same stack on both sides")
     br, hr = _resources(base), _resources(head)
+    br, hr = dict(sorted(br.items())), dict(sorted(hr.items()))  # by URN: stable whatever the documents' order
     changes: list[ResourceChange] = []
     for urn in [*hr, *(u for u in br if u not in hr)]:
         b, h = br.get(urn), hr.get(urn)

@@ -29,12 +29,14 @@ aws-kms-key-policy-rewriters               advisory   lists who can rewrite each
                                                       keys locked to a break-glass role pass
 aws-s3-bucket-tls-only (stack)             advisory   buckets deny requests without TLS
 aws-ec2-default-sg-closed (stack)          advisory   created VPCs' default security groups have no rules
+rollover-window-expired (stack)            advisory   no key releases to a manifest past its ``until``
+                                                      (prod config: mandatory)
 =========================================  =========  ==================================================
 """
 
 from __future__ import annotations
 
-from teeform_policies import aws_deploy, coverage, ec2, kms, manifest, network
+from teeform_policies import aws_deploy, coverage, ec2, kms, manifest, network, rollover
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
 from teeform_policies.registry import Policy, PolicyRegistry
@@ -45,6 +47,8 @@ REGISTRY = PolicyRegistry(
     [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES],
     aliases=ALIASES,
 )
+for _p in rollover.POLICIES:  # issue 12: rollover windows
+    REGISTRY.add(_p)
 
 
 def all_policies() -> list[Policy]:

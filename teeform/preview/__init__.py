@@ -21,6 +21,7 @@ The names below are this package's public interface (the CLI, tests and scripts 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,16 @@ def run_preview(
     pack_config = read_pack_config(policy_config, project_dir=project_dir)
     mocks, outputs = run_program(project_dir, stack, values, stack_file=str(stack_file) if stack_file else None, project=project)
     resources = registered_resources(mocks, stack, project)
-    violations = evaluate_policies(resources, policies, pack_config)
     clock = resolve_today(today)
+    saved = os.environ.get("TEEFORM_TODAY")
+    os.environ["TEEFORM_TODAY"] = clock.today.isoformat()  # the clock of rollover-window-expired (policies/)
+    try:
+        violations = evaluate_policies(resources, policies, pack_config)
+    finally:
+        if saved is None:
+            os.environ.pop("TEEFORM_TODAY", None)
+        else:
+            os.environ["TEEFORM_TODAY"] = saved
     return PreviewResult(
         stack=stack, stack_file=source, resources=tuple(resources), outputs=outputs, violations=tuple(violations),
         policies=tuple(p.name for p in policies), policy_config=str(policy_config) if policy_config else None,

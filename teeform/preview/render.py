@@ -34,6 +34,12 @@ def _sorted_keys(v: Any) -> Any:
     return v
 
 
+def _resource_order(r: RegisteredResource) -> tuple[int, str]:
+    """The root stack first, then by URN: the mock engine's registration order varies from run to run
+    (outputs resolve concurrently), so the document does not use it."""
+    return (0 if r.type == "pulumi:pulumi:Stack" else 1, r.urn)
+
+
 def _violation_order(v: Any) -> tuple[int, str, str, str]:
     return (0 if v.enforcement == "mandatory" else 1, v.policy, v.urn, v.message)
 
@@ -41,12 +47,12 @@ def _violation_order(v: Any) -> tuple[int, str, str, str]:
 def to_json(result: PreviewResult) -> dict[str, Any]:
     """The ``--json`` document: ``{resources, outputs, violations}`` (plus stack and policy metadata).
 
-    ``resources``: ``[{type, name, urn, custom, summary, inputs}]`` in registration order;
+    ``resources``: ``[{type, name, urn, custom, summary, inputs}]``, the root stack first, then by URN;
     ``violations``: ``[{policy, enforcementLevel, severity, message, resourceType, resourceName, urn}]``.
 
     Stable format (docs/preview-json.md, schema ``teeform/schema/preview.schema.json``):
-    ``format``/``schemaVersion`` first; resources in registration order (the program's order) with
-    the keys of ``inputs`` sorted at every level; violations mandatory first, then by policy, URN and
+    ``format``/``schemaVersion`` first; resources sorted by URN (the registration order of the mock
+    engine is not stable between runs) with the keys of ``inputs`` sorted at every level; violations mandatory first, then by policy, URN and
     message; ``manifests`` = the allowed manifests with their rollover windows
     (:mod:`teeform.preview.manifests`), ``clock`` = the day the windows were measured against;
     ``projectDir`` = the absolute project directory (``teeform preview diff`` normalises paths under it).
@@ -62,7 +68,7 @@ def to_json(result: PreviewResult) -> dict[str, Any]:
         "resources": [
             {"type": r.type, "name": r.name, "urn": r.urn, "custom": r.custom, "summary": summarize(r),
              "inputs": _sorted_keys(json_safe(r.inputs))}
-            for r in result.resources
+            for r in sorted(result.resources, key=_resource_order)
         ],
         "outputs": json_safe(dict(result.outputs)),
         "violations": [
