@@ -140,8 +140,10 @@ def normalize_paths(v: Any, project_dir: str | None) -> Any:
 
 # ------------------------------------------------------------------------------- decoding helpers
 def decode_script(value: str) -> tuple[str, str] | None:
-    """Decode user data: ``(encoding, text)`` with encoding ``base64``, ``base64+gzip``, ``gzip`` is not
-    possible in a JSON string, so plain text is ``text``; None when ``value`` is not text after decoding."""
+    """Decode user data: ``(encoding, text)``, encoding ``text`` (a script or cloud-config as is: it starts
+    with ``#!``, ``#cloud-config``, a MIME header, ``#include`` or ``<powershell>``; cloud-init "User data
+    formats"), ``base64`` (RFC 4648 §4, how EC2 launch templates carry it) or ``base64+gzip`` (gzip magic
+    ``1f 8b`` after base64, RFC 1952 §2.3.1). None when the bytes are not UTF-8 text after decoding."""
     s = value.strip()
     if s.startswith(("#!", "#cloud-config", "Content-Type:", "MIME-Version:", "#include", "<powershell>")):
         return "text", value
@@ -576,7 +578,8 @@ def _prop_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) 
             if ov != nv:
                 ot, nt = (od[1] if od else ""), (nd[1] if nd else "")
                 lines = list(difflib.unified_diff(ot.splitlines(), nt.splitlines(), f"base/{k}", f"head/{k}", lineterm="", n=2))
-                scripts.append(ScriptDiff(k, (nd or od)[1] and (nd or od)[0], tuple(lines)))  # type: ignore[index]
+                enc = nd[0] if nd else od[0] if od else "text"
+                scripts.append(ScriptDiff(k, enc, tuple(lines)))
     fo, fn = flatten(o_in), flatten(n_in)
     props: list[tuple[str, str, Any, Any]] = []
     for p in sorted(set(fo) | set(fn)):

@@ -23,7 +23,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
-OUR_SCRIPTS = [REPO / "scripts" / "pr-preview.sh"]
+OUR_SCRIPTS = [REPO / "scripts" / "pr-preview.sh", REPO / "scripts" / "pr-demo.sh"]
 
 
 def _pin(name: str) -> str:
