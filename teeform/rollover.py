@@ -165,10 +165,11 @@ def rollover_plan(old: str, new: str, *, stack: str, target: str, until: str, en
         ),
         RolloverStep(
             "3. verify",
-            "check a fresh attestation document from the new enclave against the stack (tuple semantics: every "
-            "pinned measurement of one allowed manifest).",
+            "check a fresh attestation document from the new enclave (with your nonce) against the NEW build "
+            "(every pinned measurement of it), then against the stack's allowed manifests.",
             (),
-            (f"teeform verify attestation --stack {stack} --manifest {new} <attestation-doc.cbor>",),
+            (f"teeform verify attestation <attestation-doc.cbor> --manifest {new} --nonce <hex> --at now",
+             f"teeform verify attestation <attestation-doc.cbor> --stack {stack} --nonce <hex> --at now"),
         ),
         RolloverStep(
             "4. drop old",

@@ -187,7 +187,12 @@ def test_rollover_plan(tmp_path, capsys):
     assert f"   $ teeform measurements diff {o} {n}" in out
     assert f"   $ pulumi up --stack prod --policy-pack policies --policy-pack-config {cfg}" in out
     assert f"     - {{path: {o}, until: \"2026-01-08\"}}" in out
-    assert f"   $ teeform verify attestation --stack prod --manifest {n} <attestation-doc.cbor>" in out
+    # `teeform verify attestation` takes exactly one of --manifest / --stack (teeform/commands/verify_attestation.py)
+    assert f"   $ teeform verify attestation <attestation-doc.cbor> --manifest {n} --nonce <hex> --at now" in out
+    assert "   $ teeform verify attestation <attestation-doc.cbor> --stack prod --nonce <hex> --at now" in out
+    rc, _, err = run(capsys, "verify", "attestation", str(tmp_path / "doc.cbor"), "--manifest", str(n), "--nonce", "00",
+                     "--at", "now")
+    assert rc == 2 and "give exactly one" not in err and "doc.cbor" in err  # the options parse; the document is missing
     assert "The key policy is locked (key.policyUpdates: locked)" in out  # stacks/Pulumi.prod.yaml locks it
     # the YAML it prints is a valid manifests entry for the stack loader
     entry = yaml.safe_load("\n".join(line[5:] for line in out.split("2. deploy", 1)[1].splitlines()[2:5]))

@@ -151,3 +151,59 @@ def test_fork_workflow_treats_the_artifact_as_data():
 def test_no_pull_request_target_anywhere():
     for p in WORKFLOWS:
         assert "pull_request_target" not in _load(p.name)["on"]
+
+
+# ------------------------------------------------------------------ scripts/pr-preview.sh control flow
+def _fake_checkout(root: Path, *, setup_ok: bool, label: str) -> Path:
+    """A checkout of the project whose set-up and demo build are stubs (the real ones need apt and minutes):
+    setup.sh succeeds or fails, demo.sh writes a test manifest where stacks/Pulumi.dev.yaml expects the demo's,
+    and .venv/bin/teeform is this test run's teeform."""
+    import os
+    import shutil
+    import sys
+
+    root.mkdir(parents=True)
+    for f in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy2(REPO / f, root / f)
+    shutil.copytree(REPO / "policies", root / "policies", ignore=shutil.ignore_patterns("venv", "__pycache__"))
+    shutil.copytree(REPO / "stacks", root / "stacks")
+    (root / "scripts").mkdir()
+    (root / "scripts" / "setup.sh").write_text("#!/bin/sh\nexit 0\n" if setup_ok else "#!/bin/sh\necho no apt >&2\nexit 1\n")
+    (root / "scripts" / "demo.sh").write_text(
+        "#!/bin/sh\nset -e\n"
+        f"'{sys.executable}' -c \"import sys; sys.path.insert(0, '{REPO / 'tests'}'); from pathlib import Path; "
+        f"from pulumi_support import write_fake_eif_manifest as w; w(Path('build/demo'), label='{label}')\"\n")
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "bin" / "teeform").write_text(f"#!/bin/sh\nexec '{Path(sys.executable).parent / 'teeform'}' \"$@\"\n")
+    for p in (root / "scripts" / "setup.sh", root / "scripts" / "demo.sh", root / ".venv" / "bin" / "teeform"):
+        os.chmod(p, 0o755)
+    shutil.copy2(REPO / "scripts" / "pr-preview.sh", root / "scripts" / "pr-preview.sh")
+    return root
+
+
+def test_pr_preview_script(tmp_path):
+    base = _fake_checkout(tmp_path / "base", setup_ok=True, label="v1")
+    head = _fake_checkout(tmp_path / "head", setup_ok=True, label="v2")
+    r = subprocess.run([str(head / "scripts" / "pr-preview.sh"), str(base), str(head), str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                                                          "BASE_LABEL": "main", "HEAD_LABEL": "PR"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    comment = (tmp_path / "out" / "comment.md").read_text()
+    assert comment.startswith("<!-- teeform-preview -->\n") and "`main` → `PR`" in comment
+    assert "Plan: 0 to add, " in comment and "#### Key release" in comment  # same resources, other measurements
+    assert (tmp_path / "out" / "summary.md").read_text().startswith("<!-- teeform-preview -->")
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"base.json", "head.json", "comment.md", "summary.md"}
+    # a base that cannot be set up is shown as an empty stack, the head still gets its comment
+    broken = _fake_checkout(tmp_path / "broken", setup_ok=False, label="v1")
+    r = subprocess.run([str(head / "scripts" / "pr-preview.sh"), str(broken), str(head), str(tmp_path / "out2")],
+                       capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "the base could not be previewed; it is shown as an empty stack" in r.stderr
+    comment = (tmp_path / "out2" / "comment.md").read_text()
+    assert "`base (unavailable)` → `head`" in comment and "to change, 0 to destroy" in comment
+    # bad usage: one line, exit 2
+    r = subprocess.run([str(head / "scripts" / "pr-preview.sh"), str(base)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("usage: ")
+    r = subprocess.run([str(head / "scripts" / "pr-preview.sh"), str(base), str(head), str(tmp_path / "o3"), "dev;rm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "STACK must be letters" in r.stderr
