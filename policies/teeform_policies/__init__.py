@@ -36,10 +36,11 @@ rollover-window-expired (stack)            advisory   no key releases to a manif
 
 from __future__ import annotations
 
-from teeform_policies import aws_deploy, coverage, ec2, kms, manifest, network, rollover
+from teeform_policies import aws_deploy, coverage, ec2, kms, manifest, network
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
 from teeform_policies.registry import Policy, PolicyRegistry
+from teeform_policies.rollover import POLICIES as ROLLOVER_POLICIES
 
 PACK_NAME = "teeform"
 
@@ -47,7 +48,7 @@ REGISTRY = PolicyRegistry(
     [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES],
     aliases=ALIASES,
 )
-for _p in rollover.POLICIES:  # issue 12: rollover windows
+for _p in ROLLOVER_POLICIES:  # issue 12: rollover windows
     REGISTRY.add(_p)
 
 
