@@ -1,7 +1,8 @@
 """The ``teeform:index:MeasurementManifest`` component: a manifest the stack loaded, as a resource.
 
 Registering each loaded manifest as a resource whose inputs (and registered outputs) are
-``{target, name, kind, path, sha256, measurements, signed, signer}`` is how the stack policy
+``{target, name, kind, path, sha256, measurements, signed, signer}`` (plus ``until``, the end of a rollover
+window, when the stack gives one: :mod:`teeform.rollover`) is how the stack policy
 ``measurements-match-manifest`` learns which measurements each target's key may pin (a key is
 compared with the manifests of its own target: the key carries the tag ``teeform:target``), under the real engine (the policy sees the
 component's registered outputs) and offline (``teeform preview`` sees its inputs). It has no
@@ -50,6 +51,9 @@ class MeasurementManifestArgs:
     sha256: str
     measurements: dict[str, str]
     signer: str = ""
+    #: last UTC day (YYYY-MM-DD) this manifest stays allowed (a rollover window; None = no window):
+    #: registered as the ``until`` property, which the policy ``rollover-window-expired`` reads
+    until: str | None = None
 
 
 class MeasurementManifest(pulumi.ComponentResource):
@@ -66,6 +70,8 @@ class MeasurementManifest(pulumi.ComponentResource):
             "signed": bool(args.signer),
             "signer": args.signer,
         }
+        if args.until is not None:
+            props["until"] = args.until
         super().__init__(MEASUREMENT_MANIFEST_TYPE, name, props, opts)
         self.measurements = args.measurements
         self.sha256 = args.sha256
@@ -147,6 +153,7 @@ def register_manifests(target: Target, manifests: tuple[LoadedManifest, ...]) ->
                 sha256=lm.sha256,
                 measurements=dict(lm.manifest.measurements),
                 signer=lm.signer,
+                until=target.until_of(i),
             ),
         )
         for i, lm in enumerate(manifests)

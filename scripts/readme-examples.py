@@ -20,6 +20,8 @@ Blocks:
   dev``): the key policy's PCR0 condition, the stack outputs' measurements, the policy summary.
 * ``gcp-demo``: ``scripts/gcp-demo.sh`` (``teeform build oci`` of the demo image, ``teeform preview --stack
   gcp``): the image digest, the Workload Identity Federation condition teeform writes for it, the outputs.
+* ``pr-preview``: ``scripts/pr-demo.sh`` (two demo EIF builds, the PR comment of ``teeform preview diff
+  --markdown``): the comment up to its resource list, and the KMS key's and launch template's blocks.
 * ``vm-demo``: ``scripts/vm-demo.sh`` (UKI + dm-verity disk booted under QEMU + OVMF + swtpm): predicted
   and measured PCR 11, the root mount. A run whose PCR 11 does not match is refused.
 
@@ -103,11 +105,33 @@ def abridge_vm_demo(out: str) -> list[str]:
     return [lines[pred], lines[meas], mount, lines[verdict]]
 
 
+def abridge_pr_preview(out: str) -> list[str]:
+    """The PR comment of ``scripts/pr-demo.sh``: everything up to the resource list, then the detail blocks of
+    the KMS key and the launch template (the others become ``...``). Code fences inside the comment are
+    shown as ``~~~`` (the same fence in GitHub Markdown) so the comment fits in this block's fence."""
+    lines = out.splitlines()
+    if not lines or lines[0] != "<!-- teeform-preview -->":
+        raise TeeformError(f"pr-preview: the output does not start with the comment marker (update {SCRIPT})")
+    for anchor in (r"^\*\*Plan: \d+ to add, \d+ to change, \d+ to destroy\.\*\*$", r"^#### Key release$",
+                   r"^#### Rollover windows", r"^#### Resources$"):
+        _find(lines, anchor, block="pr-preview")
+    first = _find(lines, r"^<details><summary><code>", _find(lines, r"^#### Resources$", block="pr-preview"), "pr-preview")
+    keep = lines[:first]
+    wanted = ("</code> agent-key-kms (update)</summary>", "</code> agent-host-lt (update)</summary>")
+    for w in wanted:
+        start = _find(lines, re.escape(w) + "$", first, "pr-preview")
+        end = _find(lines, r"^</details>$", start, "pr-preview")
+        keep += ["...", "", *lines[start:end + 1], ""]
+    keep.append("...")
+    return ["~~~" + line[3:] if line.startswith("```") else line for line in keep]
+
+
 BLOCKS = {
     "make-demo": Block("make-demo", ("scripts/demo.sh",), ("kernel.vmlinuz", "busybox"), abridge_demo),
     "vm-demo": Block("vm-demo", ("scripts/vm-demo.sh",),
                      ("kernel.vmlinuz", "kernel.modules", "bookworm.stub", "busybox", "ovmf.code-4m", "ovmf.vars-4m"),
                      abridge_vm_demo, tools=("cryptsetup-bin", "erofs-utils", "qemu-system-x86", "swtpm")),
+    "pr-preview": Block("pr-preview", ("scripts/pr-demo.sh",), ("kernel.vmlinuz", "busybox"), abridge_pr_preview),
 }
 
 

@@ -45,6 +45,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     "export": {
         "tfvars": "teeform.commands.export_tfvars:cmd",
     },
+    "rollover": {"plan": "teeform.commands.rollover:cmd"},
 }
 
 GROUP_HELP = {
@@ -52,6 +53,7 @@ GROUP_HELP = {
     "verify": "Verify evidence from a running TEE against the stack's expected measurements.",
     "measurements": "Work with measurement manifests (diff old vs new for rollouts and PR previews).",
     "export": "Export manifests for other tools (Terraform *.auto.tfvars.json with ready-made key policies).",
+    "rollover": "Plan a rollover from one build to the next (add new, deploy, verify, drop old).",
 }
 
 

@@ -105,6 +105,14 @@ class Target:
     tee: TeeType
     manifests: tuple[str, ...]
     settings: TargetSettings = TargetSettings()
+    #: rollover window per allowed manifest, parallel to ``manifests``: the last day (ISO
+    #: ``YYYY-MM-DD``, UTC) it stays allowed, or None (no window); ``{path, until}`` entries
+    #: (docs/gitops.md "Rollover window", :mod:`teeform.rollover`)
+    manifest_until: tuple[str | None, ...] = ()
+
+    def until_of(self, index: int) -> str | None:
+        """The ``until`` date of allowed manifest ``index`` (None: no window)."""
+        return self.manifest_until[index] if index < len(self.manifest_until) else None
 
     @property
     def plugin(self) -> TargetPlugin:
@@ -301,17 +309,36 @@ def _target(raw: Any, source: str, fld: str) -> Target:
     manifests_raw = t["manifests"]
     if isinstance(manifests_raw, str):  # one manifest may be given as a plain path
         manifests_raw = [manifests_raw]
-    manifests = tuple(
-        read_str(m, source, f"{fld}.manifests[{i}]")
-        for i, m in enumerate(read_list(manifests_raw, source, f"{fld}.manifests", non_empty=True))
-    )
+    entries = [_manifest_entry(m, source, f"{fld}.manifests[{i}]")
+               for i, m in enumerate(read_list(manifests_raw, source, f"{fld}.manifests", non_empty=True))]
+    manifests = tuple(p for p, _ in entries)
+    manifest_until = tuple(u for _, u in entries)
     plugin = plugin_for(cloud, tee)
     for key in t:
         if key not in COMMON_KEYS and key not in plugin.settings_keys:
             allowed = sorted(plugin.settings_keys) or "none"
             raise fail(f"not a setting of {plugin.pair} targets (its settings: {allowed})", source, f"{fld}.{key}")
     settings = plugin.parse_settings({k: v for k, v in t.items() if k in plugin.settings_keys}, source, fld)
-    return Target(name=name, cloud=cloud, region=region, tee=tee, manifests=manifests, settings=settings)
+    return Target(name=name, cloud=cloud, region=region, tee=tee, manifests=manifests, settings=settings,
+                  manifest_until=manifest_until)
+
+
+def _manifest_entry(raw: Any, source: str, fld: str) -> tuple[str, str | None]:
+    """One ``manifests`` entry: a path, or ``{path: ..., until: YYYY-MM-DD}`` (a rollover window).
+
+    ``until`` must be a real calendar date written ``YYYY-MM-DD`` (a YAML date or a string); it is
+    the last UTC day the manifest stays allowed (:mod:`teeform.rollover`). Nothing else is accepted.
+    """
+    if not isinstance(raw, Mapping):
+        return read_str(raw, source, fld), None
+    from teeform.rollover import parse_until
+
+    m = read_map(raw, source, fld, {"path", "until"})
+    if "path" not in m:
+        raise fail("missing required key 'path' (an entry is a path or {path, until})", source, fld)
+    path = read_str(m["path"], source, f"{fld}.path")
+    until = None if m.get("until") is None else parse_until(m["until"], source, f"{fld}.until")
+    return path, until
 
 
 def _read_yaml_mapping(path: Path, what: str) -> Mapping[str, Any]:

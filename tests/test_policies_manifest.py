@@ -118,6 +118,8 @@ def test_registry_rejects_duplicates_and_all():
         # issue 11
         "trustee-reference-values-match-manifest", "trustee-policy-refuses-debug", "alicloud-no-public-ingress",
         "alicloud-tdx-instance-type",
+        # issue 12
+        "rollover-window-expired",
     ]
     for p in all_policies():
         assert p.description and p.severity is not None and p.remediation_steps and p.url, p.name

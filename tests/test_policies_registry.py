@@ -18,7 +18,7 @@ sys.path.remove(str(REPO / "policies"))
 
 def test_aws_only_policies_are_prefixed_and_old_ids_are_aliases():
     ids = [p.name for p in REGISTRY.policies()]
-    neutral = {"measurements-match-manifest", "no-public-ingress", "policy-coverage"}
+    neutral = {"measurements-match-manifest", "no-public-ingress", "policy-coverage", "rollover-window-expired"}
     neutral |= {"manifest-signed"}  # cloud-neutral (teeform_policies/signing.py)
     # cloud-only ids carry their cloud; the Trustee key broker's rules carry "trustee-" (issue 11)
     assert all(i.startswith(("aws-", "gcp-", "alicloud-", "trustee-")) for i in ids if i not in neutral)

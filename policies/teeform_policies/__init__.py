@@ -46,6 +46,8 @@ gcp-confidential-space-no-debug-image      mandatory  prod: no debug image, dbgs
 gcp-confidential-instance-enabled          mandatory  confidential VM type, TERMINATE, SNP on Milan, vTPM
 gcp-no-public-ingress                      advisory   GCP firewalls open to the internet; external IPs
 gcp-kms-key-rotation                       advisory   symmetric Cloud KMS keys rotate (<= 365 days)
+rollover-window-expired (stack)            advisory   no key releases to a manifest past its ``until``
+                                                      (prod config: mandatory)
 =========================================  =========  ==================================================
 """
 
@@ -56,6 +58,7 @@ from teeform_policies import gcp as gcp_policies
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
 from teeform_policies.registry import Policy, PolicyRegistry
+from teeform_policies.rollover import POLICIES as ROLLOVER_POLICIES
 
 PACK_NAME = "teeform"
 
@@ -68,6 +71,8 @@ from teeform_policies import alicloud, trustee  # noqa: E402 - issue 11, kept ap
 
 for _policy in (*trustee.POLICIES, *alicloud.POLICIES):  # issue 11: Trustee key broker, Alibaba Cloud
     REGISTRY.add(_policy)
+for _p in ROLLOVER_POLICIES:  # issue 12: rollover windows
+    REGISTRY.add(_p)
 
 
 def all_policies() -> list[Policy]:

@@ -21,6 +21,7 @@ The names below are this package's public interface (the CLI, tests and scripts 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,12 @@ from teeform.preview.crossguard import (
     read_pack_config,
     registered_resources,
 )
+from teeform.preview.manifests import allowed_manifests
 from teeform.preview.mocks import PreviewMocks
 from teeform.preview.model import STACK_TYPE, PreviewResult, RegisteredResource, Violation
 from teeform.preview.render import render_text, summarize, to_json
 from teeform.preview.runner import config_strings, find_teeform_error, make_mocks, run_program
+from teeform.rollover import resolve_today
 from teeform.stack import PROJECT, read_stack_values
 
 _find_teeform_error = find_teeform_error  # the pre-split private name, still used by tests
@@ -93,11 +96,14 @@ def run_preview(
     *,
     stack_file: Path | None = None,
     policy_config: Path | None = None,
+    today: str | None = None,
 ) -> PreviewResult:
     """Run the program for ``stack`` under mocks and evaluate the policy pack (module docstring).
 
     ``policy_config`` defaults to :func:`default_policy_config`. Within the program run every file
     is hashed at most once (:func:`teeform.preview.runner.run_program`), however many targets share it.
+    ``today`` (YYYY-MM-DD) is the clock of the rollover windows (:func:`teeform.rollover.resolve_today`:
+    default ``SOURCE_DATE_EPOCH``, else the UTC date).
 
     Raises:
         TeeformError: bad stack or policy config, or an error raised by the program.
@@ -111,10 +117,21 @@ def run_preview(
     pack_config = read_pack_config(policy_config, project_dir=project_dir)
     mocks, outputs = run_program(project_dir, stack, values, stack_file=str(stack_file) if stack_file else None, project=project)
     resources = registered_resources(mocks, stack, project)
-    violations = evaluate_policies(resources, policies, pack_config)
+    clock = resolve_today(today)
+    saved = os.environ.get("TEEFORM_TODAY")
+    os.environ["TEEFORM_TODAY"] = clock.today.isoformat()  # the clock of rollover-window-expired (policies/)
+    try:
+        violations = evaluate_policies(resources, policies, pack_config)
+    finally:
+        if saved is None:
+            os.environ.pop("TEEFORM_TODAY", None)
+        else:
+            os.environ["TEEFORM_TODAY"] = saved
     return PreviewResult(
         stack=stack, stack_file=source, resources=tuple(resources), outputs=outputs, violations=tuple(violations),
         policies=tuple(p.name for p in policies), policy_config=str(policy_config) if policy_config else None,
+        project_dir=str(project_dir), manifests=tuple(allowed_manifests(project_dir, resources, clock.today)),
+        clock=clock.to_json(),
     )
 
 

@@ -76,6 +76,14 @@ class PreviewResult:
     violations: tuple[Violation, ...]
     policies: tuple[str, ...] = ()
     policy_config: str | None = None
+    #: the project directory the preview ran in (``--json`` ``projectDir``; ``teeform preview diff``
+    #: rewrites paths under it to ``<project>/...`` so two checkouts compare equal)
+    project_dir: str | None = None
+    #: every allowed manifest, in stack order: ``{target, key, path, sha256, deployed, until, daysLeft,
+    #: expired, manifest}`` (``manifest`` = the manifest document as written; docs/preview-json.md)
+    manifests: tuple[Mapping[str, Any], ...] = ()
+    #: the clock the rollover windows were measured against: ``{date, source}`` (docs/preview-json.md)
+    clock: Mapping[str, Any] | None = None
 
     @property
     def mandatory(self) -> list[Violation]:

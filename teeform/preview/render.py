@@ -10,6 +10,7 @@ from typing import Any
 from teeform.fsutil import display_path
 from teeform.preview.clouds import plugin_for
 from teeform.preview.model import PreviewResult, RegisteredResource, json_safe
+from teeform.rollover import describe_window
 
 
 def summarize(r: RegisteredResource) -> list[str]:
@@ -17,19 +18,57 @@ def summarize(r: RegisteredResource) -> list[str]:
     return plugin_for(r.type).summarize(r.type, json_safe(r.inputs))
 
 
+#: version of the ``--json`` document (``schemaVersion``); bumped on any incompatible change. The
+#: format is documented in docs/preview-json.md and teeform/schema/preview.schema.json.
+SCHEMA_VERSION = 1
+#: ``$schema``-style identifier of the document format (``format`` field).
+FORMAT = "teeform-preview"
+
+
+def _sorted_keys(v: Any) -> Any:
+    """``v`` with every mapping's keys sorted (lists keep their order: it is meaningful)."""
+    if isinstance(v, Mapping):
+        return {k: _sorted_keys(v[k]) for k in sorted(v)}
+    if isinstance(v, list):
+        return [_sorted_keys(x) for x in v]
+    return v
+
+
+def _resource_order(r: RegisteredResource) -> tuple[int, str]:
+    """The root stack first, then by URN: the mock engine's registration order varies from run to run
+    (outputs resolve concurrently), so the document does not use it."""
+    return (0 if r.type == "pulumi:pulumi:Stack" else 1, r.urn)
+
+
+def _violation_order(v: Any) -> tuple[int, str, str, str]:
+    return (0 if v.enforcement == "mandatory" else 1, v.policy, v.urn, v.message)
+
+
 def to_json(result: PreviewResult) -> dict[str, Any]:
     """The ``--json`` document: ``{resources, outputs, violations}`` (plus stack and policy metadata).
 
-    ``resources``: ``[{type, name, urn, custom, summary, inputs}]`` in registration order;
+    ``resources``: ``[{type, name, urn, custom, summary, inputs}]``, the root stack first, then by URN;
     ``violations``: ``[{policy, enforcementLevel, severity, message, resourceType, resourceName, urn}]``.
+
+    Stable format (docs/preview-json.md, schema ``teeform/schema/preview.schema.json``):
+    ``format``/``schemaVersion`` first; resources sorted by URN (the registration order of the mock
+    engine is not stable between runs) with the keys of ``inputs`` sorted at every level; violations mandatory first, then by policy, URN and
+    message; ``manifests`` = the allowed manifests with their rollover windows
+    (:mod:`teeform.preview.manifests`), ``clock`` = the day the windows were measured against;
+    ``projectDir`` = the absolute project directory (``teeform preview diff`` normalises paths under it).
     """
     return {
+        "format": FORMAT,
+        "schemaVersion": SCHEMA_VERSION,
+        "projectDir": result.project_dir,
+        "clock": dict(result.clock) if result.clock else None,
         "stack": result.stack,
         "stackFile": result.stack_file,
         "policyConfig": result.policy_config,
         "resources": [
-            {"type": r.type, "name": r.name, "urn": r.urn, "custom": r.custom, "summary": summarize(r), "inputs": json_safe(r.inputs)}
-            for r in result.resources
+            {"type": r.type, "name": r.name, "urn": r.urn, "custom": r.custom, "summary": summarize(r),
+             "inputs": _sorted_keys(json_safe(r.inputs))}
+            for r in sorted(result.resources, key=_resource_order)
         ],
         "outputs": json_safe(dict(result.outputs)),
         "violations": [
@@ -37,9 +76,10 @@ def to_json(result: PreviewResult) -> dict[str, Any]:
                 "policy": v.policy, "enforcementLevel": v.enforcement, "severity": v.severity, "message": v.message,
                 "resourceType": v.resource_type, "resourceName": v.resource_name, "urn": v.urn,
             }
-            for v in result.violations
+            for v in sorted(result.violations, key=_violation_order)
         ],
         "policies": list(result.policies),
+        "manifests": [json_safe(m) for m in result.manifests],
     }
 
 
@@ -74,6 +114,13 @@ def render_text(result: PreviewResult) -> str:
             lines.extend(_yamlish(v, 4))
         else:
             lines.append(f"  {k}: {v}")
+    windows = [m for m in result.manifests if m.get("until") is not None]
+    if windows:
+        lines += ["", "Rollover windows (days left per allowed manifest; clock "
+                  f"{(result.clock or {}).get('date')} from {(result.clock or {}).get('source')}):"]
+        for m in windows:
+            role = "deployed" if m.get("deployed") else "old"
+            lines.append(f"  {m['target']}: {m['key']} ({role}, {m['path']}): {describe_window(m)}")
     lines.append("")
     cfg = f", config {display_path(result.policy_config)}" if result.policy_config else ""
     if not result.violations:

@@ -250,8 +250,19 @@ def config_strings(values: Mapping[str, Any]) -> dict[str, str]:
     for k, v in values.items():
         if isinstance(v, Mapping) and "secure" in v:
             continue
-        out[k] = v if isinstance(v, str) else json.dumps(v)
+        out[k] = v if isinstance(v, str) else json.dumps(v, default=_yaml_date)
     return out
+
+
+def _yaml_date(v: Any) -> str:
+    """JSON for the YAML timestamps PyYAML's SafeLoader returns (``until: 2026-12-31``): the ISO text,
+    as the Pulumi CLI passes them (its YAML decoder keeps a timestamp decoded into an untyped value as
+    the string it was written as, go-yaml v3 ``decode.go``)."""
+    import datetime as dt
+
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    raise TypeError(f"Object of type {type(v).__name__} is not JSON serializable")
 
 
 def run_program(

@@ -1,0 +1,55 @@
+"""The allowed manifests of a previewed stack, with their rollover windows (``--json`` ``manifests``).
+
+Read from the ``teeform:index:MeasurementManifest`` resources the program registered
+(``components/measurement_manifest.py``: ``target``, ``path`` as configured, ``sha256``, ``until``),
+in registration order, which is stack order; the first of each target is the deployed one. Each
+manifest file is loaded again (validated, :func:`teeform.manifest.load_manifest`) so that
+``teeform preview diff`` can explain measurement changes by their inputs
+(:mod:`teeform.measurements_diff`). Windows: :func:`teeform.rollover.window`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from teeform.manifest import load_manifest
+from teeform.preview.model import RegisteredResource
+from teeform.rollover import window
+
+#: the component's type token (components/measurement_manifest.py MEASUREMENT_MANIFEST_TYPE)
+MEASUREMENT_MANIFEST_TYPE = "teeform:index:MeasurementManifest"
+
+
+def allowed_manifests(project_dir: Path, resources: Sequence[RegisteredResource], today: dt.date) -> list[dict[str, Any]]:
+    """``[{target, key, path, sha256, deployed, until, daysLeft, expired, manifest}]`` (docs/preview-json.md).
+
+    ``key`` is the export key (resource name ``<target>-manifest-<key>``); ``path`` is as configured
+    (relative to ``project_dir`` or absolute); ``manifest`` is the manifest document
+    (:meth:`teeform.manifest.Manifest.to_dict`).
+
+    Raises:
+        TeeformError: a manifest file became unreadable or invalid since the program loaded it.
+    """
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for r in resources:
+        if r.type != MEASUREMENT_MANIFEST_TYPE:
+            continue
+        target = str(r.inputs.get("target", ""))
+        path = str(r.inputs.get("path", ""))
+        p = Path(path)
+        m = load_manifest(p if p.is_absolute() else project_dir / p)
+        prefix = f"{target}-manifest-"
+        key = r.name[len(prefix):] if r.name.startswith(prefix) else m.name
+        until = r.inputs.get("until")
+        out.append({
+            "target": target, "key": key, "path": path, "sha256": str(r.inputs.get("sha256", "")),
+            "deployed": target not in seen,
+            **window(str(until) if until is not None else None, today),
+            "manifest": m.to_dict(),
+        })
+        seen.add(target)
+    return out
