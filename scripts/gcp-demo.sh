@@ -27,5 +27,8 @@ if [ ! -f build/vm-demo/image/agent-vm.manifest.json ] || [ ! -f build/vm-demo/i
   echo "==> the agent-vm target's disk: TEEFORM_VM_DEMO_NO_BOOT=1 scripts/vm-demo.sh (build only)" >&2
   TEEFORM_VM_DEMO_NO_BOOT=1 scripts/vm-demo.sh >&2
 fi
+# The gcp stack is a production environment: manifest-signed is mandatory, so sign both manifests with the
+# demo key it trusts (teeform:trustedManifestKeys; DEMO ONLY, see scripts/demo-sign.sh).
+scripts/demo-sign.sh "$OUT/openclaw-agent.manifest.json" build/vm-demo/image/agent-vm.manifest.json >&2
 echo "==> [3/3] teeform preview --stack gcp" >&2
 $TEEFORM preview --stack gcp

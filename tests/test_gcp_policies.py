@@ -44,7 +44,11 @@ def replace(resources: list[Any], typ: str, **changes: Any) -> list[Any]:
     for r in resources:
         if r.type == typ:
             inputs = {**r.inputs, **changes}
-            r = dataclasses.replace(r, inputs={k: v for k, v in inputs.items() if v is not None})
+            new = {"inputs": {k: v for k, v in inputs.items() if v is not None}}
+            if r.outputs is not None:  # stack policies read the engine's state (outputs), as at `pulumi up`
+                outputs = {**r.outputs, **changes}
+                new["outputs"] = {k: v for k, v in outputs.items() if v is not None}
+            r = dataclasses.replace(r, **new)
         out.append(r)
     return out
 
@@ -88,8 +92,7 @@ def test_measurements_match_manifest_reads_gcp_decrypt_grants(program: tuple[lis
     assert not [m for m in messages("policy-coverage", resources) if "gcp:kms" in m]  # claimed: no NOT CHECKED
     grant = next(r for r in resources if r.type == iam)
     pasted = grant.inputs["member"].rsplit("sha256:", 1)[0] + "sha256:" + "ee" * 32
-    changed = [dataclasses.replace(r, inputs={**r.inputs, "member": pasted}) if r.urn == grant.urn else r
-               for r in resources]
+    changed = [replace([r], iam, member=pasted)[0] if r.urn == grant.urn else r for r in resources]
     (m,) = messages("measurements-match-manifest", changed)
     assert f"condition attribute.image_digest value {'ee' * 6}" in m and "does not come from a loaded manifest" in m
 
@@ -194,6 +197,9 @@ def test_preview_of_the_gcp_stack_file_has_no_mandatory_violation(tmp_path: Path
     assert {t["tee"] for t in doc["config"]["teeform:targets"]} == {"confidential-space", "sev-snp"}
     for t in doc["config"]["teeform:targets"]:
         t["manifests"] = [str(m if t["tee"] == "confidential-space" else vm)]
+    from test_signing import sign_for_repo_stack
+
+    sign_for_repo_stack(doc, m, tmp_path, vm)  # a prod stack: manifest-signed is mandatory
     stack = tmp_path / "Pulumi.gcp.yaml"
     stack.write_text(yaml.safe_dump(doc))
     rc = main(["preview", "--project-dir", str(REPO), "--stack", "gcp", "--stack-file", str(stack)])

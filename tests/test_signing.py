@@ -62,14 +62,15 @@ def _openssl_keypair(d: Path, name: str = "release") -> tuple[Path, Path]:
     return key, pub
 
 
-def sign_for_repo_stack(doc: dict, manifest: Path, tmp_path: Path) -> None:
-    """For tests that preview a repository stack (``doc``, parsed YAML) on a test manifest: when the stack pins
-    ``teeform:trustedManifestKeys`` (prod pins the key ``make demo`` generates), sign ``manifest`` with a fresh
-    test key and pin that key instead."""
+def sign_for_repo_stack(doc: dict, manifest: Path, tmp_path: Path, *more: Path) -> None:
+    """For tests that preview a repository stack (``doc``, parsed YAML) on test manifests: when the stack pins
+    ``teeform:trustedManifestKeys`` (prod pins the key ``make demo`` generates), sign ``manifest`` (and ``more``)
+    with a fresh test key and pin that key instead."""
     if "teeform:trustedManifestKeys" not in doc["config"]:
         return
     key, pub = _openssl_keypair(tmp_path, "test-release")
-    signing.sign_manifest(manifest, key)
+    for m in (manifest, *more):
+        signing.sign_manifest(m, key)
     doc["config"]["teeform:trustedManifestKeys"] = [str(pub)]
 
 
