@@ -55,7 +55,8 @@ def _target(name: str, cloud: str, tee: str, manifests: list[Path]) -> dict:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("cloud", "tee"), [("azure", "sev-snp"), ("gcp", "tdx"), ("aws", "sev-snp"),
+# azure/sev-snp creates resources since issue 10 (tests/test_azure_program.py)
+@pytest.mark.parametrize(("cloud", "tee"), [("gcp", "tdx"), ("aws", "sev-snp"),
                                             ("alicloud", "tdx")])
 def test_built_vm_image_manifest_exports_its_measurements(vm_manifest: Path, cloud: str, tee: str) -> None:
     doc = json.loads(vm_manifest.read_text())
@@ -75,7 +76,7 @@ def test_built_vm_image_manifest_exports_its_measurements(vm_manifest: Path, clo
 @pytest.mark.integration
 def test_snp_and_tdx_targets_side_by_side_keyed_by_target(vm_manifest: Path) -> None:
     doc = json.loads(vm_manifest.read_text())
-    resources, outputs, _ = run([_target("snp", "azure", "sev-snp", [vm_manifest]),
+    resources, outputs, _ = run([_target("snp", "aws", "sev-snp", [vm_manifest]),
                                  _target("td", "gcp", "tdx", [vm_manifest])])
     assert outputs["measurements"] == {"snp": {"agent-vm": doc["measurements"]}, "td": {"agent-vm": doc["measurements"]}}
     assert set(outputs["manifest_sha256"]) == {"snp", "td"}

@@ -15,8 +15,7 @@ Settings (camelCase in YAML; everything but ``attestation.authority`` has a defa
       ingress: [{cidr: 203.0.113.0/24, port: 443, description: "..."}]   # default: no inbound rule at all
       publicIp: false                  # default: no public IP address
     key:
-      store: vault                     # Key Vault Premium (HSM-backed keys); or managedHsm (an existing, activated HSM)
-      managedHsmName: my-hsm           # with store: managedHsm
+      store: vault                     # Key Vault Premium (HSM-backed keys); managedHsm is refused, see below
       keySize: 3072                    # RSA-HSM 2048/3072/4096
       softDeleteRetentionDays: 90      # 7..90 (Key Vault limits)
       protect: false                   # Pulumi protect on the key and vault
@@ -24,6 +23,10 @@ Settings (camelCase in YAML; everything but ``attestation.authority`` has a defa
 Facts and sources: sizes, boot model, disk security types and Secure Boot in
 ``shared/reference/clouds.md`` §2.1 and §2.5 (MS Learn "how-to-create-custom-image-confidential-vm");
 the SKR policy in :mod:`teeform.azure_release` (clouds.md §2.4).
+
+**Managed HSM** (``key.store: managedHsm``) is refused naming the field: pulumi-azure-native 3.29's
+``keyvault`` module has ``ManagedHsm`` but no resource for a key inside one (checked against the
+installed SDK), and an HSM needs an out-of-band activation (security domain) before it holds keys.
 
 **Why ``osState`` defaults to Specialized** (the brief asked for Generalized): a Generalized image
 makes Azure require an ``osProfile`` with credentials and wait for the guest to report
@@ -79,11 +82,9 @@ DISK_SECURITY = ("VMGuestStateOnly", "NonPersistedTPM")
 #: Gallery image ``os_state`` values (Azure compute API ``OperatingSystemStateTypes``).
 OS_STATES = ("Specialized", "Generalized")
 #: ``key.store`` values.
-KEY_STORES = ("vault", "managedHsm")
+KEY_STORES = ("vault",)
 #: RSA key sizes Key Vault accepts for RSA-HSM keys (Key Vault "About keys": 2048, 3072, 4096).
 RSA_SIZES = (2048, 3072, 4096)
-#: Managed HSM names: 3-24 characters, letters, digits and hyphens (Key Vault naming rules).
-_HSM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
 #: Azure resource group names: 1-90 of letters, digits, ``_-.()``, not ending in ``.``.
 _RG_NAME = re.compile(r"^[\w.()-]{0,89}[\w()-]$")
 _SSH_KEY = re.compile(r"^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( \S.*)?$")
@@ -113,7 +114,6 @@ class AzureKey:
     """Where the released key lives and how it is created (see the module docstring)."""
 
     store: str = "vault"
-    managed_hsm_name: str | None = None
     key_size: int = 3072
     soft_delete_retention_days: int = 90
     protect: bool = False
@@ -166,6 +166,7 @@ class AzureCvmPlugin(TargetPlugin):
         OutputSpec("attestation_authority", "MAA endpoint whose tokens the key's release policy accepts"),
         OutputSpec("secure_boot", "whether UEFI Secure Boot is on (off for the unsigned UKI)"),
         OutputSpec("vm_measurements", "per manifest: pcr4_sha256, pcr11_sha256, roothash (what the vTPM reports)"),
+        OutputSpec("public_ip", "the VM's public IP address (only with network.publicIp: true)"),
     )
     gate = "Azure Key Vault secure key release on a MAA token: " + GATE_PINS
 
@@ -246,21 +247,19 @@ class AzureCvmPlugin(TargetPlugin):
     @staticmethod
     def _parse_key(raw: Mapping[str, Any], source: str, fld: str) -> AzureKey:
         kf = f"{fld}.key"
-        k = read_map(raw.get("key"), source, kf, {"store", "managedHsmName", "keySize", "softDeleteRetentionDays", "protect"})
-        store = _choice(k.get("store", "vault"), source, f"{kf}.store", KEY_STORES)
-        hsm = read_opt_str(k.get("managedHsmName"), source, f"{kf}.managedHsmName")
-        if store == "managedHsm" and hsm is None:
-            raise fail("store: managedHsm needs managedHsmName (an existing, activated Managed HSM)", source,
-                       f"{kf}.managedHsmName")
-        if store == "vault" and hsm is not None:
-            raise fail("is used only with store: managedHsm", source, f"{kf}.managedHsmName")
-        if hsm is not None and not _HSM_NAME.match(hsm):
-            raise fail(f"{hsm!r} is not a Managed HSM name (3-24 letters, digits, hyphens)", source, f"{kf}.managedHsmName")
+        k = read_map(raw.get("key"), source, kf, {"store", "keySize", "softDeleteRetentionDays", "protect"})
+        store = read_str(k.get("store", "vault"), source, f"{kf}.store")
+        if store == "managedHsm":
+            raise fail("Managed HSM keys cannot be created by pulumi-azure-native 3.29 (its keyvault module has the "
+                       "ManagedHsm resource but no key resource for it); use store: vault (Key Vault Premium, "
+                       "HSM-backed RSA-HSM keys)", source, f"{kf}.store")
+        if store not in KEY_STORES:
+            raise fail(f"must be one of {list(KEY_STORES)}, got {store!r}", source, f"{kf}.store")
         size = read_int(k.get("keySize", 3072), source, f"{kf}.keySize", 2048, 4096)
         if size not in RSA_SIZES:
             raise fail(f"must be one of {list(RSA_SIZES)}, got {size}", source, f"{kf}.keySize")
         return AzureKey(
-            store, hsm, size,
+            store, size,
             read_int(k.get("softDeleteRetentionDays", 90), source, f"{kf}.softDeleteRetentionDays", 7, 90),
             read_bool(k.get("protect", False), source, f"{kf}.protect"),
         )

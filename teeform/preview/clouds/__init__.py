@@ -20,6 +20,7 @@ from typing import Any
 
 #: Modules defining the built-in plug-ins (each calls :func:`register` on import).
 BUILTIN: tuple[str, ...] = ("teeform.preview.clouds.aws", "teeform.preview.clouds.teeform")
+BUILTIN += ("teeform.preview.clouds.azure",)  # issue 10
 
 _REGISTRY: dict[str, CloudPlugin] = {}
 _loaded = False
