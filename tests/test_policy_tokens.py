@@ -47,6 +47,9 @@ OTHER_CLOUDS = {
     "AZURE_NETWORK_SECURITY_GROUP", "AZURE_NETWORK_SECURITY_RULE", "AZURE_KEYVAULT_KEY", "GCP_COMPUTE_FIREWALL",
     "GCP_KMS_CRYPTO_KEY", "ALICLOUD_ECS_SECURITY_GROUP_RULE", "ALICLOUD_KMS_KEY",
 }
+#: Azure tokens added with issue 10 (pulumi-azure-native installed: tests/test_azure_policies.py checks them in the SDK).
+OTHER_CLOUDS |= {"AZURE_COMPUTE_VIRTUAL_MACHINE", "AZURE_KEYVAULT_VAULT", "AZURE_NETWORK_PUBLIC_IP_ADDRESS",
+                 "AZURE_NETWORK_INTERFACE"}
 
 
 def test_every_token_constant_is_checked():

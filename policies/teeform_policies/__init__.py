@@ -29,12 +29,19 @@ aws-kms-key-policy-rewriters               advisory   lists who can rewrite each
                                                       keys locked to a break-glass role pass
 aws-s3-bucket-tls-only (stack)             advisory   buckets deny requests without TLS
 aws-ec2-default-sg-closed (stack)          advisory   created VPCs' default security groups have no rules
+azure-key-release-requires-attestation     mandatory  exportable Key Vault keys have a release policy
+                                                      requiring the TEE-type claim; HSM-backed
+azure-cvm-confidential                     mandatory  VMs are ConfidentialVM with vTPM, CVM disk security
+azure-no-public-ingress                    advisory   no NSG rule from the internet, no public IP (prod:
+                                                      mandatory)
+azure-vault-purge-protection               mandatory  key vaults have purge protection on
 =========================================  =========  ==================================================
 """
 
 from __future__ import annotations
 
 from teeform_policies import aws_deploy, coverage, ec2, kms, manifest, network
+from teeform_policies import azure as azure_policies
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
 from teeform_policies.registry import Policy, PolicyRegistry
@@ -45,6 +52,8 @@ REGISTRY = PolicyRegistry(
     [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES],
     aliases=ALIASES,
 )
+for _policy in azure_policies.POLICIES:  # issue 10
+    REGISTRY.add(_policy)
 
 
 def all_policies() -> list[Policy]:

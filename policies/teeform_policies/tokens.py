@@ -38,3 +38,10 @@ GCP_COMPUTE_FIREWALL = "gcp:compute/firewall:Firewall"
 GCP_KMS_CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
 ALICLOUD_ECS_SECURITY_GROUP_RULE = "alicloud:ecs/securityGroupRule:SecurityGroupRule"
 ALICLOUD_KMS_KEY = "alicloud:kms/key:Key"
+
+# Azure (issue 10; pulumi-azure-native 3.29 is installed: tests/test_azure_policies.py checks these
+# against the SDK's registered resource classes).
+AZURE_COMPUTE_VIRTUAL_MACHINE = "azure-native:compute:VirtualMachine"
+AZURE_KEYVAULT_VAULT = "azure-native:keyvault:Vault"
+AZURE_NETWORK_PUBLIC_IP_ADDRESS = "azure-native:network:PublicIPAddress"
+AZURE_NETWORK_INTERFACE = "azure-native:network:NetworkInterface"
