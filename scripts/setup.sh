@@ -30,6 +30,7 @@ APT_PACKAGES=(
   python3-venv zstd xz-utils
   openssl                                  # EIF signing tests: P-384 key/cert and the ECDSA verification oracle
   systemd                                  # systemd-analyze verify: the parent-side units (enclave runtime)
+  kmod                                     # modinfo: oracle for the Hyper-V initrd modules (issue 10)
 )
 BPO_LIST=/etc/apt/sources.list.d/teeform-bookworm-backports.sources
 

@@ -28,7 +28,7 @@ RELEASE_ROLE = "08bbd89e-9f13-488c-ac41-acfcb10c90ab"
 
 
 def write_vhd_manifest(directory: Path, *, name: str = "agent-vm", version: str = "1.0.0", vhd: bool = True,
-                       extra: dict[str, str] | None = None) -> Path:
+                       extra: dict[str, str] | None = None, hyperv: bool = True) -> Path:
     """A vm-image manifest with a real fixed VHD (1 MiB of data + footer) listed under details.formats.vhd."""
     directory.mkdir(parents=True, exist_ok=True)
     data = bytes(1 << 20)
@@ -37,7 +37,8 @@ def write_vhd_manifest(directory: Path, *, name: str = "agent-vm", version: str 
     meas = {"roothash": fake_hex("r", 64), "uki_authenticode_sha256": fake_hex("a", 64),
             "uki_authenticode_sha384": fake_hex("b"), "pcr11_sha256": fake_hex("p", 64), "pcr11_sha384": fake_hex("q"),
             **(extra or {})}
-    details: dict[str, Any] = {"formats": {}}
+    details: dict[str, Any] = {"formats": {}, "initrd": {"modules": [] if not hyperv else [
+        "kernel/drivers/hv/hv_vmbus.ko", "kernel/drivers/scsi/hv_storvsc.ko"]}}
     if vhd:
         details["formats"]["vhd"] = {"file_name": path.name, "size": path.stat().st_size,
                                      "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
@@ -194,6 +195,14 @@ def test_missing_vhd_is_refused_naming_the_manifest(tmp_path: Path) -> None:
     with pytest.raises(TeeformError) as e:
         run([azure_target(m)])
     assert e.value.path == str(m) and e.value.field == "details.formats.vhd" and "--format raw,vhd" in (e.value.hint or "")
+
+
+def test_image_without_hyperv_drivers_is_refused(tmp_path: Path) -> None:
+    m = write_vhd_manifest(tmp_path, hyperv=False)
+    with pytest.raises(TeeformError) as e:
+        run([azure_target(m)])
+    assert e.value.path == str(m) and e.value.field == "details.initrd.modules"
+    assert "hv_storvsc.ko" in e.value.message and "--platform-modules hyperv" in (e.value.hint or "")
 
 
 def test_changed_vhd_is_refused(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """stacks/Pulumi.azure.yaml previews offline with no mandatory violation (issue 10, "Done when").
 
-The manifest is a real one: ``teeform build vm-image --format raw,vhd`` on a tiny busybox root (as
+The manifest is a real one: ``teeform build vm-image --format raw,vhd --platform-modules hyperv`` on a tiny busybox root (as
 tests/test_program_vm_image.py builds it), so the VHD check, the gallery version name and the
 exported measurements all run on the pipeline's real output. The shipped stack file is used as is,
 only its manifest paths are pointed at that build (the file itself points at ``make vm-demo``'s output).
@@ -37,7 +37,7 @@ def vhd_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     status = main(["build", "vm-image", "--rootfs", str(root), "--kernel", str(locked("kernel.vmlinuz")),
                    "--stub", str(locked("bookworm.stub")), "--out", str(tmp / "out"), "--name", "agent-vm",
-                   "--version", "1.0.0", "--format", "raw,vhd"])
+                   "--version", "1.0.0", "--format", "raw,vhd", "--platform-modules", "hyperv"])
     assert status == 0
     return tmp / "out" / "agent-vm.manifest.json"
 
@@ -60,6 +60,7 @@ def test_shipped_azure_stack_previews_without_mandatory_violations(vhd_manifest:
     assert {"azure-key-release-requires-attestation", "azure-cvm-confidential", "azure-no-public-ingress",
             "azure-vault-purge-protection"} <= set(result.policies)
     recorded = json.loads(vhd_manifest.read_text())
+    assert {"kernel/drivers/hv/hv_vmbus.ko", "kernel/drivers/scsi/hv_storvsc.ko"} <= set(recorded["details"]["initrd"]["modules"])
     out = result.outputs
     for name in ("snp", "tdx"):
         assert out["vm_measurements"][name]["agent-vm"] == {

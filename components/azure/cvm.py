@@ -17,7 +17,7 @@ the UKI is unsigned (clouds.md §2.5 "Secure Boot"); the ``secure_boot`` output 
 What the key gate pins is said in the ``key_gate`` output and by ``teeform preview`` next to the key:
 :data:`teeform.azure_release.GATE_PINS` (the platform, not the image).
 
-Configuration errors (no VHD in the manifest, a VHD that differs from it, a manifest version that is
+Configuration errors (an initrd without the Hyper-V drivers, no VHD in the manifest, a VHD that differs from it, a manifest version that is
 not ``MAJOR.MINOR.PATCH``) raise :class:`~teeform.errors.TeeformError` before any resource is
 registered, i.e. in ``pulumi preview`` / ``teeform preview``.
 """
@@ -31,7 +31,13 @@ from typing import Any
 import pulumi
 import pulumi_azure_native as azn
 
-from components.azure.image import GalleryImagePipeline, GalleryImagePipelineArgs, check_vhd, image_version_name
+from components.azure.image import (
+    GalleryImagePipeline,
+    GalleryImagePipelineArgs,
+    check_hyperv_drivers,
+    check_vhd,
+    image_version_name,
+)
 from components.azure.names import gallery_name, resource_name, storage_account_name, vault_name
 from components.azure.network import CvmNetwork, CvmNetworkArgs
 from components.azure.release_key import ReleaseKey, ReleaseKeyArgs
@@ -139,6 +145,8 @@ def build_azure_cvm_target(ctx: TargetContext) -> dict[str, Any]:
     fld = f"teeform:targets[{t.name}]"
     deployed = ctx.deployed
     try:
+        for lm in ctx.manifests:
+            check_hyperv_drivers(lm.path, dict(lm.manifest.details))
         vhd = check_vhd(deployed.path, dict(deployed.manifest.details))
         version = image_version_name(deployed.manifest.version)
         policy = release_policy(s.authority, t.tee.value)

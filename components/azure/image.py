@@ -87,6 +87,28 @@ def check_vhd(manifest_path: Path, details: Any) -> VhdFile:
     return VhdFile(path, size, digest)
 
 
+#: Initrd modules (paths under /lib/modules) without which the image cannot find its disk on Azure.
+REQUIRED_HYPERV = ("hv_vmbus.ko", "hv_storvsc.ko")
+
+
+def check_hyperv_drivers(manifest_path: Path, details: Any) -> None:
+    """Refuse an image whose initrd lacks the Hyper-V VMBus/storvsc drivers (manifest ``details.initrd.modules``).
+
+    Azure v5 confidential VMs expose the OS disk through storvsc (SCSI over VMBus; clouds.md §2.1), so
+    without them the initrd never sees its root.
+
+    Raises:
+        TeeformError: naming the manifest and ``details.initrd.modules``; the hint gives the build flag.
+    """
+    mods = (details or {}).get("initrd", {}).get("modules") if isinstance(details, dict) else None
+    names = {str(m).rsplit("/", 1)[-1] for m in mods} if isinstance(mods, list) else set()
+    missing = [m for m in REQUIRED_HYPERV if m not in names]
+    if missing:
+        raise TeeformError(f"the image's initrd has no Hyper-V driver {', '.join(missing)}: on Azure it would not "
+                           "find its disk (storvsc, SCSI over VMBus)", path=manifest_path, field="details.initrd.modules",
+                           hint="rebuild with `teeform build vm-image ... --format raw,vhd --platform-modules hyperv`")
+
+
 def image_version_name(version: str) -> str:
     """The gallery image version name for a manifest ``version`` (``MAJOR.MINOR.PATCH`` only).
 
