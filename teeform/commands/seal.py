@@ -23,7 +23,8 @@ from teeform.fsutil import atomic_output
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Sealed JSON file to write (mode 0600, atomic).")
 @click.option("--key-id", help="KMS key ARN/id/alias (default: the stack output kms_key_arn, via "
-              "`pulumi stack output kms_key_arn --json --stack <stack>`; with several targets, the --target entry).")
+              "`pulumi stack output kms_key_arn --json --stack <stack>`; with several targets, the --target entry). "
+              "Azure targets: the Key Vault key id (default: the stack output key_id).")
 @click.option("--region", help="AWS region (default: the target's region).")
 @click.option("--endpoint-url", help="KMS endpoint URL (e.g. a local moto server).")
 @click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False),
@@ -64,11 +65,18 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
     load_manifest(manifest_path)  # must exist and be valid: its digest is what the secrets are bound to
     digest = manifest_sha256(manifest_path)
     secrets = load_secrets(in_path)
-    arn = resolve_key_id(key_id, stack, pdir, tgt.name)
-    kms = kms_client(region=region or tgt.region, endpoint_url=endpoint_url)
     how: list[str] = []
-    sealed = seal_secrets(secrets, kms=kms, key_id=arn, stack=stack, target=tgt.name, manifest_sha256=digest,
-                          note=how.append)
+    if tgt.cloud.value == "azure":  # issue 10: Key Vault RSA-OAEP-256 wrap (teeform/seal_azure.py)
+        from teeform.seal_azure import resolve_key_id_azure, seal_secrets_azure
+
+        kid = resolve_key_id_azure(key_id, stack, pdir, tgt.name)
+        sealed = seal_secrets_azure(secrets, key_id=kid, stack=stack, target=tgt.name, manifest_sha256=digest,
+                                    note=how.append)
+    else:
+        arn = resolve_key_id(key_id, stack, pdir, tgt.name)
+        kms = kms_client(region=region or tgt.region, endpoint_url=endpoint_url)
+        sealed = seal_secrets(secrets, kms=kms, key_id=arn, stack=stack, target=tgt.name, manifest_sha256=digest,
+                              note=how.append)
     with atomic_output(out_path, 0o600) as fh:
         fh.write(sealed.to_json().encode("utf-8"))
     click.echo(f"sealed {len(secrets)} secret(s) for stack {stack!r} target {tgt.name!r} -> {out_path} (mode 0600)", err=True)
@@ -130,8 +138,13 @@ def unseal_cmd(in_path: Path, out_path: Path | None, fmt: str, stack: str | None
 
         doc, source = read_attestation_bytes(attestation_doc)
         recipient = recipient_for(doc, load_recipient_key(recipient_key), source=source)
-    kms = kms_client(region=region or region_from_arn(sealed.key_id), endpoint_url=endpoint_url)
-    secrets = unseal_secrets(sealed, kms=kms, recipient=recipient)
+    from teeform.seal_azure import is_key_vault_key_id, unseal_secrets_azure
+
+    if is_key_vault_key_id(sealed.key_id) and recipient is None:  # issue 10: sealed to an Azure Key Vault key
+        secrets = unseal_secrets_azure(sealed)
+    else:
+        kms = kms_client(region=region or region_from_arn(sealed.key_id), endpoint_url=endpoint_url)
+        secrets = unseal_secrets(sealed, kms=kms, recipient=recipient)
     rendered = format_env(secrets) if fmt == "env" else json.dumps(secrets, indent=2, sort_keys=True) + "\n"
     if out_path is None:
         click.echo(rendered, nl=False)
