@@ -95,3 +95,28 @@ def test_unknown_tee_is_refused() -> None:
 def test_decode_refuses_garbage(bad: str) -> None:
     with pytest.raises(TeeformError):
         ar.decode_policy(bad)
+
+
+def test_readme_shows_the_policy_teeform_writes_for_the_shipped_stack() -> None:
+    """README "### Azure confidential VM" must show what the program writes for stacks/Pulumi.azure.yaml's snp target."""
+    import re
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+    section = readme[readme.index("### Azure confidential VM"):]
+    section = section[: section.index("\n## ")]
+    stack = yaml.safe_load((repo / "stacks" / "Pulumi.azure.yaml").read_text())
+    snp = next(t for t in stack["config"]["teeform:targets"] if t["name"] == "snp")
+    shown = re.search(r"```json\n(.*?)```", section, re.S)
+    encoded = re.search(r"```text\n(.*?)\n```", section, re.S)
+    assert shown and encoded
+    assert json.loads(shown.group(1)) == ar.release_policy(snp["attestation"]["authority"], snp["tee"])
+    assert encoded.group(1) == ar.encoded_release_policy(snp["attestation"]["authority"], snp["tee"])
+    from teeform.targets.azure_sev_snp import PLUGIN
+
+    for out in PLUGIN.outputs:
+        if out.name != "public_ip":
+            assert f"`{out.name}`" in section, out.name
+    assert "not the image" in section
