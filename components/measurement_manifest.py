@@ -1,7 +1,7 @@
 """The ``teeform:index:MeasurementManifest`` component: a manifest the stack loaded, as a resource.
 
 Registering each loaded manifest as a resource whose inputs (and registered outputs) are
-``{target, name, kind, path, sha256, measurements}`` is how the stack policy
+``{target, name, kind, path, sha256, measurements, signed, signer}`` is how the stack policy
 ``measurements-match-manifest`` learns which measurements each target's key may pin (a key is
 compared with the manifests of its own target: the key carries the tag ``teeform:target``), under the real engine (the policy sees the
 component's registered outputs) and offline (``teeform preview`` sees its inputs). It has no
@@ -20,6 +20,7 @@ from components.registry import LoadedManifest, manifest_keys
 from teeform.errors import TeeformError
 from teeform.manifest import ArtifactKind, Manifest, load_manifest, manifest_sha256
 from teeform.measurements import EIF, names
+from teeform.signing import TrustedKey, verify_manifest
 from teeform.stack import StackConfig, Target
 
 #: Resource type token; the policy pack has the same constant (``teeform_policies.tokens``).
@@ -38,7 +39,9 @@ TARGET_TAG = "teeform:target"
 class MeasurementManifestArgs:
     """Inputs: the ``target`` that allows it, the manifest's ``name``, ``kind`` (``eif``/``vm-image``),
     ``path`` (as configured), ``sha256`` of the file bytes (lowercase hex) and its ``measurements``
-    (name -> lowercase hex)."""
+    (name -> lowercase hex); ``signer`` is ``sha256:<key fingerprint>`` of the trusted key that
+    verified its signature, ``""`` when the stack pins no key (``signed`` = ``signer != ""``; the
+    policy ``manifest-signed`` reads it)."""
 
     target: str
     name: str
@@ -46,6 +49,7 @@ class MeasurementManifestArgs:
     path: str
     sha256: str
     measurements: dict[str, str]
+    signer: str = ""
 
 
 class MeasurementManifest(pulumi.ComponentResource):
@@ -59,6 +63,8 @@ class MeasurementManifest(pulumi.ComponentResource):
             "path": args.path,
             "sha256": args.sha256,
             "measurements": dict(args.measurements),
+            "signed": bool(args.signer),
+            "signer": args.signer,
         }
         super().__init__(MEASUREMENT_MANIFEST_TYPE, name, props, opts)
         self.measurements = args.measurements
@@ -81,10 +87,16 @@ def measurement_output(manifest: Manifest) -> dict[str, str | None]:
 def load_target_manifests(stack: StackConfig, target: Target) -> tuple[LoadedManifest, ...]:
     """Load and check ``target``'s allowed manifests (paths relative to the project directory).
 
+    When the stack pins ``teeform:trustedManifestKeys``, every manifest must carry a signature by one
+    of them (``<manifest>.intoto.jsonl`` or a cosign ``<manifest>.sig``, :func:`teeform.signing.verify_manifest`);
+    the verified bytes must be the bytes loaded.
+
     Raises:
         TeeformError: a manifest is missing or invalid (naming the file), or its kind is not one
-            the target's plug-in accepts (an EIF for nitro-enclave, a vm-image for sev-snp/tdx).
+            the target's plug-in accepts (an EIF for nitro-enclave, a vm-image for sev-snp/tdx), or
+            (trusted keys set) it is unsigned or not signed by a trusted key.
     """
+    trusted = stack.trusted_keys()
     loaded: list[tuple[Path, Manifest]] = []
     for i, rel in enumerate(target.manifests):
         p = Path(rel)
@@ -100,7 +112,26 @@ def load_target_manifests(stack: StackConfig, target: Target) -> tuple[LoadedMan
             )
         loaded.append((path, m))
     keys = manifest_keys([m for _, m in loaded])
-    return tuple(LoadedManifest(path, m, manifest_sha256(path), key) for (path, m), key in zip(loaded, keys, strict=True))
+    out = []
+    for i, ((path, m), key) in enumerate(zip(loaded, keys, strict=True)):
+        digest = manifest_sha256(path)
+        signer = _verified_signer(stack, target, i, path, digest, trusted) if trusted else ""
+        out.append(LoadedManifest(path, m, digest, key, signer))
+    return tuple(out)
+
+
+def _verified_signer(stack: StackConfig, target: Target, i: int, path: Path, digest: str,
+                     trusted: list[TrustedKey]) -> str:
+    """Verify manifest ``i`` of ``target`` against the stack's trusted keys; its signer, or raise."""
+    fld = f"teeform:targets[{target.name}].manifests[{i}]"
+    try:
+        v = verify_manifest(path, trusted)
+    except TeeformError as exc:
+        raise TeeformError(f"refused: not signed by a key of teeform:trustedManifestKeys: {exc.render()}",
+                           path=stack.source, field=fld, hint=exc.hint) from None
+    if v.manifest_sha256 != digest:
+        raise TeeformError(f"refused: {path} changed while it was verified", path=stack.source, field=fld)
+    return v.signer
 
 
 def register_manifests(target: Target, manifests: tuple[LoadedManifest, ...]) -> list[MeasurementManifest]:
@@ -115,6 +146,7 @@ def register_manifests(target: Target, manifests: tuple[LoadedManifest, ...]) ->
                 path=target.manifests[i],
                 sha256=lm.sha256,
                 measurements=dict(lm.manifest.measurements),
+                signer=lm.signer,
             ),
         )
         for i, lm in enumerate(manifests)

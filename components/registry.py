@@ -39,12 +39,15 @@ class LoadedManifest:
         sha256: SHA-256 (lowercase hex) of the manifest file's exact bytes.
         key: the name the manifest is exported under (``manifest.name``, or ``name@version`` when
             two allowed manifests share a name, e.g. during a rollout).
+        signer: ``sha256:<fingerprint>`` of the trusted key that verified the manifest's signature
+            (``teeform:trustedManifestKeys``, :mod:`teeform.signing`), or ``""`` when the stack pins no key.
     """
 
     path: Path
     manifest: Manifest
     sha256: str
     key: str
+    signer: str = ""
 
     @property
     def artifact_path(self) -> Path:

@@ -64,6 +64,17 @@ $TEEFORM build eif \
   --name openclaw-agent \
   --out "$OUT"
 
+# Sign the manifest (in-toto + DSSE, ECDSA P-256; docs/signing.md). The prod stack trusts this key
+# (stacks/Pulumi.prod.yaml teeform:trustedManifestKeys). DEMO ONLY: the key pair is generated here once,
+# kept under build/demo-keys/ (untracked); a real release key lives in CI secrets or a KMS.
+KEYS=build/demo-keys
+if [ ! -f "$KEYS/manifest-signing.key" ]; then
+  mkdir -p "$KEYS" && chmod 700 "$KEYS"
+  openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out "$KEYS/manifest-signing.key"
+  openssl pkey -in "$KEYS/manifest-signing.key" -pubout -out "$KEYS/manifest-signing.pub"
+fi
+$TEEFORM sign "$OUT/openclaw-agent.manifest.json" --key "$KEYS/manifest-signing.key"
+
 bold "==> [3/4] teeform measure $OUT/openclaw-agent.eif"
 $TEEFORM measure "$OUT/openclaw-agent.eif"
 

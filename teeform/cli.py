@@ -28,6 +28,7 @@ COMMANDS: dict[str, dict[str, str]] = {
         "preview": "teeform.commands.preview:cmd",
         "seal": "teeform.commands.seal:seal_cmd",
         "unseal": "teeform.commands.seal:unseal_cmd",
+        "sign": "teeform.commands.sign:cmd",
     },
     "build": {
         "eif": "teeform.commands.build_eif:cmd",
@@ -35,9 +36,13 @@ COMMANDS: dict[str, dict[str, str]] = {
     },
     "verify": {
         "attestation": "teeform.commands.verify_attestation:cmd",
+        "manifest": "teeform.commands.verify_manifest:cmd",
     },
     "measurements": {
         "diff": "teeform.commands.measurements_diff:cmd",
+    },
+    "export": {
+        "tfvars": "teeform.commands.export_tfvars:cmd",
     },
 }
 
@@ -45,6 +50,7 @@ GROUP_HELP = {
     "build": "Build measured artifacts (EIF, UKI + dm-verity disk) and their manifests.",
     "verify": "Verify evidence from a running TEE against the stack's expected measurements.",
     "measurements": "Work with measurement manifests (diff old vs new for rollouts and PR previews).",
+    "export": "Export manifests for other tools (Terraform *.auto.tfvars.json with ready-made key policies).",
 }
 
 

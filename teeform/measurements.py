@@ -14,6 +14,10 @@ Sources:
 * vm-image (SEV-SNP/TDX confidential VMs): dm-verity root hash, UKI Authenticode digests, systemd-stub
   PCR 11/12, TDX RTMR1/2, SEV-SNP launch digest. ``shared/reference/uki-verity.md`` §1, §4-§7;
   ``shared/reference/clouds.md`` §0 and §5 (which key gates can pin which value).
+* vm-image, NitroTPM (AWS EC2 instances, also with SEV-SNP): firmware PCR 4 (``pcr4_sha256`` /
+  ``pcr4_sha384``), ``image_builder/measure/pcr4.py``; clouds.md §1.1-§1.2; docs/nitrotpm.md. Optional
+  in the table because vm-image manifests written before it lack it; ``teeform build vm-image``
+  always writes it (except for a UKI whose ``.linux`` is not a PE image, which cannot boot).
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ class Measurement:
 
 _NITRO = ("nitro-enclave",)
 _CVM = ("sev-snp", "tdx")
+#: NitroTPM PCR 4 (image_builder/measure/pcr4.py): AWS NitroTPM instances, also with SEV-SNP enabled (clouds.md §1.5).
+_NITRO_TPM = ("nitro-tpm", "sev-snp")
+_PCR4_SRC = ("clouds.md §1.2 (NitroTPM PCR 4, aws/NitroTPM-Tools nitro-tpm-pcr-compute); TCG PC Client PFP §3.3.4.5; "
+             "docs/nitrotpm.md")
 _EIF_SRC = "eif-nitro.md §2.2 (aws-nitro-enclaves-image-format EifBuilder::measure)"
 
 MEASUREMENTS: tuple[Measurement, ...] = (
@@ -79,6 +87,10 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement("pcr12_sha384", 96, "PCR 12 SHA-384 (command-line overrides)", VM_IMAGE, _CVM, False, "uki-verity.md §1.4 (systemd-stub PCR 12)", "PCR12_sha384"),
     Measurement("rtmr1", 96, "TDX RTMR1", VM_IMAGE, ("tdx",), False, "uki-verity.md §6 (Intel TDX RTMR1)", "RTMR1"),
     Measurement("rtmr2", 96, "TDX RTMR2", VM_IMAGE, ("tdx",), False, "uki-verity.md §6 (Intel TDX RTMR2, systemd-stub >= 256)", "RTMR2"),
+    Measurement("pcr4_sha256", 64, "PCR 4 SHA-256 (firmware: UKI + kernel Authenticode)", VM_IMAGE, _NITRO_TPM, False,
+                _PCR4_SRC, "PCR4_sha256"),
+    Measurement("pcr4_sha384", 96, "PCR 4 SHA-384 (firmware: UKI + kernel Authenticode)", VM_IMAGE, _NITRO_TPM, False,
+                _PCR4_SRC, "PCR4_sha384"),
     Measurement("snp_launch_digest", 96, "SEV-SNP launch digest", VM_IMAGE, ("sev-snp",), False,
                 "uki-verity.md §7 (sev-snp-measure, QEMU direct boot)"),
 )

@@ -90,6 +90,8 @@ VM_IMAGE_DEPENDENCIES: dict[str, frozenset[str]] = {
     "rtmr1": _UKI_ROLES | {"ovmf", "firmware"},
     "rtmr2": _PCR11_ROLES | {"cmdline-addon", "addon", "credentials"},
     "snp_launch_digest": frozenset({"ovmf", "firmware", "kernel", "cmdline", "vcpus"}) | _INITRD_ROLES,
+    "pcr4_sha256": _UKI_ROLES,
+    "pcr4_sha384": _UKI_ROLES,
 }
 
 #: measurement -> other measurements whose value it embeds (a change there changes it).
@@ -100,6 +102,8 @@ VM_IMAGE_EMBEDS: dict[str, tuple[str, ...]] = {
     "pcr11_sha384": ("roothash",),
     "rtmr1": ("roothash",),
     "rtmr2": ("roothash",),
+    "pcr4_sha256": ("roothash",),
+    "pcr4_sha384": ("roothash",),
 }
 EIF_EMBEDS: dict[str, tuple[str, ...]] = {}
 

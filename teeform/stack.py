@@ -66,6 +66,7 @@ from teeform.targets.base import (
 )
 
 if TYPE_CHECKING:
+    from teeform.signing import TrustedKey
     from teeform.targets.aws_nitro_enclave import NitroSettings
 
 PROJECT = "teeform"
@@ -74,7 +75,7 @@ PROJECT = "teeform"
 PCR_NAMES = NITRO_PINNABLE_PCRS
 
 #: ``teeform:*`` stack-config keys (anything else in the namespace is a typo and is refused).
-STACK_KEYS = frozenset({"environment", "allowDebug", "targets"})
+STACK_KEYS = frozenset({"environment", "allowDebug", "targets", "trustedManifestKeys", "terraformState"})
 
 #: Keys every target has; the rest belong to the target's plug-in.
 COMMON_KEYS = frozenset({"name", "cloud", "region", "tee", "manifests"})
@@ -134,6 +135,11 @@ class StackConfig:
     targets: tuple[Target, ...]
     source: str = "<config>"
     project_dir: Path = Path(".")
+    #: ``teeform:trustedManifestKeys``: PEM public keys (file paths relative to the project directory,
+    #: or inline PEM) whose signature a manifest of this environment must carry (docs/signing.md).
+    trusted_manifest_keys: tuple[str, ...] = ()
+    #: ``teeform:terraformState``: network ids taken from a Terraform state file (docs/terraform.md).
+    terraform_state: TerraformStateRef | None = None
 
     @property
     def is_production(self) -> bool:
@@ -184,7 +190,85 @@ class StackConfig:
         names = [t.name for t in targets]
         if len(set(names)) != len(names):
             raise fail(f"target names must be unique, got {names}", source, f"{PROJECT}:targets")
-        return cls(stack, env, allow_debug, targets, source, Path(project_dir))
+        trusted = _trusted_keys(values.get("trustedManifestKeys"), source)
+        tf_state = _terraform_state(values.get("terraformState"), source)
+        return cls(stack, env, allow_debug, targets, source, Path(project_dir), trusted_manifest_keys=trusted,
+                   terraform_state=tf_state)
+
+    def trusted_keys(self) -> list[TrustedKey]:
+        """The parsed ``teeform:trustedManifestKeys`` ([] when unset): each entry a PEM public key
+        file (relative to the project directory) or inline PEM (:func:`teeform.signing.parse_public_key`).
+
+        Raises:
+            TeeformError: a key file is missing or not a P-256 public key, naming the stack file and
+                ``teeform:trustedManifestKeys[i]``.
+        """
+        from teeform.signing import load_public_key, parse_public_key
+
+        out: list[TrustedKey] = []
+        for i, entry in enumerate(self.trusted_manifest_keys):
+            fld = f"{PROJECT}:trustedManifestKeys[{i}]"
+            try:
+                if entry.lstrip().startswith("-----BEGIN"):
+                    out.append(parse_public_key(entry.encode("ascii", "replace"), f"{self.source}: {fld}"))
+                    continue
+                p = Path(entry)
+                out.append(load_public_key(p if p.is_absolute() else self.project_dir / p))
+            except TeeformError as exc:
+                raise TeeformError(exc.render(), path=self.source, field=fld,
+                                   hint=exc.hint or "run `make demo` (it writes build/demo/keys/) or pin your "
+                                   "release key's public half") from None
+        return out
+
+
+@dataclass(frozen=True)
+class TerraformStateRef:
+    """``teeform:terraformState``: where the Pulumi program reads Terraform root-module outputs.
+
+    Attributes:
+        path: a local ``terraform.tfstate`` (relative to the project directory), read through
+            pulumi-terraform's ``terraform.state.getLocalReference``.
+        network: ``{"vpcId": <output name>, "subnetId": <output name>}``: every aws/nitro-enclave target
+            without its own ``network.vpcId``/``subnetId`` gets these outputs' values.
+        plain: output names exported as plain values; every other output is exported as a Pulumi secret
+            (the provider returns Terraform ``sensitive`` outputs unmarked, gitops-signing-terraform.md §3.5).
+    """
+
+    path: str
+    network: Mapping[str, str]
+    plain: tuple[str, ...] = ()
+
+
+def _terraform_state(raw: Any, source: str) -> TerraformStateRef | None:
+    if raw is None:
+        return None
+    fld = f"{PROJECT}:terraformState"
+    if isinstance(raw, str) and raw.lstrip().startswith("{"):
+        raw = loads_json(raw, source=f"{source}: {fld}")
+    m = read_map(raw, source, fld, {"path", "network", "plain"})
+    if "path" not in m:
+        raise fail("missing required key 'path' (a terraform.tfstate file)", source, fld)
+    path = read_str(m["path"], source, f"{fld}.path")
+    net = read_map(m.get("network"), source, f"{fld}.network", {"vpcId", "subnetId"})
+    network = {k: read_str(v, source, f"{fld}.network.{k}") for k, v in net.items()}
+    if network and set(network) != {"vpcId", "subnetId"}:
+        raise fail("give both vpcId and subnetId (Terraform output names), or neither", source, f"{fld}.network")
+    plain = tuple(read_str(v, source, f"{fld}.plain[{i}]") for i, v in enumerate(read_list(m.get("plain"), source,
+                                                                                         f"{fld}.plain")))
+    return TerraformStateRef(path, network, plain)
+
+
+def _trusted_keys(raw: Any, source: str) -> tuple[str, ...]:
+    """``teeform:trustedManifestKeys``: a list of strings (a JSON string list is accepted, as
+    ``pulumi config set --path`` stores it); absent = ()."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str) and raw.lstrip().startswith("["):
+        raw = loads_json(raw, source=f"{source}: {PROJECT}:trustedManifestKeys")
+    if isinstance(raw, str):
+        raw = [raw]
+    fld = f"{PROJECT}:trustedManifestKeys"
+    return tuple(read_str(k, source, f"{fld}[{i}]") for i, k in enumerate(read_list(raw, source, fld)))
 
 
 def _enum(enum_type: type[Cloud] | type[TeeType], v: Any, source: str, fld: str, what: str) -> Any:

@@ -440,6 +440,9 @@ def test_repository_prod_stack_is_private_and_locked(tmp_path, capsys):
     (t,) = doc["config"]["teeform:targets"]
     assert t["key"]["policyUpdates"] == "locked" and t["network"]["private"] is True
     t["manifests"] = [str(img.manifest_path)]
+    from test_signing import sign_for_repo_stack  # prod pins the demo's signing key: use a test key
+
+    sign_for_repo_stack(doc, img.manifest_path, tmp_path)
     stack = tmp_path / "Pulumi.prod.yaml"
     stack.write_text(yaml.safe_dump(doc))
     rc = main(["preview", "--project-dir", str(REPO), "--stack", "prod", "--stack-file", str(stack)])

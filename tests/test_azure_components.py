@@ -172,13 +172,11 @@ def test_configured_ingress_and_public_ip(tmp_path: Path) -> None:
     assert outputs["public_ip"] == "203.0.113.10"
 
 
-def test_pcr4_is_exported_when_the_manifest_carries_it() -> None:
-    """``pcr4_sha256`` is not in teeform/measurements.py on this branch (branch pcr4 adds it), so a manifest
-    carrying it does not validate yet; the builder's selection is checked directly."""
-    from components.azure.cvm import vm_measurements
-
-    meas = {"pcr4_sha256": "aa" * 32, "pcr11_sha256": "bb" * 32, "roothash": "cc" * 32, "rtmr1": "dd" * 48}
-    assert vm_measurements(meas) == {"pcr4_sha256": "aa" * 32, "pcr11_sha256": "bb" * 32, "roothash": "cc" * 32}
+def test_pcr4_is_exported_when_the_manifest_carries_it(tmp_path: Path) -> None:
+    m = write_vhd_manifest(tmp_path, extra={"pcr4_sha256": fake_hex("pcr4", 64), "pcr4_sha384": fake_hex("pcr4")})
+    _, outputs, _ = run([azure_target(m)])
+    assert outputs["vm_measurements"]["agent-vm"] == {
+        "pcr4_sha256": fake_hex("pcr4", 64), "pcr11_sha256": fake_hex("p", 64), "roothash": fake_hex("r", 64)}
 
 
 @pytest.mark.parametrize(("tee", "size"), [("sev-snp", "Standard_DC4es_v5"), ("tdx", "Standard_DC4as_v5"),

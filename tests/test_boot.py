@@ -2,7 +2,10 @@
 
 The oracle is the machine itself: the guest's vTPM PCR 11, read back from
 ``/sys/class/tpm/tpm0/pcr-sha256/11`` by ``image_builder/pipelines/guest/boot-probe.sh`` (the image's
-``/sbin/init``), must equal the manifest's predicted ``pcr11_sha256``; ``/`` must be mounted from the
+``/sbin/init``), must equal the manifest's predicted ``pcr11_sha256``; PCR 4 in the sha256 and
+sha384 banks must equal ``pcr4_sha256``/``pcr4_sha384`` and the firmware's PCR 4 events (its TCG2 event
+log, read by tests/tcg_eventlog.py) must be the predicted ones (image_builder/measure/pcr4.py, OVMF
+profile: EV_EFI_ACTION, separator, UKI Authenticode, kernel Authenticode); ``/`` must be mounted from the
 ``root`` dm-verity mapping on the disk's root and root-verity partitions; and a disk with one flipped
 byte in the root file system must fail verity instead of running the probe.
 
@@ -86,17 +89,94 @@ def _assert_verity_root(b: Boot) -> None:
     assert int(p["ROOT_ST_DEV"]) == os.makedev(major, minor), "/ is not on the dm device" + b.tail()
 
 
-def test_boot_pcr11_matches_manifest_and_root_is_verity(image252, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def boot252(image252, tmp_path_factory: pytest.TempPathFactory) -> Boot:
+    """One boot of the 252-stub image, shared by the PCR 11 and PCR 4 tests (each boot costs ~20 s)."""
     tmp, result, manifest = image252
-    b = boot_disk(result.disk, tmp_path / "boot")
+    return boot_disk(result.disk, tmp_path_factory.mktemp("boot252-run"))
+
+
+def test_boot_pcr11_matches_manifest_and_root_is_verity(image252, boot252: Boot) -> None:
+    tmp, result, manifest = image252
+    b = boot252
     assert "TEEFORM-PROBE-BEGIN" in b.log, "the image did not reach its /sbin/init" + b.tail()
     _assert_verity_root(b)
     observed = b.probe.get("PCR11_SHA256", "").lower()
     assert observed == manifest.measurements["pcr11_sha256"], (
         f"PCR 11 observed {observed}, predicted {manifest.measurements['pcr11_sha256']}" + b.tail())
+    assert_pcr4(b, manifest, 254)
     # No command-line override, credentials or sysexts: PCR 12 and 13 are never extended (uki-verity.md §1.4).
     assert b.probe.get("PCR12_SHA256", "").strip("0") == "", b.tail()
     assert f"roothash {manifest.measurements['roothash']}" in b.log, b.tail()
+
+
+def assert_pcr4(b: Boot, manifest, stub_version: int) -> None:
+    """PCR 4 of the vTPM equals the manifest's ``pcr4_sha256``/``pcr4_sha384`` (Secure Boot off) and
+    the firmware's event log holds exactly the predicted PCR 4 events of the OVMF profile.
+
+    The sha384 bank is compared when the vTPM exposes it (swtpm 0.7.1 activates sha1, sha256, sha384
+    and sha512 by default, measured-boot.md); in CI its absence fails, it never skips silently.
+    """
+    from tcg_eventlog import from_serial, parse
+
+    from image_builder.measure import pcr4
+
+    assert "TEEFORM-PROBE-END" in b.log, "the probe did not finish" + b.tail()
+    m = manifest.measurements
+    for bank in ("sha256", "sha384"):
+        observed = b.probe.get(f"PCR4_{bank.upper()}", "").lower()
+        assert observed, f"the guest printed no {bank} PCR 4 (vTPM without that bank?)" + b.tail()
+        assert observed == m[f"pcr4_{bank}"], f"PCR 4 {bank} observed {observed}, predicted {m[f'pcr4_{bank}']}" + b.tail()
+    assert b.probe.get("PCR12_SHA384", "").strip("0") == "", "PCR 12 sha384 is not all zeros" + b.tail()
+    # Event by event: the manifest's PCR 4 event log (aws-nitro profile) is what OVMF logged, and the
+    # OVMF profile over the same digests gives the observed value.
+    raw = from_serial(b.log)
+    assert raw is not None, "the probe printed no event log" + b.tail()
+    logged = [e for e in parse(raw) if e.pcr == 4]
+    for bank in ("sha256", "sha384"):
+        predicted = manifest.details["prediction"]["pcr4"][bank]["events"]
+        assert [(e.event_type, e.digests[bank]) for e in logged] == [(e["type"], e["digest"]) for e in predicted], (
+            f"PCR 4 event log ({bank}) differs from the manifest's prediction" + b.tail())
+        kernel = predicted[3]["digest"] if len(predicted) > 3 else None
+        ovmf = pcr4.predict_pcr4(m[f"uki_authenticode_{bank}"], kernel, bank=bank, stub_version=stub_version,
+                                 firmware=pcr4.FIRMWARE_OVMF)
+        assert ovmf.value == b.probe[f"PCR4_{bank.upper()}"].lower()
+    assert logged[0].data == pcr4.EV_EFI_ACTION_CALLING and logged[1].data == bytes(4), logged[:2]
+
+
+def test_boot_pcr4_matches_manifest(image252, boot252: Boot) -> None:
+    """NitroTPM PCR 4 prediction, proven for the OVMF firmware profile (image_builder/measure/pcr4.py)."""
+    tmp, result, manifest = image252
+    assert_pcr4(boot252, manifest, 252)
+
+
+def _pcr7_secure_boot_off(bank: str) -> str:
+    """PCR 7 with Secure Boot off and an empty variable store, transcribed from aws/NitroTPM-Tools@c598a10
+    ``nitro-tpm-pcr-compute/src/main.rs`` ``pcr7``/``variable_hash`` (UEFI_VARIABLE_DATA: VariableName GUID,
+    UnicodeNameLength u64, VariableDataLength u64, UTF-16LE name, data; PFP §3.3.4.8 / §10.2.7)."""
+    import hashlib
+    import struct
+    import uuid
+
+    def var(guid: str, name: str, data: bytes) -> bytes:
+        return hashlib.new(bank, uuid.UUID(guid).bytes_le + struct.pack("<QQ", len(name), len(data))
+                           + name.encode("utf-16-le") + data).digest()
+
+    glob, sec = "8be4df61-93ca-11d2-aa0d-00e098032b8c", "d719b2cb-3d3a-4596-a3bc-dad00e67656f"
+    value = bytes(hashlib.new(bank).digest_size)
+    for d in (var(glob, "SecureBoot", b"\0"), var(glob, "PK", b""), var(glob, "KEK", b""), var(sec, "db", b""),
+              var(sec, "dbx", b""), hashlib.new(bank, bytes(4)).digest()):
+        value = hashlib.new(bank, value + d).digest()
+    return value.hex()
+
+
+def test_boot_pcr7_is_the_platform_constant_with_secure_boot_off(boot252: Boot) -> None:
+    """Why teeform records no PCR 7 (docs/nitrotpm.md): with Secure Boot off and an empty variable store
+    (Debian's OVMF_VARS_4M.fd; what nitro-tpm-pcr-compute assumes without --PK) PCR 7 is the same for every
+    image - the AWS tool's formula - so it pins nothing of ours and cannot replace PCR 12."""
+    b = boot252
+    assert b.probe.get("PCR7_SHA256", "").lower() == _pcr7_secure_boot_off("sha256"), b.tail()
+    assert b.probe.get("PCR7_SHA384", "").lower() == _pcr7_secure_boot_off("sha384"), b.tail()
 
 
 def _root_partition(disk: Path) -> tuple[int, int]:
@@ -145,3 +225,4 @@ def test_boot_with_254_stub(tmp_path: Path) -> None:
     observed = b.probe.get("PCR11_SHA256", "").lower()
     assert observed == manifest.measurements["pcr11_sha256"], (
         f"PCR 11 observed {observed}, predicted {manifest.measurements['pcr11_sha256']}" + b.tail())
+    assert_pcr4(b, manifest, 254)

@@ -233,6 +233,23 @@ def test_uki_on_esp_and_pcr11_match_systemd_measure(built, tmp_path: Path) -> No
 
 
 @pytest.mark.integration
+@pytest.mark.oracle
+def test_manifest_pcr4_is_awss_algorithm_over_pesign_digests(built, tmp_path: Path) -> None:
+    """pcr4_sha256 = nitro-tpm-pcr-compute's PCR 4 sequence over pesign's Authenticode of the UKI and of
+    its .linux (extracted with objcopy); details record the events and the aws-nitro profile."""
+    from test_pcr4 import aws_pcr4, pesign_sha256
+
+    _, cfg, r, m = built
+    inner = tmp_path / "linux.efi"
+    subprocess.run([require_tool("objcopy"), "-O", "binary", "--only-section=.linux", str(r.uki), str(inner)], check=True)
+    assert m.measurements["pcr4_sha256"] == aws_pcr4("sha256", pesign_sha256(r.uki), pesign_sha256(inner), 252, False)
+    assert len(m.measurements["pcr4_sha384"]) == 96
+    d = m.details["prediction"]["pcr4"]["sha384"]
+    assert d["firmware"] == "aws-nitro" and d["kernel_measured"] is True and len(d["events"]) == 4
+    assert any("nitro-tpm-pcr-compute" in a for a in m.details["measurement_assumptions"]["pcr4_sha384"])
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["raw", "vhd", "qcow2", "gce-tar"])
 def test_measure_disk_agrees_with_manifest(built, fmt: str) -> None:
     from image_builder.pipelines import disk
@@ -244,6 +261,7 @@ def test_measure_disk_agrees_with_manifest(built, fmt: str) -> None:
     assert rep.measurements["roothash"] == m.measurements["roothash"]
     assert rep.measurements["AuthenticodeSha256"] == m.measurements["uki_authenticode_sha256"]
     assert rep.measurements["PCR11_sha256"] == m.measurements["pcr11_sha256"]
+    assert rep.measurements["PCR4_sha384"] == m.measurements["pcr4_sha384"]
     assert rep.facts["RoothashMatchesCmdline"] is True
 
 
@@ -461,6 +479,7 @@ def test_measure_disk_with_boot_loader_and_uki_in_efi_linux(built, tmp_path: Pat
     assert rep.measurements["PCR11_sha256"] == m.measurements["pcr11_sha256"]
     assert rep.measurements["AuthenticodeSha384"] == m.measurements["uki_authenticode_sha384"]
     assert "RTMR1" not in rep.measurements and any("boot loader" in n for n in rep.notes)
+    assert "PCR4_sha384" not in rep.measurements  # the loader is measured into PCR 4 as well
     # A second UKI makes the choice ambiguous: refused with one error naming both.
     subprocess.run(["mcopy", "-i", img, str(r.uki), "::/EFI/Linux/img-2.efi"], check=True, env=env)
     with pytest.raises(TeeformError, match="several UKIs"):

@@ -110,7 +110,11 @@ def test_registry_rejects_duplicates_and_all():
         "measurements-match-manifest", "no-public-ingress", "policy-coverage", "aws-kms-decrypt-requires-attestation",
         "aws-kms-no-debug-measurements", "aws-kms-key-rotation-enabled", "aws-ec2-imdsv2-required",
         "aws-ec2-enclave-enabled", "aws-ebs-encrypted", "aws-kms-key-policy-rewriters", "aws-s3-bucket-tls-only",
-        "aws-ec2-default-sg-closed",
+        "aws-ec2-default-sg-closed", "manifest-signed", "aws-ami-uefi-tpm", "aws-kms-nitrotpm-requires-pcr12-or-pcr7",
+        "aws-ec2-sev-snp-enabled",
+        # issue 11
+        "trustee-reference-values-match-manifest", "trustee-policy-refuses-debug", "alicloud-no-public-ingress",
+        "alicloud-tdx-instance-type",
     ]
     for p in all_policies():
         assert p.description and p.severity is not None and p.remediation_steps and p.url, p.name

@@ -22,6 +22,9 @@ def repo_stack_with(tmp_path, env, manifest, **target_changes):
     for t in doc["config"]["teeform:targets"]:
         t["manifests"] = [str(manifest)]
         t.update(target_changes)
+    from test_signing import sign_for_repo_stack  # prod pins the demo's signing key: use a test key
+
+    sign_for_repo_stack(doc, manifest, tmp_path)
     path = tmp_path / f"Pulumi.{env}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path

@@ -110,6 +110,11 @@ def real_violations(stub, mocks, stack: str, config: dict) -> tuple[set, dict]:
         found.add(key)
         messages.setdefault(key, []).append(diag.message)
 
+    # At `pulumi up` the engine sends AnalyzeStack each resource's outputs, parent, dependencies and
+    # property dependencies (pulumi/pulumi proto/pulumi/analyzer.proto AnalyzerResource); here they
+    # come from what the mock monitor saw (mocks.registrations), with its URNs mapped to ours.
+    regs = mocks.registrations
+    ours = {reg.urn: f"urn:pulumi:{stack}::teeform::{typ}::{name}" for (typ, name), reg in regs.items()}
     resources = []
     for r in mocks.resources:
         if r.typ == "pulumi:pulumi:Stack":
@@ -118,7 +123,12 @@ def real_violations(stub, mocks, stack: str, config: dict) -> tuple[set, dict]:
         props = wire(r.inputs)
         for d in stub.Analyze(analyzer_pb2.AnalyzeRequest(type=r.typ, properties=props, urn=urn, name=r.name)).diagnostics:
             add(d, urn)
-        resources.append(analyzer_pb2.AnalyzerResource(type=r.typ, properties=props, urn=urn, name=r.name))
+        reg = regs[(r.typ, r.name)]
+        pdeps = {k: analyzer_pb2.AnalyzerPropertyDependencies(urns=[ours[u] for u in v if u in ours])
+                 for k, v in reg.property_dependencies.items()}
+        resources.append(analyzer_pb2.AnalyzerResource(
+            type=r.typ, properties=wire(reg.state), urn=urn, name=r.name, parent=ours.get(reg.parent, ""),
+            dependencies=[ours[u] for u in reg.dependencies if u in ours], propertyDependencies=pdeps))
     for d in stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources)).diagnostics:
         add(d, "")
     return found, messages
@@ -131,6 +141,9 @@ def scenario(tmp_path, env: str, **target_changes):
     for t in doc["config"]["teeform:targets"]:
         t["manifests"] = [str(img.manifest_path)]
         t.update(target_changes)
+    from test_signing import sign_for_repo_stack  # prod pins the demo's signing key: use a test key
+
+    sign_for_repo_stack(doc, img.manifest_path, tmp_path)
     path = tmp_path / f"Pulumi.{env}.yaml"
     path.write_text(yaml.safe_dump(doc))
     values, _ = read_stack_values(REPO, env, path)
@@ -162,3 +175,61 @@ def test_emulation_matches_the_real_analyzer(analyzer, tmp_path, env, changes, e
         assert any((p, lvl) == expect_violation and "securityGroupIngressRule" in urn for p, urn, lvl in real), real
     else:
         assert not [v for v in real if v[2] == "mandatory"], real
+
+
+KEY_POLICY_PROGRAM = """
+import json, sys
+sys.path.insert(0, {repo!r})
+import pulumi_aws as aws
+from components.measurement_manifest import MeasurementManifest, MeasurementManifestArgs
+
+MeasurementManifest("agent-manifest", MeasurementManifestArgs(
+    target="agent", name="agent@1", kind="eif", path="agent.manifest.json", sha256="00" * 32,
+    measurements={{"PCR0": {agent!r}, "ImageSha384": {agent!r}}}))
+MeasurementManifest("other-manifest", MeasurementManifestArgs(
+    target="other", name="other@1", kind="eif", path="other.manifest.json", sha256="11" * 32,
+    measurements={{"PCR0": {other!r}, "ImageSha384": {other!r}}}))
+
+def policy(pcr0):
+    return json.dumps({{"Version": "2012-10-17", "Statement": [{{
+        "Sid": "Enclave", "Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::111122223333:role/enclave"}},
+        "Action": "kms:Decrypt", "Resource": "*",
+        "Condition": {{"StringEqualsIgnoreCase": {{"kms:RecipientAttestation:PCR0": pcr0}}}}}}]}})
+
+key = aws.kms.Key("agent-key", description="agent", enable_key_rotation=True, tags={{"teeform:target": "agent"}})
+aws.kms.KeyPolicy("agent-kp", key_id=key.id, policy=policy({pinned!r}))
+aws.kms.KeyPolicy("alias-kp", key_id="alias/agent", policy=policy({agent!r}))
+"""
+
+
+@pytest.mark.parametrize("pinned", ["agent", "other"])
+def test_standalone_key_policy_is_attributed_like_the_real_analyzer(analyzer, tmp_path, pinned):
+    """A KeyPolicy(key_id=key.id) is checked against its key's target (through its keyId property
+    dependency and the key's outputs), in the emulation and in the real analyzer alike; a KeyPolicy
+    naming an alias stays NOT CHECKED in both."""
+    agent, other = "a" * 96, "b" * 96
+    (tmp_path / "Pulumi.yaml").write_text("name: teeform\nruntime: python\n")
+    (tmp_path / "__main__.py").write_text(KEY_POLICY_PROGRAM.format(
+        repo=str(REPO), agent=agent, other=other, pinned=agent if pinned == "agent" else other))
+    mocks, _ = run_program(tmp_path, "scenario", {"aws:region": "eu-west-1"})
+    resources = registered_resources(mocks, "scenario")
+    kp = next(r for r in resources if r.name == "agent-kp")
+    key_urn = "urn:pulumi:scenario::teeform::aws:kms/key:Key::agent-key"
+    assert kp.property_dependencies["keyId"] == (key_urn,)
+    assert next(r for r in resources if r.name == "agent-key").outputs["keyId"] == kp.inputs["keyId"]
+
+    emulated = evaluate_policies(resources, load_policies(REPO), {})
+    real, messages = real_violations(analyzer, mocks, "scenario", {})
+    assert {(v.policy, v.urn, v.enforcement) for v in emulated} == real
+    for v in emulated:
+        assert any(m.endswith("\n" + v.message) for m in messages[(v.policy, v.urn, v.enforcement)]), v
+
+    mine = [v for v in emulated if v.policy == "measurements-match-manifest"]
+    by_name = {v.resource_name: v.message for v in mine}
+    assert by_name["alias-kp"].startswith("NOT CHECKED: ")  # no key of the stack: honest in both
+    if pinned == "agent":
+        assert "agent-kp" not in by_name  # checked against target agent's manifest, and it matches
+    else:
+        assert by_name["agent-kp"].startswith(
+            "aws:kms/keyPolicy:KeyPolicy 'agent-kp' (policy of aws:kms/key:Key 'agent-key'): ")
+        assert "MeasurementManifest of target 'agent'" in by_name["agent-kp"]

@@ -56,7 +56,7 @@ def test_project_defaults_apply(tmp_path: Path):
     "change, field, text",
     [
         ({"cloud": "oracle"}, "teeform:targets[0].cloud", "unknown cloud 'oracle'"),
-        ({"tee": "tdx"}, "teeform:targets[0].tee", "aws does not offer tdx; it offers ['nitro-enclave', 'sev-snp']"),
+        ({"tee": "tdx"}, "teeform:targets[0].tee", "aws does not offer tdx; it offers ['nitro-enclave', 'nitro-tpm', 'sev-snp']"),
         ({"manifests": []}, "teeform:targets[0].manifests", "non-empty list"),
         ({"enclave": {"cpuCount": "two"}}, "teeform:targets[0].enclave.cpuCount", "must be an integer"),
         ({"key": {"deletionWindowDays": 3}}, "teeform:targets[0].key.deletionWindowDays", "between 7 and 30"),

@@ -1,8 +1,8 @@
 """``EnclaveHost``: the EC2 parent instance that runs one Nitro Enclave from a measured EIF.
 
 Children: an IAM role (EC2 may assume it), a least-privilege inline policy (``s3:GetObject`` on the
-EIF object only; ``kms:Decrypt``/``GenerateDataKey``/``GenerateRandom`` on the attested key only --
-the key policy adds the attestation conditions), an instance profile, a launch template (enclave
+EIF object only; ``kms:Decrypt``/``GenerateDataKey`` on the attested key only -- the key policy adds
+the attestation conditions; ``kms:GenerateRandom`` is granted by ``AttestedKey``'s IAM policy), an instance profile, a launch template (enclave
 option on, IMDSv2 required with hop limit 1, encrypted root EBS volume, cloud-init user data) and
 one instance from that template.
 
@@ -600,9 +600,10 @@ def host_role_policy(*, partition: str, bucket: str, eif_key: str, key_arn: str,
     ``sealed_key`` is set), use the one key (attestation is enforced by the key policy), and, with
     ``log_group``, write the enclave log stream to that CloudWatch Logs group (``logs:CreateLogStream``,
     ``logs:PutLogEvents``, ``logs:DescribeLogStreams`` on ``arn:<p>:logs:<region>:<account>:log-group:<g>:*``,
-    the actions the CloudWatch agent uses). ``kms:GenerateRandom`` has no resource type in IAM, so a
-    grant on a key ARN does not authorise it; it is listed because the key policy also names it
-    (eif-nitro.md §5.3). The enclave's KMS calls are signed with this role's credentials, which the
+    the actions the CloudWatch agent uses). ``kms:GenerateRandom`` is not here: it has no resource type
+    in IAM, so a grant on a key ARN would not authorise it (AWS KMS developer guide, "Specifying KMS
+    keys in IAM policy statements"); the attested key component grants it in its own IAM policy with
+    ``Resource: "*"`` and the attestation conditions (``attested_key.generate_random_policy``). The enclave's KMS calls are signed with this role's credentials, which the
     credentials service hands to the enclave (docs/enclave-runtime.md)."""
     objects = [f"arn:{partition}:s3:::{bucket}/{eif_key}"]
     if sealed_key is not None:
@@ -612,7 +613,7 @@ def host_role_policy(*, partition: str, bucket: str, eif_key: str, key_arn: str,
         {
             "Sid": "UseAttestedKey",
             "Effect": "Allow",
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom"],
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
             "Resource": key_arn,
         },
     ]

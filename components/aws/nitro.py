@@ -27,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -46,7 +48,7 @@ from components.aws.enclave_network import EnclaveNetwork, EnclaveNetworkArgs
 from components.measurement_manifest import TARGET_TAG
 from components.registry import TargetContext
 from teeform.errors import TeeformError
-from teeform.targets.aws_nitro_enclave import check_lockout
+from teeform.targets.aws_nitro_enclave import KeyConfig, check_lockout
 
 #: vsock CID of the enclave (must be >= 4; eif-nitro.md §6.5). Fixed so operators know where it is.
 ENCLAVE_CID = 16
@@ -95,6 +97,98 @@ def _in_stack(exc: TeeformError, source: str, fld: str) -> TeeformError:
     return TeeformError(exc.message, hint=exc.hint, path=exc.path or source, field=field)
 
 
+@dataclass(frozen=True)
+class SealedObject:
+    """The sealed-secrets object of a target: its key in the artifact bucket, and for a local file its
+    path and SHA-256 (lowercase hex; the object is uploaded by the builder)."""
+
+    key: str
+    path: Path | None = None
+    sha256: str | None = None
+
+
+def sealed_object_key(sha256: str) -> str:
+    """``sealed/sha256/<hex>.json``: the uploaded sealed file's object key, named by its SHA-256."""
+    return f"sealed/sha256/{sha256}.json"
+
+
+def sealed_secrets_object(ctx: TargetContext) -> SealedObject | None:
+    """Resolve ``enclave.sealedSecrets`` of the target (None when it is not set).
+
+    An ``s3Key`` is used as is (the operator uploads the object). A path (relative to the project
+    directory) is read with :func:`teeform.safeload.read_limited` (at most
+    :data:`teeform.seal.MAX_SEALED_BYTES`), parsed with :meth:`teeform.seal.SealedSecrets.from_json`,
+    and must be sealed for this stack and this target (its KMS encryption context
+    ``teeform:stack``/``teeform:target``) and for one of the target's manifests
+    (``teeform:manifest-sha256``; ``teeform seal`` binds the deployed one, docs/verify-and-seal.md).
+
+    Raises:
+        TeeformError: naming the stack file and ``teeform:targets[<name>].enclave.sealedSecrets``.
+    """
+    from teeform.safeload import read_limited
+    from teeform.seal import CTX_MANIFEST, CTX_STACK, CTX_TARGET, MAX_SEALED_BYTES, SealedSecrets
+
+    t, stack = ctx.target, ctx.stack
+    src = t.nitro.enclave.sealed_secrets
+    if src is None:
+        return None
+    if src.s3_key is not None:
+        return SealedObject(src.s3_key)
+    assert src.path is not None
+    fld = f"teeform:targets[{t.name}].enclave.sealedSecrets"
+    path = Path(src.path) if Path(src.path).is_absolute() else stack.project_dir / src.path
+    try:
+        data = read_limited(path, MAX_SEALED_BYTES, what="sealed secrets file")
+        sealed = SealedSecrets.from_json(data, source=str(path))
+    except TeeformError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        raise TeeformError(f"{exc.message.removeprefix(f'{path}: ')}{where}: {path}", path=stack.source, field=fld,
+                           hint="give the file `teeform seal --stack <stack> --target <name>` wrote") from None
+    got = sealed.encryption_context
+    for key, want in ((CTX_STACK, stack.stack), (CTX_TARGET, t.name)):
+        if got.get(key) != want:
+            raise TeeformError(f"{path} is sealed for {key} {got.get(key)!r}, not {want!r}", path=stack.source, field=fld,
+                               hint=f"seal the secrets for this stack and target: teeform seal --stack {stack.stack} "
+                                    f"--target {t.name}")
+    manifests = {lm.sha256 for lm in ctx.manifests}
+    if got.get(CTX_MANIFEST) not in manifests:
+        raise TeeformError(f"{path} is sealed for manifest sha256 {got.get(CTX_MANIFEST)!r}, which is not one of the "
+                           "target's manifests", path=stack.source, field=fld, hint="re-seal against the deployed manifest")
+    digest = hashlib.sha256(data).hexdigest()
+    return SealedObject(sealed_object_key(digest), path, digest)
+
+
+def lockout_checked_deployer(key: KeyConfig, provider: pulumi.ProviderResource, source: str, fld: str) -> str | None:
+    """Run KMS's lockout check (:func:`check_lockout`) on plain values, in the program body.
+
+    Only an ``open``-mode key with an explicit ``key.admins`` list can trip the check (the default
+    admin is the account root, which always passes; ``locked`` keys bypass it on purpose,
+    attested_key.py). The deployer principal is ``key.deployerArn``, else it is resolved now with the
+    synchronous invokes ``aws.get_caller_identity`` and ``aws.iam.get_session_context`` (through the
+    target's provider; pulumi-aws runs invokes during ``pulumi preview`` as well). Raising here,
+    rather than inside an ``Output.apply``, makes the refusal reach the program's error path as one
+    line, with no unretrieved future of a failed apply left behind.
+
+    Returns:
+        the deployer principal when it was resolved here (used for the key policy as is), else None.
+
+    Raises:
+        TeeformError: ``<stack file>: teeform:targets[<name>].key.admins: ...`` when the check fails.
+    """
+    if key.locked or not key.admins:
+        return key.deployer_arn if key.deployer_arn is not None else None
+    deployer = key.deployer_arn
+    if deployer is None:
+        opts = pulumi.InvokeOptions(provider=provider)
+        arn = aws.get_caller_identity(opts=opts).arn
+        deployer = deployer_principal(arn, aws.iam.get_session_context(arn=arn, opts=opts).issuer_arn)
+    try:
+        check_lockout(list(key.admins), deployer)
+    except TeeformError as exc:
+        raise _in_stack(exc, source, fld) from None
+    return deployer
+
+
 def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     """Create the components of one Nitro Enclave target and return its outputs, in export order:
     ``kms_key_arn``, ``instance_id``, ``eif_uri``, ``enclave_cpu_count``, ``enclave_memory_mib``.
@@ -115,9 +209,11 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     artifact = deployed.manifest.artifact
     release = ctx.key_release()
     assert release is not None  # the nitro-enclave plug-in always has a key gate
+    sealed = sealed_secrets_object(ctx)
     spec = UserDataSpec(
         region=t.region, bucket="", eif_key=eif_object_key(artifact.sha384), eif_sha384=artifact.sha384,
         cpu_count=s.enclave.cpu_count, memory_mib=s.enclave.memory_mib, enclave_cid=ENCLAVE_CID, debug=s.enclave.debug,
+        sealed_key=sealed.key if sealed is not None else None, cloudwatch_log_group=s.enclave.cloudwatch_log_group,
     )
     # Configuration checks run before the first resource is registered (the EIF file itself is
     # checked by ArtifactStore, the first component created below).
@@ -133,6 +229,7 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     opts = pulumi.ResourceOptions(providers=[provider])
     invoke = pulumi.InvokeOutputOptions(provider=provider)
     identity = aws.get_caller_identity_output(opts=invoke)
+    known_caller = lockout_checked_deployer(s.key, provider, stack.source, fld)
     account_id = identity.account_id
     partition = identity.arn.apply(lambda a: a.split(":")[1])
     tags = {"teeform:stack": stack.stack, TARGET_TAG: t.name, "teeform:environment": stack.environment}
@@ -162,6 +259,19 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         ),
         opts,
     )
+    host_opts = opts
+    if sealed is not None and sealed.path is not None:
+        sealed_object = aws.s3.BucketObjectv2(
+            f"{t.name}-sealed-secrets",
+            bucket=store.bucket_name,
+            key=sealed.key,
+            source=pulumi.FileAsset(str(sealed.path)),
+            source_hash=sealed.sha256,
+            content_type="application/json",
+            server_side_encryption="aws:kms",
+            opts=pulumi.ResourceOptions(parent=store),
+        )
+        host_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[sealed_object]))
     key_arn: pulumi.Output[str]
     resolve_key_arn: Callable[[pulumi.Output[str]], None]
     key_arn, resolve_key_arn = pulumi.deferred_output()
@@ -180,32 +290,25 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
             eif_bucket=store.bucket_name,
             tags=tags,
         ),
-        opts,
+        host_opts,
     )
     admins: pulumi.Output[list[str]] = (
         pulumi.Output.from_input(list(s.key.admins)) if s.key.admins
         else pulumi.Output.all(partition, account_id).apply(lambda v: [f"arn:{v[0]}:iam::{v[1]}:root"])
     )
-    if s.key.deployer_arn is not None:
-        caller: pulumi.Output[str] = pulumi.Output.from_input(s.key.deployer_arn)
+    caller: pulumi.Output[str]
+    if known_caller is not None:
+        caller = pulumi.Output.from_input(known_caller)
     else:
         session = aws.iam.get_session_context_output(arn=identity.arn, opts=invoke)
         caller = pulumi.Output.all(identity.arn, session.issuer_arn).apply(lambda v: deployer_principal(v[0], v[1]))
-
-    def checked_deployer(v: list[Any]) -> str:
-        if not locked:  # locked keys bypass the check on purpose (attested_key.py docstring)
-            try:
-                check_lockout(v[0], v[1])
-            except TeeformError as exc:
-                raise _in_stack(exc, stack.source, fld) from None
-        return str(v[1])
 
     key = AttestedKey(
         f"{t.name}-key",
         AttestedKeyArgs(
             enclave_role_arn=host.role_arn,
             enclave_role_name=host.role.name,
-            deployer_arn=pulumi.Output.all(admins, caller).apply(checked_deployer),
+            deployer_arn=caller,
             admin_arns=admins,
             release=release,
             deletion_window_days=s.key.deletion_window_days,

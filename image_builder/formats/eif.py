@@ -17,9 +17,12 @@ aws-nitro-enclaves-image-format, nitro-cli and QEMU ``hw/core/eif.c``):
 * §2.5: ImageSha384 (the KMS condition key) equals PCR0.
 
 The writer streams every section through the CRC and the PCR hashers in
-:data:`teeform.fsutil.CHUNK` pieces, then seeks back and writes the header; the header's own CRC
-is joined to the sections' CRC with :func:`crc32_combine` (zlib's algorithm), so nothing is read
-twice and memory does not grow with the image.
+:data:`teeform.fsutil.CHUNK` pieces and never reads the file it writes. When the caller wants
+digests of the whole file (the manifest's artifact SHA-256/SHA-384), a CRC-only pass over the
+section inputs fixes the header first (it ends with the CRC of everything after it), and then one
+write pass feeds every chunk to every digest; otherwise it seeks back and writes the header last,
+joining the header's CRC to the sections' with :func:`crc32_combine` (zlib's algorithm). Memory
+does not grow with the image (:func:`write_eif`).
 """
 
 from __future__ import annotations
@@ -329,13 +332,14 @@ Signer = Callable[[bytes], tuple[bytes, bytes]]
 
 
 class _SectionSink:
-    """Writable stream for one section's data: writes to the EIF file and feeds the CRC and hashers.
+    """Writable stream for one section's data: writes to the EIF file (unless ``fh`` is None) and
+    feeds the CRC and hashers.
 
     Small writes (cpio headers and names) are gathered into pieces of about :data:`CHUNK` bytes
     before they are hashed, so per-call overhead does not grow with the number of entries.
     """
 
-    def __init__(self, fh: BinaryIO, lanes: HashLanes, targets: tuple[tuple[Any, ...], ...]) -> None:
+    def __init__(self, fh: BinaryIO | None, lanes: HashLanes, targets: tuple[tuple[Any, ...], ...]) -> None:
         self._fh = fh
         self._lanes = lanes
         self._targets = targets  # one tuple of hashers per lane
@@ -363,7 +367,8 @@ class _SectionSink:
             self._feed(piece)
 
     def _feed(self, piece: bytes) -> None:
-        self._fh.write(piece)
+        if self._fh is not None:
+            self._fh.write(piece)
         self.written += len(piece)
         for lane, hashers in enumerate(self._targets):
             self._lanes.update_all(lane, hashers, piece)
@@ -377,15 +382,32 @@ _DIRECT = 64 << 10  # writes at least this long are hashed as they are, not gath
 
 def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0,
               signer: Signer | None = None, file_digests: Sequence[str] = ()) -> EifWriteResult:
-    """Write an EIF v4 to the seekable binary stream ``fh`` (positioned at 0, empty).
+    """Write an EIF v4 to the seekable binary stream ``fh`` (positioned at 0, empty); never reads ``fh``.
 
-    One pass writes the sections and computes the CRC and the PCR hashes on worker threads
-    (:class:`teeform.hashlanes.HashLanes`: PCR0 with the CRC on one lane, PCR1/PCR2 on the other).
-    With ``file_digests`` (hashlib names, e.g. ``("sha256", "sha384")`` for the manifest's
-    artifact), ``fh`` must also be readable: after the header is written the file is read back once
-    and each ``file_digests`` digest of the whole file and every section's SHA-256 are computed in
-    that second pass, again spread over two lanes. Without it the section SHA-256 is computed in
-    the first pass. Either way the values are the same.
+    Without ``file_digests`` one pass writes the sections and computes the CRC, the PCR hashes
+    and every section's SHA-256 on worker threads (:class:`teeform.hashlanes.HashLanes`), then
+    seeks back and writes the header; the header's CRC is joined to the sections' CRC with
+    :func:`crc32_combine`.
+
+    With ``file_digests`` (hashlib names, e.g. ``("sha256", "sha384")`` for the manifest's artifact)
+    the digests of the *whole file* are computed while it is written, so the header must be written
+    first. The header ends with the CRC-32 of everything after it (eif-nitro.md §1.2, §1.5), and a
+    SHA-2 state cannot be started from a prefix that is only known at the end, so:
+
+    1. a *CRC pass* streams the section data through the CRC only (no hashing, nothing written;
+       when signing, also through the three PCR hashers, since the signature section, which the
+       CRC covers, signs PCR0), which fixes the header;
+    2. the *write pass* writes header and sections once, and every chunk feeds every digest that
+       needs it: the whole-file digests, the section's SHA-256, the PCR hashers (unsigned) and a
+       second CRC. Lane 0 gets PCR0, the non-SHA-384/512 file digests, the section SHA-256 and
+       the CRC, lane 1 PCR1/PCR2 and the SHA-384/512 file digests: two SHA-384 streams each for a
+       ramdisk (with SHA-NI, SHA-256 costs about half of SHA-384), which balances two cores.
+
+    The two passes must see the same bytes: a ``path`` source is kept open between them and a
+    ``writer`` is called once per pass (it must write the same bytes each time, as
+    :meth:`image_builder.formats.cpio.ArchivePlan.write` does for unchanged inputs); the second CRC
+    must equal the first, else the inputs changed while the EIF was written and it is refused.
+    Memory stays bounded (:data:`teeform.fsutil.CHUNK` pieces, at most eight queued per lane).
 
     Args:
         sections: kernel, cmdline, metadata, then ramdisks, in that order (§1.4); the signature
@@ -395,133 +417,196 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
         file_digests: digests of the complete file to return in :attr:`EifWriteResult.file_digests`.
 
     Returns:
-        :class:`EifWriteResult`.
+        :class:`EifWriteResult`; the stream is left positioned at its end.
 
     Raises:
-        TeeformError: more than 32 sections, an unreadable input file, or a file that changed
-            size while it was copied.
+        TeeformError: more than 32 sections, an unreadable input file, a file or writer whose size
+            differs from the planned one, or section contents that changed between the two passes.
     """
+    import contextlib
+
     order = [s.type for s in sections]
     expected_prefix = [SectionType.KERNEL, SectionType.CMDLINE, SectionType.METADATA]
     if order[:3] != expected_prefix or any(t is not SectionType.RAMDISK for t in order[3:]) or len(order) < 4:
         raise ValueError("sections must be kernel, cmdline, metadata, ramdisk... (§1.4)")
     if len(sections) + (1 if signer else 0) > MAX_SECTIONS:
         raise TeeformError(f"an EIF holds at most {MAX_SECTIONS} sections, got {len(sections) + (1 if signer else 0)}")
+    with contextlib.ExitStack() as stack:
+        sources = [_Source.of(s, stack) for s in sections]
+        if file_digests:
+            return _write_header_first(fh, sources, flags, signer, file_digests)
+        return _write_header_last(fh, sources, flags, signer)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One section ready to stream: type, data size (bytes), label, and ``produce(sink)``."""
+
+    type: SectionType
+    size: int
+    label: str
+    produce: Callable[[_SectionSink], object]
+
+    @classmethod
+    def of(cls, s: SectionSource, stack: Any) -> _Source:
+        """Open ``s`` (a ``path`` stays open on ``stack`` until the EIF is written)."""
+        if s.data is not None:
+            data = s.data
+            return cls(s.type, len(data), s.label, lambda sink: sink.write(data))
+        if s.writer is not None:
+            assert s.length is not None
+            writer = s.writer
+            return cls(s.type, s.length, s.label, lambda sink: writer(sink))  # type: ignore[arg-type]
+        assert s.path is not None
+        try:
+            src = stack.enter_context(open(s.path, "rb"))
+            size = os.fstat(src.fileno()).st_size
+        except OSError as exc:
+            raise TeeformError(f"cannot read: {exc.strerror}", path=s.path) from exc
+
+        def produce(sink: _SectionSink, src: BinaryIO = src, path: Path = s.path) -> None:
+            try:
+                src.seek(0)
+                while chunk := src.read(CHUNK):
+                    sink.write(chunk)
+            except OSError as exc:
+                raise TeeformError(f"cannot read: {exc.strerror}", path=path) from exc
+
+        return cls(s.type, size, s.label or str(s.path), produce)
+
+
+def _stream(source: _Source, index: int, fh: BinaryIO | None, lanes: HashLanes,
+            targets: tuple[tuple[Any, ...], ...]) -> None:
+    """Stream one section's data to ``fh`` (None: nowhere) and ``targets`` (one hasher tuple per lane)."""
+    sink = _SectionSink(fh, lanes, targets)
+    source.produce(sink)
+    sink.close()
+    if sink.written != source.size:
+        raise TeeformError(f"section {index} ({source.type.label}) changed size while it was written: "
+                           f"expected {source.size} bytes, copied {sink.written}", path=source.label or None)
+
+
+def _header(flags: int, infos: Sequence[SectionInfo], sections_crc: int, end: int) -> tuple[bytes, int]:
+    """(the 548 header bytes, the CRC stored in them) for ``infos``; ``sections_crc`` is the CRC-32
+    of bytes 548..``end`` (§1.5: the header's CRC covers bytes 0..543 and everything after 547)."""
+    offsets = [s.offset for s in infos] + [0] * (MAX_SECTIONS - len(infos))
+    sizes = [s.size for s in infos] + [0] * (MAX_SECTIONS - len(infos))
+    header = EifHeader(EIF_VERSION, flags, DEFAULT_MEM, DEFAULT_CPUS, 0, len(infos), tuple(offsets), tuple(sizes), 0, 0)
+    head = header.pack()
+    total_crc = crc32_combine(crc32(head[:CRC_OFFSET]), sections_crc, end - HEADER_SIZE)
+    return head[:CRC_OFFSET] + struct.pack(">I", total_crc), total_crc
+
+
+def _sign(signer: Signer, pcr0: bytes) -> tuple[_Source, bytes]:
+    """(the signature section, PCR8) for ``pcr0``."""
+    from image_builder.formats.eif_sign import pcr8_from_certificate_der
+
+    sig, cert_der = signer(pcr0)
+    return _Source(SectionType.SIGNATURE, len(sig), "signature", lambda sink: sink.write(sig)), \
+        pcr8_from_certificate_der(cert_der)
+
+
+def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer: Signer | None) -> EifWriteResult:
+    """One pass: sections with CRC, PCRs and section SHA-256, then the header (see :func:`write_eif`)."""
     fh.write(bytes(HEADER_SIZE))
     offset = HEADER_SIZE
     crc = Crc32()
     hasher = EifPcrHasher()
     infos: list[SectionInfo] = []
     shas: list[Any] = []
-    defer_sha = bool(file_digests)
-
+    pcr8 = None
     with HashLanes() as lanes:
 
-        def emit(index: int, stype: SectionType, size: int, label: str, produce: Callable[[_SectionSink], object]) -> None:
+        def emit(source: _Source) -> None:
             nonlocal offset
-            head = pack_section_header(stype, size)
+            index = len(infos)
+            head = pack_section_header(source.type, source.size)
             fh.write(head)
             lanes.submit(0, crc.update, head)
-            hasher.begin(stype)
+            hasher.begin(source.type)
             targets = hasher.current()
             sha = hashlib.sha256()
             lane0 = (targets[0], crc) if targets else (crc,)
-            lane1 = tuple(targets[1:]) + (() if defer_sha else (sha,))
-            sink = _SectionSink(fh, lanes, (lane0, lane1))
-            produce(sink)
-            sink.close()
-            if sink.written != size:
-                raise TeeformError(f"section {index} ({stype.label}) changed size while it was written: "
-                                   f"expected {size} bytes, copied {sink.written}", path=label or None)
+            _stream(source, index, fh, lanes, (lane0, tuple(targets[1:]) + (sha,)))
+            infos.append(SectionInfo(index, source.type, offset, source.size, "", source.label))
             shas.append(sha)
-            infos.append(SectionInfo(index, stype, offset, size, "", label))
-            offset += SECTION_HEADER_SIZE + size
+            offset += SECTION_HEADER_SIZE + source.size
 
-        def copy_file(src: BinaryIO) -> Callable[[_SectionSink], None]:
-            def produce(sink: _SectionSink) -> None:
-                while chunk := src.read(CHUNK):
-                    sink.write(chunk)
-            return produce
-
-        for i, s in enumerate(sections):
-            if s.data is not None:
-                data = s.data
-                emit(i, s.type, len(data), s.label, lambda sink, d=data: sink.write(d))  # type: ignore[misc]
-            elif s.writer is not None:
-                assert s.length is not None
-                emit(i, s.type, s.length, s.label, s.writer)  # type: ignore[arg-type]
-            else:
-                assert s.path is not None
-                try:
-                    with open(s.path, "rb") as src:
-                        size = os.fstat(src.fileno()).st_size
-                        emit(i, s.type, size, s.label or str(s.path), copy_file(src))
-                except OSError as exc:
-                    raise TeeformError(f"cannot read: {exc.strerror}", path=s.path) from exc
-
-        pcr8 = None
+        for source in sources:
+            emit(source)
         if signer is not None:
             lanes.wait()
-            pcr0 = hasher.pcrs().pcr0
-            sig, cert_der = signer(pcr0)
-            from image_builder.formats.eif_sign import pcr8_from_certificate_der
-
-            pcr8 = pcr8_from_certificate_der(cert_der)
-            emit(len(infos), SectionType.SIGNATURE, len(sig), "signature", lambda sink: sink.write(sig))
+            sig_source, pcr8 = _sign(signer, hasher.pcrs().pcr0)
+            emit(sig_source)
         lanes.wait()
-
-    offsets = [s.offset for s in infos] + [0] * (MAX_SECTIONS - len(infos))
-    sizes = [s.size for s in infos] + [0] * (MAX_SECTIONS - len(infos))
-    header = EifHeader(EIF_VERSION, flags, DEFAULT_MEM, DEFAULT_CPUS, 0, len(infos), tuple(offsets), tuple(sizes), 0, 0)
-    head = header.pack()
-    total_crc = crc32_combine(crc32(head[:CRC_OFFSET]), crc.value, offset - HEADER_SIZE)
+    head, total_crc = _header(flags, infos, crc.value, offset)
     fh.seek(0)
-    fh.write(head[:CRC_OFFSET] + struct.pack(">I", total_crc))
-    digests: dict[str, str] = {}
-    if defer_sha:
-        fh.flush()
-        digests = _second_pass(fh, infos, shas, file_digests, offset)
+    fh.write(head)
     fh.seek(offset)
-    infos = [SectionInfo(s.index, s.type, s.offset, s.size, sha.hexdigest(), s.label) for s, sha in zip(infos, shas, strict=True)]
-    return EifWriteResult(hasher.pcrs(pcr8), tuple(infos), offset, total_crc, digests)
+    done = tuple(SectionInfo(s.index, s.type, s.offset, s.size, sha.hexdigest(), s.label) for s, sha in zip(infos, shas, strict=True))
+    return EifWriteResult(hasher.pcrs(pcr8), done, offset, total_crc, {})
 
 
-def _second_pass(fh: BinaryIO, infos: Sequence[SectionInfo], shas: Sequence[Any], algorithms: Sequence[str],
-                 size: int) -> dict[str, str]:
-    """Read the written file back once: whole-file digests plus each section's data SHA-256.
-
-    Lane 0 gets the first (slowest: SHA-384 is about half SHA-256's speed here) whole-file digest,
-    lane 1 the others and the section digests, which roughly balances the two cores.
-    """
-    whole = [hashlib.new(a) for a in algorithms]
-    big = [h for h in whole if h.name in ("sha384", "sha512")]
-    lane0 = tuple(big[:1]) or tuple(whole[:1])
-    lane1 = tuple(h for h in whole if h not in lane0)
-    # data ranges [start, end) of each section, in file order
-    ranges = [(s.offset + SECTION_HEADER_SIZE, s.offset + SECTION_HEADER_SIZE + s.size, sha)
-              for s, sha in zip(infos, shas, strict=True)]
-    fh.seek(0)
-    pos = 0
-    ri = 0
+def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer: Signer | None,
+                        file_digests: Sequence[str]) -> EifWriteResult:
+    """The CRC pass, then the write pass that computes every digest (see :func:`write_eif`)."""
+    # 1. CRC pass: the sections' CRC (and, to sign, their PCRs), nothing written.
+    crc = Crc32()
+    signed_pcrs = EifPcrHasher()
+    pcr8 = None
     with HashLanes() as lanes:
-        while pos < size:
-            chunk = fh.read(min(CHUNK, size - pos))
-            if not chunk:
-                raise TeeformError(f"the EIF being written ended at byte {pos}, expected {size}")
-            end = pos + len(chunk)
-            lanes.update_all(0, lane0, chunk)
-            lanes.update_all(1, lane1, chunk)
-            while ri < len(ranges) and ranges[ri][0] < end:
-                start, stop, sha = ranges[ri]
-                lo, hi = max(start, pos), min(stop, end)
-                if hi > lo:
-                    lanes.submit(1, sha.update, chunk if hi - lo == len(chunk) else memoryview(chunk)[lo - pos: hi - pos])
-                if stop <= end:
-                    ri += 1
-                else:
-                    break
-            pos = end
-    return {h.name: h.hexdigest() for h in whole}
+        for i, source in enumerate(sources):
+            lanes.submit(0, crc.update, pack_section_header(source.type, source.size))
+            targets: tuple[Any, ...] = ()
+            if signer is not None:
+                signed_pcrs.begin(source.type)
+                targets = signed_pcrs.current()
+            _stream(source, i, None, lanes, ((crc,) + targets[:1], targets[1:]))
+        if signer is not None:
+            lanes.wait()
+            sig_source, pcr8 = _sign(signer, signed_pcrs.pcrs().pcr0)
+            sources = [*sources, sig_source]
+            lanes.submit(0, crc.update, pack_section_header(sig_source.type, sig_source.size))
+            _stream(sig_source, len(sources) - 1, None, lanes, ((crc,), ()))
+        lanes.wait()
+    infos: list[SectionInfo] = []
+    offset = HEADER_SIZE
+    for i, source in enumerate(sources):
+        infos.append(SectionInfo(i, source.type, offset, source.size, "", source.label))
+        offset += SECTION_HEADER_SIZE + source.size
+    head, total_crc = _header(flags, infos, crc.value, offset)
+
+    # 2. Write pass: header and sections once; every chunk feeds every digest that needs it.
+    whole = [hashlib.new(a) for a in file_digests]
+    big = tuple(h for h in whole if h.name in ("sha384", "sha512"))
+    small = tuple(h for h in whole if h not in big)
+    check = Crc32()
+    hasher = EifPcrHasher()
+    shas: list[Any] = []
+    with HashLanes() as lanes:
+        fh.write(head)
+        lanes.update_all(0, small, head)
+        lanes.update_all(1, big, head)
+        for i, source in enumerate(sources):
+            shead = pack_section_header(source.type, source.size)
+            fh.write(shead)
+            lanes.update_all(0, small + (check,), shead)
+            lanes.update_all(1, big, shead)
+            targets = ()
+            if signer is None:
+                hasher.begin(source.type)
+                targets = hasher.current()
+            sha = hashlib.sha256()
+            shas.append(sha)
+            _stream(source, i, fh, lanes, (targets[:1] + small + (sha, check), targets[1:] + big))
+        lanes.wait()
+    if check.value & 0xFFFFFFFF != crc.value & 0xFFFFFFFF:
+        raise TeeformError("the EIF's inputs changed while it was written (the sections' CRC-32 differs between the "
+                           f"CRC pass, {crc.value & 0xFFFFFFFF:#010x}, and the write pass, {check.value & 0xFFFFFFFF:#010x})",
+                           hint="do not modify the image, kernel or init files during a build; rebuild")
+    pcrs = signed_pcrs.pcrs(pcr8) if signer is not None else hasher.pcrs()
+    done = tuple(SectionInfo(s.index, s.type, s.offset, s.size, sha.hexdigest(), s.label) for s, sha in zip(infos, shas, strict=True))
+    return EifWriteResult(pcrs, done, offset, total_crc, {h.name: h.hexdigest() for h in whole})
 
 
 # ----------------------------------------------------------------------------------- reader

@@ -7,12 +7,14 @@ Public API::
     predict_from_layout(uki_path, layout, *, stub_version, ovmf, vcpus, vcpu_type,
                         gpt_event_data, secure_boot) -> dict        # layout already read
     predict_uki(layout, *, authenticode, linux_authenticode_sha384, stub_version,
-                stub_version_source, gpt_event_data, secure_boot) -> dict   # pure: digests in
+                stub_version_source, gpt_event_data, secure_boot,
+                linux_authenticode=None) -> dict   # pure: digests in
     linux_authenticode(uki_path, algorithms=("sha256", "sha384")) -> dict[str, str] | None
 
 This module only combines the per-register models: the maths lives in
 :mod:`image_builder.measure.pcr11` (systemd-stub PCR 11/12, uki-verity.md §1),
-:mod:`image_builder.measure.tdx` (RTMR1/RTMR2, measured-boot.md), :mod:`image_builder.measure.snp`
+:mod:`image_builder.measure.tdx` (RTMR1/RTMR2, measured-boot.md), :mod:`image_builder.measure.pcr4`
+(TPM PCR 4 for the AWS NitroTPM firmware profile, clouds.md §1.2), :mod:`image_builder.measure.snp`
 (SEV-SNP launch digest) and :mod:`image_builder.measure.authenticode` (Microsoft Authenticode PE
 image hash). The bytes it feeds them come from the format readers
 (:func:`image_builder.formats.uki.read_uki_layout`, :func:`image_builder.formats.pe.read_pe_headers_fh`);
@@ -116,7 +118,9 @@ def predict_vm_measurements(
         ``teeform.manifest.REQUIRED_/OPTIONAL_MEASUREMENTS[vm-image]`` except ``roothash``:
         ``uki_authenticode_sha256``, ``uki_authenticode_sha384``, ``pcr11_sha256``, ``pcr11_sha384``,
         ``pcr12_sha256``, ``pcr12_sha384`` (expected state: nothing measured), ``rtmr1``, ``rtmr2``
-        (only for stubs >= 256) and ``snp_launch_digest`` (only with ``ovmf``). ``details`` holds
+        (only for stubs >= 256), ``pcr4_sha256`` / ``pcr4_sha384`` (NitroTPM PCR 4, firmware profile
+        ``aws-nitro``; left out only for a UKI whose ``.linux`` is not a PE image) and
+        ``snp_launch_digest`` (only with ``ovmf``). ``details`` holds
         the event logs and every assumption.
 
     Raises:
@@ -138,9 +142,11 @@ def predict_from_layout(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, 
     """
     from image_builder.measure import pcr11
     from image_builder.measure.authenticode import authenticode_digest
+    from image_builder.measure.pcr4 import kernel_measured_by_firmware
 
     detected = pcr11.detect_stub_version(uki_path) if stub_version is None else stub_version
-    linux_auth = None if secure_boot else linux_authenticode(uki_path, ("sha384",))
+    linux_auth = (linux_authenticode(uki_path, ("sha256", "sha384"))
+                  if not secure_boot or kernel_measured_by_firmware(detected, secure_boot) else None)
     pred = predict_uki(
         layout,
         authenticode=authenticode_digest(uki_path, ("sha256", "sha384")),
@@ -149,6 +155,7 @@ def predict_from_layout(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, 
         stub_version_source="given" if stub_version is not None else "detected from .sbat/.sdmagic",
         gpt_event_data=gpt_event_data,
         secure_boot=secure_boot,
+        linux_authenticode=linux_auth,
     )
     if ovmf is not None:
         from image_builder.measure import snp
@@ -164,7 +171,7 @@ def predict_from_layout(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, 
 
 def predict_uki(layout: UkiLayout, *, authenticode: Mapping[str, str], linux_authenticode_sha384: str | None,
                 stub_version: int, stub_version_source: str, gpt_event_data: bytes | None,
-                secure_boot: bool) -> dict[str, Any]:
+                secure_boot: bool, linux_authenticode: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The UKI-dependent measurements from digests already taken (pure: no I/O).
 
     Args:
@@ -176,6 +183,10 @@ def predict_uki(layout: UkiLayout, *, authenticode: Mapping[str, str], linux_aut
         stub_version: systemd-stub version (252..257).
         stub_version_source: how it was found, for ``details`` (e.g. ``"given"``).
         gpt_event_data, secure_boot: as :func:`predict_vm_measurements`.
+        linux_authenticode: ``{"sha256": hex, "sha384": hex}`` Authenticode of the kernel in
+            ``.linux`` for PCR 4 (:mod:`image_builder.measure.pcr4`), or None (not a PE image, or not
+            taken because the firmware does not measure it). Without it, where the firmware would
+            measure the kernel, ``pcr4_*`` are left out and ``details["pcr4"]`` says why.
 
     Returns:
         as :func:`predict_vm_measurements`, without ``snp_launch_digest``.
@@ -195,6 +206,7 @@ def predict_uki(layout: UkiLayout, *, authenticode: Mapping[str, str], linux_aut
         secure_boot=secure_boot,
     )
     rtmr2 = tdx.predict_rtmr2(sections, stub_version)
+    p4 = _predict_pcr4(authenticode, linux_authenticode, stub_version, secure_boot)
     measurements: dict[str, str] = {
         "uki_authenticode_sha256": authenticode["sha256"],
         "uki_authenticode_sha384": authenticode["sha384"],
@@ -216,9 +228,30 @@ def predict_uki(layout: UkiLayout, *, authenticode: Mapping[str, str], linux_aut
         "pcr12_note": pcr11.PCR12_NOTE,
         "rtmr1": rtmr1.to_json(),
     }
+    if isinstance(p4, str):
+        details["pcr4"] = p4
+    else:
+        measurements.update({f"pcr4_{b}": p.value for b, p in p4.items()})
+        details["pcr4"] = {b: p.to_json() for b, p in p4.items()}
     if rtmr2 is not None:
         measurements["rtmr2"] = rtmr2.value
         details["rtmr2"] = rtmr2.to_json()
     else:
         details["rtmr2"] = tdx.rtmr2_not_measured_note(stub_version)
     return {"measurements": measurements, "details": details}
+
+
+def _predict_pcr4(authenticode: Mapping[str, str], linux_auth: Mapping[str, str] | None, stub_version: int,
+                  secure_boot: bool) -> dict[str, Any] | str:
+    """PCR 4 for the AWS NitroTPM firmware profile in both banks (:mod:`image_builder.measure.pcr4`;
+    the OVMF profile has the same events and is proven by tests/test_boot.py), or the reason it is
+    not predicted (the firmware would measure a ``.linux`` that is not a PE image: such a UKI cannot boot)."""
+    from image_builder.measure import pcr4
+
+    if pcr4.kernel_measured_by_firmware(stub_version, secure_boot) and linux_auth is None:
+        return ("PCR 4 not predicted: the firmware would measure the kernel in .linux (systemd-stub "
+                f"{stub_version}, Secure Boot {'on' if secure_boot else 'off'}), but .linux is not a PE image")
+    return {b: pcr4.predict_pcr4(authenticode[b], None if linux_auth is None else linux_auth[b], bank=b,
+                                 stub_version=stub_version, secure_boot=secure_boot,
+                                 firmware=pcr4.FIRMWARE_AWS_NITRO)
+            for b in pcr4.BANKS}

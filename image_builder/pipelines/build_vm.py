@@ -462,7 +462,11 @@ def convert_formats(ctx: BuildContext) -> None:
 
 
 def predict_measurements(ctx: BuildContext) -> None:
-    """Predict the UKI's Authenticode hashes, PCR 11/12, RTMR1/2 (+ SNP with ``--ovmf``).
+    """Predict the UKI's Authenticode hashes, PCR 11/12, RTMR1/2, NitroTPM PCR 4 (+ SNP with ``--ovmf``).
+
+    PCR 4 (``pcr4_sha256`` / ``pcr4_sha384``) is AWS's NitroTPM firmware profile with Secure Boot off
+    (:mod:`image_builder.measure.pcr4`; the OVMF + swtpm boot of tests/test_boot.py gives the
+    same value); it pins **our image** (the UKI, and through its ``.cmdline`` the dm-verity root).
 
     RTMR1 includes the firmware's GPT event for this disk (:func:`image_builder.measure.tdx.gpt_event_data`).
 
@@ -533,6 +537,8 @@ def measurement_assumptions(ctx: BuildContext) -> dict[str, list[str]]:
             out[name] = [stub, *d.get(name, {}).get("assumptions", [])]
         elif name == "snp_launch_digest":
             out[name] = list(d.get(name, {}).get("assumptions", []))
+        elif name.startswith("pcr4_"):  # NitroTPM PCR 4 (image_builder/measure/pcr4.py, docs/nitrotpm.md)
+            out[name] = [stub, *d.get("pcr4", {}).get(name.split("_", 1)[1], {}).get("assumptions", [])]
         else:  # pragma: no cover - every name above is handled; keep new ones visible
             out[name] = []
     return out

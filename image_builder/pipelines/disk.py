@@ -183,6 +183,10 @@ def check_disk(path: os.PathLike[str] | str) -> DiskCheck:
             pred["details"]["rtmr1"] = {"assumptions": [
                 f"not predicted: EFI/BOOT/BOOTX64.EFI is a boot loader that loads {esp_path}, so RTMR1 / PCR 4 "
                 "also hold the loader's Authenticode digest and events"]}
+            for bank in ("sha256", "sha384"):  # NitroTPM PCR 4 (image_builder/measure/pcr4.py) models the UKI alone too
+                pred["measurements"].pop(f"pcr4_{bank}", None)
+            pred["details"]["pcr4"] = (f"PCR 4 not predicted: EFI/BOOT/BOOTX64.EFI is a boot loader that loads "
+                                       f"{esp_path}, so PCR 4 also holds the loader's Authenticode digest and events")
         uki_layout = uki.read_uki_layout(uki_path)
         from teeform.fsutil import hash_file
 
@@ -242,4 +246,7 @@ def measure_report(path: os.PathLike[str] | str) -> Any:
         "the UKI's Authenticode hash pin the root file system.",
         ("RTMR1 assumes: " if "rtmr1" in m else "RTMR1 ") + "; ".join(c.uki_details.get("rtmr1", {}).get("assumptions", [])),
     ]
+    p4 = c.uki_details.get("pcr4")  # NitroTPM PCR 4 (image_builder/measure/pcr4.py): a reason, or the predictions
+    if p4 is not None:
+        notes.append(p4 if isinstance(p4, str) else "PCR4 assumes: " + "; ".join(p4["sha384"]["assumptions"]))
     return MeasurementReport(c.path, "disk", measurements, facts, rows, notes)

@@ -35,6 +35,8 @@ DISPLAY_NAMES = {
     "pcr12_sha384": "PCR12_sha384",
     "rtmr1": "RTMR1",
     "rtmr2": "RTMR2",
+    "pcr4_sha256": "PCR4_sha256",
+    "pcr4_sha384": "PCR4_sha384",
 }
 
 
@@ -76,7 +78,8 @@ def uki_measure_report(path: os.PathLike[str] | str) -> MeasurementReport:
 
     Measurement names correspond to the manifest's: ``AuthenticodeSha256/384`` =
     ``uki_authenticode_sha256/384``, ``PCR11_*`` = ``pcr11_*``, ``PCR12_*`` = ``pcr12_*``,
-    ``RTMR1/2`` = ``rtmr1/2`` (RTMR1 here without a GPT event: a bare UKI has no disk).
+    ``RTMR1/2`` = ``rtmr1/2`` (RTMR1 here without a GPT event: a bare UKI has no disk),
+    ``PCR4_*`` = ``pcr4_*`` (firmware PCR 4, Secure Boot off, :mod:`image_builder.measure.pcr4`).
 
     Returns:
         :class:`teeform.report.MeasurementReport` with kind ``"uki"``; kind ``"pe"`` (Authenticode
@@ -111,4 +114,7 @@ def uki_measure_report(path: os.PathLike[str] | str) -> MeasurementReport:
                         "(measured into PCR 12), even with Secure Boot on.")
     if "rtmr2" not in m:
         notes.append(det["rtmr2"])
+    p4 = det.get("pcr4")
+    notes.append(p4 if isinstance(p4, str) else  # NitroTPM PCR 4 (image_builder/measure/pcr4.py, docs/nitrotpm.md)
+                 "PCR4 (NitroTPM / OVMF firmware, the same events) assumes: " + "; ".join(p4["sha384"]["assumptions"]))
     return MeasurementReport(os.fspath(path), "uki", measurements, facts, rows, notes)

@@ -29,6 +29,17 @@ aws-kms-key-policy-rewriters               advisory   lists who can rewrite each
                                                       keys locked to a break-glass role pass
 aws-s3-bucket-tls-only (stack)             advisory   buckets deny requests without TLS
 aws-ec2-default-sg-closed (stack)          advisory   created VPCs' default security groups have no rules
+manifest-signed                            mandatory  in prod, every manifest was verified against a key of
+                                                      teeform:trustedManifestKeys (signed/signer)
+aws-ami-uefi-tpm                           mandatory  AMIs register UEFI boot and NitroTPM v2.0
+aws-kms-nitrotpm-requires-pcr12-or-pcr7    mandatory  a statement pinning NitroTPMPCR4 also pins PCR12 or PCR7
+aws-ec2-sev-snp-enabled                    mandatory  SEV-SNP-tagged instances set cpuOptions.amdSevSnp on
+                                                      M6a/C6a/R6a
+trustee-reference-values-match-manifest    mandatory  Trustee reference values are single manifests of the
+(stack)                                               registration's own target; policies pin those sets
+trustee-policy-refuses-debug               mandatory  Trustee AS/resource policies affirm non-debug guests only
+alicloud-no-public-ingress                 mandatory  no 0.0.0.0/0 or ::/0 ingress on Alibaba (ingress family)
+alicloud-tdx-instance-type                 mandatory  TDX guests on g8i (RunInstances TDX) / gn8v-tee, listed zones
 azure-key-release-requires-attestation     mandatory  exportable Key Vault keys have a release policy
                                                       requiring the TEE-type claim; HSM-backed
 azure-cvm-confidential                     mandatory  VMs are ConfidentialVM with vTPM, CVM disk security
@@ -40,7 +51,7 @@ azure-vault-purge-protection               mandatory  key vaults have purge prot
 
 from __future__ import annotations
 
-from teeform_policies import aws_deploy, coverage, ec2, kms, manifest, network
+from teeform_policies import aws_deploy, aws_vm, coverage, ec2, kms, manifest, network, signing
 from teeform_policies import azure as azure_policies
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
@@ -49,9 +60,14 @@ from teeform_policies.registry import Policy, PolicyRegistry
 PACK_NAME = "teeform"
 
 REGISTRY = PolicyRegistry(
-    [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES],
+    [*manifest.POLICIES, *network.POLICIES, *coverage.POLICIES, *kms.POLICIES, *ec2.POLICIES, *aws_deploy.POLICIES,
+     *signing.POLICIES, *aws_vm.POLICIES],
     aliases=ALIASES,
 )
+from teeform_policies import alicloud, trustee  # noqa: E402 - issue 11, kept apart from the shared lines above
+
+for _policy in (*trustee.POLICIES, *alicloud.POLICIES):  # issue 11: Trustee key broker, Alibaba Cloud
+    REGISTRY.add(_policy)
 for _policy in azure_policies.POLICIES:  # issue 10
     REGISTRY.add(_policy)
 

@@ -131,6 +131,7 @@ INGRESS = Family[IngressSource](
         tokens.AZURE_NETWORK_SECURITY_RULE: _azure,
         tokens.GCP_COMPUTE_FIREWALL: _gcp,
         tokens.ALICLOUD_ECS_SECURITY_GROUP_RULE: _alicloud,
+        tokens.ALICLOUD_ECS_SECURITY_GROUP: _alicloud,  # no inline rules in pulumi-alicloud 4.0.0: opens nothing
     },
 )
 

@@ -21,6 +21,7 @@ from pulumi_policy import (
 )
 
 from teeform_policies import tokens
+from teeform_policies.aws_vm import nitrotpm_pcr
 from teeform_policies.common import DOCS, ReportViolation, cfg, get, is_production, label, truthy, user_data_text
 from teeform_policies.iam import (
     ATTESTATION_OPERATOR,
@@ -100,10 +101,12 @@ def validate_decrypt_requires_attestation(args: ResourceValidationArgs, report: 
                 "Name the enclave host's role ARN as the principal instead of '*'."
             )
         pinned = [(k, v) for op, k, v in attestation_entries(stmt) if op == ATTESTATION_OPERATOR]
-        if not any(k.lower() in pinning for k, _ in pinned):
+        # A NitroTPM VM's statement pins its image by NitroTPMPCR4 (aws_vm.py checks PCR12/PCR7 with it).
+        if not any(k.lower() in pinning or nitrotpm_pcr(k) == "4" for k, _ in pinned):
             report(
                 f"{where}: field 'policy', statement {sid!r} allows {acts} without a {ATTESTATION_OPERATOR} "
-                f"condition on {' / '.join(cfg(args, 'pinningKeys', PINNING_KEYS))}. Add the enclave's measurements "
+                f"condition on {' / '.join(cfg(args, 'pinningKeys', PINNING_KEYS))}. (A NitroTPM VM pins "
+                "kms:RecipientAttestation:NitroTPMPCR4 with NitroTPMPCR12 instead.) Add the enclave's measurements "
                 "from its manifest as kms:RecipientAttestation conditions, or remove these actions from the statement."
             )
             continue

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from teeform_policies import tokens
+from teeform_policies.aws_vm import measurement_for
 from teeform_policies.families import Family
 from teeform_policies.iam import attestation_entries, measurement_name, parse_policy, statements
 
@@ -58,7 +59,8 @@ def _aws_kms(resource_type: str, props: Mapping[str, Any]) -> list[ReleaseRule]:
         values: dict[str, list[str]] = {}
         keys: dict[str, str] = {}
         for _op, key, vals in attestation_entries(stmt):
-            name = measurement_name(key)
+            # NitroTPM keys pin the manifest's SHA-384 PCR predictions (aws_vm.NITROTPM_MEASUREMENTS).
+            name = measurement_for(key) or measurement_name(key)
             keys.setdefault(name, key)
             bucket = values.setdefault(name, [])
             bucket += [str(v).lower() for v in vals if str(v).lower() not in bucket]

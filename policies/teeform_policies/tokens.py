@@ -18,6 +18,7 @@ AWS_S3_BUCKET = "aws:s3/bucket:Bucket"
 AWS_S3_BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 AWS_EC2_VPC = "aws:ec2/vpc:Vpc"
 AWS_EC2_DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+AWS_EC2_AMI = "aws:ec2/ami:Ami"
 
 #: teeform's own component (components/measurement_manifest.py).
 TEEFORM_MEASUREMENT_MANIFEST = "teeform:index:MeasurementManifest"
@@ -39,6 +40,13 @@ GCP_KMS_CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
 ALICLOUD_ECS_SECURITY_GROUP_RULE = "alicloud:ecs/securityGroupRule:SecurityGroupRule"
 ALICLOUD_KMS_KEY = "alicloud:kms/key:Key"
 
+# Issue 11 (Alibaba Cloud TDX, Trustee). pulumi-alicloud 4.0.0 is installed: checked against it in
+# tests/test_alicloud_policies.py; the two ``pulumi-python:dynamic/...`` tokens are teeform's dynamic
+# providers (components/alicloud/tdx_instance.py, components/trustee/provider.py).
+ALICLOUD_ECS_INSTANCE = "alicloud:ecs/instance:Instance"
+ALICLOUD_ECS_SECURITY_GROUP = "alicloud:ecs/securityGroup:SecurityGroup"
+ALICLOUD_TDX_INSTANCE = "pulumi-python:dynamic/alicloud:TdxInstance"
+TRUSTEE_KBS_REGISTRATION = "pulumi-python:dynamic/trustee:KbsRegistration"
 # Azure (issue 10; pulumi-azure-native 3.29 is installed: tests/test_azure_policies.py checks these
 # against the SDK's registered resource classes).
 AZURE_COMPUTE_VIRTUAL_MACHINE = "azure-native:compute:VirtualMachine"

@@ -6,6 +6,9 @@ Format facts (all from ``shared/reference/eif-nitro.md``):
   document, but CBOR tag 18 is accepted too (§8 item 3). Items: ``protected`` (bstr holding the CBOR map
   ``{1: -35}``, alg ES384), ``unprotected`` (map, empty in practice), ``payload`` (bstr), ``signature``
   (bstr, 96 bytes = raw ``r || s``, big-endian, P-384).
+* NitroTPM documents (clouds.md §1.2) have the same COSE_Sign1 and payload, except that the PCR map
+  is called ``nitrotpm_pcrs`` (exactly one of ``pcrs`` / ``nitrotpm_pcrs``; same bounds);
+  :attr:`AttestationDocument.pcr_field` says which.
 * §4.3: the payload is a CBOR map with text keys ``module_id`` (non-empty tstr), ``digest`` (tstr,
   only ``"SHA384"``), ``timestamp`` (uint, UTC milliseconds since the Unix epoch), ``pcrs`` (map uint
   0..31 -> bstr of 32/48/64 bytes, 1..32 entries), ``certificate`` (bstr, DER), ``cabundle`` (array of
@@ -66,6 +69,10 @@ MAX_TIMESTAMP_MS = 253402300799999
 #: Size bounds of a DER certificate in ``certificate`` / ``cabundle`` (NSM CDDL ``cert``).
 CERT_MIN_BYTES, CERT_MAX_BYTES = 1, 1024
 
+#: Payload key of the PCR map: Nitro Enclaves (eif-nitro.md §4.3) and NitroTPM (clouds.md §1.2, AWS EC2
+#: User Guide "nitrotpm-attestation-document-validate": ``nitrotpm_pcrs: { + index => pcr }``).
+PCRS_FIELD, NITROTPM_PCRS_FIELD = "pcrs", "nitrotpm_pcrs"
+
 _PCR_LENGTHS = (32, 48, 64)
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
@@ -88,6 +95,9 @@ class AttestationDocument:
         signature: the raw signature bstr content (96 bytes ``r || s`` for ES384).
         tagged: True when the COSE_Sign1 carried CBOR tag 18.
         alg: the ``alg`` (label 1) from the protected header, or None when absent.
+        pcr_field: the payload key the PCRs came from: ``"pcrs"`` (Nitro Enclaves, eif-nitro.md §4.3)
+            or ``"nitrotpm_pcrs"`` (NitroTPM, clouds.md §1.2; ``pcrs`` then holds the NitroTPM's SHA-384
+            PCR bank, PCR 0-15, 16 and 23).
     """
 
     module_id: str
@@ -105,6 +115,12 @@ class AttestationDocument:
     signature: bytes
     tagged: bool
     alg: int | None
+    pcr_field: str = "pcrs"
+
+    @property
+    def is_nitrotpm(self) -> bool:
+        """True for a NitroTPM document (PCRs in ``nitrotpm_pcrs``), False for a Nitro Enclaves one."""
+        return self.pcr_field == NITROTPM_PCRS_FIELD
 
     @property
     def time(self) -> _dt.datetime:
@@ -198,7 +214,12 @@ def parse_attestation_document(data: bytes, *, source: str = "<attestation docum
     body = _decode_one(payload, "payload", source, "payload")
     if not isinstance(body, Mapping):
         raise TeeformError(f"payload must be a CBOR map with text keys, got {type(body).__name__}", path=source, field="payload")
-    for req in ("module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle"):
+    # A NitroTPM document carries its PCRs as ``nitrotpm_pcrs`` instead of ``pcrs`` (clouds.md §1.2).
+    if PCRS_FIELD in body and NITROTPM_PCRS_FIELD in body:
+        raise TeeformError(f"payload has both {PCRS_FIELD!r} (Nitro Enclaves) and {NITROTPM_PCRS_FIELD!r} (NitroTPM)",
+                           path=source, field=NITROTPM_PCRS_FIELD)
+    pcr_key = NITROTPM_PCRS_FIELD if NITROTPM_PCRS_FIELD in body else PCRS_FIELD
+    for req in ("module_id", "digest", "timestamp", pcr_key, "certificate", "cabundle"):
         if req not in body:
             raise TeeformError(f"payload is missing required field {req!r}", path=source, field=req)
 
@@ -217,19 +238,19 @@ def parse_attestation_document(data: bytes, *, source: str = "<attestation docum
         raise TeeformError(f"payload field 'timestamp' is {ts} ms, after 9999-12-31T23:59:59.999Z "
                            f"(limit {MAX_TIMESTAMP_MS})", path=source, field="timestamp")
 
-    raw_pcrs = body["pcrs"]
+    raw_pcrs = body[pcr_key]
     ok = isinstance(raw_pcrs, Mapping) and all(
         isinstance(k, int) and not isinstance(k, bool) and isinstance(v, bytes) for k, v in raw_pcrs.items()
     )
     if not ok:
-        raise TeeformError("payload field 'pcrs' must be a map of int -> bytes", path=source, field="pcrs")
+        raise TeeformError(f"payload field {pcr_key!r} must be a map of int -> bytes", path=source, field=pcr_key)
     if not 1 <= len(raw_pcrs) <= 32:
-        raise TeeformError(f"payload field 'pcrs' must hold 1..32 entries, got {len(raw_pcrs)}", path=source, field="pcrs")
+        raise TeeformError(f"payload field {pcr_key!r} must hold 1..32 entries, got {len(raw_pcrs)}", path=source, field=pcr_key)
     for k, v in raw_pcrs.items():
         if not 0 <= k <= 31:
-            raise TeeformError(f"payload field 'pcrs' has index {k}, outside 0..31", path=source, field="pcrs")
+            raise TeeformError(f"payload field {pcr_key!r} has index {k}, outside 0..31", path=source, field=pcr_key)
         if len(v) not in _PCR_LENGTHS:
-            raise TeeformError(f"payload field 'pcrs': PCR{k} is {len(v)} bytes, not 32, 48 or 64", path=source, field="pcrs")
+            raise TeeformError(f"payload field {pcr_key!r}: PCR{k} is {len(v)} bytes, not 32, 48 or 64", path=source, field=pcr_key)
 
     cert = body["certificate"]
     if not isinstance(cert, bytes) or not cert:
@@ -261,6 +282,7 @@ def parse_attestation_document(data: bytes, *, source: str = "<attestation docum
         signature=signature,
         tagged=tagged,
         alg=alg,
+        pcr_field=pcr_key,
     )
 
 

@@ -24,6 +24,8 @@ PCRn       PCR0/1/2 (and PCR8 when an allowed manifest pins it) equal the values
            manifest (a rollout may allow several; mixing PCRs of different manifests does not pass).
 nonce      equals ``--nonce`` (skipped when none is given).
 debug      the document is not from a debug-mode enclave (PCR0 all zeros, §4.6), unless allowed.
+document   (only when it fails) the document is a NitroTPM one (``nitrotpm_pcrs``): those are checked
+           against vm-image manifests by :mod:`teeform.nitro.nitrotpm`, never against EIF manifests.
 ========== ===========================================================================================
 
 Everything here is pure: inputs are bytes/objects, outputs are frozen dataclasses; the CLI in
@@ -513,20 +515,27 @@ def check_time(doc: AttestationDocument, root: Root, at: _dt.datetime, time_sour
                        f"{iso(leaf.not_valid_before_utc)} .. {iso(leaf.not_valid_after_utc)}")
 
 
-def check_pcrs(doc: AttestationDocument, allowed: Sequence[AllowedMeasurements]) -> tuple[list[CheckResult], str | None, list[str]]:
+def check_pcrs(doc: AttestationDocument, allowed: Sequence[AllowedMeasurements], *,
+               index: Mapping[str, int] | None = None) -> tuple[list[CheckResult], str | None, list[str]]:
     """Compare PCR0/1/2 (and PCR8 where pinned) with the allowed sets.
 
     The document passes when it matches ANY one set entirely. Rows are reported against the matching
     set, or, when none matches, against the closest one (most equal PCRs); ``expected`` always lists
     every allowed value of that PCR.
 
+    Args:
+        index: ``{row name: document PCR index}`` of the PCRs to compare, in row order; default
+            :data:`PCR_INDEX` (the enclave PCRs). NitroTPM passes its own
+            (:data:`teeform.nitro.nitrotpm.NITROTPM_PCR_INDEX`).
+
     Returns:
         (one row per PCR, the matching manifest's source or None, notes).
     """
-    names = [n for n in CHECKED_PCRS if any(n in a.pcrs for a in allowed)]
+    index = PCR_INDEX if index is None else index
+    names = [n for n in (CHECKED_PCRS if index is PCR_INDEX else tuple(index)) if any(n in a.pcrs for a in allowed)]
 
     def actual(n: str) -> str | None:
-        return doc.pcr_hex(PCR_INDEX[n])
+        return doc.pcr_hex(index[n])
 
     def score(a: AllowedMeasurements) -> int:
         return sum(1 for n, v in a.pcrs.items() if n in names and actual(n) == v.lower())
@@ -607,7 +616,11 @@ def verify_attestation(
     t = at if at is not None else doc.time
     source = (at_label or "--at") if at is not None else "the document's timestamp"
     pcr_rows, matched, notes = check_pcrs(doc, allowed)
+    kind = ((CheckResult("document", FAIL, "a NitroTPM document (nitrotpm_pcrs), not a Nitro Enclaves one: compare it "
+                         "with vm-image manifests (teeform.nitro.nitrotpm.verify_nitrotpm)"),)
+            if doc.is_nitrotpm else ())
     checks = (
+        *kind,
         check_signature(doc),
         check_chain(doc, root, t),
         check_time(doc, root, t, source),

@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from teeform.errors import TeeformError
 from teeform.preview.clouds.aws import MOCK_ACCOUNT_ID, MOCK_AMI_ID, MOCK_CALLER_ARN
 from teeform.preview.crossguard import (
     evaluate_policies,
@@ -56,6 +57,36 @@ def default_policy_config(project_dir: Path, stack: str, environment: Any) -> Pa
     return None
 
 
+def project_name(project_dir: Path) -> str:
+    """``name`` of ``<project_dir>/Pulumi.yaml`` (default ``teeform``), read with :mod:`teeform.safeload`.
+
+    The file is bounded by :data:`teeform.stack.STACK_FILE_LIMIT`, must be a regular file of strict
+    UTF-8 YAML (<= 100,000 nodes after aliases, <= 64 levels, no duplicate keys) whose top level is
+    a mapping, and ``name`` must be a string (pulumi.md §1.1: the project name).
+
+    Raises:
+        TeeformError: naming ``Pulumi.yaml`` and, for a wrong type, the field (``(top level)``, ``name``).
+    """
+    from teeform.safeload import decode_utf8, loads_yaml, read_limited
+    from teeform.stack import STACK_FILE_LIMIT
+
+    path = project_dir / "Pulumi.yaml"
+    prefix = f"{path}: "
+    try:
+        doc = loads_yaml(decode_utf8(read_limited(path, STACK_FILE_LIMIT, what="project file"), source=str(path)),
+                         source=str(path))
+    except TeeformError as exc:
+        raise TeeformError(exc.message.removeprefix(prefix), path=path, field=exc.field, hint=exc.hint) from None
+    if doc is None:
+        return PROJECT
+    if not isinstance(doc, dict):
+        raise TeeformError(f"must be a YAML mapping, got {type(doc).__name__}", path=path, field="(top level)")
+    name = doc.get("name", PROJECT)
+    if not isinstance(name, str) or not name:
+        raise TeeformError(f"must be a non-empty string, got {type(name).__name__}", path=path, field="name")
+    return name
+
+
 def run_preview(
     project_dir: Path,
     stack: str,
@@ -71,14 +102,9 @@ def run_preview(
     Raises:
         TeeformError: bad stack or policy config, or an error raised by the program.
     """
-    import yaml
-
     project_dir = project_dir.resolve()
     values, source = read_stack_values(project_dir, stack, stack_file)
-    try:
-        project = str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name", PROJECT))
-    except (OSError, yaml.YAMLError, AttributeError):
-        project = PROJECT
+    project = project_name(project_dir)
     if policy_config is None:
         policy_config = default_policy_config(project_dir, stack, values.get(f"{project}:environment"))
     policies = load_policies(project_dir)
@@ -96,6 +122,6 @@ def run_preview(
 __all__ = [
     "MOCK_ACCOUNT_ID", "MOCK_AMI_ID", "MOCK_CALLER_ARN", "STACK_TYPE", "PreviewMocks", "PreviewResult",
     "RegisteredResource", "Violation", "config_strings", "default_policy_config", "evaluate_policies",
-    "find_teeform_error", "load_policies", "make_mocks", "policy_settings", "read_pack_config",
+    "find_teeform_error", "load_policies", "make_mocks", "policy_settings", "project_name", "read_pack_config",
     "registered_resources", "render_text", "run_preview", "run_program", "summarize", "to_json",
 ]

@@ -12,17 +12,24 @@ policy-pack analyzer calls it (shared/reference/pulumi.md §3.1, §3.4; pulumi/p
   config properties get their ``config_schema`` defaults;
 * ``args.not_applicable()`` means no result, an unknown value an advisory "can't run" note.
 
+Stack policies get what the analyzer's ``AnalyzeStack`` gets at ``pulumi up`` (stack policies do
+not run at ``pulumi preview``, pulumi.md §3.2): each resource's **outputs** (here the state the mock
+engine answered: inputs plus ids and ARNs, all known because the mocks run with ``preview=False``),
+its parent, dependencies and **property dependencies** (which the runner's monitor records from
+the SDK's ``RegisterResource`` requests). So a standalone ``aws:kms/keyPolicy:KeyPolicy`` whose
+``keyId`` is ``key.id`` / ``key.arn`` is attributed to its key (and that key's target) through
+``property_dependencies['keyId']`` as the real analyzer would; one whose ``keyId`` is a literal
+naming no key of the stack (an alias, an imported key) stays ``NOT CHECKED`` there as well.
+
 Differences from the real engine (documented, not hidden): policies see the SDK-sent inputs, not
-the provider-checked ones; stack policies see inputs where the engine gives outputs (the
-MeasurementManifest component registers its props as outputs, so both agree for it); URNs are
-synthesised as ``urn:pulumi:<stack>::<project>::<type>::<name>``. ``tests/test_preview_analyzer.py``
-runs the real analyzer process on the same resources and compares.
+the provider-checked ones, and the mock state, not a provider's real outputs; URNs are synthesised
+as ``urn:pulumi:<stack>::<project>::<type>::<name>``. ``tests/test_preview_analyzer.py`` runs the
+real analyzer process on the same resources and compares.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,17 +45,32 @@ MAX_PACK_CONFIG_BYTES = 1 << 20
 
 def registered_resources(mocks: Any, stack: str, project: str = PROJECT) -> list[RegisteredResource]:
     """The registrations of ``mocks`` (``.resources``: ``MockResourceArgs``) as
-    :class:`RegisteredResource`, inputs deserialized as CrossGuard does, the root stack left out."""
+    :class:`RegisteredResource`, inputs and outputs deserialized as CrossGuard does, the root stack
+    left out. Where the runner's monitor recorded the registration (``mocks.registrations``), the
+    outputs, parent, dependencies and property dependencies are filled in, with the mock engine's
+    URNs translated to the synthesized ones (a dependency outside the registered resources, such as
+    the root stack, is dropped, as the analyzer drops URNs it was not sent)."""
     from pulumi_policy.deserialize import deserialize_properties
+
+    regs = getattr(mocks, "registrations", {}) or {}
+    ours = {reg.urn: urn_of(stack, project, typ, name) for (typ, name), reg in regs.items()}
+
+    def mapped(urns: Any) -> tuple[str, ...]:
+        return tuple(ours[u] for u in urns if u in ours)
 
     out = []
     for r in mocks.resources:
         if r.typ == STACK_TYPE:
             continue
+        reg = regs.get((r.typ, r.name))
         out.append(
             RegisteredResource(
                 type=r.typ, name=r.name, urn=urn_of(stack, project, r.typ, r.name),
                 custom=bool(getattr(r, "custom", True)), inputs=deserialize_properties(dict(r.inputs)),
+                outputs=deserialize_properties(dict(reg.state)) if reg is not None else None,
+                parent=ours.get(reg.parent) if reg is not None else None,
+                dependencies=mapped(reg.dependencies) if reg is not None else (),
+                property_dependencies={k: mapped(v) for k, v in reg.property_dependencies.items()} if reg is not None else {},
             )
         )
     return out
@@ -90,33 +112,21 @@ def read_pack_config(path: Path | None, *, project_dir: Path | None = None) -> d
     ``warning: <path>: policy id '<old>' is deprecated; use '<new>' ...`` line on stderr.
     ``project_dir`` (default: :func:`teeform.stack.project_dir_default`) locates the pack.
 
+    The file is read with :mod:`teeform.safeload` (:func:`~teeform.safeload.read_limited`,
+    :func:`~teeform.safeload.loads_json`): a regular file of at most :data:`MAX_PACK_CONFIG_BYTES`,
+    strict UTF-8, nesting <= :data:`teeform.safeload.MAX_DEPTH`, integers <= 20 digits, no NaN, no
+    lone surrogates and **no duplicate keys** (``json.loads`` silently keeps the last of two ``"all"``
+    entries; RFC 8259 §4 leaves which one wins to the reader, so the level would depend on it).
+
     Raises:
-        TeeformError: unreadable, larger than :data:`MAX_PACK_CONFIG_BYTES`, not UTF-8 JSON, not a
-            JSON object, or one policy set under its old and new id differently.
+        TeeformError: naming the file (and the field where there is one): missing, a directory or
+            device, larger than :data:`MAX_PACK_CONFIG_BYTES`, not UTF-8, not JSON, a duplicate
+            key, nested too deeply, not a JSON object, or one policy set under its old and new id
+            differently.
     """
     if path is None:
         return {}
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_PACK_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise TeeformError("policy config not found", path=path) from None
-    except IsADirectoryError:
-        raise TeeformError("policy config is a directory, not a JSON file", path=path) from None
-    except OSError as exc:
-        raise TeeformError(f"cannot read policy config: {exc.strerror}", path=path) from None
-    if len(raw) > MAX_PACK_CONFIG_BYTES:
-        raise TeeformError(f"policy config is larger than {MAX_PACK_CONFIG_BYTES} bytes", path=path)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise TeeformError(f"not UTF-8 text (byte {exc.start})", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise TeeformError(f"not valid JSON: {exc.msg} at line {exc.lineno}", path=path) from None
-    except RecursionError:
-        raise TeeformError("JSON nested too deeply", path=path) from None
-    except ValueError as exc:  # e.g. integers over the int-to-str digit limit
-        raise TeeformError(f"not valid JSON: {exc}", path=path) from None
+    data = _load_pack_json(Path(path))
     if not isinstance(data, dict):
         raise TeeformError("a policy-pack config must be a JSON object", path=path)
     if project_dir is None:
@@ -131,6 +141,18 @@ def read_pack_config(path: Path | None, *, project_dir: Path | None = None) -> d
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return dict(resolved.config)
+
+
+def _load_pack_json(path: Path) -> Any:
+    """The parsed pack config (see :func:`read_pack_config`); errors re-anchored on ``path``."""
+    from teeform.safeload import loads_json, read_limited
+
+    prefix = f"{path}: "
+    try:
+        return loads_json(read_limited(path, MAX_PACK_CONFIG_BYTES, what="policy config"), source=str(path))
+    except TeeformError as exc:
+        raise TeeformError(exc.message.removeprefix(prefix), path=path, field=exc.field,
+                           hint=exc.hint) from None
 
 
 def policy_settings(policy: Any, pack_config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -171,7 +193,6 @@ def evaluate_policies(
 ) -> list[Violation]:
     """Run every policy over ``resources`` as CrossGuard would (see the module docstring)."""
     from pulumi_policy import (
-        PolicyResource,
         ResourceValidationArgs,
         ResourceValidationPolicy,
         StackValidationArgs,
@@ -200,12 +221,31 @@ def evaluate_policies(
                 )
                 _validate(pol, args, lambda m, urn=None, _r=r: report(m, _r=_r))
         elif isinstance(pol, StackValidationPolicy):
-            prs = [
-                PolicyResource(r.type, unknown_checking_proxy(dict(r.inputs)), r.urn, r.name, _opts(), None, None, [], {})
-                for r in resources
-            ]
-            _validate(pol, StackValidationArgs(prs, dict(cfg)), lambda m, urn=None: report(m, urn))
+            _validate(pol, StackValidationArgs(stack_resources(resources), dict(cfg)), lambda m, urn=None: report(m, urn))
     return out
+
+
+def stack_resources(resources: Sequence[RegisteredResource]) -> list[Any]:
+    """``PolicyResource`` objects as the analyzer's ``AnalyzeStack`` builds them (pulumi_policy
+    ``policy.py``): props = the resource's outputs (its inputs when no outputs were recorded) behind
+    ``unknown_checking_proxy``; ``parent``, ``dependencies`` and ``property_dependencies`` resolved
+    to the other ``PolicyResource`` objects by URN, URNs not among ``resources`` left out."""
+    from pulumi_policy import PolicyResource
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    prs = {
+        r.urn: PolicyResource(r.type, unknown_checking_proxy(dict(r.outputs if r.outputs is not None else r.inputs)),
+                              r.urn, r.name, _opts(), None, None, [], {})
+        for r in resources
+    }
+    for r in resources:
+        pr = prs[r.urn]
+        if r.parent in prs:
+            pr.parent = prs[r.parent]
+        pr.dependencies.extend(prs[d] for d in r.dependencies if d in prs)
+        for k, urns in r.property_dependencies.items():
+            pr.property_dependencies[k] = [prs[d] for d in urns if d in prs]
+    return list(prs.values())
 
 
 def _validate(pol: Any, args: Any, report: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from teeform.preview.clouds import plugin_for
+from teeform.preview.model import Registration
 
 PROVIDER_PREFIX = "pulumi:providers:"
 
@@ -31,6 +32,13 @@ class PreviewMocks:
         self._regions: dict[str, str] = {}
         #: How often the runner let queued registrations settle during the program body.
         self.settles = 0
+        #: ``(type, name)`` -> :class:`~teeform.preview.model.Registration`, filled by the runner's
+        #: recording monitor (URNs, dependencies and state the engine would give stack policies).
+        self.registrations: dict[tuple[str, str], Registration] = {}
+
+    def record_registration(self, typ: str, name: str, registration: Registration) -> None:
+        """Remember what the monitor saw of the registration of ``typ`` ``name``."""
+        self.registrations[(typ, name)] = registration
 
     def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
         """(id, state) for ``args`` (``MockResourceArgs``: ``typ``, ``name``, ``inputs``, ``provider``)."""

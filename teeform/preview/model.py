@@ -6,7 +6,7 @@ Every other module of :mod:`teeform.preview` may import this one; it imports not
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: The root stack resource's type token (pulumi/pulumi ``sdk/python/lib/pulumi/stack.py``).
@@ -16,13 +16,38 @@ STACK_TYPE = "pulumi:pulumi:Stack"
 @dataclass(frozen=True)
 class RegisteredResource:
     """One resource the program registered: type token, name, synthesized URN, whether it is a
-    custom (cloud) resource, and its inputs (wire/camelCase names, secrets unwrapped)."""
+    custom (cloud) resource, and its inputs (wire/camelCase names, secrets unwrapped).
+
+    What the engine hands a *stack* policy besides (pulumi_policy ``PolicyResource``; pulumi.md
+    §3.1): ``outputs`` (the state the mock engine answered: the inputs plus ids and ARNs; None when
+    the registration was not recorded), the synthesized URNs of the ``parent``, of the
+    ``dependencies`` and, per input property, of the resources it depends on
+    (``property_dependencies``: ``{"keyId": (<key urn>,)}`` for ``KeyPolicy(key_id=key.id)``).
+    """
 
     type: str
     name: str
     urn: str
     custom: bool
     inputs: Mapping[str, Any]
+    outputs: Mapping[str, Any] | None = None
+    parent: str | None = None
+    dependencies: tuple[str, ...] = ()
+    property_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the mock monitor saw of one ``RegisterResource`` call (recorded by
+    :mod:`teeform.preview.runner`): the mock engine's URN of the resource and of its parent, the URNs
+    of its dependencies and property dependencies (as the SDK sent them), its id and output state."""
+
+    urn: str
+    parent: str
+    dependencies: tuple[str, ...]
+    property_dependencies: Mapping[str, tuple[str, ...]]
+    id: str | None
+    state: Mapping[str, Any]
 
 
 @dataclass(frozen=True)

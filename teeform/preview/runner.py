@@ -44,8 +44,34 @@ def make_mocks(default_region: str = "us-east-1") -> PreviewMocks:
     return mocks
 
 
+def _recording_monitor(mocks: PreviewMocks) -> Any:
+    """A ``pulumi.runtime.mocks.MockMonitor`` that also records, per registration, what the engine
+    would hand a stack policy and ``MockResourceArgs`` leaves out: the URNs of the parent, the
+    dependencies and the property dependencies (``RegisterResourceRequest.parent``, ``dependencies``,
+    ``propertyDependencies``; pulumi/pulumi ``proto/pulumi/resource.proto``), the id and the state
+    (:meth:`PreviewMocks.record_registration`)."""
+    from pulumi.runtime.mocks import MockMonitor
+
+    from teeform.preview.model import STACK_TYPE, Registration
+
+    class _RecordingMonitor(MockMonitor):
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+            response = super().RegisterResource(request)
+            if request.type != STACK_TYPE:
+                reg = self.resources.get(response.urn)
+                mocks.record_registration(request.type, request.name, Registration(
+                    urn=response.urn, parent=request.parent, dependencies=tuple(request.dependencies),
+                    property_dependencies={k: tuple(v.urns) for k, v in request.propertyDependencies.items()},
+                    id=response.id or None, state=dict(reg.state) if reg is not None and reg.state else {},
+                ))
+            return response
+
+    return _RecordingMonitor(mocks)  # type: ignore[arg-type]  # a PreviewMocks is made a Mocks by _mocks_class
+
+
 def install_mocks(mocks: PreviewMocks, *, project: str, stack: str) -> None:
-    """Reset the root stack and install ``mocks`` (``preview=False``) for ``project``/``stack``.
+    """Reset the root stack and install ``mocks`` (``preview=False``) for ``project``/``stack``,
+    behind a monitor that records dependencies and state (:func:`_recording_monitor`).
 
     For tests that register resources directly instead of running a program.
     """
@@ -53,7 +79,8 @@ def install_mocks(mocks: PreviewMocks, *, project: str, stack: str) -> None:
     from pulumi.runtime import settings
 
     settings.ROOT.set(None)  # a fresh root Stack: no exports leak from an earlier run (pulumi.md §2.2 item 6)
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False,  # type: ignore[arg-type]
+                             monitor=_recording_monitor(mocks))
 
 
 def find_teeform_error(exc: BaseException) -> TeeformError | None:

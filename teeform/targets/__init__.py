@@ -8,6 +8,9 @@ plug-in implements is :class:`teeform.targets.base.TargetPlugin`.
 Today ``aws``/``nitro-enclave`` creates resources; the ``vm-image`` pairs are explicit
 measurements-only plug-ins (:mod:`teeform.targets.measurements_only`). A new pair is one module here
 and one line in :data:`PLUGINS`.
+
+Since issue 8 ``aws``/``nitro-tpm`` and ``aws``/``sev-snp`` create resources too (a VM from the
+image's raw disk, a KMS key gated on its NitroTPM PCRs: :mod:`teeform.targets.aws_nitro_tpm`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from teeform.targets.base import Cloud, TargetPlugin, TargetSettings, TeeType
 PLUGINS: dict[tuple[Cloud, TeeType], str] = {
     (Cloud.AWS, TeeType.NITRO_ENCLAVE): "teeform.targets.aws_nitro_enclave:PLUGIN",
     (Cloud.AWS, TeeType.SEV_SNP): "teeform.targets.aws_sev_snp:PLUGIN",
+    (Cloud.AWS, TeeType.NITRO_TPM): "teeform.targets.aws_nitro_tpm:PLUGIN",
     (Cloud.AZURE, TeeType.SEV_SNP): "teeform.targets.azure_sev_snp:PLUGIN",
     (Cloud.AZURE, TeeType.TDX): "teeform.targets.azure_tdx:PLUGIN",
     (Cloud.GCP, TeeType.SEV_SNP): "teeform.targets.gcp_sev_snp:PLUGIN",

@@ -5,6 +5,11 @@ Settings (camelCase in YAML)::
     instanceType: m6i.xlarge
     ami: ami-0123456789abcdef0          # optional; default: latest Amazon Linux 2023 (SSM parameter)
     enclave: {cpuCount: 2, memoryMib: 1024, debug: false}
+    # enclave.sealedSecrets: the `teeform seal` output the enclave runtime decrypts, either a local
+    #   file (uploaded next to the EIF as sealed/sha256/<hex>.json) or {s3Key: <key>} of an object the
+    #   operator puts into the target's artifact bucket; enclave.cloudwatchLogGroup (optional): ship
+    #   the enclave's log stream to that CloudWatch Logs group.
+    # enclave: {cpuCount: 2, memoryMib: 1024, sealedSecrets: build/agent.sealed.json, cloudwatchLogGroup: /teeform/agent}
     attestation: {pcrs: [PCR0, PCR1, PCR2], imageSha384: true}
     network: {cidr: 10.42.0.0/16, ingress: [{cidr: 203.0.113.0/24, port: 443}]}   # or vpcId + subnetId
     # network: {private: true}          # instead: no internet route, KMS interface + S3 gateway endpoints
@@ -132,12 +137,34 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class SealedSecretsSource:
+    """Where the enclave host fetches the ``teeform seal`` output from (exactly one is set).
+
+    Attributes:
+        path: a local sealed file (resolved against the project directory); the builder checks it
+            (``teeform.seal.SealedSecrets.from_json``, bound to this stack and target) and uploads it
+            into the artifact bucket.
+        s3_key: an object key in the target's artifact bucket, put there out of band (e.g. to
+            rotate secrets without a deployment). S3 "safe characters" only (S3 User Guide, "Object
+            key naming guidelines"), at most 1,024 bytes.
+    """
+
+    path: str | None = None
+    s3_key: str | None = None
+
+
+@dataclass(frozen=True)
 class EnclaveConfig:
-    """Enclave size: vCPUs and memory in MiB, and whether debug mode is requested."""
+    """Enclave size (vCPUs, memory in MiB), whether debug mode is requested, the sealed secrets the
+    runtime decrypts (None: the operator puts the file on the host) and the optional CloudWatch Logs
+    group its log stream goes to (CloudWatch Logs ``CreateLogGroup`` ``logGroupName``: 1-512 of
+    ``[.-_/#A-Za-z0-9]``)."""
 
     cpu_count: int = 2
     memory_mib: int = 1024
     debug: bool = False
+    sealed_secrets: SealedSecretsSource | None = None
+    cloudwatch_log_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,11 +249,18 @@ class NitroEnclavePlugin(TargetPlugin):
 
     def parse_settings(self, raw: Mapping[str, Any], source: str, fld: str) -> NitroSettings:
         """Parse and check the Nitro keys of one target (see the module docstring)."""
-        e = read_map(raw.get("enclave"), source, f"{fld}.enclave", {"cpuCount", "memoryMib", "debug"})
+        e = read_map(raw.get("enclave"), source, f"{fld}.enclave",
+                     {"cpuCount", "memoryMib", "debug", "sealedSecrets", "cloudwatchLogGroup"})
+        log_group = read_opt_str(e.get("cloudwatchLogGroup"), source, f"{fld}.enclave.cloudwatchLogGroup")
+        if log_group is not None and not _LOG_GROUP.fullmatch(log_group):
+            raise fail(f"not a CloudWatch Logs group name (1-512 of A-Z a-z 0-9 . - _ / #), got {log_group!r}", source,
+                       f"{fld}.enclave.cloudwatchLogGroup")
         enclave = EnclaveConfig(
             cpu_count=read_int(e.get("cpuCount", 2), source, f"{fld}.enclave.cpuCount", 1, 128),
             memory_mib=read_int(e.get("memoryMib", 1024), source, f"{fld}.enclave.memoryMib", 64, 4 * 1024 * 1024),
             debug=read_bool(e.get("debug", False), source, f"{fld}.enclave.debug"),
+            sealed_secrets=_sealed_source(e.get("sealedSecrets"), source, f"{fld}.enclave.sealedSecrets"),
+            cloudwatch_log_group=log_group,
         )
 
         a = read_map(raw.get("attestation"), source, f"{fld}.attestation", {"pcrs", "imageSha384"})
@@ -312,6 +346,40 @@ class NitroEnclavePlugin(TargetPlugin):
             target_name, [(k, m.measurements) for k, m in manifests], settings.attestation.pins,
             hints={"PCR8": "sign the EIF (PCR8 is the signing certificate) or drop PCR8 from attestation.pcrs"},
         )
+
+
+#: CloudWatch Logs ``CreateLogGroup`` ``logGroupName`` pattern ``[\.\-_/#A-Za-z0-9]+``, 1-512 characters.
+_LOG_GROUP = re.compile(r"[A-Za-z0-9_./#-]{1,512}")
+#: S3 object key of "safe characters" (S3 User Guide, "Object key naming guidelines"), no leading
+#: slash, no ``..`` segment, at most 1,024 bytes.
+_S3_KEY = re.compile(r"[A-Za-z0-9!_.*()-][A-Za-z0-9!_.*()/-]{0,1023}")
+
+
+def _sealed_source(value: Any, source: str, fld: str) -> SealedSecretsSource | None:
+    """``enclave.sealedSecrets``: a path string, or ``{path: ...}`` / ``{s3Key: ...}`` (exactly one).
+
+    Raises:
+        TeeformError: another type, both or neither key, an empty path, or an S3 key outside the
+            safe characters (naming ``fld`` or ``fld.s3Key``/``fld.path``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return SealedSecretsSource(path=read_str(value, source, fld))
+    if not isinstance(value, Mapping):
+        raise fail(f"must be the path of a `teeform seal` output or {{s3Key: <object key>}}, got {type(value).__name__}",
+                   source, fld)
+    m = read_map(value, source, fld, {"path", "s3Key"})
+    if len(m) != 1:
+        raise fail("give exactly one of 'path' (a local sealed file) and 's3Key' (an object in the artifact bucket)",
+                   source, fld)
+    if "path" in m:
+        return SealedSecretsSource(path=read_str(m["path"], source, f"{fld}.path"))
+    key = read_str(m["s3Key"], source, f"{fld}.s3Key")
+    if not _S3_KEY.fullmatch(key) or ".." in key.split("/") or len(key.encode()) > 1024:
+        raise fail(f"not a safe S3 object key (A-Z a-z 0-9 ! - _ . * ( ) /, no leading '/', no '..'), got {key!r}",
+                   source, f"{fld}.s3Key")
+    return SealedSecretsSource(s3_key=key)
 
 
 PLUGIN = NitroEnclavePlugin()

@@ -48,6 +48,7 @@ class TeeType(enum.StrEnum):
     NITRO_ENCLAVE = "nitro-enclave"
     SEV_SNP = "sev-snp"
     TDX = "tdx"
+    NITRO_TPM = "nitro-tpm"
 
     @property
     def manifest_kind(self) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 #: Modules defining the built-in plug-ins (each calls :func:`register` on import).
 BUILTIN: tuple[str, ...] = ("teeform.preview.clouds.aws", "teeform.preview.clouds.teeform")
+BUILTIN += ("teeform.preview.clouds.terraform",)  # pulumi-terraform state reference (docs/terraform.md)
+BUILTIN += ("teeform.preview.clouds.alicloud",)  # Alibaba Cloud (issue 11)
 BUILTIN += ("teeform.preview.clouds.azure",)  # issue 10
 
 _REGISTRY: dict[str, CloudPlugin] = {}
@@ -71,9 +73,11 @@ def register(plugin: CloudPlugin) -> CloudPlugin:
 def _load_builtin() -> None:
     global _loaded
     if not _loaded:
-        _loaded = True
+        # Mark loaded only after every import: the mock engine calls plugin_for from several threads,
+        # and a thread seeing the flag early would get the default plug-in (bare mocks) for a cloud.
         for mod in BUILTIN:
             importlib.import_module(mod)
+        _loaded = True
 
 
 def plugins() -> list[CloudPlugin]:

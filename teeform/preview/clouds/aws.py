@@ -3,8 +3,8 @@
 Ids and ARNs are deterministic (derived from resource names) and realistic in form: ARN layouts
 follow the AWS Service Authorization Reference ("Resource types defined by <service>") and the
 account id is the AWS documentation's example account ``111122223333``. Invokes answer what the
-program asks: caller identity, partition, region and the SSM parameter holding the Amazon Linux
-AMI id.
+program asks: caller identity, the caller's session context, partition, region and the SSM
+parameter holding the Amazon Linux AMI id.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,8 @@ EC2_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 EC2_INSTANCE = "aws:ec2/instance:Instance"
 VPC_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 VPC_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+EBS_SNAPSHOT_IMPORT = "aws:ebs/snapshotImport:SnapshotImport"
+EC2_AMI = "aws:ec2/ami:Ami"
 
 #: EC2/VPC resource token -> id prefix (``vpc-0123...``; EC2 API Reference, "Resource IDs").
 EC2_ID_PREFIXES: dict[str, str] = {
@@ -46,6 +49,7 @@ EC2_ID_PREFIXES: dict[str, str] = {
     "aws:ec2/internetGateway:InternetGateway": "igw",
     "aws:ec2/routeTable:RouteTable": "rtb",
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+    EC2_AMI: "ami",
     VPC_INGRESS: "sgr",
     VPC_EGRESS: "sgr",
 }
@@ -54,6 +58,40 @@ CALLER_IDENTITY = "aws:index/getCallerIdentity:getCallerIdentity"
 SSM_GET_PARAMETER = "aws:ssm/getParameter:getParameter"
 GET_PARTITION = "aws:index/getPartition:getPartition"
 GET_REGION = "aws:index/getRegion:getRegion"
+GET_SESSION_CONTEXT = "aws:iam/getSessionContext:getSessionContext"
+
+#: An STS assumed-role session ARN (IAM User Guide, "IAM identifiers": ``arn:<partition>:sts::<account>:
+#: assumed-role/<role name>/<session name>``; the role's path is not part of it).
+_ASSUMED_ROLE = re.compile(r"^arn:([^:]+):sts::(\d{12}):assumed-role/([^/]+)/(.+)$")
+#: Prefix of the roles IAM Identity Center creates for permission sets (IAM Identity Center User
+#: Guide, "Service-linked roles" / "Referencing permission sets in resource policies": they live
+#: under the path ``/aws-reserved/sso.amazonaws.com/``, with the instance's region as a further
+#: segment outside us-east-1, e.g. ``role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_...``).
+SSO_ROLE_PREFIX = "AWSReservedSSO_"
+
+
+def session_context(arn: str, region: str) -> dict[str, str]:
+    """What pulumi-aws ``iam.getSessionContext(arn=...)`` answers (its docs: "for non-role ARNs ...
+    simply passes the ARN through in issuer_arn"; for an STS assumed-role ARN it looks the role up
+    with IAM ``GetRole`` and returns the role's ARN **with its path**, its unique id and name, and the
+    session name).
+
+    The mock account has no IAM API, so the role's path is inferred: an IAM Identity Center role
+    (:data:`SSO_ROLE_PREFIX`) gets ``/aws-reserved/sso.amazonaws.com/<region>/`` (no region segment
+    in ``us-east-1``; the Identity Center instance is assumed to be in the invoke's region), any
+    other role the root path ``/``. Output keys are the wire (camelCase) names.
+    """
+    m = _ASSUMED_ROLE.match(arn)
+    if not m:
+        return {"arn": arn, "issuerArn": arn, "issuerId": "", "issuerName": "", "sessionName": "", "id": arn}
+    partition, account, role, session = m.groups()
+    path = "/"
+    if role.startswith(SSO_ROLE_PREFIX):
+        path = "/aws-reserved/sso.amazonaws.com/" + ("" if region == "us-east-1" else f"{region}/")
+    return {
+        "arn": arn, "issuerArn": f"arn:{partition}:iam::{account}:role{path}{role}",
+        "issuerId": "AROA" + _hex("role" + role, 16).upper(), "issuerName": role, "sessionName": session, "id": arn,
+    }
 
 
 def _hex(seed: str, n: int) -> str:
@@ -74,8 +112,9 @@ class AwsPlugin(CloudPlugin):
     resource_tokens = frozenset({
         KMS_KEY, KMS_ALIAS, KMS_KEY_POLICY, IAM_ROLE, IAM_INSTANCE_PROFILE, IAM_ROLE_POLICY, S3_BUCKET, S3_OBJECT,
         S3_PUBLIC_ACCESS_BLOCK, EC2_LAUNCH_TEMPLATE, EC2_INSTANCE, *EC2_ID_PREFIXES,
+        EBS_SNAPSHOT_IMPORT,
     })
-    invoke_tokens = frozenset({CALLER_IDENTITY, SSM_GET_PARAMETER, GET_PARTITION, GET_REGION})
+    invoke_tokens = frozenset({CALLER_IDENTITY, SSM_GET_PARAMETER, GET_PARTITION, GET_REGION, GET_SESSION_CONTEXT})
 
     def new_resource(self, typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[str, dict[str, Any]]:
         """Realistic ids and ARNs: ``arn:aws:kms:<region>:111122223333:key/<uuid>`` and so on."""
@@ -111,6 +150,9 @@ class AwsPlugin(CloudPlugin):
                 arn=f"arn:aws:ec2:{region}:{acct}:instance/{rid}", privateIp="10.42.0.10",
                 instanceState="running", availabilityZone=f"{region}a",
             )
+        elif typ == EBS_SNAPSHOT_IMPORT:
+            rid = "snap-" + _hex(name, 17)
+            state.update(arn=f"arn:aws:ec2:{region}::snapshot/{rid}", ownerId=acct)
         elif typ.startswith("aws:ec2/") or typ.startswith("aws:vpc/"):
             rid = f"{EC2_ID_PREFIXES.get(typ, 'res')}-{_hex(name, 17)}"
             last = typ.split(":")[-1]
@@ -120,7 +162,10 @@ class AwsPlugin(CloudPlugin):
         return rid, state
 
     def call(self, token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
-        """Caller identity (the example account), partition ``aws``, the region, the AMI parameter."""
+        """Caller identity (the example account), its session context (:func:`session_context`),
+        partition ``aws``, the region, the AMI parameter."""
+        if token == GET_SESSION_CONTEXT:
+            return session_context(str(args.get("arn") or ""), region)
         if token == CALLER_IDENTITY:
             return {"accountId": MOCK_ACCOUNT_ID, "arn": MOCK_CALLER_ARN, "userId": "AIDA" + _hex("caller", 16).upper(), "id": MOCK_ACCOUNT_ID}
         if token == SSM_GET_PARAMETER:
@@ -146,9 +191,25 @@ class AwsPlugin(CloudPlugin):
                 f"ebs.encrypted={ebs}",
                 f"userData: {run.replace('exec ', '')}" if run else "userData: (no run-enclave)",
             ]
+        if typ == EC2_INSTANCE and not i.get("launchTemplate") and i.get("ami"):
+            # an instance launched directly from an AMI (the nitro-tpm / sev-snp VMs)
+            snp = (i.get("cpuOptions") or {}).get("amdSevSnp")
+            return [f"ami={i.get('ami')} instanceType={i.get('instanceType')}",
+                    f"metadataOptions.httpTokens={(i.get('metadataOptions') or {}).get('httpTokens')}",
+                    f"rootBlockDevice.encrypted={(i.get('rootBlockDevice') or {}).get('encrypted')}",
+                    *([f"cpuOptions.amdSevSnp={snp}"] if snp else []), f"subnetId={i.get('subnetId')}"]
         if typ == EC2_INSTANCE:
             lt = i.get("launchTemplate") or {}
             return [f"launchTemplate={lt.get('id')} v{lt.get('version')}", f"subnetId={i.get('subnetId')}"]
+        if typ == EC2_AMI:
+            return [f"bootMode={i.get('bootMode')} tpmSupport={i.get('tpmSupport')} imdsSupport={i.get('imdsSupport')}",
+                    f"rootDeviceName={i.get('rootDeviceName')} snapshotId="
+                    f"{[b.get('snapshotId') for b in i.get('ebsBlockDevices') or []]}"]
+        if typ == EBS_SNAPSHOT_IMPORT:
+            dc = i.get("diskContainer") or {}
+            ub = dc.get("userBucket") or {}
+            return [f"format={dc.get('format')} s3://{ub.get('s3Bucket')}/{ub.get('s3Key')}",
+                    f"roleName={i.get('roleName')} encrypted={i.get('encrypted')}"]
         if typ in (KMS_KEY, KMS_KEY_POLICY):
             return _kms_lines(typ, i)
         if typ in (VPC_INGRESS, VPC_EGRESS):

@@ -19,10 +19,14 @@ class TeeformPlugin(CloudPlugin):
     resource_tokens = frozenset({MEASUREMENT_MANIFEST})
 
     def summarize(self, typ: str, inputs: Mapping[str, Any]) -> list[str]:
-        """``name=... kind=... path=... sha256=...`` for a MeasurementManifest."""
+        """``name=... kind=... path=... sha256=...`` for a MeasurementManifest, plus ``signed by sha256:...``
+        when the program verified its signature (``teeform:trustedManifestKeys``, docs/signing.md)."""
         i = inputs
         if typ == MEASUREMENT_MANIFEST:
-            return [f"name={i.get('name')} kind={i.get('kind')} path={i.get('path')} sha256={i.get('sha256')}"]
+            lines = [f"name={i.get('name')} kind={i.get('kind')} path={i.get('path')} sha256={i.get('sha256')}"]
+            if i.get("signed") is True:
+                lines.append(f"signed by {i.get('signer')} (verified against teeform:trustedManifestKeys)")
+            return lines
         return []
 
 
