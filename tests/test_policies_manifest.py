@@ -115,6 +115,9 @@ def test_registry_rejects_duplicates_and_all():
         # issue 11
         "trustee-reference-values-match-manifest", "trustee-policy-refuses-debug", "alicloud-no-public-ingress",
         "alicloud-tdx-instance-type",
+        # issue 10
+        "azure-key-release-requires-attestation", "azure-cvm-confidential", "azure-no-public-ingress",
+        "azure-vault-purge-protection",
     ]
     for p in all_policies():
         assert p.description and p.severity is not None and p.remediation_steps and p.url, p.name
