@@ -7,6 +7,8 @@
   records which manifests (and so which measurements) it loaded.
 * :mod:`components.aws` -- ``AttestedKey``, ``EnclaveHost``, ``EnclaveNetwork``, ``ArtifactStore``
   and the ``aws``/``nitro-enclave`` builder.
+* :mod:`components.azure` -- ``GalleryImagePipeline``, ``CvmNetwork``, ``ConfidentialVm``, ``ReleaseKey`` and the
+  ``azure``/``sev-snp`` / ``azure``/``tdx`` builder (issue 10).
 
 Every component follows the same form (shared/reference/style.md guideline 12): type token
 ``teeform:<module>:<Type>``, a typed ``@dataclass`` of args, children with ``parent=self`` and names

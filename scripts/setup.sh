@@ -31,6 +31,7 @@ APT_PACKAGES=(
   openssl                                  # EIF signing tests: P-384 key/cert and the ECDSA verification oracle
   systemd                                  # systemd-analyze verify: the parent-side units (enclave runtime)
   skopeo                                   # oracle for `teeform build oci`: skopeo inspect --raw oci:DIR (registry digest)
+  kmod                                     # modinfo: oracle for the Hyper-V initrd modules (issue 10)
 )
 BPO_LIST=/etc/apt/sources.list.d/teeform-bookworm-backports.sources
 

@@ -120,6 +120,9 @@ def test_registry_rejects_duplicates_and_all():
         "alicloud-tdx-instance-type",
         # issue 12
         "rollover-window-expired",
+        # issue 10
+        "azure-key-release-requires-attestation", "azure-cvm-confidential", "azure-no-public-ingress",
+        "azure-vault-purge-protection",
     ]
     for p in all_policies():
         assert p.description and p.severity is not None and p.remediation_steps and p.url, p.name

@@ -21,7 +21,7 @@ def test_aws_only_policies_are_prefixed_and_old_ids_are_aliases():
     neutral = {"measurements-match-manifest", "no-public-ingress", "policy-coverage", "rollover-window-expired"}
     neutral |= {"manifest-signed"}  # cloud-neutral (teeform_policies/signing.py)
     # cloud-only ids carry their cloud; the Trustee key broker's rules carry "trustee-" (issue 11)
-    assert all(i.startswith(("aws-", "gcp-", "alicloud-", "trustee-")) for i in ids if i not in neutral)
+    assert all(i.startswith(("aws-", "gcp-", "azure-", "alicloud-", "trustee-")) for i in ids if i not in neutral)
     assert set(ALIASES.values()) <= set(ids) and not set(ALIASES) & set(ids)
     for old, new in ALIASES.items():
         assert new == f"aws-{old}" and REGISTRY.resolve(old) is REGISTRY.resolve(new) is REGISTRY[new]

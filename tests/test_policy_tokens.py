@@ -50,6 +50,9 @@ OTHER_CLOUDS = {
 }
 # GCP tokens are also checked against the installed pulumi-gcp in tests/test_gcp_policies.py.
 OTHER_CLOUDS |= {n for n in dir(tokens) if n.startswith("GCP_")}
+#: Azure tokens added with issue 10 (pulumi-azure-native installed: tests/test_azure_policies.py checks them in the SDK).
+OTHER_CLOUDS |= {"AZURE_COMPUTE_VIRTUAL_MACHINE", "AZURE_KEYVAULT_VAULT", "AZURE_NETWORK_PUBLIC_IP_ADDRESS",
+                 "AZURE_NETWORK_INTERFACE"}
 
 
 #: Issue 11: checked against pulumi-alicloud and teeform's dynamic resource classes in

@@ -134,7 +134,7 @@ def stack_file_error(root: Path) -> TeeformError:
         ({"key": {1: 2, "admins": []}}, "teeform:targets[0].key", "keys must be strings"),
         # a key of another plug-in is refused, naming it
         ({"cloud": "azure", "tee": "sev-snp", "enclave": {"cpuCount": 2}}, "teeform:targets[0].enclave",
-         "not a setting of azure/sev-snp targets (its settings: none)"),
+         "not a setting of azure/sev-snp targets (its settings: ['adminSshPublicKey', 'attestation',"),
         ({"tee": "sev-snp"}, "teeform:targets[0].enclave", "not a setting of aws/sev-snp targets"),
         ({"vm": {}}, "teeform:targets[0].vm", "not a setting of aws/nitro-enclave targets (its settings: ['ami', 'attestation',"),
     ],

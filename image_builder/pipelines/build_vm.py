@@ -116,6 +116,9 @@ class BuildConfig:
     vcpus: int = 1
     vcpu_type: str = "EPYC-v4"
     source_date_epoch: int = 0
+    #: ``--platform-modules``: extra initrd driver sets by platform name
+    #: (:data:`image_builder.pipelines.initrd.PLATFORM_MODULES`, e.g. ``hyperv`` for Azure).
+    platform_modules: tuple[str, ...] = ()
 
 
 @dataclass
@@ -225,6 +228,12 @@ def check_config(config: BuildConfig) -> None:
         raise TeeformError(f"invalid image name {config.name!r}", field="--name", hint="use letters, digits, '.', '_', '-'")
     if not _NAME_RE.match(config.version):
         raise TeeformError(f"invalid version {config.version!r}", field="--version", hint="use letters, digits, '.', '_', '-'")
+    from image_builder.pipelines.initrd import PLATFORM_MODULES
+
+    for pm in config.platform_modules:
+        if pm not in PLATFORM_MODULES:
+            raise TeeformError(f"unknown platform module set {pm!r}; known: {sorted(PLATFORM_MODULES)}",
+                               field="--platform-modules")
     for f in config.formats:
         if f not in FORMAT_SUFFIX:
             raise TeeformError(f"unknown disk format {f!r}", field="--format", hint=f"choose from {', '.join(FORMAT_SUFFIX)}")
@@ -382,6 +391,7 @@ def make_initrd(ctx: BuildContext) -> None:
     ctx.initrd = initrd.make_initrd(
         initrd.InitrdConfig(
             modules_dir=ctx.modules_dir, kernel_release=ctx.kernel_release, fs=cfg.fs, mtime=cfg.source_date_epoch,
+            modules=initrd.DEFAULT_MODULES + tuple(m for p in cfg.platform_modules for m in initrd.PLATFORM_MODULES[p]),
         ),
         out,
     )

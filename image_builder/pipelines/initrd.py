@@ -68,6 +68,18 @@ INIT_LIB = GUEST_DIR / "initrd-lib.sh"
 #: from :attr:`InitrdConfig.fs`.
 DEFAULT_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "nvme", "dm-verity")
 
+#: Hyper-V guest drivers, for Azure (issue 10): v5 confidential-VM sizes expose their disks through
+#: ``hv_storvsc`` (SCSI over VMBus) and their NIC through ``hv_netvsc``, both on ``hv_vmbus``;
+#: ``hv_utils`` is the integration services (shutdown, time sync, heartbeat). Their dependencies
+#: (``scsi_transport_fc`` for storvsc, ...) come from each module's ``modinfo`` as usual
+#: (:func:`resolve_modules`). Source: clouds.md §2.1 (storvsc on v5 CVMs) and the modules' own
+#: ``modinfo``. On a machine without VMBus (QEMU) ``hv_vmbus`` refuses to load (-ENODEV) and the
+#: init script logs a warning and goes on (guest/initrd-init.sh); the Hyper-V boot itself is untested.
+HYPERV_MODULES: tuple[str, ...] = ("hv_vmbus", "hv_storvsc", "hv_netvsc", "hv_utils")
+
+#: Extra module sets by platform (``teeform build vm-image --platform-modules hyperv``).
+PLATFORM_MODULES: dict[str, tuple[str, ...]] = {"hyperv": HYPERV_MODULES}
+
 #: File system type -> kernel module.
 FS_MODULES = {"erofs": "erofs", "squashfs": "squashfs"}
 

@@ -48,12 +48,19 @@ gcp-no-public-ingress                      advisory   GCP firewalls open to the 
 gcp-kms-key-rotation                       advisory   symmetric Cloud KMS keys rotate (<= 365 days)
 rollover-window-expired (stack)            advisory   no key releases to a manifest past its ``until``
                                                       (prod config: mandatory)
+azure-key-release-requires-attestation     mandatory  exportable Key Vault keys have a release policy
+                                                      requiring the TEE-type claim; HSM-backed
+azure-cvm-confidential                     mandatory  VMs are ConfidentialVM with vTPM, CVM disk security
+azure-no-public-ingress                    advisory   no NSG rule from the internet, no public IP (prod:
+                                                      mandatory)
+azure-vault-purge-protection               mandatory  key vaults have purge protection on
 =========================================  =========  ==================================================
 """
 
 from __future__ import annotations
 
 from teeform_policies import aws_deploy, aws_vm, coverage, ec2, kms, manifest, network, signing
+from teeform_policies import azure as azure_policies
 from teeform_policies import gcp as gcp_policies
 from teeform_policies.aliases import ALIASES, PackConfigError, ResolvedPackConfig, resolve_pack_config
 from teeform_policies.families import NOT_CHECKED
@@ -73,6 +80,8 @@ for _policy in (*trustee.POLICIES, *alicloud.POLICIES):  # issue 11: Trustee key
     REGISTRY.add(_policy)
 for _p in ROLLOVER_POLICIES:  # issue 12: rollover windows
     REGISTRY.add(_p)
+for _policy in azure_policies.POLICIES:  # issue 10
+    REGISTRY.add(_policy)
 
 
 def all_policies() -> list[Policy]:

@@ -54,3 +54,9 @@ GCP_COMPUTE_INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 GCP_IAM_WIP_PROVIDER = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
 GCP_KMS_CRYPTO_KEY_IAM_MEMBER = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
 GCP_KMS_KEY_RING = "gcp:kms/keyRing:KeyRing"
+# Azure (issue 10; pulumi-azure-native 3.29 is installed: tests/test_azure_policies.py checks these
+# against the SDK's registered resource classes).
+AZURE_COMPUTE_VIRTUAL_MACHINE = "azure-native:compute:VirtualMachine"
+AZURE_KEYVAULT_VAULT = "azure-native:keyvault:Vault"
+AZURE_NETWORK_PUBLIC_IP_ADDRESS = "azure-native:network:PublicIPAddress"
+AZURE_NETWORK_INTERFACE = "azure-native:network:NetworkInterface"

@@ -41,9 +41,12 @@ _PATH = click.Path(path_type=Path)
 @click.option("--vcpus", type=int, default=1, show_default=True, help="vCPUs assumed by the SEV-SNP prediction.")
 @click.option("--vcpu-type", default="EPYC-v4", show_default=True,
               help="QEMU CPU model assumed by the SEV-SNP prediction (EPYC-v4, EPYC-Milan, EPYC-Genoa, ...).")
+@click.option("--platform-modules", "platform_modules", default="",
+              help="Comma-separated extra initrd driver sets: hyperv (hv_vmbus, hv_storvsc, hv_netvsc, hv_utils, "
+                   "for Azure). They change the initrd and so PCR 11.")
 def cmd(rootfs: Path, kernel: Path, modules: Path | None, stub: Path, cmdline_extra: str, os_release: Path | None,
         out: Path, name: str | None, version: str, formats: str, fs: str, ovmf: Path | None, vcpus: int,
-        vcpu_type: str) -> None:
+        vcpu_type: str, platform_modules: str = "") -> None:
     """Build a bootable GPT disk: ESP with a UKI, erofs root, dm-verity hash partition.
 
     \b
@@ -65,6 +68,7 @@ def cmd(rootfs: Path, kernel: Path, modules: Path | None, stub: Path, cmdline_ex
         name=name or (rootfs.resolve().name.split(".")[0] or "vm-image"),
         version=version, modules=modules, cmdline_extra=cmdline_extra, os_release=os_release, formats=fmts, fs=fs,
         ovmf=ovmf, vcpus=vcpus, vcpu_type=vcpu_type, source_date_epoch=source_date_epoch(),
+        platform_modules=tuple(p.strip() for p in platform_modules.split(",") if p.strip()),
     )
     result = build_vm_image(config)
     for fmt, p in result.formats.items():

@@ -23,7 +23,8 @@ from teeform.fsutil import atomic_output
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Sealed JSON file to write (mode 0600, atomic).")
 @click.option("--key-id", help="KMS key ARN/id/alias (default: the stack output kms_key_arn, via "
-              "`pulumi stack output kms_key_arn --json --stack <stack>`; with several targets, the --target entry).")
+              "`pulumi stack output kms_key_arn --json --stack <stack>`; with several targets, the --target entry). "
+              "Azure targets: the Key Vault key id (default: the stack output key_id).")
 @click.option("--region", help="AWS region (default: the target's region).")
 @click.option("--endpoint-url", help="KMS endpoint URL (e.g. a local moto server).")
 @click.option("--project-dir", type=click.Path(path_type=Path, file_okay=False),
@@ -80,11 +81,18 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
         click.echo("  data key  local 32-byte key (os.urandom) wrapped with Cloud KMS Encrypt, AAD = encryption context",
                    err=True)
         return
-    arn = resolve_key_id(key_id, stack, pdir, tgt.name)
-    kms = kms_client(region=region or tgt.region, endpoint_url=endpoint_url)
     how: list[str] = []
-    sealed = seal_secrets(secrets, kms=kms, key_id=arn, stack=stack, target=tgt.name, manifest_sha256=digest,
-                          note=how.append)
+    if tgt.cloud.value == "azure":  # issue 10: Key Vault RSA-OAEP-256 wrap (teeform/seal_azure.py)
+        from teeform.seal_azure import resolve_key_id_azure, seal_secrets_azure
+
+        kid = resolve_key_id_azure(key_id, stack, pdir, tgt.name)
+        sealed = seal_secrets_azure(secrets, key_id=kid, stack=stack, target=tgt.name, manifest_sha256=digest,
+                                    note=how.append)
+    else:
+        arn = resolve_key_id(key_id, stack, pdir, tgt.name)
+        kms = kms_client(region=region or tgt.region, endpoint_url=endpoint_url)
+        sealed = seal_secrets(secrets, kms=kms, key_id=arn, stack=stack, target=tgt.name, manifest_sha256=digest,
+                              note=how.append)
     with atomic_output(out_path, 0o600) as fh:
         fh.write(sealed.to_json().encode("utf-8"))
     click.echo(f"sealed {len(secrets)} secret(s) for stack {stack!r} target {tgt.name!r} -> {out_path} (mode 0600)", err=True)
@@ -153,6 +161,7 @@ def unseal_cmd(in_path: Path, out_path: Path | None, fmt: str, stack: str | None
 
         doc, source = read_attestation_bytes(attestation_doc)
         recipient = recipient_for(doc, load_recipient_key(recipient_key), source=source)
+    from teeform.seal_azure import is_key_vault_key_id, unseal_secrets_azure
     from teeform.seal_gcp import is_gcp_key
 
     if is_gcp_key(sealed.key_id):  # Cloud KMS (teeform/seal_gcp.py): STS + Decrypt in the workload, else ADC
@@ -164,6 +173,8 @@ def unseal_cmd(in_path: Path, out_path: Path | None, fmt: str, stack: str | None
                                           sts_url=sts_url or STS_URL, kms_endpoint=endpoint_url)
         else:
             secrets = unseal_secrets_gcp(sealed, kms=gcp_kms_client(endpoint_url=endpoint_url))
+    elif is_key_vault_key_id(sealed.key_id) and recipient is None:  # issue 10: sealed to an Azure Key Vault key
+        secrets = unseal_secrets_azure(sealed)
     else:
         kms = kms_client(region=region or region_from_arn(sealed.key_id), endpoint_url=endpoint_url)
         secrets = unseal_secrets(sealed, kms=kms, recipient=recipient)

@@ -11,6 +11,10 @@ and one line in :data:`PLUGINS`.
 
 Since issue 8 ``aws``/``nitro-tpm`` and ``aws``/``sev-snp`` create resources too (a VM from the
 image's raw disk, a KMS key gated on its NitroTPM PCRs: :mod:`teeform.targets.aws_nitro_tpm`).
+
+Since issue 10 ``azure``/``sev-snp`` and ``azure``/``tdx`` create resources (a confidential VM from the
+image's VHD, a Key Vault key released by SKR, which pins the platform, not the image:
+:mod:`teeform.targets.azure_cvm`).
 """
 
 from __future__ import annotations

@@ -1,21 +1,23 @@
-"""Target plug-in ``azure``/``tdx``: measurements only (no components, no key gate yet).
+"""Target plug-in ``azure``/``tdx``: an Intel TDX confidential VM (DCesv5/ECesv5) from teeform's image.
 
-Future gate (clouds.md §2, §5): Key Vault Secure Key Release on a MAA token; by default it pins the
-platform only, PCR 11 (``pcr11_sha256``) only through a custom AzureGuest policy or Trustee ``az-tdx-vtpm``.
+Settings and what the key gate pins: :mod:`teeform.targets.azure_cvm` (shared with ``azure``/``sev-snp``);
+builder: ``components/azure/cvm.py``. The key's release policy requires
+``x-ms-isolation-tee.x-ms-attestation-type`` = ``tdxvm`` (clouds.md §2.2, §2.4). The TD's MRTD/RTMRs
+cover Microsoft's paravisor, so teeform's ``rtmr1``/``rtmr2`` do not apply here; the UKI is measured
+into the vTPM's PCR 4/11 (clouds.md §2.1).
 """
 
 from __future__ import annotations
 
+from teeform.targets.azure_cvm import AzureCvmPlugin
 from teeform.targets.base import Cloud, TeeType
-from teeform.targets.measurements_only import MeasurementsOnlyPlugin
 
 
-class Plugin(MeasurementsOnlyPlugin):
+class Plugin(AzureCvmPlugin):
     """``azure``/``tdx``."""
 
     cloud = Cloud.AZURE
     tee = TeeType.TDX
-    gate = "none yet: no key is released; future gate: Key Vault SKR (platform claims; PCR 11 via custom MAA policy)"
 
 
 PLUGIN = Plugin()

@@ -24,6 +24,7 @@ BUILTIN: tuple[str, ...] = ("teeform.preview.clouds.aws", "teeform.preview.cloud
 BUILTIN += ("teeform.preview.clouds.terraform",)  # pulumi-terraform state reference (docs/terraform.md)
 BUILTIN += ("teeform.preview.clouds.alicloud",)  # Alibaba Cloud (issue 11)
 BUILTIN += ("teeform.preview.clouds.gcp",)
+BUILTIN += ("teeform.preview.clouds.azure",)  # issue 10
 
 _REGISTRY: dict[str, CloudPlugin] = {}
 _loaded = False
