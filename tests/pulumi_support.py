@@ -166,3 +166,37 @@ def resource(typ: str, inputs: dict[str, Any], name: str = "r1") -> Any:
     from teeform.preview import RegisteredResource
 
     return RegisteredResource(typ, name, f"urn:pulumi:dev::teeform::{typ}::{name}", True, inputs)
+
+
+# ---- measurements-only stand-ins ---------------------------------------------------------------------------
+# Every shipped vm-image pair creates cloud resources now (issues 8-11). Tests of the cloud-neutral program
+# (a vm-image manifest loaded, registered, its measurements exported, targets keyed by name) run with the
+# measurements-only plug-in (teeform/targets/measurements_only.py) standing in for gcp/sev-snp, gcp/tdx and
+# alicloud/tdx, so they need no cloud settings.
+from teeform.targets.base import Cloud as _Cloud  # noqa: E402
+from teeform.targets.base import TeeType as _TeeType  # noqa: E402
+from teeform.targets.measurements_only import MeasurementsOnlyPlugin as _MeasurementsOnly  # noqa: E402
+
+
+class _GcpSnp(_MeasurementsOnly):
+    cloud, tee, gate = _Cloud.GCP, _TeeType.SEV_SNP, "none (test stand-in)"
+
+
+class _GcpTdx(_MeasurementsOnly):
+    cloud, tee, gate = _Cloud.GCP, _TeeType.TDX, "none (test stand-in)"
+
+
+class _AliTdx(_MeasurementsOnly):
+    cloud, tee, gate = _Cloud.ALICLOUD, _TeeType.TDX, "none (test stand-in)"
+
+
+STAND_IN_GCP_SNP, STAND_IN_GCP_TDX, STAND_IN_ALI_TDX = _GcpSnp(), _GcpTdx(), _AliTdx()
+
+
+def measurements_only_stand_ins(monkeypatch: Any) -> None:
+    """Point gcp/sev-snp, gcp/tdx and alicloud/tdx at measurements-only stand-ins for one test."""
+    import teeform.targets as targets
+
+    monkeypatch.setitem(targets.PLUGINS, (_Cloud.GCP, _TeeType.SEV_SNP), "pulumi_support:STAND_IN_GCP_SNP")
+    monkeypatch.setitem(targets.PLUGINS, (_Cloud.GCP, _TeeType.TDX), "pulumi_support:STAND_IN_GCP_TDX")
+    monkeypatch.setitem(targets.PLUGINS, (_Cloud.ALICLOUD, _TeeType.TDX), "pulumi_support:STAND_IN_ALI_TDX")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from pulumi_support import by_type, nitro_target, one, run, write_fake_eif_manifest, write_fake_vm_manifest
+from pulumi_support import (
+    by_type,
+    measurements_only_stand_ins,
+    nitro_target,
+    one,
+    run,
+    write_fake_eif_manifest,
+    write_fake_vm_manifest,
+)
 
 from components.registry import builder_for, manifest_keys, measurements_only, shape_outputs
 from teeform.errors import TeeformError
@@ -44,10 +52,10 @@ def test_unsigned_eif_exports_null_pcr8(tmp_path):
     assert outputs["measurements"]["openclaw-agent"]["PCR8"] is None
 
 
-def test_vm_image_target_exports_measurements_only_and_targets_keyed_by_name(tmp_path):
+def test_vm_image_target_exports_measurements_only_and_targets_keyed_by_name(tmp_path, monkeypatch):
     img = write_fake_eif_manifest(tmp_path / "eif")
     vm = write_fake_vm_manifest(tmp_path / "vm")
-    # gcp/sev-snp is still measurements-only (azure/sev-snp has components since issue 10)
+    measurements_only_stand_ins(monkeypatch)  # every shipped vm-image pair has components now (issues 8-11)
     snp = {"name": "vm", "cloud": "gcp", "region": "europe-west4", "tee": "sev-snp", "manifests": [str(vm)]}
     resources, outputs, _ = run([nitro_target([img.manifest_path]), snp])
     assert list(outputs)[0] == "measurements"
@@ -88,9 +96,10 @@ def test_config_errors_use_stack_validation(tmp_path):
     assert ei.value.field == "teeform:targets[0].tee" and "aws does not offer tdx" in ei.value.message
 
 
-def test_registry_and_output_shaping():
+def test_registry_and_output_shaping(monkeypatch):
     assert plugin_for(Cloud.AWS, TeeType.NITRO_ENCLAVE).builder == "components.aws.nitro:build_nitro_enclave_target"
     assert PLUGINS[(Cloud.GCP, TeeType.TDX)] == "teeform.targets.gcp_tdx:PLUGIN"
+    measurements_only_stand_ins(monkeypatch)
     cfg = StackConfig.from_values(
         {"targets": [{"name": "g", "cloud": "alicloud", "region": "r", "tee": "tdx", "manifests": ["m"]}]}, stack="s"
     )

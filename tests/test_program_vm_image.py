@@ -19,41 +19,19 @@ from pathlib import Path
 
 import pytest
 from conftest import locked, require_tool
-from pulumi_support import REPO, by_type, run, write_stack_file
+from pulumi_support import REPO, by_type, measurements_only_stand_ins, run, write_stack_file
 
 from teeform.manifest import Artifact, ArtifactKind, Builder, Manifest, write_manifest
-from teeform.targets.base import Cloud, TeeType
-from teeform.targets.measurements_only import MeasurementsOnlyPlugin
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 # Every shipped vm-image pair creates cloud resources now (issues 8-11), each tested in its own module. What this
 # module tests is the cloud-neutral part of the program (a vm-image manifest is loaded, registered and its
-# measurements exported), so it runs the program with the measurements-only plug-in
-# (teeform/targets/measurements_only.py) standing in for gcp/sev-snp, gcp/tdx and alicloud/tdx.
-class _GcpSnp(MeasurementsOnlyPlugin):
-    cloud, tee, gate = Cloud.GCP, TeeType.SEV_SNP, "none (test stand-in)"
-
-
-class _GcpTdx(MeasurementsOnlyPlugin):
-    cloud, tee, gate = Cloud.GCP, TeeType.TDX, "none (test stand-in)"
-
-
-class _AliTdx(MeasurementsOnlyPlugin):
-    cloud, tee, gate = Cloud.ALICLOUD, TeeType.TDX, "none (test stand-in)"
-
-
-GCP_SNP, GCP_TDX, ALI_TDX = _GcpSnp(), _GcpTdx(), _AliTdx()
-
-
+# measurements exported), so measurements-only stand-ins replace gcp/sev-snp, gcp/tdx and alicloud/tdx.
 @pytest.fixture(autouse=True)
-def _measurements_only_stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
-    import teeform.targets as targets
-
-    monkeypatch.setitem(targets.PLUGINS, (Cloud.GCP, TeeType.SEV_SNP), "test_program_vm_image:GCP_SNP")
-    monkeypatch.setitem(targets.PLUGINS, (Cloud.GCP, TeeType.TDX), "test_program_vm_image:GCP_TDX")
-    monkeypatch.setitem(targets.PLUGINS, (Cloud.ALICLOUD, TeeType.TDX), "test_program_vm_image:ALI_TDX")
+def _measurements_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    measurements_only_stand_ins(monkeypatch)
 
 
 

@@ -268,6 +268,51 @@ class AttestedKeyArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+
+def check_deletion_window(days: int) -> None:
+    """Refuse a KMS deletion window outside 7..30 days (AWS KMS ScheduleKeyDeletion ``PendingWindowInDays``).
+
+    Raises:
+        TeeformError: naming ``key.deletionWindowDays``.
+    """
+    if not 7 <= days <= 30:
+        raise TeeformError(f"deletion window must be 7..30 days, got {days}", field="key.deletionWindowDays")
+
+
+def register_kms_key(parent: pulumi.ComponentResource, name: str, *, policy: pulumi.Input[str], description: str,
+                     deletion_window_days: int, locked: bool, tags: Mapping[str, str], protect: bool) -> aws.kms.Key:
+    """The symmetric, rotating ``aws.kms.Key`` ``<name>-kms`` under ``parent`` with the given key policy.
+
+    Shared by :class:`AttestedKey` (Nitro Enclaves) and ``components.aws.tpm_key.TpmAttestedKey`` (NitroTPM):
+    both differ only in the policy's release statements. ``locked`` (a break-glass role is the only policy
+    writer) sets ``bypass_policy_lockout_safety_check``: the deployer is deliberately not allowed a later
+    ``PutKeyPolicy`` (module docstring).
+    """
+    return aws.kms.Key(
+        f"{name}-kms",
+        description=description,
+        key_usage="ENCRYPT_DECRYPT",
+        customer_master_key_spec="SYMMETRIC_DEFAULT",
+        enable_key_rotation=True,
+        deletion_window_in_days=deletion_window_days,
+        policy=policy,
+        bypass_policy_lockout_safety_check=locked,
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent, protect=protect),
+    )
+
+
+def finish_kms_key(component: Any, name: str, alias_name: str) -> aws.kms.Alias:
+    """Add the alias ``<name>-alias`` for ``component.key`` and register the component's outputs
+    (``key_arn``, ``key_id``, ``alias_name``); sets ``component.key_arn`` / ``component.key_id``."""
+    alias = aws.kms.Alias(f"{name}-alias", name=alias_name, target_key_id=component.key.key_id,
+                          opts=pulumi.ResourceOptions(parent=component))
+    component.key_arn = component.key.arn
+    component.key_id = component.key.key_id
+    component.register_outputs({"key_arn": component.key_arn, "key_id": component.key_id, "alias_name": alias_name})
+    return alias
+
+
 class AttestedKey(pulumi.ComponentResource):
     """A symmetric KMS key (rotation on) whose plaintext operations need a Nitro attestation document,
     plus its alias and (with ``enclave_role_name``) the host role's GenerateRandom IAM policy.
@@ -284,9 +329,7 @@ class AttestedKey(pulumi.ComponentResource):
     def __init__(self, name: str, args: AttestedKeyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Checked before anything is registered (not inside apply), so configuration errors stop the
         # program before any resource, this component included.
-        if not 7 <= args.deletion_window_days <= 30:
-            raise TeeformError(f"deletion window must be 7..30 days, got {args.deletion_window_days}",
-                               field="key.deletionWindowDays")
+        check_deletion_window(args.deletion_window_days)
         release_statements(args.release, "arn:aws:iam::000000000000:role/check")  # validate before registering
         release, glass = args.release, args.break_glass_arn
         super().__init__("teeform:aws:AttestedKey", name, None, opts)
@@ -297,19 +340,9 @@ class AttestedKey(pulumi.ComponentResource):
                 indent=2,
             )
         )
-        self.key = aws.kms.Key(
-            f"{name}-kms",
-            description=args.description,
-            key_usage="ENCRYPT_DECRYPT",
-            customer_master_key_spec="SYMMETRIC_DEFAULT",
-            enable_key_rotation=True,
-            deletion_window_in_days=args.deletion_window_days,
-            policy=policy,
-            # Locked: the deployer is deliberately not allowed a later PutKeyPolicy (module docstring).
-            bypass_policy_lockout_safety_check=glass is not None,
-            tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
-        )
+        self.key = register_kms_key(self, name, policy=policy, description=args.description,
+                                    deletion_window_days=args.deletion_window_days, locked=glass is not None,
+                                    tags=args.tags, protect=args.protect)
         if args.enclave_role_name is not None:
             aws.iam.RolePolicy(
                 f"{name}-generate-random",
@@ -319,12 +352,4 @@ class AttestedKey(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-        self.alias = aws.kms.Alias(
-            f"{name}-alias",
-            name=args.alias_name,
-            target_key_id=self.key.key_id,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.key_arn = self.key.arn
-        self.key_id = self.key.key_id
-        self.register_outputs({"key_arn": self.key_arn, "key_id": self.key_id, "alias_name": args.alias_name})
+        self.alias = finish_kms_key(self, name, args.alias_name)

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 
 from components.aws.attested_key import (
     ADMIN_ACTIONS,
@@ -47,6 +46,9 @@ from components.aws.attested_key import (
     CONDITION_OPERATOR,
     SEAL_ACTIONS,
     SOURCE_VPCE_KEY,
+    check_deletion_window,
+    finish_kms_key,
+    register_kms_key,
 )
 from teeform.errors import TeeformError
 from teeform.keyrelease import KeyReleasePolicy
@@ -183,9 +185,7 @@ class TpmAttestedKey(pulumi.ComponentResource):
     key_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: TpmKeyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        if not 7 <= args.deletion_window_days <= 30:
-            raise TeeformError(f"deletion window must be 7..30 days, got {args.deletion_window_days}",
-                               field="key.deletionWindowDays")
+        check_deletion_window(args.deletion_window_days)
         tpm_release_statements(args.release, "arn:aws:iam::000000000000:role/check")  # validate before registering
         release, glass = args.release, args.break_glass_arn
         super().__init__("teeform:aws:TpmAttestedKey", name, None, opts)
@@ -196,23 +196,10 @@ class TpmAttestedKey(pulumi.ComponentResource):
                 indent=2,
             )
         )
-        self.key = aws.kms.Key(
-            f"{name}-kms",
-            description=args.description,
-            key_usage="ENCRYPT_DECRYPT",
-            customer_master_key_spec="SYMMETRIC_DEFAULT",
-            enable_key_rotation=True,
-            deletion_window_in_days=args.deletion_window_days,
-            policy=policy,
-            bypass_policy_lockout_safety_check=glass is not None,
-            tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
-        )
-        self.alias = aws.kms.Alias(f"{name}-alias", name=args.alias_name, target_key_id=self.key.key_id,
-                                   opts=pulumi.ResourceOptions(parent=self))
-        self.key_arn = self.key.arn
-        self.key_id = self.key.key_id
-        self.register_outputs({"key_arn": self.key_arn, "key_id": self.key_id, "alias_name": args.alias_name})
+        self.key = register_kms_key(self, name, policy=policy, description=args.description,
+                                    deletion_window_days=args.deletion_window_days, locked=glass is not None,
+                                    tags=args.tags, protect=args.protect)
+        self.alias = finish_kms_key(self, name, args.alias_name)
 
 
 __all__ = ["VM_ACTIONS", "RELEASE_SID", "CONDITION_KEYS", "tpm_release_statements", "build_tpm_key_policy",
