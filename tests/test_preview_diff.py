@@ -39,6 +39,11 @@ def repo_stack_with(tmp_path: Path, env: str, manifests: list, **changes) -> Pat
     for t in doc["config"]["teeform:targets"]:
         t["manifests"] = manifests
         t.update(changes)
+    from test_signing import sign_for_repo_stack  # prod pins the demo's signing key: use a test key
+
+    paths = [Path(m["path"] if isinstance(m, dict) else m) for m in manifests]
+    if paths:
+        sign_for_repo_stack(doc, paths[0], tmp_path, *paths[1:])
     path = tmp_path / f"Pulumi.{env}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path

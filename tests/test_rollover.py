@@ -99,6 +99,9 @@ def _stack(tmp_path, env: str, until: str) -> tuple:
     doc = yaml.safe_load((REPO / "stacks" / f"Pulumi.{env}.yaml").read_text())
     for t in doc["config"]["teeform:targets"]:
         t["manifests"] = [str(new.manifest_path), {"path": str(old.manifest_path), "until": until}]
+    from test_signing import sign_for_repo_stack  # prod pins the demo's signing key: use a test key
+
+    sign_for_repo_stack(doc, new.manifest_path, tmp_path, old.manifest_path)
     f = tmp_path / f"Pulumi.{env}.yaml"
     f.write_text(yaml.safe_dump(doc))
     return f, old, new

@@ -50,7 +50,8 @@ def test_prod_config_makes_it_mandatory_and_prod_stack_pins_a_key():
     doc = yaml.safe_load((REPO / "stacks" / "Pulumi.prod.yaml").read_text())
     assert doc["config"]["teeform:environment"] == "prod"
     assert doc["config"]["teeform:trustedManifestKeys"] == ["build/demo-keys/manifest-signing.pub"]
-    assert "$TEEFORM sign \"$OUT/openclaw-agent.manifest.json\"" in (REPO / "scripts" / "demo.sh").read_text()
+    assert 'scripts/demo-sign.sh "$OUT/openclaw-agent.manifest.json"' in (REPO / "scripts" / "demo.sh").read_text()
+    assert '$TEEFORM sign "$m" --key "$KEYS/manifest-signing.key"' in (REPO / "scripts" / "demo-sign.sh").read_text()
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
