@@ -3,7 +3,9 @@
 The Pulumi program registers each manifest it loads as a ``teeform:index:MeasurementManifest``
 component whose props (and registered outputs) hold ``{target, name, kind, path, sha256,
 measurements}`` (components/measurement_manifest.py). Keys are read through the ``key-release`` rule
-family (:mod:`teeform_policies.release`: one extractor per cloud; AWS KMS today). For every release
+family (:mod:`teeform_policies.release`: one extractor per key service; AWS KMS, GCP Cloud KMS grants, Azure
+Key Vault release policies and Trustee registrations; a rule a reader could not read is reported
+``NOT CHECKED``, never passed). For every release
 rule of every key this policy checks, against the manifests **of the key's own target** (its
 ``teeform:target`` tag; an untagged key against every manifest of the stack):
 
