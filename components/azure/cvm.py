@@ -47,6 +47,7 @@ from components.trustee.attach import attach_target_key_broker
 from teeform.azure_release import GATE_PINS, release_policy
 from teeform.errors import TeeformError
 from teeform.targets.azure_cvm import AzureCvmSettings
+from teeform.targets.vm_key_broker import AZURE_KEY_PINS
 
 #: Manifest measurements the vTPM of an Azure CVM reports for teeform's image (clouds.md §2.1): PCR 4
 #: (the UKI as loaded by the firmware; present once the manifest carries ``pcr4_sha256``), PCR 11
@@ -207,7 +208,7 @@ def build_azure_cvm_target(ctx: TargetContext) -> dict[str, Any]:
         "image_version_id": image.image_version_id,
         "vm_id": vm.vm_id,
         "key_id": key.key_id,
-        "key_gate": f"{GATE_PINS}; {broker['key_broker_gate']}" if broker else GATE_PINS,
+        "key_gate": f"{AZURE_KEY_PINS}; {broker['key_broker_gate']}" if broker else GATE_PINS,
         "release_policy": json.dumps(policy, separators=(",", ":")),
         "attestation_authority": s.authority,
         "secure_boot": secure_boot_note(s.secure_boot),

@@ -58,6 +58,10 @@ _URL = re.compile(r"^https?://[^/?#\s]+/?$")
 #: A Pulumi config key name inside the ``teeform`` namespace.
 _CONFIG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
+#: What the Azure Key Vault key pins when the target also has a broker (the ``key_gate`` output then
+#: continues with :data:`BROKER_PINS`); the same fact as :data:`teeform.azure_release.GATE_PINS`.
+AZURE_KEY_PINS = ("the Azure Key Vault key pins the platform (a genuine Azure confidential VM, its TEE type and "
+                  "compliance status, attested by the configured authority), not the image")
 #: What the Trustee-released secret pins, per verifier: said in the plug-in gate and the ``key_broker_gate`` output.
 BROKER_PINS: Mapping[Verifier, str] = {
     Verifier.AZ_SNP_VTPM: ("the Trustee-released secret resource/teeform/<target>/key pins our image (vTPM PCR 11 "
@@ -187,7 +191,7 @@ def gate_with_broker(platform_gate: str, verifier: Verifier) -> str:
     return f"{platform_gate}; with keyBroker: {BROKER_PINS[verifier]}"
 
 
-__all__ = ["KEYS", "VERIFIERS", "BROKER_PINS", "VmKeyBroker", "check_kbs_url", "check_config_name",
+__all__ = ["KEYS", "VERIFIERS", "BROKER_PINS", "AZURE_KEY_PINS", "VmKeyBroker", "check_kbs_url", "check_config_name",
            "parse_vm_key_broker", "with_key_broker", "gate_with_broker"]
 
 
