@@ -118,6 +118,15 @@ def test_gcp_tdx_broker_pins_uki_and_rtmrs(tmp_path: Path) -> None:
     assert list(provenance(one(res, REG)).values()) == [[meas["uki_authenticode_sha384"]]]
 
 
+def test_one_kbs_serves_one_target_across_clouds(tmp_path: Path) -> None:
+    m = write_vhd_manifest(tmp_path / "a")
+    with pytest.raises(TeeformError, match="already serves target 'az'") as exc:
+        run_with([azure_target(m, "az", keyBroker={"kbs": KBS}),
+                  cvm_target([vm_manifest(tmp_path / "b")], tee="tdx", keyBroker={"kbs": KBS})],
+                 **{"teeform:kbsAdminKey": "pem"})
+    assert exc.value.field == "teeform:targets[cvm].keyBroker.kbs"
+
+
 def test_gcp_target_without_key_broker_is_unchanged(tmp_path: Path) -> None:
     res, outs, _ = run([cvm_target([vm_manifest(tmp_path / "b")], tee="tdx")])
     assert by_type(res, REG) == []

@@ -134,7 +134,10 @@ def attach_target_key_broker(ctx: TargetContext) -> dict[str, Any]:
     except TeeformError as exc:
         if exc.path:
             raise
-        raise TeeformError(exc.message, hint=exc.hint, path=ctx.stack.source, field=exc.field) from exc
+        fld = exc.field or ""
+        if fld.endswith(".keyBroker.url"):  # attach_key_broker names alicloud's key; these targets write it as kbs
+            fld = fld.removesuffix(".url") + ".kbs"
+        raise TeeformError(exc.message, hint=exc.hint, path=ctx.stack.source, field=fld or None) from exc
     gate = BROKER_PINS[kb.options.verifier].replace("<target>", t.name)
     pulumi.log.info(f"target {t.name!r}: key broker {kb.kbs}: {gate}")
     return {**out, "key_broker_gate": gate}
