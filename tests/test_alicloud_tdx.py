@@ -184,9 +184,11 @@ def test_provider_without_credentials_is_a_clear_error(monkeypatch) -> None:
 
 
 def repo_stack(tmp_path: Path, manifest: Path) -> Path:
+    from test_azure_components import write_vhd_manifest  # the Azure target (issue 11 item 4) needs a Hyper-V VHD
+
     doc = yaml.safe_load((REPO / "stacks" / "Pulumi.alicloud.yaml").read_text())
     for t in doc["config"]["teeform:targets"]:
-        t["manifests"] = [str(manifest)]
+        t["manifests"] = [str(manifest if t["cloud"] != "azure" else write_vhd_manifest(tmp_path / "azure-vm"))]
     path = tmp_path / "Pulumi.alicloud.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -202,7 +204,7 @@ def test_repo_alicloud_stack_previews_clean(tmp_path: Path, manifest: Path, caps
     doc = json.loads(out)
     o = doc["outputs"]
     assert set(o["instance_id"]) == {"agent-g8i", "agent-gpu"}
-    assert set(o["kbs_url"]) == {"agent-g8i", "agent-gpu"}
+    assert set(o["kbs_url"]) == {"agent-g8i", "agent-gpu", "agent-az"}
     assert all(ids for ids in o["reference_value_ids"].values())
     mandatory = [v for v in doc.get("violations", []) if v.get("level") == "mandatory"]
     assert mandatory == [], mandatory

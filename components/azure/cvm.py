@@ -43,9 +43,11 @@ from components.azure.network import CvmNetwork, CvmNetworkArgs
 from components.azure.release_key import ReleaseKey, ReleaseKeyArgs
 from components.measurement_manifest import TARGET_TAG
 from components.registry import TargetContext
+from components.trustee.attach import attach_target_key_broker
 from teeform.azure_release import GATE_PINS, release_policy
 from teeform.errors import TeeformError
 from teeform.targets.azure_cvm import AzureCvmSettings
+from teeform.targets.vm_key_broker import AZURE_KEY_PINS
 
 #: Manifest measurements the vTPM of an Azure CVM reports for teeform's image (clouds.md §2.1): PCR 4
 #: (the UKI as loaded by the firmware; present once the manifest carries ``pcr4_sha256``), PCR 11
@@ -155,6 +157,7 @@ def build_azure_cvm_target(ctx: TargetContext) -> dict[str, Any]:
             raise
         raise _in_stack(exc, stack.source, fld) from exc
     ctx.key_release()  # every allowed manifest is checked like any other target's (no values are pinned)
+    broker = attach_target_key_broker(ctx)  # keyBroker: a Trustee secret pinning PCR 11 ({} without one)
 
     parts = [ctx.project, stack.stack, t.name]
     tags = {"teeform:stack": stack.stack, TARGET_TAG: t.name, "teeform:environment": stack.environment}
@@ -205,12 +208,13 @@ def build_azure_cvm_target(ctx: TargetContext) -> dict[str, Any]:
         "image_version_id": image.image_version_id,
         "vm_id": vm.vm_id,
         "key_id": key.key_id,
-        "key_gate": GATE_PINS,
+        "key_gate": f"{AZURE_KEY_PINS}; {broker['key_broker_gate']}" if broker else GATE_PINS,
         "release_policy": json.dumps(policy, separators=(",", ":")),
         "attestation_authority": s.authority,
         "secure_boot": secure_boot_note(s.secure_boot),
         "vm_measurements": {lm.key: vm_measurements(dict(lm.manifest.measurements)) for lm in ctx.manifests},
         **({"public_ip": network.public_ip} if network.public_ip is not None else {}),
+        **broker,
     }
 
 

@@ -28,6 +28,7 @@ import pulumi_gcp as gcp
 from components.gcp.common import gcp_name, labels, provider
 from components.gcp.network import WorkloadNetwork, WorkloadNetworkArgs
 from components.registry import TargetContext
+from components.trustee.attach import attach_target_key_broker
 from teeform.errors import TeeformError
 from teeform.targets.gcp_confidential_vm import TEE_SETUP, ConfidentialVmSettings
 
@@ -62,6 +63,7 @@ def build_confidential_vm_target(ctx: TargetContext) -> dict[str, Any]:
         raise TeeformError(f"the gce-tar artifact {tar_path} of manifest {deployed.path} is missing",
                            path=stack.source, field=f"teeform:targets[{t.name}].manifests[0]",
                            hint="keep the .tar.gz next to its manifest (teeform build vm-image --format gce-tar)")
+    broker = attach_target_key_broker(ctx)  # keyBroker (gcp/tdx): a Trustee secret pinning the UKI/RTMRs ({} without)
     zone = s.zone or f"{t.region}-a"
     parts = [stack.stack, t.name]
     lab = labels(stack.stack, t.name, stack.environment)
@@ -105,6 +107,7 @@ def build_confidential_vm_target(ctx: TargetContext) -> dict[str, Any]:
         "instance_id": instance.instance_id,
         "image_self_link": image.self_link,
         "image_uri": pulumi.Output.concat("gs://", bucket.name, "/", obj.name),
+        **broker,
     }
 
 
