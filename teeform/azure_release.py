@@ -64,7 +64,7 @@ _AUTHORITY = re.compile(r"^https://[a-z0-9][a-z0-9-]{0,62}(\.[a-z0-9][a-z0-9-]{0
 #: What the platform-only gate pins, said next to every Azure key (plug-in ``gate``, outputs, preview).
 GATE_PINS = ("this gate pins the platform (a genuine Azure confidential VM, its TEE type and compliance status, "
              "attested by the configured authority), not the image: any compliant CVM of that TEE type can "
-             "obtain the key until a Trustee target pins PCR 4/11")
+             "obtain the key; to pin our image (PCR 11), attach the Trustee key broker (keyBroker:, docs/trustee.md)")
 
 
 def check_authority(authority: str, *, field: str = "attestation.authority") -> str:
