@@ -22,12 +22,13 @@ Readers, by resource type (:data:`READERS`):
   the CEL condition is parsed with cel-python (``celpy.CELParser``, the cel-spec ``langdef.md`` grammar);
   it must be a conjunction (no ``||``, ``?:``); the conjunct
   ``assertion.submods.container.image_digest in [...]`` (or ``== '...'``) gives one set
-  ``{image_digest: <digest>}`` per listed digest, its literals evaluated by cel-python's own evaluator;
+  ``{image_digest: <hex>}`` per listed ``sha256:<hex>`` digest (bare hex, as the manifest records it), its
+  literals evaluated by cel-python's own evaluator (several such conjuncts: the digests in all of them);
   every other conjunct (``swname``, ``dbgstat``, ``support_attributes``, the service account) is a
   ``term`` (claim names: Confidential Space token claims, clouds.md §3.1). Pins: our container image.
 * **GCP KMS grants** (``gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember`` with role
   ``roles/cloudkms.cryptoKeyDecrypter``): each member ``principalSet://.../attribute.image_digest/<digest>``
-  (IAM "Principal identifiers") is the set ``{image_digest: <digest>}``; the members of one key and role
+  (IAM "Principal identifiers") is the set ``{image_digest: <hex>}``; the members of one key and role
   are one gate (``group``), since each grant is its own resource. Another decrypter member is the set
   ``{member: ...}`` (it pins an identity, not an image). Encrypter grants release nothing.
 * **Azure Key Vault keys** (``azure-native:keyvault:Key``; input ``properties.releasePolicy.data``): the
@@ -290,7 +291,12 @@ def read_gcp_provider(inputs: Mapping[str, Any]) -> Gate:
     if digests is None:
         return Gate("gcp-wif-condition", "image", (), tuple(terms),
                     error=f"attributeCondition has no {GCP_DIGEST_CLAIM} clause: no image is pinned")
-    return Gate("gcp-wif-condition", "image", tuple(GateSet((("image_digest", d),)) for d in digests), tuple(terms))
+    return Gate("gcp-wif-condition", "image", tuple(GateSet((("image_digest", _bare(d)),)) for d in digests), tuple(terms))
+
+
+def _bare(digest: str) -> str:
+    """``sha256:<hex>`` -> ``<hex>``: the manifest records ``image_digest`` as bare hex (``teeform build oci``)."""
+    return digest[len("sha256:"):] if digest.startswith("sha256:") else digest
 
 
 def read_gcp_kms_member(inputs: Mapping[str, Any]) -> Gate | None:
@@ -303,7 +309,7 @@ def read_gcp_kms_member(inputs: Mapping[str, Any]) -> Gate | None:
     group = f"{GCP_KMS_MEMBER_TYPE} {role} on {inputs.get('cryptoKeyId')}"
     m = _PRINCIPAL_SET_DIGEST.match(member)
     if m:
-        return Gate("gcp-kms-grant", "image", (GateSet((("image_digest", m.group(1)),)),), group=group)
+        return Gate("gcp-kms-grant", "image", (GateSet((("image_digest", _bare(m.group(1))),)),), group=group)
     return Gate("gcp-kms-grant", "identity", (GateSet((("member", member),)),), group=group)
 
 

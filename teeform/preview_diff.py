@@ -55,6 +55,7 @@ from teeform.keyrelease import MeasurementSet
 from teeform.keyrelease_readers import (
     AWS_ATTESTATION_PREFIX,
     AWS_POLICY_TYPES,
+    PINS_TEXT,
     READERS,
     Gate,
     aws_statement_sets,
@@ -278,8 +279,6 @@ class KeyReleaseChange:
     @property
     def pins_text(self) -> str:
         """The gate's "pins our image" / "pins the platform, not the image" sentence."""
-        from teeform.keyrelease_readers import PINS_TEXT
-
         return PINS_TEXT.get(self.pins, self.pins)
 
     def to_json(self) -> dict[str, Any]:
@@ -506,6 +505,7 @@ class PreviewDiff:
             out.append(f"window {w.target} {w.manifest}: {w.describe()}")
         for v in self.advisory():
             out.append(f"advisory {v.policy}{_on(v.resource, md=False)}: {v.message}")
+        out += [f"note: {n}" for n in self.notes]
         for r in self.resources:
             out.append(f"{r.symbol} {r.type} {r.name}")
             for sign, p, o, n in r.props:
@@ -587,6 +587,7 @@ class _GateAcc:
     sets: dict[tuple[tuple[str, str], ...], tuple[str, ...]] = field(default_factory=dict)
     terms: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    target: str = ""  # the resource's teeform:target tag, when it has one
 
 
 def _gates(resources: Mapping[str, Mapping[str, Any]]) -> dict[str, _GateAcc]:
@@ -597,7 +598,9 @@ def _gates(resources: Mapping[str, Mapping[str, Any]]) -> dict[str, _GateAcc]:
         if gate is None:
             continue
         key = gate.group or urn
-        acc = out.setdefault(key, _GateAcc(gate.group or f"{r['type']} {r['name']}", gate.kind, gate.pins))
+        tags = (r.get("inputs") or {}).get("tags")
+        target = str(tags.get("teeform:target", "")) if isinstance(tags, Mapping) else ""
+        acc = out.setdefault(key, _GateAcc(gate.group or f"{r['type']} {r['name']}", gate.kind, gate.pins, target=target))
         if gate.pins != acc.pins:
             acc.pins = "image" if "image" in (gate.pins, acc.pins) else acc.pins
         for s in gate.sets:
@@ -725,6 +728,15 @@ def diff_previews(base: Mapping[str, Any], head: Mapping[str, Any], *, base_labe
             hexp = bool(hw and hw.get("expired"))
             if bw is None or hw is None or bu != hu or bexp != hexp or hu is not None:
                 windows.append(WindowRow(t, str((hw or bw or {}).get("key")), bw, hw))
+    # A platform-only gate (Azure SKR) that a change of allowed manifests leaves as it was: say so, since
+    # "no key-release change" would otherwise read as "the key still goes to the old image only".
+    moved = {t for t, _ in added_m} | {t for t, _ in removed_m} | {t for t, _ in measurements}
+    changed_gates = {k.resource for k in key_release}
+    for acc in hg.values():
+        if acc.pins == "platform" and acc.label not in changed_gates and moved and (not acc.target or acc.target in moved):
+            notes.append(f"{acc.label} {PINS_TEXT['platform']}: the allowed manifests of "
+                         f"{'target ' + acc.target if acc.target else 'this stack'} changed, who can obtain this key "
+                         "did not (any compliant confidential VM of its TEE type attested by its authority)")
     outputs, _ = _prop_changes(base.get("outputs"), head.get("outputs"))
     clock = (head.get("clock") or {})
     return PreviewDiff(
