@@ -37,6 +37,9 @@ Readers, by resource type (:data:`READERS`):
   ``allOf`` ANDs, each leaf ``{claim, equals}``; an ``authority`` applies to its branch. Each branch of
   the disjunctive normal form is a set ``{authority: ..., <claim>: <value>, ...}``. Pins: the platform
   only (the MAA token carries no image digest; :data:`teeform.azure_release.GATE_PINS`).
+* **Azure release role** (``azure-native:authorization:RoleAssignment`` of the built-in role "Key Vault
+  Crypto Service Release User", :data:`AZURE_RELEASE_ROLE_ID`): the set ``{principal: <principalId>}``; the
+  assignments on one key scope are one gate. Pins: an identity (the VM's), not an image.
 * **Trustee KBS registrations** (``pulumi-python:dynamic/trustee:KbsRegistration``; input
   ``rvps_message``): the RVPS ``sample`` message's ``payload`` (standard base64 of ``{id: [values]}``,
   :mod:`teeform.trustee.reference_values`) is decoded; ids ``teeform.<target>.<set id>.<claim>`` are
@@ -79,6 +82,7 @@ AWS_POLICY_TYPES = ("aws:kms/key:Key", "aws:kms/keyPolicy:KeyPolicy", "aws:iam/r
 GCP_PROVIDER_TYPE = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
 GCP_KMS_MEMBER_TYPE = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
 AZURE_KEY_TYPE = "azure-native:keyvault:Key"
+AZURE_ROLE_ASSIGNMENT_TYPE = "azure-native:authorization:RoleAssignment"
 TRUSTEE_TYPE = "pulumi-python:dynamic/trustee:KbsRegistration"
 
 #: The Confidential Space token claim of the container image digest (clouds.md §3.1; components/gcp/cel.py)
@@ -111,7 +115,8 @@ class Gate:
     """What one key-release resource admits (see the module docstring).
 
     Attributes:
-        kind: ``aws-iam``, ``gcp-wif-condition``, ``gcp-kms-grant``, ``azure-skr`` or ``trustee-rvps``.
+        kind: ``aws-iam``, ``gcp-wif-condition``, ``gcp-kms-grant``, ``azure-skr``, ``azure-release-role`` or
+            ``trustee-rvps``.
         pins: ``image``, ``platform`` or ``identity`` (:data:`PINS_TEXT`).
         sets: the allowed sets (OR of sets; each set an AND of its values).
         terms: conditions that hold for every set (CEL conjuncts other than the digest, Trustee MRTDs).
@@ -354,6 +359,22 @@ def read_azure_key(inputs: Mapping[str, Any]) -> Gate | None:
     return Gate("azure-skr", "platform", tuple(GateSet(_key(b)) for b in branches), (AZURE_GATE_PINS,))
 
 
+#: Azure built-in role "Key Vault Crypto Service Release User" (may request a secure key release; Azure
+#: built-in roles list, clouds.md §2.4; components/azure/release_key.py RELEASE_ROLE_ID)
+AZURE_RELEASE_ROLE_ID = "08bbd89e-9f13-488c-ac41-acfcb10c90ab"
+
+
+def read_azure_release_role(inputs: Mapping[str, Any]) -> Gate | None:
+    """A role assignment of :data:`AZURE_RELEASE_ROLE_ID`: the set ``{principal: <principalId>}`` (who may ask
+    Key Vault for the release, besides the policy's claims); the assignments on one ``scope`` are one gate.
+    None for any other role."""
+    role = str(inputs.get("roleDefinitionId", ""))
+    if not role.rstrip("/").endswith("/" + AZURE_RELEASE_ROLE_ID) and role != AZURE_RELEASE_ROLE_ID:
+        return None
+    return Gate("azure-release-role", "identity", (GateSet((("principal", str(inputs.get("principalId", ""))),)),),
+                group=f"{AZURE_ROLE_ASSIGNMENT_TYPE} release role on {inputs.get('scope')}")
+
+
 # -------------------------------------------------------------------------------------- Trustee
 def read_trustee(inputs: Mapping[str, Any]) -> Gate | None:
     """The sets of a KBS registration's RVPS message (module docstring); None without one."""
@@ -399,6 +420,7 @@ READERS: Mapping[str, Callable[[Mapping[str, Any]], Gate | None]] = {
     GCP_PROVIDER_TYPE: read_gcp_provider,
     GCP_KMS_MEMBER_TYPE: read_gcp_kms_member,
     AZURE_KEY_TYPE: read_azure_key,
+    AZURE_ROLE_ASSIGNMENT_TYPE: read_azure_release_role,
     TRUSTEE_TYPE: read_trustee,
 }
 
@@ -415,6 +437,7 @@ def gate_types() -> Sequence[str]:
 
 
 __all__ = ["Gate", "GateSet", "READERS", "PINS_TEXT", "NITROTPM_KEYS", "AWS_ATTESTATION_PREFIX", "AWS_POLICY_TYPES",
-           "GCP_PROVIDER_TYPE", "GCP_KMS_MEMBER_TYPE", "AZURE_KEY_TYPE", "TRUSTEE_TYPE", "aws_statement_sets",
+           "GCP_PROVIDER_TYPE", "GCP_KMS_MEMBER_TYPE", "AZURE_KEY_TYPE", "AZURE_ROLE_ASSIGNMENT_TYPE", "AZURE_RELEASE_ROLE_ID",
+           "TRUSTEE_TYPE", "read_azure_release_role", "aws_statement_sets",
            "cel_conjuncts", "cel_digest_clause", "read_aws_policy", "read_gcp_provider", "read_gcp_kms_member",
            "read_azure_key", "read_trustee", "read_gate", "gate_types"]

@@ -218,6 +218,19 @@ def test_azure_new_image_leaves_the_platform_gate_as_it_was_and_says_so(azure: d
     assert note in md and note in text
 
 
+def test_azure_release_role_is_read_as_an_identity_gate(azure: dict[str, Path]) -> None:
+    from teeform.keyrelease_readers import read_gate
+
+    [ra] = [r for r in json.loads(azure["base"].read_text())["resources"]
+            if r["type"] == "azure-native:authorization:RoleAssignment"
+            and r["inputs"]["roleDefinitionId"].endswith("/08bbd89e-9f13-488c-ac41-acfcb10c90ab")]  # Azure built-in role
+    gate = read_gate(ra["type"], ra["inputs"])
+    assert gate is not None and gate.pins == "identity"
+    assert [dict(s.values) for s in gate.sets] == [{"principal": ra["inputs"]["principalId"]}]
+    other = {**ra["inputs"], "roleDefinitionId": ra["inputs"]["roleDefinitionId"].rsplit("/", 1)[0] + "/acdd72a7"}
+    assert read_gate(ra["type"], other) is None
+
+
 def test_azure_authority_change_is_a_platform_set_removed_and_added(azure: dict[str, Path]) -> None:
     old, new = _decoded_release_policy(azure["base"]), _decoded_release_policy(azure["authority"])
 
