@@ -601,8 +601,10 @@ def _gates(resources: Mapping[str, Mapping[str, Any]]) -> dict[str, _GateAcc]:
         tags = (r.get("inputs") or {}).get("tags")
         target = str(tags.get("teeform:target", "")) if isinstance(tags, Mapping) else ""
         acc = out.setdefault(key, _GateAcc(gate.group or f"{r['type']} {r['name']}", gate.kind, gate.pins, target=target))
-        if gate.pins != acc.pins:
-            acc.pins = "image" if "image" in (gate.pins, acc.pins) else acc.pins
+        # one gate, several resources (GCP grants): the weakest pin wins, since any one of them releases the key
+        weakest = {"image": 0, "platform": 1, "identity": 2}
+        if weakest.get(gate.pins, 3) > weakest.get(acc.pins, 3):
+            acc.pins = gate.pins
         for s in gate.sets:
             acc.sets.setdefault(s.values, s.actions)
         acc.terms += [t for t in gate.terms if t not in acc.terms]

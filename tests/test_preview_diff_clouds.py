@@ -140,6 +140,20 @@ def test_gcp_same_manifests_give_no_key_release_change(gcp: dict[str, Path]) -> 
     assert d.key_release == ()
 
 
+def test_gcp_decrypter_grant_to_a_plain_identity_widens_the_gate(gcp: dict[str, Path]) -> None:
+    base = json.loads(gcp["base"].read_text())
+    head = json.loads(gcp["base"].read_text())
+    grant = next(r for r in head["resources"] if r["type"] == "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
+                 and r["inputs"]["role"] == "roles/cloudkms.cryptoKeyDecrypter")
+    sa = "serviceAccount:ops@my-project.iam.gserviceaccount.com"
+    head["resources"].append({**grant, "name": "ops-decrypt", "urn": grant["urn"] + "-ops",
+                              "inputs": {**grant["inputs"], "member": sa}})
+    k = change(diff_previews(base, head), "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+    assert [dict(s.values) for s in k.added] == [{"member": sa}] and k.kept == 1
+    assert k.pins == "identity"  # the key now also goes to an identity without any attestation
+    assert "(pins an identity, not an image): 1 allowed set(s) added" in diff_previews(base, head).render_markdown()
+
+
 def test_gcp_unreadable_condition_is_said_not_hidden(gcp: dict[str, Path], tmp_path: Path) -> None:
     head = json.loads(gcp["base"].read_text())
     prov = next(r for r in head["resources"] if r["type"].startswith("gcp:iam/workloadIdentityPoolProvider"))
