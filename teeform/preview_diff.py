@@ -222,10 +222,6 @@ def policy_sets(doc: Any) -> list[tuple[MeasurementSet, tuple[str, ...]]]:
     return [(MeasurementSet(sid, values), acts) for sid, values, acts in aws_statement_sets(doc)]
 
 
-def _set_key(s: MeasurementSet) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(s.values.items()))
-
-
 # ------------------------------------------------------------------------------------ results
 @dataclass(frozen=True)
 class ViolationRow:
@@ -268,7 +264,8 @@ class KeyReleaseChange:
     kept: int
     #: what the gate pins (``image``, ``platform``, ``identity``; teeform.keyrelease_readers.PINS_TEXT), "" if unknown
     pins: str = ""
-    #: how the gate was read (``aws-iam``, ``gcp-wif-condition``, ``gcp-kms-grant``, ``azure-skr``, ``trustee-rvps``)
+    #: how the gate was read (``aws-iam``, ``gcp-wif-condition``, ``gcp-kms-grant``, ``azure-skr``, ``azure-release-role``,
+    #: ``trustee-rvps``)
     kind: str = ""
     #: conditions that hold for every set (CEL conjuncts, MRTDs, the platform sentence) added / removed by head
     terms_added: tuple[str, ...] = ()
