@@ -199,14 +199,14 @@ def _tree_text(expr: str, node: Any) -> str:
 
 
 def _dotted(node: Any) -> str | None:
-    """``a.b.c`` when ``node`` (a lark subtree of cel-python's grammar) is a plain member path, else None."""
-    from lark import Token, Tree
-
-    idents = [t for t in node.scan_values(lambda v: isinstance(v, Token))]
-    kinds = {t.type for t in idents}
-    if kinds != {"IDENT"}:
+    """``a.b.c`` when ``node`` (a subtree of cel-python's parse tree: ``data`` names the grammar rule, leaves are
+    tokens with a ``type``) is a plain member path, else None."""
+    if not hasattr(node, "iter_subtrees"):
         return None
-    rules = {t.data for t in node.iter_subtrees()} if isinstance(node, Tree) else set()
+    idents = list(node.scan_values(lambda v: hasattr(v, "type")))
+    if {t.type for t in idents} != {"IDENT"}:
+        return None
+    rules = {t.data for t in node.iter_subtrees()}
     if not rules <= {"relation", "addition", "multiplication", "unary", "member", "member_dot", "primary", "ident"}:
         return None
     return ".".join(str(t) for t in idents)
