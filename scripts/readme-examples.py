@@ -25,6 +25,10 @@ Blocks:
 * ``vm-demo``: ``scripts/vm-demo.sh`` (UKI + dm-verity disk booted under QEMU + OVMF + swtpm): predicted
   and measured PCR 11, the root mount. A run whose PCR 11 does not match is refused.
 
+* ``nitro-tpm-demo``: ``scripts/nitro-tpm-demo.sh`` (the vm-demo disk built without the boot, then ``teeform
+  preview --stack nitro-tpm --json``): the KMS key's NitroTPM release statement(s) as the program wrote them,
+  the NitroTPM outputs and the violations.
+
 ``--check`` exits 1 when a block differs from a fresh run. If the README's recorded inputs are not the
 ones this machine's set-up fetched (Debian published a new kernel since the README was generated), the
 comparison ignores hex digests and input lines only, so the *format* is still checked, and a note says
@@ -151,6 +155,50 @@ def abridge_gcp_demo(out: str) -> list[str]:
 
 
 BLOCKS["gcp-demo"] = Block("gcp-demo", ("scripts/gcp-demo.sh",), ("busybox",), abridge_gcp_demo)
+
+
+def abridge_nitro_tpm_demo(out: str) -> list[str]:
+    """From the preview document: the ``NitroTpmRelease*`` statements of the ``aws:kms/key:Key``'s ``policy``
+    input (parsed from its JSON string, pretty-printed), ``outputs.nitrotpm_measurements``, ``ami_id``,
+    ``instance_id``, ``kms_key_arn``, and every violation. A missing part is an error, as a missing anchor."""
+    import json
+
+    name = "nitro-tpm-demo"
+    try:
+        doc = json.loads(out)
+    except ValueError as exc:
+        raise TeeformError(f"{name}: the output is not a JSON preview document ({exc}; update {SCRIPT})") from None
+    keys = [r for r in doc.get("resources", []) if r.get("type") == "aws:kms/key:Key"]
+    if len(keys) != 1:
+        raise TeeformError(f"{name}: expected one aws:kms/key:Key in the preview, found {len(keys)} (update {SCRIPT})")
+    key = keys[0]
+    policy = json.loads(key["inputs"]["policy"])
+    release = [st for st in policy.get("Statement", []) if str(st.get("Sid", "")).startswith("NitroTpmRelease")]
+    outputs = doc.get("outputs", {})
+    missing = [k for k in ("nitrotpm_measurements", "ami_id", "instance_id", "kms_key_arn") if k not in outputs]
+    if not release or missing:
+        raise TeeformError(f"{name}: the preview has no {'NitroTpmRelease statement' if not release else missing} "
+                           f"(did its format change? update {SCRIPT})")
+    lines = [f"resources[{key['type']} {key['name']}].inputs.policy (a JSON string), "
+             f"its {len(release)} NitroTPM release statement(s) of {len(policy['Statement'])}:"]
+    for st in release:
+        lines += json.dumps(st, indent=2).splitlines()
+    lines.append("...")
+    for target, values in outputs["nitrotpm_measurements"].items():
+        lines.append(f"outputs.nitrotpm_measurements.{target}:")
+        lines += [f"  {k}: {v}" for k, v in values.items()]
+    lines += [f"outputs.{k}: {outputs[k]}" for k in ("ami_id", "instance_id", "kms_key_arn")]
+    viol = doc.get("violations", [])
+    mandatory = sum(1 for v in viol if v.get("enforcementLevel") == "mandatory")
+    lines.append(f"violations: {len(viol)} ({mandatory} mandatory)")
+    lines += [f"  [{v.get('enforcementLevel')}] {v.get('policy')} ({v.get('resourceType')} {v.get('resourceName')})"
+              for v in viol]
+    return lines
+
+
+BLOCKS["nitro-tpm-demo"] = Block("nitro-tpm-demo", ("scripts/nitro-tpm-demo.sh",),
+                                 ("kernel.vmlinuz", "bookworm.stub", "busybox"), abridge_nitro_tpm_demo,
+                                 tools=("cryptsetup-bin", "erofs-utils"))
 
 
 def input_lines(lock: InputsLock, block: Block) -> list[str]:

@@ -8,11 +8,14 @@ convention of tfcmt and Atlantis, ``shared/reference/gitops-signing-terraform.md
 1. **mandatory violations** of head (new ones marked), and the ones head resolved;
 2. the summary line ``Plan: N to add, M to change, K to destroy.`` (Atlantis/tfcmt wording; the
    root ``pulumi:pulumi:Stack`` is not counted);
-3. **key-release changes per key**: every policy document input (``policy``) of a key-service
-   resource is parsed into measurement sets (:class:`teeform.keyrelease.MeasurementSet`, one per
-   allowed tuple; AWS IAM semantics: the condition keys of a statement are ANDed, the values of one
-   key ORed, statements ORed: IAM JSON policy reference "Condition" and "Evaluation logic"), and the
-   sets are compared as sets: *allowed sets added / removed*, never JSON strings;
+3. **key-release changes per key**, for every cloud: each key-release resource is parsed by
+   :mod:`teeform.keyrelease_readers` into its allowed sets (AWS KMS/IAM policy documents with IAM
+   semantics, Nitro Enclaves and NitroTPM keys; the CEL condition of a GCP Workload Identity
+   Federation provider and the principal sets of the key's decrypter grants; an Azure Key Vault
+   key's decoded secure-key-release policy; a Trustee KBS registration's RVPS reference values), and
+   the sets are compared as sets: *allowed sets added / removed*, never JSON strings, with the
+   conditions common to all sets (CEL conjuncts, MRTDs) added / removed and what the gate pins
+   (our image, or the platform only);
 4. **measurement changes per target** with the input that caused each (the deployed manifest of base
    vs head through :func:`teeform.measurements_diff.diff_manifests`), and allowed manifests added or
    removed;
@@ -39,7 +42,6 @@ import base64
 import binascii
 import difflib
 import gzip
-import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +52,15 @@ from typing import Any
 
 from teeform.errors import TeeformError
 from teeform.keyrelease import MeasurementSet
+from teeform.keyrelease_readers import (
+    AWS_ATTESTATION_PREFIX,
+    AWS_POLICY_TYPES,
+    PINS_TEXT,
+    READERS,
+    Gate,
+    aws_statement_sets,
+    read_gate,
+)
 from teeform.manifest import Manifest
 from teeform.measurements_diff import ManifestDiff, diff_manifests, short
 from teeform.rollover import describe_window
@@ -67,13 +78,10 @@ PREVIEW_JSON_LIMIT = 64 * SMALL_JSON_LIMIT
 STACK_TYPE = "pulumi:pulumi:Stack"
 PROJECT_PLACEHOLDER = "<project>"
 
-#: IAM condition key prefix of Nitro attestation measurements (AWS KMS developer guide,
-#: "conditions-nitro-enclave"; components/aws/attested_key.py CONDITION_PREFIX)
-AWS_ATTESTATION_PREFIX = "kms:RecipientAttestation:"
 #: resource types whose ``policy`` input is an IAM/KMS policy document that may release a key
-POLICY_DOCUMENT_TYPES = frozenset({
-    "aws:kms/key:Key", "aws:kms/keyPolicy:KeyPolicy", "aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy",
-})
+POLICY_DOCUMENT_TYPES = frozenset(AWS_POLICY_TYPES)
+#: every resource type whose key-release gate the diff reads (teeform.keyrelease_readers.READERS)
+KEY_RELEASE_TYPES = frozenset(READERS)
 #: input names that hold instance user data (EC2 launch templates: base64; instances: text)
 USER_DATA_KEYS = frozenset({"userData", "userDataBase64", "customData", "user_data", "startupScript"})
 
@@ -207,37 +215,11 @@ def policy_sets(doc: Any) -> list[tuple[MeasurementSet, tuple[str, ...]]]:
     A set is one ``Allow`` statement's ``kms:RecipientAttestation:<name>`` condition values (any
     ``String*`` operator); a key with several values ORs them, so such a statement allows the cross
     product and yields one set per combination. ``manifest_key`` is the statement's ``Sid``.
-    Statements without attestation conditions release nothing and are skipped.
+    Statements without attestation conditions release nothing and are skipped. NitroTPM keys are
+    named by the manifest measurement they pin (``NitroTPMPCR4`` -> ``pcr4_sha384``):
+    :func:`teeform.keyrelease_readers.aws_statement_sets`.
     """
-    if not isinstance(doc, Mapping):
-        return []
-    stmts = doc.get("Statement")
-    if isinstance(stmts, Mapping):
-        stmts = [stmts]
-    out: list[tuple[MeasurementSet, tuple[str, ...]]] = []
-    for st in stmts if isinstance(stmts, list) else []:
-        if not isinstance(st, Mapping) or st.get("Effect") != "Allow":
-            continue
-        pins: dict[str, list[str]] = {}
-        for op, conds in (st.get("Condition") or {}).items():
-            if not str(op).startswith("String") or not isinstance(conds, Mapping):
-                continue
-            for k, vals in conds.items():
-                if str(k).startswith(AWS_ATTESTATION_PREFIX):
-                    vs = vals if isinstance(vals, list) else [vals]
-                    pins[str(k)[len(AWS_ATTESTATION_PREFIX):]] = [str(x).lower() for x in vs]
-        if not pins:
-            continue
-        actions = st.get("Action")
-        acts = tuple(sorted([actions] if isinstance(actions, str) else [str(a) for a in actions or []]))
-        names = list(pins)
-        for combo in itertools.product(*(pins[n] for n in names)):
-            out.append((MeasurementSet(str(st.get("Sid", "")), dict(zip(names, combo, strict=True))), acts))
-    return out
-
-
-def _set_key(s: MeasurementSet) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(s.values.items()))
+    return [(MeasurementSet(sid, values), acts) for sid, values, acts in aws_statement_sets(doc)]
 
 
 # ------------------------------------------------------------------------------------ results
@@ -265,7 +247,7 @@ class ReleaseSet:
     manifest: str
 
     def describe(self) -> str:
-        vals = ", ".join(f"{k}={short(v, 16)}" for k, v in self.values)
+        vals = ", ".join(f"{k}={v if not _is_hex(v) else short(v, 16)}" for k, v in self.values)
         return f"{self.manifest or 'no listed manifest'}: {vals}"
 
     def to_json(self) -> dict[str, Any]:
@@ -280,10 +262,27 @@ class KeyReleaseChange:
     added: tuple[ReleaseSet, ...]
     removed: tuple[ReleaseSet, ...]
     kept: int
+    #: what the gate pins (``image``, ``platform``, ``identity``; teeform.keyrelease_readers.PINS_TEXT), "" if unknown
+    pins: str = ""
+    #: how the gate was read (``aws-iam``, ``gcp-wif-condition``, ``gcp-kms-grant``, ``azure-skr``, ``azure-release-role``,
+    #: ``trustee-rvps``)
+    kind: str = ""
+    #: conditions that hold for every set (CEL conjuncts, MRTDs, the platform sentence) added / removed by head
+    terms_added: tuple[str, ...] = ()
+    terms_removed: tuple[str, ...] = ()
+    #: why head's (or base's) resource could not be read ("" when it could)
+    error: str = ""
+
+    @property
+    def pins_text(self) -> str:
+        """The gate's "pins our image" / "pins the platform, not the image" sentence."""
+        return PINS_TEXT.get(self.pins, self.pins)
 
     def to_json(self) -> dict[str, Any]:
-        return {"resource": self.resource, "added": [s.to_json() for s in self.added],
-                "removed": [s.to_json() for s in self.removed], "kept": self.kept}
+        return {"resource": self.resource, "kind": self.kind, "pins": self.pins,
+                "added": [s.to_json() for s in self.added], "removed": [s.to_json() for s in self.removed],
+                "kept": self.kept, "termsAdded": list(self.terms_added), "termsRemoved": list(self.terms_removed),
+                "error": self.error or None}
 
 
 @dataclass(frozen=True)
@@ -400,9 +399,15 @@ class PreviewDiff:
         if self.key_release:
             out += ["#### Key release", ""]
             for k in self.key_release:
-                out.append(f"`{k.resource}`: {len(k.added)} allowed set(s) added, {len(k.removed)} removed, {k.kept} kept")
+                pins = f" ({k.pins_text})" if k.pins not in ("", "image") else ""
+                out.append(f"`{k.resource}`{pins}: {len(k.added)} allowed set(s) added, {len(k.removed)} removed, "
+                           f"{k.kept} kept")
                 out += [f"- :heavy_plus_sign: {_md(s.describe())}" for s in k.added]
                 out += [f"- :heavy_minus_sign: {_md(s.describe())}" for s in k.removed]
+                out += [f"- :heavy_plus_sign: condition `{_md(t)}`" for t in k.terms_added]
+                out += [f"- :heavy_minus_sign: condition `{_md(t)}`" for t in k.terms_removed]
+                if k.error:
+                    out.append(f"- :warning: {_md(k.error)}")
                 out.append("")
         if self.measurements or self.manifests_added or self.manifests_removed:
             out += ["#### Measurements", ""]
@@ -481,8 +486,12 @@ class PreviewDiff:
             out.append(f"resolved {v.policy}{_on(v.resource, md=False)}")
         out += [self.summary, ""]
         for k in self.key_release:
-            out.append(f"key release {k.resource}: +{len(k.added)} -{len(k.removed)} ={k.kept}")
+            pins = f" ({k.pins_text})" if k.pins not in ("", "image") else ""
+            out.append(f"key release {k.resource}{pins}: +{len(k.added)} -{len(k.removed)} ={k.kept}")
             out += [f"  + {s.describe()}" for s in k.added] + [f"  - {s.describe()}" for s in k.removed]
+            out += [f"  + condition {t}" for t in k.terms_added] + [f"  - condition {t}" for t in k.terms_removed]
+            if k.error:
+                out.append(f"  ! {k.error}")
         for t, m in self.manifests_added:
             out.append(f"target {t}: allowed manifest added {m}")
         for t, m in self.manifests_removed:
@@ -493,6 +502,7 @@ class PreviewDiff:
             out.append(f"window {w.target} {w.manifest}: {w.describe()}")
         for v in self.advisory():
             out.append(f"advisory {v.policy}{_on(v.resource, md=False)}: {v.message}")
+        out += [f"note: {n}" for n in self.notes]
         for r in self.resources:
             out.append(f"{r.symbol} {r.type} {r.name}")
             for sign, p, o, n in r.props:
@@ -546,7 +556,11 @@ def _manifest_label(m: Mapping[str, Any]) -> str:
     return f"{m.get('key')} ({man.get('name')}@{man.get('version')}, sha256:{short(str(m.get('sha256')))})"
 
 
-def _label_for(values: tuple[tuple[str, str], ...], manifests: Iterable[Mapping[str, Any]]) -> str:
+def _label_for(values: tuple[tuple[str, str], ...], manifests: Iterable[Mapping[str, Any]], pins: str = "image") -> str:
+    """``target/key (name@version)`` of the first manifest whose measurements hold every value of the set
+    ("platform claims" for a platform-only gate, whose sets name no measurement)."""
+    if pins == "platform":
+        return "platform claims"
     want = dict(values)
     for m in manifests:
         meas = (m.get("manifest") or {}).get("measurements") or {}
@@ -556,10 +570,44 @@ def _label_for(values: tuple[tuple[str, str], ...], manifests: Iterable[Mapping[
     return ""
 
 
-def _release_sets(r: Mapping[str, Any]) -> dict[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    pol = (r.get("inputs") or {}).get("policy")
-    doc = _maybe_json(pol) if isinstance(pol, str) else pol
-    return {_set_key(s): acts for s, acts in policy_sets(doc)}
+def _is_hex(v: str) -> bool:
+    return len(v) >= 32 and all(c in "0123456789abcdef" for c in v)
+
+
+@dataclass
+class _GateAcc:
+    """The gates of one document merged by group (one GCP key's grants) or by URN."""
+
+    label: str
+    kind: str
+    pins: str
+    sets: dict[tuple[tuple[str, str], ...], tuple[str, ...]] = field(default_factory=dict)
+    terms: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    target: str = ""  # the resource's teeform:target tag, when it has one
+
+
+def _gates(resources: Mapping[str, Mapping[str, Any]]) -> dict[str, _GateAcc]:
+    """Every key-release gate of a document (:mod:`teeform.keyrelease_readers`), keyed by group or URN."""
+    out: dict[str, _GateAcc] = {}
+    for urn, r in resources.items():
+        gate: Gate | None = read_gate(str(r.get("type")), r.get("inputs"))
+        if gate is None:
+            continue
+        key = gate.group or urn
+        tags = (r.get("inputs") or {}).get("tags")
+        target = str(tags.get("teeform:target", "")) if isinstance(tags, Mapping) else ""
+        acc = out.setdefault(key, _GateAcc(gate.group or f"{r['type']} {r['name']}", gate.kind, gate.pins, target=target))
+        # one gate, several resources (GCP grants): the weakest pin wins, since any one of them releases the key
+        weakest = {"image": 0, "platform": 1, "identity": 2}
+        if weakest.get(gate.pins, 3) > weakest.get(acc.pins, 3):
+            acc.pins = gate.pins
+        for s in gate.sets:
+            acc.sets.setdefault(s.values, s.actions)
+        acc.terms += [t for t in gate.terms if t not in acc.terms]
+        if gate.error:
+            acc.errors.append(gate.error)
+    return out
 
 
 def _prop_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> tuple[list[tuple[str, str, Any, Any]], list[ScriptDiff]]:
@@ -621,19 +669,26 @@ def diff_previews(base: Mapping[str, Any], head: Mapping[str, Any], *, base_labe
 
     all_manifests = [*base.get("manifests", []), *head.get("manifests", [])]
     key_release: list[KeyReleaseChange] = []
-    for urn in [*hr, *(u for u in br if u not in hr)]:
-        b, h = br.get(urn), hr.get(urn)
-        ref = h or b
-        assert ref is not None
-        if ref.get("type") not in POLICY_DOCUMENT_TYPES:
+    bg, hg = _gates(br), _gates(hr)
+    for gk in [*hg, *(g for g in bg if g not in hg)]:
+        bacc, hacc = bg.get(gk), hg.get(gk)
+        ref_acc = hacc or bacc
+        assert ref_acc is not None
+        bs = bacc.sets if bacc else {}
+        hs = hacc.sets if hacc else {}
+        added = [ReleaseSet(k, hs[k], _label_for(k, head.get("manifests", []), ref_acc.pins)) for k in hs if k not in bs]
+        removed = [ReleaseSet(k, bs[k], _label_for(k, all_manifests, ref_acc.pins)) for k in bs if k not in hs]
+        bt_, ht_ = (bacc.terms if bacc else []), (hacc.terms if hacc else [])
+        t_add = tuple(t for t in ht_ if t not in bt_)
+        t_rem = tuple(t for t in bt_ if t not in ht_)
+        err = "; ".join(dict.fromkeys([*(f"head: {e}" for e in (hacc.errors if hacc else [])),
+                                       *(f"base: {e}" for e in (bacc.errors if bacc else []))]))
+        if hacc and bacc and hacc.errors == bacc.errors and not (added or removed or t_add or t_rem):
             continue
-        bs = _release_sets(b) if b else {}
-        hs = _release_sets(h) if h else {}
-        added = [ReleaseSet(k, hs[k], _label_for(k, head.get("manifests", []))) for k in hs if k not in bs]
-        removed = [ReleaseSet(k, bs[k], _label_for(k, all_manifests)) for k in bs if k not in hs]
-        if added or removed:
-            key_release.append(KeyReleaseChange(f"{ref['type']} {ref['name']}", tuple(added), tuple(removed),
-                                                sum(1 for k in hs if k in bs)))
+        if added or removed or t_add or t_rem or err:
+            key_release.append(KeyReleaseChange(ref_acc.label, tuple(added), tuple(removed),
+                                                sum(1 for k in hs if k in bs), ref_acc.pins, ref_acc.kind,
+                                                t_add, t_rem, err))
 
     def by_target(doc: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
         out: dict[str, list[Mapping[str, Any]]] = {}
@@ -672,6 +727,15 @@ def diff_previews(base: Mapping[str, Any], head: Mapping[str, Any], *, base_labe
             hexp = bool(hw and hw.get("expired"))
             if bw is None or hw is None or bu != hu or bexp != hexp or hu is not None:
                 windows.append(WindowRow(t, str((hw or bw or {}).get("key")), bw, hw))
+    # A platform-only gate (Azure SKR) that a change of allowed manifests leaves as it was: say so, since
+    # "no key-release change" would otherwise read as "the key still goes to the old image only".
+    moved = {t for t, _ in added_m} | {t for t, _ in removed_m} | {t for t, _ in measurements}
+    changed_gates = {k.resource for k in key_release}
+    for acc in hg.values():
+        if acc.pins == "platform" and acc.label not in changed_gates and moved and (not acc.target or acc.target in moved):
+            notes.append(f"{acc.label} {PINS_TEXT['platform']}: the allowed manifests of "
+                         f"{'target ' + acc.target if acc.target else 'this stack'} changed, who can obtain this key "
+                         "did not (any compliant confidential VM of its TEE type attested by its authority)")
     outputs, _ = _prop_changes(base.get("outputs"), head.get("outputs"))
     clock = (head.get("clock") or {})
     return PreviewDiff(
@@ -710,6 +774,6 @@ def diff_files(base: str | Path, head: str | Path, *, labels: Sequence[str] | No
     return diff_previews(load_preview_json(base), h, base_label=bl, head_label=hl)
 
 
-__all__ = ["MARKER", "MAX_COMMENT_CHARS", "PreviewDiff", "ResourceChange", "KeyReleaseChange", "WindowRow",
+__all__ = ["MARKER", "MAX_COMMENT_CHARS", "AWS_ATTESTATION_PREFIX", "POLICY_DOCUMENT_TYPES", "KEY_RELEASE_TYPES", "PreviewDiff", "ResourceChange", "KeyReleaseChange", "WindowRow",
            "ViolationRow", "ReleaseSet", "ScriptDiff", "decode_script", "flatten", "policy_sets", "normalize_paths",
            "validate_preview_doc", "load_preview_json", "diff_previews", "diff_files", "empty_like"]

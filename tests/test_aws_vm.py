@@ -390,8 +390,10 @@ def test_example_stacks_preview_offline_without_mandatory_violations(
 
 
 def test_readme_nitro_tpm_statement_has_the_shape_teeform_renders() -> None:
-    """The README's hand-written statement (placeholders instead of hashes) is the shape tpm_release_statements
-    renders for a private-network target: same Sid, actions, operators and condition keys."""
+    """The README's generated nitro-tpm-demo block (scripts/readme-examples.py) shows the statement
+    tpm_release_statements renders for a private-network target: same Sid, actions, operators and condition
+    keys; its values are hex of the right length, no placeholders (tests/test_readme_nitro_tpm.py checks them
+    against the manifest)."""
     import re
 
     from components.aws.tpm_key import tpm_release_statements
@@ -399,7 +401,9 @@ def test_readme_nitro_tpm_statement_has_the_shape_teeform_renders() -> None:
 
     text = (REPO / "README.md").read_text()
     section = text[text.index("### AWS NitroTPM VM"):]
-    shown = json.loads(re.search(r"```json\n(.*?)\n```", section, re.S).group(1))  # type: ignore[union-attr]
+    section = section.split("\n### ", 1)[0]
+    block = section.split("<!-- BEGIN nitro-tpm-demo -->", 1)[1].split("<!-- END nitro-tpm-demo -->", 1)[0]
+    shown = json.loads(re.search(r"^(\{\n.*?\n\})$", block, re.S | re.M).group(1))  # type: ignore[union-attr]
     rendered = tpm_release_statements(
         KeyReleasePolicy("vm", (MeasurementSet("agent-vm", {"pcr4_sha384": fake_hex("a"), "pcr12_sha384": ZERO384}),)),
         "arn:aws:iam::111122223333:role/teeform-nitro-tpm-vm-vm", source_vpce="vpce-0123")[0]
@@ -409,7 +413,9 @@ def test_readme_nitro_tpm_statement_has_the_shape_teeform_renders() -> None:
                 {op: sorted(block) for op, block in s["Condition"].items()})
 
     assert shape(shown) == shape(rendered)
-    assert not re.search(r"[0-9a-f]{64}", section.split("\n### ", 1)[0].split("\n## ", 1)[0])  # no hashes pasted
+    cond = shown["Condition"]["StringEqualsIgnoreCase"]
+    assert re.fullmatch(r"[0-9a-f]{96}", cond[P4]) and cond[P12] == ZERO384
+    assert "<" not in json.dumps(shown)  # no placeholders left
 
 
 @pytest.mark.parametrize("tee", ["nitro-tpm", "sev-snp"])
