@@ -36,11 +36,6 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 def repo_stack_with(tmp_path: Path, env: str, manifests: list, **changes) -> Path:
     doc = yaml.safe_load((REPO / "stacks" / f"Pulumi.{env}.yaml").read_text())
-    if env == "prod":  # prod pins the demo's signing key (manifest-signed): sign with a test key instead
-        from test_signing import sign_for_repo_stack
-
-        first = manifests[0] if isinstance(manifests[0], str) else manifests[0]["path"]
-        sign_for_repo_stack(doc, Path(first), tmp_path)
     for t in doc["config"]["teeform:targets"]:
         t["manifests"] = manifests
         t.update(changes)
