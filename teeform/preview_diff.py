@@ -38,9 +38,9 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
-import gzip
 import itertools
 import json
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -62,8 +62,19 @@ MAX_COMMENT_CHARS = 65_000
 #: the preview document format and version this module reads (teeform/preview/render.py)
 FORMAT = "teeform-preview"
 SCHEMA_VERSION = 1
-#: largest preview document read (a whole stack's inputs; the CLI refuses bigger files)
-PREVIEW_JSON_LIMIT = 64 * SMALL_JSON_LIMIT
+#: largest preview document read (a whole stack's inputs; the CLI refuses bigger files). 64 MiB: a
+#: 100-target stack previews to a few MiB, and parsing 64 MiB of JSON stays within a few hundred MiB
+#: (docs/hostile-inputs.md; it was 1 GiB, whose parse alone needs several GiB)
+PREVIEW_JSON_LIMIT = 4 * SMALL_JSON_LIMIT
+#: largest decoded user-data script (after base64 and gzip): EC2 allows 16 KiB of user data, GCE
+#: 256 KiB of metadata values, Azure 64 KiB of custom data; a gzip "bomb" is cut here, never inflated
+MAX_SCRIPT_BYTES = 1 << 20
+#: JSON held in a string is parsed and flattened at most this many levels down (a policy document
+#: in a resource input is one level); deeper strings are compared as strings
+MAX_EMBEDDED_JSON = 2
+#: most measurement sets one policy document may release to (IAM ORs the values of each condition
+#: key, so a statement allows their cross product): counted before enumerating them
+MAX_RELEASE_SETS = 4096
 STACK_TYPE = "pulumi:pulumi:Stack"
 PROJECT_PLACEHOLDER = "<project>"
 
@@ -121,6 +132,12 @@ def load_preview_json(path: str | Path) -> dict[str, Any]:
                            "write it with: teeform preview --stack S --json > FILE") from None
     doc = loads_json(decode_utf8(raw, source=str(p)), source=str(p))
     validate_preview_doc(doc, str(p))
+    for i, r in enumerate(doc["resources"]):  # the release sets are bounded before any diff enumerates them
+        if r.get("type") in POLICY_DOCUMENT_TYPES:
+            try:
+                _release_sets(r)
+            except TeeformError as exc:
+                raise TeeformError(exc.message, path=p, field=f"resources[{i}].inputs.policy.{exc.field}") from None
     return dict(doc)
 
 
@@ -153,11 +170,17 @@ def decode_script(value: str) -> tuple[str, str] | None:
         return ("text", value) if "\n" in value else None
     enc = "base64"
     if raw[:2] == b"\x1f\x8b":
+        # bounded inflate (a few KiB of gzip can hold GiBs): more than MAX_SCRIPT_BYTES is not shown as a script
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError):
+            raw = d.decompress(raw, MAX_SCRIPT_BYTES + 1)
+        except zlib.error:
+            return None
+        if len(raw) > MAX_SCRIPT_BYTES or d.unconsumed_tail:
             return None
         enc = "base64+gzip"
+    if len(raw) > MAX_SCRIPT_BYTES:
+        return None
     try:
         return enc, raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -165,37 +188,43 @@ def decode_script(value: str) -> tuple[str, str] | None:
 
 
 def _maybe_json(s: str) -> Any:
+    """``s`` parsed as JSON when it holds an object or array, else None; parsed with
+    :func:`teeform.safeload.loads_json` (depth, number and duplicate-key bounds), so hostile JSON in a
+    string is compared as a string, never a RecursionError."""
     t = s.lstrip()
     if not t.startswith(("{", "[")):
         return None
     try:
-        return json.loads(s)
-    except ValueError:
+        return loads_json(s, source="<string>")
+    except TeeformError:
         return None
 
 
-def flatten(v: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(v: Any, prefix: str = "", _embedded: int = 0) -> dict[str, Any]:
     """Leaves of ``v`` by path (``a.b[0].c``); a string holding a JSON object/array is parsed and its
-    leaves get the path suffix ``<json>``; a list of objects with distinct ``Sid`` strings (IAM policy
-    statements) is keyed by Sid (``policy<json>.Statement[Sid=EnclaveRelease1].Condition...``)."""
+    leaves get the path suffix ``<json>`` (at most :data:`MAX_EMBEDDED_JSON` strings deep, so the
+    recursion is bounded by that many times the JSON depth limit); a list of objects with distinct
+    ``Sid`` strings (IAM policy statements) is keyed by Sid
+    (``policy<json>.Statement[Sid=EnclaveRelease1].Condition...``)."""
     out: dict[str, Any] = {}
     if isinstance(v, Mapping):
         if not v and prefix:
             out[prefix] = {}
         for k in v:
-            out.update(flatten(v[k], f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten(v[k], f"{prefix}.{k}" if prefix else str(k), _embedded))
     elif isinstance(v, list):
         if not v and prefix:
             out[prefix] = []
         sids = [x.get("Sid") for x in v if isinstance(x, Mapping)]
         if len(sids) == len(v) and all(isinstance(x, str) and x for x in sids) and len(set(sids)) == len(sids):
             for x in v:  # IAM statements: keyed by Sid, so inserting one does not shift the others
-                out.update(flatten(x, f"{prefix}[Sid={x['Sid']}]"))
+                out.update(flatten(x, f"{prefix}[Sid={x['Sid']}]", _embedded))
         else:
             for i, x in enumerate(v):
-                out.update(flatten(x, f"{prefix}[{i}]"))
-    elif isinstance(v, str) and (parsed := _maybe_json(v)) is not None and isinstance(parsed, (dict, list)):
-        out.update(flatten(parsed, f"{prefix}<json>"))
+                out.update(flatten(x, f"{prefix}[{i}]", _embedded))
+    elif (isinstance(v, str) and _embedded < MAX_EMBEDDED_JSON and (parsed := _maybe_json(v)) is not None
+          and isinstance(parsed, (dict, list))):
+        out.update(flatten(parsed, f"{prefix}<json>", _embedded + 1))
     else:
         out[prefix] = v
     return out
@@ -207,7 +236,13 @@ def policy_sets(doc: Any) -> list[tuple[MeasurementSet, tuple[str, ...]]]:
     A set is one ``Allow`` statement's ``kms:RecipientAttestation:<name>`` condition values (any
     ``String*`` operator); a key with several values ORs them, so such a statement allows the cross
     product and yields one set per combination. ``manifest_key`` is the statement's ``Sid``.
-    Statements without attestation conditions release nothing and are skipped.
+    Statements without attestation conditions release nothing and are skipped; so are parts of a
+    statement that are not shaped as IAM documents them (a ``Condition`` that is not an object, an
+    ``Action`` that is neither a string nor a list: IAM would refuse such a policy).
+
+    Raises:
+        TeeformError: the statements allow more than :data:`MAX_RELEASE_SETS` sets together
+            (counted before they are enumerated), naming ``Statement[i].Condition``.
     """
     if not isinstance(doc, Mapping):
         return []
@@ -215,11 +250,13 @@ def policy_sets(doc: Any) -> list[tuple[MeasurementSet, tuple[str, ...]]]:
     if isinstance(stmts, Mapping):
         stmts = [stmts]
     out: list[tuple[MeasurementSet, tuple[str, ...]]] = []
-    for st in stmts if isinstance(stmts, list) else []:
+    total = 0
+    for i, st in enumerate(stmts if isinstance(stmts, list) else []):
         if not isinstance(st, Mapping) or st.get("Effect") != "Allow":
             continue
         pins: dict[str, list[str]] = {}
-        for op, conds in (st.get("Condition") or {}).items():
+        condition = st.get("Condition")
+        for op, conds in (condition.items() if isinstance(condition, Mapping) else ()):
             if not str(op).startswith("String") or not isinstance(conds, Mapping):
                 continue
             for k, vals in conds.items():
@@ -228,8 +265,16 @@ def policy_sets(doc: Any) -> list[tuple[MeasurementSet, tuple[str, ...]]]:
                     pins[str(k)[len(AWS_ATTESTATION_PREFIX):]] = [str(x).lower() for x in vs]
         if not pins:
             continue
+        count = 1
+        for vs in pins.values():
+            count *= len(vs)
+        total += count
+        if total > MAX_RELEASE_SETS:
+            raise TeeformError(f"the policy allows more than {MAX_RELEASE_SETS} measurement sets (the values of its "
+                               "attestation condition keys multiply); not compared", field=f"Statement[{i}].Condition")
         actions = st.get("Action")
-        acts = tuple(sorted([actions] if isinstance(actions, str) else [str(a) for a in actions or []]))
+        acts = tuple(sorted([actions] if isinstance(actions, str) else
+                            [str(a) for a in actions] if isinstance(actions, list) else []))
         names = list(pins)
         for combo in itertools.product(*(pins[n] for n in names)):
             out.append((MeasurementSet(str(st.get("Sid", "")), dict(zip(names, combo, strict=True))), acts))
@@ -550,6 +595,8 @@ def _label_for(values: tuple[tuple[str, str], ...], manifests: Iterable[Mapping[
     want = dict(values)
     for m in manifests:
         meas = (m.get("manifest") or {}).get("measurements") or {}
+        if not isinstance(meas, Mapping):
+            continue
         if all(str(meas.get(k, "")).lower() == v for k, v in want.items()):
             man = m.get("manifest") or {}
             return f"{m.get('target')}/{m.get('key')} ({man.get('name')}@{man.get('version')})"
