@@ -78,10 +78,14 @@ def read_limited(path: os.PathLike[str] | str, limit: int, *, what: str) -> byte
             than ``limit`` (checked on the bytes read, so a file that grows is also caught).
     """
     p = Path(path)
-    check_regular_file(p, limit, what=what)
+    size = check_regular_file(p, limit, what=what)
     try:
         with open(p, "rb") as fh:
-            data = fh.read(limit + 1)
+            # read(n) allocates n bytes up front: ask for the size stat gave (+1), not the limit, so a
+            # 1 GiB bound does not cost 1 GiB of address space per small file; a file that grew is read on
+            data = fh.read(min(size, limit) + 1)
+            if len(data) > size:
+                data += fh.read(limit + 1 - len(data))
     except OSError as e:
         raise TeeformError(f"{p}: cannot read {what}: {e.strerror or e}") from None
     if len(data) > limit:

@@ -653,3 +653,51 @@ def test_manifest_entry_with_a_lone_surrogate_in_the_stack_file(tmp_path: Path) 
     with pytest.raises(TeeformError) as ei:
         load_stack(REPO, "gcp", f)
     assert str(f) in ei.value.render() and "manifests[0].path" in ei.value.render() and "surrogate" in ei.value.render()
+
+
+# ----------------------------------------------------------------- the shared readers these cases exposed
+def test_json_depth_of_a_16_mib_string_is_constant_memory() -> None:
+    """``safeload.json_depth``'s old pattern ``"(?:[^"\\]|\\.)*"`` kept one backtracking entry per
+    character (2 GiB and 8 s for a 17 MiB string, measured with ru_maxrss); every JSON reader runs it."""
+    from teeform.safeload import json_depth, loads_json
+
+    data = b'["' + b"A" * (16 << 20) + b'"]'
+    t0 = time.monotonic()
+    with bounded():
+        assert json_depth(data) == 1
+        assert len(loads_json(data, source="big.json")[0]) == 16 << 20
+    assert time.monotonic() - t0 < 5
+
+
+def test_json_depth_of_an_unterminated_string_is_linear() -> None:
+    """An unterminated string full of escaped quotes: each ``\\"`` used to start a new scan to the end
+    (20,000 of them took 4 s, 8 MiB would take days). The scan now stops at the first quote that opens
+    no terminated string, and the parser reports the invalid JSON."""
+    from teeform.safeload import json_depth, loads_json
+
+    data = b'["' + b'\\"' * (4 << 20)
+    t0 = time.monotonic()
+    with bounded():
+        assert json_depth(data) == 1
+        with pytest.raises(TeeformError, match="bad.json"):
+            loads_json(data, source="bad.json")
+    assert time.monotonic() - t0 < 5
+
+
+def test_json_depth_still_counts_brackets_outside_strings_only() -> None:
+    from teeform.safeload import json_depth
+
+    assert json_depth(b'[[["]]]]]]", "\\"[[[["]]]') == 3
+    assert json_depth(b'{"a": {"b": ["\\\\", {"c": 1}]}}') == 4
+    assert json_depth(b'[[[[ "unterminated') == 4
+
+
+def test_read_limited_costs_the_file_not_the_limit(tmp_path: Path) -> None:
+    """``read_limited`` used ``read(limit + 1)``, which allocates the whole limit up front: 1 GiB of
+    address space for every small preview document (``PREVIEW_JSON_LIMIT`` was 1 GiB)."""
+    from teeform.safeload import read_limited
+
+    small = tmp_path / "small.json"
+    small.write_bytes(b"{}")
+    with bounded():
+        assert read_limited(small, 4 << 30, what="document") == b"{}"
