@@ -701,3 +701,164 @@ def test_read_limited_costs_the_file_not_the_limit(tmp_path: Path) -> None:
     small.write_bytes(b"{}")
     with bounded():
         assert read_limited(small, 4 << 30, what="document") == b"{}"
+
+
+# ----------------------------------------------------------------- wrong types at every field of signed documents
+def _paths(v: Any, p: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """(path, value) of every node below the top (the first element of each list only)."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield (*p, k), x
+            yield from _paths(x, (*p, k))
+    elif isinstance(v, list) and v:
+        yield (*p, 0), v[0]
+        yield from _paths(v[0], (*p, 0))
+
+
+def _mutations(doc: Any) -> list[tuple[str, Any]]:
+    """(id, mutated copy) for every field: each value of another type, and the field removed."""
+    out: list[tuple[str, Any]] = []
+    for path, v in _paths(doc):
+        name = ".".join(map(str, path))
+        for w in _wrong_values(v):
+            d = copy.deepcopy(doc)
+            _set(d, path, w)
+            out.append((f"{name}={type(w).__name__}", d))
+        if isinstance(path[-1], str):
+            d = copy.deepcopy(doc)
+            parent = d
+            for q in path[:-1]:
+                parent = parent[q]
+            del parent[path[-1]]
+            out.append((f"{name}=absent", d))
+    return out
+
+
+@pytest.fixture(scope="module")
+def rekor(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from test_signing_rekor import _synthetic_entry
+
+    d = tmp_path_factory.mktemp("rekor")
+    img = write_fake_eif_manifest(d / "build")
+    key, pub = _keypair(d)
+    entry, log_pub = _synthetic_entry(d, img.manifest_path, key, pub)
+    return {"manifest": img.manifest_path, "pub": pub, "log_pub": log_pub, "doc": json.loads(entry.read_text())}
+
+
+#: fields verify manifest does not read: a wrong type there changes nothing (Rekor's own, informational)
+REKOR_UNREAD = ("kindVersion", "logId")
+
+
+def test_rekor_entry_mutations(rekor: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every field of a valid stored Rekor entry given another type or removed: exit 2 (unusable) or 1
+    (a check failed, e.g. a proof that no longer hashes to the root), one line naming the entry file,
+    never a traceback; the untouched entry verifies (exit 0)."""
+    f = tmp_path / "entry.json"
+    base = ["verify", "manifest", str(rekor["manifest"]), "--key", str(rekor["pub"]), "--rekor", str(f),
+            "--rekor-key", str(rekor["log_pub"]), "--signature", str(rekor["manifest"]) + ".sig"]
+    f.write_text(json.dumps(rekor["doc"]))
+    assert main(base) == 0, capsys.readouterr().err
+    failures: list[str] = []
+    cases = _mutations(rekor["doc"])
+    for name, doc in cases:
+        f.write_text(json.dumps(doc))
+        capsys.readouterr()
+        with bounded():
+            try:
+                rc = main(base)
+            except Exception as exc:  # noqa: BLE001 - the campaign collects every crash
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("hint: ")]
+        if name.startswith(REKOR_UNREAD) and rc == 0:
+            continue
+        if name.endswith("=int") and rc == 0:
+            continue  # integers may be JSON numbers or decimal strings (rekor.py _int; Rekor's API uses both)
+        if rc not in (1, 2) or len(lines) != 1 or str(f) not in lines[0]:
+            failures.append(f"{name}: rc={rc} {err!r}")
+    assert len(cases) > 40
+    assert not failures, "\n".join(failures)
+
+
+def test_dsse_envelope_mutations(world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every field of each valid DSSE envelope line given another type or removed: exit 2 (malformed)
+    or 1 (no pinned signature verifies), one line naming the envelopes file, never a traceback."""
+    lines_in = [json.loads(ln) for ln in world["envelopes"].read_text().splitlines() if ln.strip()]
+    f = tmp_path / "e.intoto.jsonl"
+    base = ["verify", "manifest", str(world["manifest"]), "--key", str(world["pub"]), "--envelopes", str(f)]
+    failures: list[str] = []
+    n = 0
+    for i, env in enumerate(lines_in):
+        for name, doc in _mutations(env):
+            n += 1
+            rest = [json.dumps(x) for j, x in enumerate(lines_in) if j != i]
+            f.write_text("\n".join([json.dumps(doc), *rest]) + "\n")
+            capsys.readouterr()
+            with bounded():
+                try:
+                    rc = main(base)
+                except Exception as exc:  # noqa: BLE001
+                    failures.append(f"line {i + 1} {name}: {type(exc).__name__}: {exc}")
+                    continue
+            err = capsys.readouterr().err
+            lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("hint: ")]
+            if name.startswith("signatures.0.keyid") and rc == 0:
+                continue  # keyid is a hint only (teeform trusts key values, test_signing.py)
+            if rc not in (1, 2) or len(lines) != 1 or str(f) not in lines[0]:
+                failures.append(f"line {i + 1} {name}: rc={rc} {err!r}")
+    assert n > 20
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("field", ["logIndex", "integratedTime", "inclusionProof.logIndex", "inclusionProof.treeSize"])
+@pytest.mark.parametrize("value", ["\u00b25", "\u0664\u0662", "9" * 21, "-1", "1e3", " 42", 7.0])
+def test_rekor_integers_that_are_not_ascii_decimals(rekor: dict[str, Any], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str], field: str, value: Any) -> None:
+    """``"²5".isdigit()`` is true and ``int("²5")`` raises: integers are ASCII decimal digits only."""
+    doc = copy.deepcopy(rekor["doc"])
+    _set(doc, tuple(field.split(".")), value)
+    f = tmp_path / "entry.json"
+    f.write_text(json.dumps(doc))
+    line = run_hostile(capsys, ["verify", "manifest", str(rekor["manifest"]), "--key", str(rekor["pub"]), "--rekor",
+                                str(f), "--rekor-key", str(rekor["log_pub"])], f)
+    assert field.split(".")[-1] in line, line
+
+
+SDE_VALUES = ["\u00b2", "\u0663", "99999999999999999999", "253402300800", "-1", "1e9", " 1"]
+
+
+@pytest.mark.parametrize("value", SDE_VALUES)
+def test_source_date_epoch_that_is_not_an_ascii_time(world: dict[str, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """``rollover plan`` (the clock) and ``build oci`` (the manifest time) read $SOURCE_DATE_EPOCH: an
+    integer in ASCII digits (reproducible-builds.org spec) up to 9999-12-31T23:59:59Z, else exit 2."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    for argv, outs in (
+        (["rollover", "plan", str(world["manifest"]), str(world["manifest2"]), "--project-dir", str(world["proj"])], ()),
+        (["build", "oci", "--image", str(_oci_layout(tmp_path / "img")), "--out", str(tmp_path / "out"), "--name", "x"],
+         (tmp_path / "out",)),
+    ):
+        capsys.readouterr()
+        with bounded():
+            rc = main(argv)
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("hint: ")]
+        assert rc == 2 and len(lines) == 1 and "SOURCE_DATE_EPOCH" in lines[0] and "Traceback" not in err, (argv, err)
+        assert all(not o.exists() for o in outs)
+
+
+@pytest.mark.parametrize("value", SDE_VALUES)
+def test_policy_clock_ignores_a_source_date_epoch_it_cannot_read(value: str) -> None:
+    """The policy pack's clock (policies/teeform_policies/rollover.py) falls back to the system clock."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(REPO / "policies"))
+    try:
+        today = importlib.import_module("teeform_policies.rollover").today
+    finally:
+        sys.path.remove(str(REPO / "policies"))
+    d, where = today({}, {"SOURCE_DATE_EPOCH": value})
+    assert where == "system clock (UTC)"
