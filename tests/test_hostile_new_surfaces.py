@@ -704,21 +704,23 @@ def test_read_limited_costs_the_file_not_the_limit(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------- wrong types at every field of signed documents
-def _paths(v: Any, p: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    """(path, value) of every node below the top (the first element of each list only)."""
+def _paths(v: Any, p: tuple[Any, ...] = (), every: bool = False) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """(path, value) of every node below the top (the first element of each list only, or with
+    ``every`` all elements)."""
     if isinstance(v, dict):
         for k, x in v.items():
             yield (*p, k), x
-            yield from _paths(x, (*p, k))
+            yield from _paths(x, (*p, k), every)
     elif isinstance(v, list) and v:
-        yield (*p, 0), v[0]
-        yield from _paths(v[0], (*p, 0))
+        for i, x in enumerate(v if every else v[:1]):
+            yield (*p, i), x
+            yield from _paths(x, (*p, i), every)
 
 
-def _mutations(doc: Any) -> list[tuple[str, Any]]:
+def _mutations(doc: Any, every: bool = False) -> list[tuple[str, Any]]:
     """(id, mutated copy) for every field: each value of another type, and the field removed."""
     out: list[tuple[str, Any]] = []
-    for path, v in _paths(doc):
+    for path, v in _paths(doc, every=every):
         name = ".".join(map(str, path))
         for w in _wrong_values(v):
             d = copy.deepcopy(doc)
@@ -862,3 +864,56 @@ def test_policy_clock_ignores_a_source_date_epoch_it_cannot_read(value: str) -> 
         sys.path.remove(str(REPO / "policies"))
     d, where = today({}, {"SOURCE_DATE_EPOCH": value})
     assert where == "system clock (UTC)"
+
+
+# ----------------------------------------------------------------- preview diff: every field of a real preview document
+@pytest.fixture(scope="module")
+def real_preview(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``teeform preview --json`` of a one-target stack with two allowed manifests (one in a rollover window)."""
+    from pulumi_support import nitro_target, write_stack_file
+
+    from teeform.preview import run_preview, to_json
+
+    d = tmp_path_factory.mktemp("real-preview")
+    a = write_fake_eif_manifest(d / "a", version="1")
+    b = write_fake_eif_manifest(d / "b", version="2")
+    t = nitro_target([b.manifest_path])
+    t["manifests"] = [str(b.manifest_path), {"path": str(a.manifest_path), "until": "2026-01-31"}]
+    stack = write_stack_file(d / "Pulumi.dev.yaml", [t])
+    doc = to_json(run_preview(REPO, "dev", stack_file=stack, today="2026-01-01"))
+    base = copy.deepcopy(doc)
+    base["manifests"] = base["manifests"][:1]  # so the diff has release sets and windows to compare
+    (d / "base.json").write_text(json.dumps(base))
+    return {"doc": json.loads(json.dumps(doc)), "base": d / "base.json"}
+
+
+def test_preview_document_mutations(real_preview: dict[str, Any], tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Every field (down to 4 levels, in every resource, manifest and violation) of a real preview document given another type or removed, as HEAD:
+    the diff is made (exit 0: the field is free-form) or refused with one line naming the file (exit 2);
+    never a traceback, hang or memory blow-up."""
+    head = tmp_path / "head.json"
+    base = ["preview", "diff", str(real_preview["base"]), str(head), "--json"]
+    head.write_text(json.dumps(real_preview["doc"]))
+    assert main(base) == 0, capsys.readouterr().err
+    failures: list[str] = []
+    # every second mutation (both kinds of change still reach every field; about 1,100 documents, ~10 s)
+    cases = [(n, d) for n, d in _mutations(real_preview["doc"], every=True) if n.count(".") <= 3][::2]
+    for name, doc in cases:
+        head.write_text(json.dumps(doc))
+        capsys.readouterr()
+        with bounded():
+            try:
+                rc = main(base)
+            except Exception as exc:  # noqa: BLE001 - the campaign collects every crash
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("hint: ")]
+        if rc == 0:
+            continue
+        if rc != 2 or len(lines) != 1 or str(head) not in lines[0]:
+            failures.append(f"{name}: rc={rc} {err[:300]!r}")
+    assert len(cases) > 500
+    print(f"{len(cases)} mutated preview documents")
+    assert not failures, f"{len(failures)} of {len(cases)}:\n" + "\n".join(failures[:60])
