@@ -897,7 +897,7 @@ def test_preview_document_mutations(real_preview: dict[str, Any], tmp_path: Path
     head.write_text(json.dumps(real_preview["doc"]))
     assert main(base) == 0, capsys.readouterr().err
     failures: list[str] = []
-    # every second mutation (both kinds of change still reach every field; about 1,100 documents, ~10 s)
+    # every second mutation (about 1,100 documents, ~10 s on a shared machine)
     cases = [(n, d) for n, d in _mutations(real_preview["doc"], every=True) if n.count(".") <= 3][::2]
     for name, doc in cases:
         head.write_text(json.dumps(doc))
@@ -917,3 +917,32 @@ def test_preview_document_mutations(real_preview: dict[str, Any], tmp_path: Path
     assert len(cases) > 500
     print(f"{len(cases)} mutated preview documents")
     assert not failures, f"{len(failures)} of {len(cases)}:\n" + "\n".join(failures[:60])
+
+
+# ----------------------------------------------------------------- keys pinned in the stack, NitroTPM PCR lists
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_trusted_manifest_key_files(world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    kind: str) -> None:
+    """``verify manifest --stack S`` reads each ``teeform:trustedManifestKeys`` file: a hostile one is
+    exit 2, one line naming the stack file, the field and the key file."""
+    bad = make_bad(tmp_path / "keys", kind, "pem", name="release.pub")
+    proj = tmp_path / "proj"
+    (proj / "stacks").mkdir(parents=True)
+    (proj / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+    doc = yaml.safe_load((world["proj"] / "stacks" / "Pulumi.dev.yaml").read_text())
+    doc["config"]["teeform:trustedManifestKeys"] = [str(bad)]
+    (proj / "stacks" / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc))
+    line = run_hostile(capsys, ["verify", "manifest", str(world["manifest"]), "--stack", "dev", "--project-dir",
+                                str(proj)], bad)
+    assert "teeform:trustedManifestKeys[0]" in line, line
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0664", "4," * 50_000, "4,4", "-1", "24", "4;12", "", " , ", "9" * 5000])
+def test_nitrotpm_pcr_lists(tpm: dict[str, Path], capsys: pytest.CaptureFixture[str], value: str) -> None:
+    capsys.readouterr()
+    with bounded():
+        rc = main(["verify", "attestation", str(tpm["doc"]), "--manifest", str(tpm["manifest"]), "--root",
+                   str(tpm["root"]), "--nitrotpm-pcrs", value])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("hint: ")]
+    assert rc == 2 and len(lines) == 1 and "--nitrotpm-pcrs" in lines[0] and "Traceback" not in err, (rc, err)
