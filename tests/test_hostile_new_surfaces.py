@@ -946,3 +946,65 @@ def test_nitrotpm_pcr_lists(tpm: dict[str, Path], capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("hint: ")]
     assert rc == 2 and len(lines) == 1 and "--nitrotpm-pcrs" in lines[0] and "Traceback" not in err, (rc, err)
+
+
+# ----------------------------------------------------------------- hostile Google STS replies (gcp unseal)
+STS_REPLIES: dict[str, tuple[int, bytes]] = {
+    "deep (200)": (200, DEEP),
+    "deep (400)": (400, DEEP),
+    "5,000-digit integer": (200, b'{"access_token": ' + b"9" * 5000 + b"}"),
+    "duplicate access_token": (200, b'{"access_token": "a", "access_token": "b"}'),
+    "lone surrogate": (200, b'{"access_token": "\\ud800"}'),
+    "header injection": (200, b'{"access_token": "ya29.a\\r\\nX-Injected: 1"}'),
+    "token an integer": (200, b'{"access_token": 5}'),
+    "a list": (200, b"[]"),
+    "not UTF-8": (200, b'{"access_token": "\xff"}'),
+    "10 MiB": (200, b'{"access_token": "' + b"a" * (10 << 20) + b'"}'),
+    "error body a list (403)": (403, b"[1, 2]"),
+    "error body with a 1 MiB description (400)": (400, b'{"error": "x", "error_description": "' + b"d" * (1 << 20) + b'"}'),
+}
+
+
+@pytest.fixture(scope="module")
+def sts_server() -> Iterator[tuple[str, dict[str, tuple[int, bytes]]]]:
+    """A loopback HTTP server answering each POST with the reply set in the returned dict."""
+    import http.server
+    import threading
+
+    current: dict[str, tuple[int, bytes]] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status, body = current["reply"]
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/v1/token", current
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.parametrize("case", list(STS_REPLIES))
+def test_hostile_sts_replies(sts_server: tuple[str, dict[str, tuple[int, bytes]]], case: str) -> None:
+    """Google STS's reply is parsed with safeload's bounds and the access token must be RFC 6750
+    ``b64token`` characters (it becomes an Authorization header): one-line TeeformError, no traceback."""
+    from teeform.seal_gcp import sts_exchange
+
+    url, current = sts_server
+    current["reply"] = STS_REPLIES[case]
+    with bounded(), pytest.raises(TeeformError) as ei:
+        sts_exchange("a.b.c", "projects/1/locations/global/workloadIdentityPools/p/providers/q", sts_url=url, timeout=10)
+    msg = ei.value.render()
+    assert "STS" in msg and "\n" not in msg and len(msg) < 1000, msg[:300]
