@@ -137,6 +137,10 @@ def hash_file(path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256
     return digests
 
 
+#: 9999-12-31T23:59:59Z in seconds since the epoch: the largest SOURCE_DATE_EPOCH accepted
+MAX_SOURCE_DATE_EPOCH = 253_402_300_799
+
+
 def source_date_epoch(default: int | None = None) -> int:
     """Return ``$SOURCE_DATE_EPOCH`` as an int (seconds since 1970-01-01 UTC).
 
@@ -151,9 +155,11 @@ def source_date_epoch(default: int | None = None) -> int:
     raw = os.environ.get("SOURCE_DATE_EPOCH")
     if raw is None or raw == "":
         return default if default is not None else 0
-    if not raw.isdigit():
+    # the spec: "an ASCII representation of an integer" (str.isdigit() is also true of "²", which int() refuses);
+    # at most 9999-12-31T23:59:59Z, the last second datetime and ISO 8601 dates can show
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or int(raw) > MAX_SOURCE_DATE_EPOCH:
         raise TeeformError(
-            f"SOURCE_DATE_EPOCH must be a non-negative integer, got {raw!r}",
+            f"SOURCE_DATE_EPOCH must be a non-negative integer up to {MAX_SOURCE_DATE_EPOCH}, got {raw[:40]!r}",
             hint="export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
         )
     return int(raw)

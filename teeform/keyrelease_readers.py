@@ -59,7 +59,6 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +67,7 @@ from typing import Any
 from teeform.azure_release import GATE_PINS as AZURE_GATE_PINS
 from teeform.azure_release import decode_policy
 from teeform.errors import TeeformError
+from teeform.safeload import loads_json
 from teeform.targets.aws_nitro_tpm import NITROTPM_PCR_MEASUREMENTS
 from teeform.trustee.reference_values import CLAIMS as TRUSTEE_CLAIMS
 from teeform.trustee.reference_values import Verifier
@@ -142,23 +142,37 @@ def _key(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 # ------------------------------------------------------------------------------------------ AWS
+#: most release sets one key's statements may allow together (their condition values multiply:
+#: 12 keys of 40 values each would be 10^19 sets); beyond it the key is refused, never enumerated
+MAX_RELEASE_SETS = 4096
+
+
 def aws_statement_sets(doc: Any) -> list[tuple[str, dict[str, str], tuple[str, ...]]]:
     """``[(sid, {name: value}, actions)]`` of an IAM/KMS policy document (IAM semantics, module docstring).
 
     Values are lower-cased (the statements use ``StringEqualsIgnoreCase``); NitroTPM names are renamed
     to the manifest measurement (:data:`NITROTPM_KEYS`). Statements that are not ``Allow`` or carry no
-    attestation key release nothing and are skipped."""
+    attestation key release nothing and are skipped; so are parts of a statement that are not shaped as
+    IAM documents them (a ``Condition`` that is not an object, an ``Action`` that is neither a string nor
+    a list: IAM would refuse such a policy).
+
+    Raises:
+        TeeformError: the statements allow more than :data:`MAX_RELEASE_SETS` sets together (counted
+            before they are enumerated), naming ``Statement[i].Condition``.
+    """
     if not isinstance(doc, Mapping):
         return []
     stmts = doc.get("Statement")
     if isinstance(stmts, Mapping):
         stmts = [stmts]
     out: list[tuple[str, dict[str, str], tuple[str, ...]]] = []
-    for st in stmts if isinstance(stmts, list) else []:
+    total = 0
+    for i, st in enumerate(stmts if isinstance(stmts, list) else []):
         if not isinstance(st, Mapping) or st.get("Effect") != "Allow":
             continue
         pins: dict[str, list[str]] = {}
-        for op, conds in (st.get("Condition") or {}).items():
+        condition = st.get("Condition")
+        for op, conds in (condition.items() if isinstance(condition, Mapping) else ()):
             if not str(op).startswith("String") or not isinstance(conds, Mapping):
                 continue
             for k, vals in conds.items():
@@ -168,8 +182,16 @@ def aws_statement_sets(doc: Any) -> list[tuple[str, dict[str, str], tuple[str, .
                     pins[NITROTPM_KEYS.get(name, name)] = [str(x).lower() for x in vs]
         if not pins:
             continue
+        count = 1
+        for vs in pins.values():
+            count *= len(vs)
+        total += count
+        if total > MAX_RELEASE_SETS:
+            raise TeeformError(f"the policy allows more than {MAX_RELEASE_SETS} measurement sets (the values of its "
+                               "attestation condition keys multiply); not compared", field=f"Statement[{i}].Condition")
         actions = st.get("Action")
-        acts = tuple(sorted([actions] if isinstance(actions, str) else [str(a) for a in actions or []]))
+        acts = tuple(sorted([actions] if isinstance(actions, str) else
+                            [str(a) for a in actions] if isinstance(actions, list) else []))
         names = list(pins)
         for combo in itertools.product(*(pins[n] for n in names)):
             out.append((str(st.get("Sid", "")), dict(zip(names, combo, strict=True)), acts))
@@ -179,8 +201,8 @@ def aws_statement_sets(doc: Any) -> list[tuple[str, dict[str, str], tuple[str, .
 def _json_input(v: Any) -> Any:
     if isinstance(v, str):
         try:
-            return json.loads(v)
-        except ValueError:
+            return loads_json(v, source="<string>")  # bounded: depth, numbers, duplicate keys
+        except TeeformError:
             return None
     return v
 
@@ -382,8 +404,9 @@ def read_trustee(inputs: Mapping[str, Any]) -> Gate | None:
     if not isinstance(msg, Mapping):
         return None
     try:
-        payload = json.loads(base64.b64decode(str(msg.get("payload", "")), validate=True).decode("utf-8"))
-    except (binascii.Error, ValueError) as exc:
+        payload = loads_json(base64.b64decode(str(msg.get("payload", "")), validate=True).decode("utf-8"),
+                             source="rvps_message.payload")
+    except (binascii.Error, ValueError, TeeformError) as exc:
         return Gate("trustee-rvps", "image", (), error=f"rvps_message.payload is not base64 JSON: {exc}")
     if not isinstance(payload, Mapping):
         return Gate("trustee-rvps", "image", (), error="rvps_message.payload is not a JSON object")

@@ -41,8 +41,8 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
-import gzip
 import json
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -55,6 +55,7 @@ from teeform.keyrelease import MeasurementSet
 from teeform.keyrelease_readers import (
     AWS_ATTESTATION_PREFIX,
     AWS_POLICY_TYPES,
+    MAX_RELEASE_SETS,  # noqa: F401 - re-exported for callers
     PINS_TEXT,
     READERS,
     Gate,
@@ -73,8 +74,16 @@ MAX_COMMENT_CHARS = 65_000
 #: the preview document format and version this module reads (teeform/preview/render.py)
 FORMAT = "teeform-preview"
 SCHEMA_VERSION = 1
-#: largest preview document read (a whole stack's inputs; the CLI refuses bigger files)
-PREVIEW_JSON_LIMIT = 64 * SMALL_JSON_LIMIT
+#: largest preview document read (a whole stack's inputs; the CLI refuses bigger files). 64 MiB: one
+#: aws/nitro-enclave target previews to about 44 KB (measured with ``teeform preview --json``), so a
+#: 100-target stack to about 4.4 MB (docs/hostile-inputs.md; it was 1 GiB, whose parse alone needs GiBs)
+PREVIEW_JSON_LIMIT = 4 * SMALL_JSON_LIMIT
+#: largest decoded user-data script (after base64 and gzip): EC2 allows 16 KiB of user data, GCE
+#: 256 KiB of metadata values, Azure 64 KiB of custom data; a gzip "bomb" is cut here, never inflated
+MAX_SCRIPT_BYTES = 1 << 20
+#: JSON held in a string is parsed and flattened at most this many levels down (a policy document
+#: in a resource input is one level); deeper strings are compared as strings
+MAX_EMBEDDED_JSON = 2
 STACK_TYPE = "pulumi:pulumi:Stack"
 PROJECT_PLACEHOLDER = "<project>"
 
@@ -129,6 +138,13 @@ def load_preview_json(path: str | Path) -> dict[str, Any]:
                            "write it with: teeform preview --stack S --json > FILE") from None
     doc = loads_json(decode_utf8(raw, source=str(p)), source=str(p))
     validate_preview_doc(doc, str(p))
+    for i, r in enumerate(doc["resources"]):  # the release sets are bounded before any diff enumerates them
+        if r.get("type") in POLICY_DOCUMENT_TYPES:
+            pol = (r.get("inputs") or {}).get("policy")
+            try:
+                policy_sets(_maybe_json(pol) if isinstance(pol, str) else pol)
+            except TeeformError as exc:
+                raise TeeformError(exc.message, path=p, field=f"resources[{i}].inputs.policy.{exc.field}") from None
     return dict(doc)
 
 
@@ -161,11 +177,17 @@ def decode_script(value: str) -> tuple[str, str] | None:
         return ("text", value) if "\n" in value else None
     enc = "base64"
     if raw[:2] == b"\x1f\x8b":
+        # bounded inflate (a few KiB of gzip can hold GiBs): more than MAX_SCRIPT_BYTES is not shown as a script
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError):
+            raw = d.decompress(raw, MAX_SCRIPT_BYTES + 1)
+        except zlib.error:
+            return None
+        if len(raw) > MAX_SCRIPT_BYTES or d.unconsumed_tail:
             return None
         enc = "base64+gzip"
+    if len(raw) > MAX_SCRIPT_BYTES:
+        return None
     try:
         return enc, raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -173,37 +195,43 @@ def decode_script(value: str) -> tuple[str, str] | None:
 
 
 def _maybe_json(s: str) -> Any:
+    """``s`` parsed as JSON when it holds an object or array, else None; parsed with
+    :func:`teeform.safeload.loads_json` (depth, number and duplicate-key bounds), so hostile JSON in a
+    string is compared as a string, never a RecursionError."""
     t = s.lstrip()
     if not t.startswith(("{", "[")):
         return None
     try:
-        return json.loads(s)
-    except ValueError:
+        return loads_json(s, source="<string>")
+    except TeeformError:
         return None
 
 
-def flatten(v: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(v: Any, prefix: str = "", _embedded: int = 0) -> dict[str, Any]:
     """Leaves of ``v`` by path (``a.b[0].c``); a string holding a JSON object/array is parsed and its
-    leaves get the path suffix ``<json>``; a list of objects with distinct ``Sid`` strings (IAM policy
-    statements) is keyed by Sid (``policy<json>.Statement[Sid=EnclaveRelease1].Condition...``)."""
+    leaves get the path suffix ``<json>`` (at most :data:`MAX_EMBEDDED_JSON` strings deep, so the
+    recursion is bounded by that many times the JSON depth limit); a list of objects with distinct
+    ``Sid`` strings (IAM policy statements) is keyed by Sid
+    (``policy<json>.Statement[Sid=EnclaveRelease1].Condition...``)."""
     out: dict[str, Any] = {}
     if isinstance(v, Mapping):
         if not v and prefix:
             out[prefix] = {}
         for k in v:
-            out.update(flatten(v[k], f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten(v[k], f"{prefix}.{k}" if prefix else str(k), _embedded))
     elif isinstance(v, list):
         if not v and prefix:
             out[prefix] = []
         sids = [x.get("Sid") for x in v if isinstance(x, Mapping)]
         if len(sids) == len(v) and all(isinstance(x, str) and x for x in sids) and len(set(sids)) == len(sids):
             for x in v:  # IAM statements: keyed by Sid, so inserting one does not shift the others
-                out.update(flatten(x, f"{prefix}[Sid={x['Sid']}]"))
+                out.update(flatten(x, f"{prefix}[Sid={x['Sid']}]", _embedded))
         else:
             for i, x in enumerate(v):
-                out.update(flatten(x, f"{prefix}[{i}]"))
-    elif isinstance(v, str) and (parsed := _maybe_json(v)) is not None and isinstance(parsed, (dict, list)):
-        out.update(flatten(parsed, f"{prefix}<json>"))
+                out.update(flatten(x, f"{prefix}[{i}]", _embedded))
+    elif (isinstance(v, str) and _embedded < MAX_EMBEDDED_JSON and (parsed := _maybe_json(v)) is not None
+          and isinstance(parsed, (dict, list))):
+        out.update(flatten(parsed, f"{prefix}<json>", _embedded + 1))
     else:
         out[prefix] = v
     return out
@@ -220,6 +248,7 @@ def policy_sets(doc: Any) -> list[tuple[MeasurementSet, tuple[str, ...]]]:
     :func:`teeform.keyrelease_readers.aws_statement_sets`.
     """
     return [(MeasurementSet(sid, values), acts) for sid, values, acts in aws_statement_sets(doc)]
+
 
 
 # ------------------------------------------------------------------------------------ results
@@ -564,6 +593,8 @@ def _label_for(values: tuple[tuple[str, str], ...], manifests: Iterable[Mapping[
     want = dict(values)
     for m in manifests:
         meas = (m.get("manifest") or {}).get("measurements") or {}
+        if not isinstance(meas, Mapping):
+            continue
         if all(str(meas.get(k, "")).lower() == v for k, v in want.items()):
             man = m.get("manifest") or {}
             return f"{m.get('target')}/{m.get('key')} ({man.get('name')}@{man.get('version')})"

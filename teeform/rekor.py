@@ -43,6 +43,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +137,12 @@ def _b64(v: Any, source: str, fld: str) -> bytes:
         raise TeeformError("not valid base64", path=source, field=fld) from None
 
 
+_DECIMAL = re.compile(r"[0-9]{1,20}")
+
+
 def _int(v: Any, source: str, fld: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | str) or not str(v).isdigit() or len(str(v)) > 20:
+    # ASCII digits only: str.isdigit() is also true of "²" (int() then raises) and of other scripts' digits
+    if isinstance(v, bool) or not isinstance(v, int | str) or not _DECIMAL.fullmatch(str(v)):
         raise TeeformError(f"must be a non-negative integer (or its decimal string), got {v!r}", path=source, field=fld)
     return int(v)
 

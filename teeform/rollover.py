@@ -87,8 +87,12 @@ def resolve_today(explicit: str | dt.date | None = None, env: Mapping[str, str] 
     env = os.environ if env is None else env
     sde = env.get("SOURCE_DATE_EPOCH")
     if sde:
-        if not sde.isdigit():
-            raise TeeformError(f"SOURCE_DATE_EPOCH must be a non-negative integer, got {sde!r}", field="SOURCE_DATE_EPOCH")
+        from teeform.fsutil import MAX_SOURCE_DATE_EPOCH
+
+        # ASCII digits up to 9999-12-31 ("²".isdigit() is true and int("²") raises; larger values overflow datetime)
+        if not (sde.isascii() and sde.isdigit()) or len(sde) > 12 or int(sde) > MAX_SOURCE_DATE_EPOCH:
+            raise TeeformError(f"SOURCE_DATE_EPOCH must be a non-negative integer up to {MAX_SOURCE_DATE_EPOCH}, "
+                               f"got {sde[:40]!r}", field="SOURCE_DATE_EPOCH")
         return Clock(dt.datetime.fromtimestamp(int(sde), dt.UTC).date(), f"SOURCE_DATE_EPOCH={sde}")
     return Clock(dt.datetime.now(dt.UTC).date(), "system clock (UTC)")
 

@@ -59,7 +59,10 @@ MAX_DEPTH = 64
 #: Longest integer literal accepted in JSON (a uint64 has 20 decimal digits).
 MAX_INT_DIGITS = 20
 
-_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+#: A JSON string (the unrolled loop with possessive repeats: constant regex-engine memory, where
+#: ``"(?:[^"\\]|\\.)*"`` kept one backtracking entry per character, about 2 GiB for a 16 MiB string),
+#: a bracket, or a quote that opens no terminated string (the rest of the text is then invalid JSON).
+_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[\]{}]|"', re.S)
 
 
 def read_limited(path: os.PathLike[str] | str, limit: int, *, what: str) -> bytes:
@@ -75,10 +78,14 @@ def read_limited(path: os.PathLike[str] | str, limit: int, *, what: str) -> byte
             than ``limit`` (checked on the bytes read, so a file that grows is also caught).
     """
     p = Path(path)
-    check_regular_file(p, limit, what=what)
+    size = check_regular_file(p, limit, what=what)
     try:
         with open(p, "rb") as fh:
-            data = fh.read(limit + 1)
+            # read(n) allocates n bytes up front: ask for the size stat gave (+1), not the limit, so a
+            # 1 GiB bound does not cost 1 GiB of address space per small file; a file that grew is read on
+            data = fh.read(min(size, limit) + 1)
+            if len(data) > size:
+                data += fh.read(limit + 1 - len(data))
     except OSError as e:
         raise TeeformError(f"{p}: cannot read {what}: {e.strerror or e}") from None
     if len(data) > limit:
@@ -228,10 +235,15 @@ def check_text(value: str, *, source: str, field: str) -> str:
 
 
 def json_depth(data: bytes) -> int:
-    """Maximum bracket nesting of a JSON text (brackets inside strings ignored); linear time."""
+    """Maximum bracket nesting of a JSON text (brackets inside strings ignored); linear time and
+    constant memory. The scan stops at a quote that opens no terminated string: without the stop,
+    every escaped quote after it would start another scan to the end (quadratic; 20,000 ``\\"``
+    took 4 s), and the text is not valid JSON anyway (the parser reports where)."""
     depth = best = 0
     for m in _STRING_OR_BRACKET.finditer(data):
         c = m.group()
+        if c == b'"':
+            break
         if c in (b"[", b"{"):
             depth += 1
             best = max(best, depth)

@@ -33,7 +33,6 @@ boundary only: the real google-cloud-kms REST transport and teeform's STS reques
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import urllib.error
@@ -42,6 +41,7 @@ import urllib.request
 from typing import Any
 
 from teeform.errors import TeeformError
+from teeform.safeload import loads_json
 from teeform.seal import (
     NONCE_BYTES,
     SealedSecrets,
@@ -180,6 +180,10 @@ def read_attestation_token(path: str) -> str:
     return text
 
 
+#: RFC 6750 §2.1 ``b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="``
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,8192}=*")
+
+
 def sts_exchange(subject_token: str, provider: str, *, sts_url: str = STS_URL, timeout: float = 30) -> str:
     """Exchange the attestation token for a federated access token at Google STS (module docstring, step 2).
 
@@ -205,23 +209,27 @@ def sts_exchange(subject_token: str, provider: str, *, sts_url: str = STS_URL, t
         with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - https (or a test's loopback)
             raw = r.read(MAX_TOKEN_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        try:
-            err = json.loads(exc.read(MAX_TOKEN_BYTES))
-            detail = f"{err.get('error')}: {err.get('error_description')}"
-        except (ValueError, AttributeError):
+        try:  # a hostile reply: bounded read, safeload's depth/number/duplicate bounds, one line shown
+            err = loads_json(exc.read(MAX_TOKEN_BYTES), source="STS error reply")
+            detail = f"{err.get('error')}: {err.get('error_description')}"[:500].encode("ascii", "backslashreplace") \
+                .decode("ascii")
+        except (TeeformError, AttributeError):
             detail = str(exc)
         raise TeeformError(f"STS token exchange refused (HTTP {exc.code}): {detail}",
                            hint="the provider's attribute_condition did not admit this token (image digest, debug "
                                 "image, support attributes or service account)") from None
     except (urllib.error.URLError, OSError) as exc:
         raise TeeformError(f"STS token exchange failed: {exc}") from None
+    if len(raw) > MAX_TOKEN_BYTES:
+        raise TeeformError(f"STS reply is over the {MAX_TOKEN_BYTES}-byte limit")
     try:
-        doc = json.loads(raw[:MAX_TOKEN_BYTES])
+        doc = loads_json(raw, source="STS reply")
         token = doc["access_token"]
-    except (ValueError, KeyError, TypeError):
+    except (TeeformError, KeyError, TypeError):
         raise TeeformError("STS reply has no access_token") from None
-    if not isinstance(token, str) or not token:
-        raise TeeformError("STS reply has no access_token")
+    # RFC 6750 §2.1 b64token: the token goes into an Authorization header, so nothing else may pass
+    if not isinstance(token, str) or not _B64TOKEN.fullmatch(token):
+        raise TeeformError("STS reply's access_token is not an OAuth bearer token (RFC 6750 b64token characters)")
     return token
 
 
@@ -241,7 +249,6 @@ def resolve_key_name(key_id: str | None, stack: str, project_dir: Any, target: s
     if key_id:
         return key_id
     from teeform.run import find_tool, run
-    from teeform.safeload import loads_json
 
     what = f"`pulumi stack output kms_key_id --json --stack {stack}`"
     if find_tool("pulumi", required=False) is None:

@@ -465,6 +465,8 @@ def verify_envelopes(manifest_path: os.PathLike[str] | str, keys: Sequence[Trust
     data, manifest = read_manifest(manifest_path)
     digest = hashlib.sha256(data).hexdigest()
     env_path = Path(envelopes) if envelopes is not None else envelope_path(manifest_path)
+    if envelopes is not None and not env_path.exists() and not env_path.is_symlink():
+        raise TeeformError("envelopes file not found", path=env_path, field="--envelopes")  # named by the user: exit 2
     if not env_path.exists():
         raise SignatureInvalid("no signature: envelopes file not found", path=env_path,
                            hint=f"sign it with `teeform sign {manifest_path} --key KEY.pem`")
@@ -503,6 +505,9 @@ def verify_blob_signature(manifest_path: os.PathLike[str] | str, signature_path:
     data, manifest = read_manifest(manifest_path)
     text = read_limited(signature_path, KEY_FILE_LIMIT, what="signature").decode("ascii", "replace")
     sig = _b64(text, str(signature_path), "(signature)")
+    if not sig:
+        raise TeeformError("is empty (expected a base64 DER ECDSA signature, as cosign sign-blob writes)",
+                           path=signature_path, field="(signature)")
     for k in keys:
         if _verify_sig(k.key, sig, data):
             return Verified(manifest, hashlib.sha256(data).hexdigest(), k.signer, k.source, "cosign-blob")

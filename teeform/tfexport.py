@@ -139,7 +139,7 @@ class Principals:
         if self.admin_arns:
             return list(self.admin_arns)
         parts = self.enclave_role_arn.split(":")
-        if len(parts) < 6 or not parts[4].isdigit():
+        if len(parts) < 6 or not (parts[4].isascii() and parts[4].isdigit() and len(parts[4]) == 12):
             raise TeeformError(f"not an IAM role ARN: {self.enclave_role_arn!r}", field="--enclave-role-arn")
         return [f"arn:{parts[1]}:iam::{parts[4]}:root"]
 

@@ -64,7 +64,7 @@ def today(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> tu
     if d is not None:
         return d, f"TEEFORM_TODAY={d.isoformat()}"
     sde = env.get("SOURCE_DATE_EPOCH", "")
-    if sde.isdigit():
+    if sde.isascii() and sde.isdigit() and len(sde) <= 12 and int(sde) <= 253_402_300_799:  # up to 9999-12-31
         return dt.datetime.fromtimestamp(int(sde), dt.UTC).date(), f"SOURCE_DATE_EPOCH={sde}"
     return dt.datetime.now(dt.UTC).date(), "system clock (UTC)"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from teeform.errors import TeeformError
 from teeform.fsutil import source_date_epoch
 
 _PATH = click.Path(path_type=Path)
@@ -63,12 +64,16 @@ def cmd(rootfs: Path, kernel: Path, modules: Path | None, stub: Path, cmdline_ex
     from image_builder.pipelines.build_vm import BuildConfig, build_vm_image
 
     fmts = tuple(dict.fromkeys(["raw", *(f.strip() for f in formats.split(",") if f.strip())]))
+    pms = tuple(p.strip() for p in platform_modules.split(",")) if platform_modules.strip() else ()
+    if "" in pms or len(set(pms)) != len(pms):  # the sets change the initrd and PCR 11: a typo must not pass
+        raise TeeformError(f"must be a comma-separated list of distinct names, got {platform_modules!r}",
+                           field="--platform-modules", hint="e.g. --platform-modules hyperv")
     config = BuildConfig(
         rootfs=rootfs, kernel=kernel, stub=stub, out=out,
         name=name or (rootfs.resolve().name.split(".")[0] or "vm-image"),
         version=version, modules=modules, cmdline_extra=cmdline_extra, os_release=os_release, formats=fmts, fs=fs,
         ovmf=ovmf, vcpus=vcpus, vcpu_type=vcpu_type, source_date_epoch=source_date_epoch(),
-        platform_modules=tuple(p.strip() for p in platform_modules.split(",") if p.strip()),
+        platform_modules=pms,
     )
     result = build_vm_image(config)
     for fmt, p in result.formats.items():

@@ -28,7 +28,7 @@ def local_state_outputs(path: str) -> dict[str, Any]:
     doc = load_json_file(path, SMALL_JSON_LIMIT, what="Terraform state")
     if not isinstance(doc, Mapping) or doc.get("version") != 4:
         raise TeeformError("not a Terraform state file of format version 4", path=path, field="version")
-    outs = doc.get("outputs") or {}
+    outs = doc.get("outputs", {})  # absent = no outputs; [] or "" is not a state file's outputs object
     if not isinstance(outs, Mapping) or not all(isinstance(v, Mapping) and "value" in v for v in outs.values()):
         raise TeeformError("must map each output name to {value, type, sensitive}", path=path, field="outputs")
     return {str(k): v["value"] for k, v in outs.items()}
