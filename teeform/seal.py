@@ -446,8 +446,6 @@ def unseal_secrets(sealed: SealedSecrets, *, kms: Any, recipient: Recipient | No
         TeeformError: KMS refused (wrong key or context), the reply is malformed, or the ciphertext,
             nonce or AAD were modified.
     """
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     kwargs: dict[str, Any] = dict(CiphertextBlob=sealed.encrypted_data_key, EncryptionContext=dict(sealed.encryption_context),
                                   KeyId=sealed.key_id)
@@ -476,6 +474,21 @@ def unseal_secrets(sealed: SealedSecrets, *, kms: Any, recipient: Recipient | No
         raise TeeformError(f"the data key is a {type(data_key).__name__}, expected 32 bytes (AES-256)")
     if len(data_key) != 32:
         raise TeeformError(f"the data key is {len(data_key)} bytes, expected 32 (AES-256)")
+    return open_payload(sealed, data_key)
+
+
+def open_payload(sealed: SealedSecrets, data_key: bytes) -> dict[str, str]:
+    """Decrypt ``sealed``'s AES-256-GCM payload with the unwrapped 32-byte ``data_key`` (AAD = canonical JSON
+    of :func:`aad_fields`, module docstring): the last step of every cloud's unseal.
+
+    Raises:
+        TeeformError: the data key is not 32 bytes, or authentication fails (a modified field).
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if len(data_key) != 32:
+        raise TeeformError(f"the data key is {len(data_key)} bytes, expected 32 (AES-256)")
     aad = aad_fields(str(sealed.aad["stack"]), sealed.key_id, str(sealed.aad["manifest_sha256"]), sealed.version)
     try:
         plain = AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, canonical_json(aad))
@@ -485,12 +498,14 @@ def unseal_secrets(sealed: SealedSecrets, *, kms: Any, recipient: Recipient | No
     return parse_secrets_json(plain, source="decrypted payload")
 
 
-def resolve_key_id(key_id: str | None, stack: str, project_dir: Path, target: str | None = None) -> str:
-    """``--key-id`` if given, else the stack output ``kms_key_arn`` (``pulumi stack output kms_key_arn
-    --json --stack <stack>``; the name the Pulumi program exports, ``components/aws/nitro.py``).
+def stack_output_key(key_id: str | None, stack: str, project_dir: Path, target: str | None, *, output: str,
+                     what_key: str, example: str) -> str:
+    """``key_id`` if given, else the stack output ``output`` (``pulumi stack output <output> --json --stack
+    <stack>``) for ``target``: the one place the AWS, GCP and Azure sealers look their key up.
 
-    With one target the output is the ARN itself; with several it is a map keyed by target name
-    (``components/registry.py`` ``shape_outputs``), and ``target`` picks the entry.
+    With one target the output is the key itself; with several it is a map keyed by target name
+    (``components/registry.py`` ``shape_outputs``), and ``target`` picks the entry. ``what_key`` names
+    the key in messages ("KMS key", "Cloud KMS key", ...), ``example`` is the ``--key-id`` hint.
 
     Raises:
         TeeformError: neither is available (with a hint), the output is empty, or it has no entry for
@@ -500,24 +515,35 @@ def resolve_key_id(key_id: str | None, stack: str, project_dir: Path, target: st
         return key_id
     from teeform.run import find_tool, run
 
-    what = f"`pulumi stack output kms_key_arn --json --stack {stack}`"
+    what = f"`pulumi stack output {output} --json --stack {stack}`"
     if find_tool("pulumi", required=False) is None:
         raise TeeformError(
-            "no KMS key given and the Pulumi CLI is not installed to look it up",
-            hint=f"pass --key-id <KMS key ARN>, or install Pulumi so {what} works",
+            f"no {what_key} given and the Pulumi CLI is not installed to look it up",
+            hint=f"pass --key-id {example}, or install Pulumi so {what} works",
         )
-    out = run(["pulumi", "stack", "output", "kms_key_arn", "--json", "--stack", stack], cwd=str(project_dir)).stdout
+    out = run(["pulumi", "stack", "output", output, "--json", "--stack", stack], cwd=str(project_dir)).stdout
     text = (out or b"").decode("utf-8", "replace").strip()
     try:
         value = loads_json(text, source=what) if text else None
     except TeeformError:
-        value = text  # an older CLI printing the bare string (or JSON teeform refuses: then not an ARN either)
+        value = text  # an older CLI printing the bare string (or JSON teeform refuses: then not a key either)
     if isinstance(value, dict):
         if target is None or not isinstance(value.get(target), str):
             raise TeeformError(f"{what} has no key for target {target!r}",
                                hint="targets with a key: " + (", ".join(sorted(value)) or "none") + "; choose one with --target")
         value = value[target]
     if not isinstance(value, str) or not value.strip():
-        raise TeeformError(f"{what} printed no key ARN",
+        raise TeeformError(f"{what} printed no {what_key}",
                            hint="deploy the stack first (pulumi up), or pass --key-id")
     return value.strip()
+
+
+def resolve_key_id(key_id: str | None, stack: str, project_dir: Path, target: str | None = None) -> str:
+    """``--key-id`` if given, else the stack output ``kms_key_arn`` (the name the Pulumi program exports,
+    ``components/aws/nitro.py``), through :func:`stack_output_key`.
+
+    Raises:
+        TeeformError: as :func:`stack_output_key`.
+    """
+    return stack_output_key(key_id, stack, project_dir, target, output="kms_key_arn", what_key="KMS key ARN",
+                            example="<KMS key ARN>")

@@ -32,7 +32,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from teeform.errors import TeeformError
-from teeform.seal import NONCE_BYTES, SealedSecrets, aad_fields, canonical_json, encryption_context, parse_secrets_json
+from teeform.seal import (
+    NONCE_BYTES,
+    SealedSecrets,
+    aad_fields,
+    canonical_json,
+    encryption_context,
+    parse_secrets_json,
+    stack_output_key,
+)
 
 #: A Key Vault / Managed HSM key id: ``https://<host>/keys/<name>[/<version>]`` (Key Vault "About keys").
 KEY_ID = re.compile(r"^https://[A-Za-z0-9.:-]+/keys/[A-Za-z0-9-]{1,127}(/[0-9a-fA-F]{32})?/?$")
@@ -161,22 +169,8 @@ def resolve_key_id_azure(key_id: str | None, stack: str, project_dir: Any, targe
     Raises:
         TeeformError: as :func:`teeform.seal.resolve_key_id`.
     """
-    if key_id:
-        return key_id
-    from teeform.run import find_tool, run
-    from teeform.safeload import loads_json
-
-    what = f"`pulumi stack output key_id --json --stack {stack}`"
-    if find_tool("pulumi", required=False) is None:
-        raise TeeformError("no Key Vault key given and the Pulumi CLI is not installed to look it up",
-                           hint=f"pass --key-id <https://<vault>.vault.azure.net/keys/<name>>, or install Pulumi so {what} works")
-    out = run(["pulumi", "stack", "output", "key_id", "--json", "--stack", stack], cwd=str(project_dir)).stdout
-    value: Any = loads_json((out or b"").decode("utf-8", "replace").strip() or "null", source=what)
-    if isinstance(value, dict):
-        value = value.get(target or "")
-    if not isinstance(value, str) or not value:
-        raise TeeformError(f"{what} printed no key id for target {target!r}", hint="deploy the stack first, or pass --key-id")
-    return value
+    return stack_output_key(key_id, stack, project_dir, target, output="key_id", what_key="Key Vault key id",
+                            example="<https://<vault>.vault.azure.net/keys/<name>>")
 
 
 __all__ = ["seal_secrets_azure", "unseal_secrets_azure", "unseal_with_private_key", "is_key_vault_key_id",

@@ -48,7 +48,8 @@ from teeform.seal import (
     aad_fields,
     canonical_json,
     encryption_context,
-    parse_secrets_json,
+    open_payload,
+    stack_output_key,
 )
 
 #: Where the Confidential Space launcher writes the attestation token for the workload.
@@ -146,21 +147,9 @@ def unseal_secrets_gcp(sealed: SealedSecrets, *, kms: Any) -> dict[str, str]:
     Raises:
         TeeformError: Cloud KMS refused, the key is not 32 bytes, or the file was modified.
     """
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     resp = _kms("Decrypt", kms.decrypt, {"name": sealed.key_id, "ciphertext": sealed.encrypted_data_key,
                                           "additional_authenticated_data": canonical_json(dict(sealed.encryption_context))})
-    data_key = bytes(resp.plaintext)
-    if len(data_key) != 32:
-        raise TeeformError(f"the data key is {len(data_key)} bytes, expected 32 (AES-256)")
-    aad = aad_fields(str(sealed.aad["stack"]), sealed.key_id, str(sealed.aad["manifest_sha256"]), sealed.version)
-    try:
-        plain = AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, canonical_json(aad))
-    except InvalidTag:
-        raise TeeformError("AES-256-GCM authentication failed: the ciphertext, nonce or aad fields were modified",
-                           field="ciphertext") from None
-    return parse_secrets_json(plain, source="decrypted payload")
+    return open_payload(sealed, bytes(resp.plaintext))
 
 
 def read_attestation_token(path: str) -> str:
@@ -246,22 +235,8 @@ def resolve_key_name(key_id: str | None, stack: str, project_dir: Any, target: s
     Raises:
         TeeformError: neither is available, or the output has no entry for ``target``.
     """
-    if key_id:
-        return key_id
-    from teeform.run import find_tool, run
-
-    what = f"`pulumi stack output kms_key_id --json --stack {stack}`"
-    if find_tool("pulumi", required=False) is None:
-        raise TeeformError("no Cloud KMS key given and the Pulumi CLI is not installed to look it up",
-                           hint=f"pass --key-id projects/.../cryptoKeys/..., or install Pulumi so {what} works")
-    out = run(["pulumi", "stack", "output", "kms_key_id", "--json", "--stack", stack], cwd=str(project_dir)).stdout
-    text = (out or b"").decode("utf-8", "replace").strip()
-    value = loads_json(text, source=what) if text else None
-    if isinstance(value, dict):
-        value = value.get(target)
-    if not isinstance(value, str) or not value:
-        raise TeeformError(f"{what} has no key for target {target!r}", hint="deploy the stack first, or pass --key-id")
-    return value
+    return stack_output_key(key_id, stack, project_dir, target, output="kms_key_id", what_key="Cloud KMS key",
+                            example="projects/.../cryptoKeys/...")
 
 
 __all__ = ["DEFAULT_TOKEN_PATH", "STS_URL", "is_gcp_key", "kms_client", "seal_secrets_gcp", "unseal_secrets_gcp",

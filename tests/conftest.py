@@ -89,3 +89,19 @@ def nitro_fixtures() -> Path:
     """The directory of real Nitro attestation documents (tests/fixtures/nitro, see its README)."""
     assert (NITRO_FIXTURES / "expected.json").is_file(), f"{NITRO_FIXTURES} is part of the repository"
     return NITRO_FIXTURES
+
+
+def busybox_rootfs(tmp: Path) -> Path:
+    """``tmp/rootfs``: the smallest bootable root for `teeform build vm-image` tests: Debian's busybox-static
+    as ``/bin/busybox`` and ``/bin/sh``, and an ``/sbin/init`` that powers off."""
+    import os
+    import shutil
+
+    root = tmp / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    (root / "sbin").mkdir()
+    shutil.copy2(require_tool("busybox"), root / "bin" / "busybox")
+    os.symlink("busybox", root / "bin" / "sh")
+    (root / "sbin" / "init").write_text("#!/bin/sh\npoweroff -f\n")
+    os.chmod(root / "sbin" / "init", 0o755)
+    return root

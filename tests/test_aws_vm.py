@@ -17,14 +17,12 @@ When the built manifest already carries them, it is used unchanged.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import locked, require_tool
+from conftest import busybox_rootfs, locked, require_tool
 from pulumi_support import REPO, by_type, fake_hex, one, policy_violations, run, write_stack_file
 
 from teeform.errors import TeeformError
@@ -57,13 +55,7 @@ def built_vm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy"):
         require_tool(t)
     tmp = tmp_path_factory.mktemp("awsvm")
-    root = tmp / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    (root / "sbin").mkdir()
-    shutil.copy2(require_tool("busybox"), root / "bin" / "busybox")
-    os.symlink("busybox", root / "bin" / "sh")
-    (root / "sbin" / "init").write_text("#!/bin/sh\npoweroff -f\n")
-    os.chmod(root / "sbin" / "init", 0o755)
+    root = busybox_rootfs(tmp)
     from teeform.cli import main
 
     assert main(["build", "vm-image", "--rootfs", str(root), "--kernel", str(locked("kernel.vmlinuz")),

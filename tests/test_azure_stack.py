@@ -9,13 +9,11 @@ only its manifest paths are pointed at that build (the file itself points at ``m
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import locked, require_tool
+from conftest import busybox_rootfs, locked, require_tool
 from pulumi_support import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -26,13 +24,7 @@ def vhd_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for t in ("busybox", "veritysetup", "mkfs.erofs", "mkfs.vfat", "mcopy"):
         require_tool(t)
     tmp = tmp_path_factory.mktemp("azvm")
-    root = tmp / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    (root / "sbin").mkdir()
-    shutil.copy2(require_tool("busybox"), root / "bin" / "busybox")
-    os.symlink("busybox", root / "bin" / "sh")
-    (root / "sbin" / "init").write_text("#!/bin/sh\npoweroff -f\n")
-    os.chmod(root / "sbin" / "init", 0o755)
+    root = busybox_rootfs(tmp)
     from teeform.cli import main
 
     status = main(["build", "vm-image", "--rootfs", str(root), "--kernel", str(locked("kernel.vmlinuz")),

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import locked, require_tool
+from conftest import busybox_rootfs, locked, require_tool
 from pulumi_support import REPO, by_type, measurements_only_stand_ins, run, write_stack_file
 
 from teeform.manifest import Artifact, ArtifactKind, Builder, Manifest, write_manifest
@@ -42,13 +40,7 @@ def vm_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
         require_tool(t)
     kernel = locked("kernel.vmlinuz")
     tmp = tmp_path_factory.mktemp("vm")
-    root = tmp / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    (root / "sbin").mkdir()
-    shutil.copy2(require_tool("busybox"), root / "bin" / "busybox")
-    os.symlink("busybox", root / "bin" / "sh")
-    (root / "sbin" / "init").write_text("#!/bin/sh\npoweroff -f\n")
-    os.chmod(root / "sbin" / "init", 0o755)
+    root = busybox_rootfs(tmp)
     from teeform.cli import main
 
     status = main(["build", "vm-image", "--rootfs", str(root), "--kernel", str(kernel),
