@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from teeform.errors import TeeformError
+from teeform.safeload import loads_json
 
 #: Policy-grammar version teeform writes (the only one the grammar page defines).
 POLICY_VERSION = "1.0.0"
@@ -139,9 +140,12 @@ def decode_policy(data: str, *, field: str = "release_policy.data") -> dict[str,
         raise TeeformError("is not base64url", field=field)
     try:
         raw = base64.urlsafe_b64decode(data.rstrip("=") + "=" * (-len(data.rstrip("=")) % 4))
-        doc = json.loads(raw.decode("utf-8"))
+        # bounded (depth, numbers, duplicate keys): the policy may come from a hostile preview document
+        doc = loads_json(raw.decode("utf-8"), source=field)
     except (binascii.Error, ValueError) as exc:
         raise TeeformError(f"does not decode to a JSON policy: {exc}", field=field) from None
+    except TeeformError as exc:
+        raise TeeformError(f"does not decode to a JSON policy: {exc.message}", field=field) from None
     if not isinstance(doc, dict):
         raise TeeformError("does not decode to a JSON object", field=field)
     return doc

@@ -120,3 +120,15 @@ def test_readme_shows_the_policy_teeform_writes_for_the_shipped_stack() -> None:
         if out.name != "public_ip":
             assert f"`{out.name}`" in section, out.name
     assert "not the image" in section
+
+
+@pytest.mark.parametrize("doc", [b"[" * 100_000, b'{"version": "1.0.0", "version": "1.0.0", "anyOf": []}'])
+def test_hostile_release_policy_is_refused_naming_the_field(doc: bytes) -> None:
+    """A release policy nested 100,000 deep or with a duplicate key (e.g. inside a `teeform preview diff`
+    input) is one TeeformError naming the field, never a RecursionError or a last-wins read."""
+    import base64
+
+    data = base64.urlsafe_b64encode(doc).decode().rstrip("=")
+    with pytest.raises(TeeformError, match="does not decode to a JSON policy") as ei:
+        ar.decode_policy(data, field="releasePolicy.data")
+    assert ei.value.field == "releasePolicy.data"

@@ -175,3 +175,36 @@ def test_wait_until_reachable(kbs, keys, monkeypatch) -> None:
     other = generate_key_material("x")["admin_private_key_pem"]
     with pytest.raises(KbsError, match="HTTP 401"):  # an answer is not retried
         provider.wait_until_reachable(KbsAdmin(kbs.url, other), 60, interval=1)
+
+
+def test_unusable_json_from_the_kbs_is_one_clear_error(keys) -> None:
+    """A KBS answering with JSON nested 100,000 deep (or with duplicate keys) gives a KbsError naming the
+    endpoint, never a RecursionError traceback (teeform.safeload bounds)."""
+    import http.server
+    import threading
+
+    bodies = {"/kbs/v0/resource-policy": b"[" * 100_000, "/kbs/v0/reference-value/x": b'{"a": 1, "a": 2}'}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            body = bodies.get(self.path, b"null")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        c = KbsAdmin(f"http://127.0.0.1:{srv.server_address[1]}", keys["admin_private_key_pem"])
+        with pytest.raises(KbsError, match=r"resource-policy: the KBS answered with unusable JSON: .*nested"):
+            c.get_resource_policy()
+        with pytest.raises(KbsError, match=r"reference-value: the KBS answered with unusable JSON: .*duplicate"):
+            c.get_reference_value("x")
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -63,7 +63,7 @@ from teeform.manifest import (
     validate_manifest_dict,
     write_manifest,
 )
-from teeform.safeload import open_regular, read_limited
+from teeform.safeload import loads_json, open_regular, read_limited
 
 #: Manifest names and versions (they become file names; the same rule as ``build vm-image``).
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -181,7 +181,7 @@ def build_oci_manifest(config: OciBuildConfig) -> OciBuildResult:
     man_bytes = read_limited(src / loc, oci.MAX_JSON_BLOB, what="image manifest blob")
     if hashlib.sha256(man_bytes).hexdigest() != digest_hex:
         raise TeeformError("the image manifest blob changed while it was read", path=src, field=loc)
-    man = json.loads(man_bytes)
+    man = loads_json(man_bytes, source=f"{src}/{loc}")  # already parsed safely by open_image; bounded anyway
     index_bytes = read_limited(src / "index.json", oci.MAX_JSON_BLOB, what="index.json")
 
     inputs = [

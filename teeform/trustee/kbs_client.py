@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from teeform.errors import TeeformError
+from teeform.safeload import loads_json
 
 #: Lifetime of an admin token (seconds).
 TOKEN_LIFETIME_S = 300
@@ -141,10 +142,10 @@ class KbsAdmin:
             raw = exc.read(64 * 1024)
             kind, detail = None, raw.decode("utf-8", "replace").strip()[:500]
             try:
-                info = json.loads(raw)
+                info = loads_json(raw, source=endpoint)
                 kind = str(info.get("type", "")).rsplit("/", 1)[-1] or None
                 detail = str(info.get("detail", detail))[:500]
-            except (ValueError, AttributeError):
+            except (TeeformError, AttributeError):
                 pass
             raise KbsError(f"{endpoint}: HTTP {exc.code}" + (f" {kind}" if kind else "") + (f": {detail}" if detail else ""),
                            status=exc.code, kind=kind) from None
@@ -162,7 +163,7 @@ class KbsAdmin:
     def get_reference_value(self, rv_id: str) -> Any:
         """``GET /reference-value/{id}``: the stored JSON value, or None."""
         raw = self._call("GET", "reference-value/" + urllib.parse.quote(rv_id, safe="/."))
-        return json.loads(raw) if raw.strip() else None
+        return self._json(raw, "reference-value") if raw.strip() else None
 
     # -- policies
     def set_attestation_policy(self, rego: str, policy_id: str = "default_cpu") -> None:
@@ -176,7 +177,16 @@ class KbsAdmin:
 
     def get_resource_policy(self) -> Any:
         """``GET /resource-policy``: the stored policies (JSON)."""
-        return json.loads(self._call("GET", "resource-policy"))
+        return self._json(self._call("GET", "resource-policy"), "resource-policy")
+
+    @staticmethod
+    def _json(raw: bytes, endpoint: str) -> Any:
+        """A KBS answer parsed with :func:`teeform.safeload.loads_json` (bounded depth and numbers, no
+        duplicate keys), so a broken or hostile KBS gives a :class:`KbsError`, never a traceback."""
+        try:
+            return loads_json(raw, source="answer")
+        except TeeformError as exc:
+            raise KbsError(f"{endpoint}: the KBS answered with unusable JSON: {exc.message}") from None
 
     # -- resources
     def put_resource(self, repository: str, type_: str, tag: str, data: bytes) -> None:
