@@ -7,11 +7,9 @@ Oracles: the expected key-policy values are the manifest file's own measurements
 the ``vmimport`` trust policy, ``ImportSnapshot`` format ``RAW``, ``RegisterImage`` ``uefi``/``v2.0``,
 SEV-SNP ``amd_sev_snp = enabled`` on M6a/C6a/R6a in us-east-2/eu-west-1).
 
-**PCR4 values.** Until the PCR4 prediction (the ``pcr4`` work: EV_EFI_ACTION, separator, Authenticode
-of the UKI) lands in ``build vm-image``, the fixture adds ``pcr4_sha256``/``pcr4_sha384`` to a copy of the
-built manifest, as labelled made-up hex (:func:`with_pcr4`). They are test data for the policy grammar,
-not golden values: the oracle of PCR4 itself is that work's measured-boot test (vTPM PCR4 after QEMU + OVMF).
-When the built manifest already carries them, it is used unchanged.
+**PCR4 values.** ``build vm-image`` predicts ``pcr4_sha256``/``pcr4_sha384`` (image_builder/measure/pcr4.py);
+their oracle is the measured-boot test (vTPM PCR4 after QEMU + OVMF, tests/test_boot.py). Here they are read
+back from the built manifest file like every other value; a built manifest without them fails the fixture.
 """
 
 from __future__ import annotations
@@ -36,19 +34,6 @@ P12 = "kms:RecipientAttestation:NitroTPMPCR12"
 ZERO384 = "0" * 96
 
 
-def with_pcr4(manifest_path: Path, label: str = "pcr4") -> Path:
-    """The manifest itself when it records ``pcr4_sha384``; otherwise a copy next to it (same artifact) with
-    ``pcr4_sha256``/``pcr4_sha384`` set to labelled made-up hex (see the module docstring)."""
-    doc = json.loads(manifest_path.read_text())
-    if "pcr4_sha384" in doc["measurements"]:
-        return manifest_path
-    doc["measurements"]["pcr4_sha256"] = fake_hex(f"{label}:256", 64)
-    doc["measurements"]["pcr4_sha384"] = fake_hex(f"{label}:384")
-    out = manifest_path.with_name(manifest_path.name.replace(".manifest.json", f".{label}.manifest.json"))
-    out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    return out
-
-
 @pytest.fixture(scope="module")
 def built_vm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real vm-image manifest + raw disk: ``teeform build vm-image`` on a tiny busybox root."""
@@ -66,7 +51,9 @@ def built_vm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tpm_manifest(built_vm: Path) -> Path:
-    return with_pcr4(built_vm)
+    measurements = json.loads(built_vm.read_text())["measurements"]
+    assert {"pcr4_sha256", "pcr4_sha384"} <= set(measurements), "build vm-image no longer predicts PCR4"
+    return built_vm
 
 
 def fake_vm(directory: Path, version: str = "1", label: str | None = None, **drop: bool) -> Path:
