@@ -85,7 +85,7 @@ def test_streamed_ramdisk_and_read_back_pass_give_the_same_file_and_values(tmp_p
     assert rb.file_digests == {"sha256": hashlib.sha256(data).hexdigest(), "sha384": hashlib.sha384(data).hexdigest()}
     for s in rb.sections:  # section digests recomputed from byte offsets
         start = s.offset + eif.SECTION_HEADER_SIZE
-        assert s.sha256 == hashlib.sha256(data[start:start + s.size]).hexdigest()
+        assert s.sha384 == hashlib.sha384(data[start:start + s.size]).hexdigest()
     info = eif.read_eif(b)  # the strict reader agrees on CRC and PCRs
     assert info.pcrs == rb.pcrs and info.crc32 == rb.crc32
 

@@ -88,6 +88,11 @@ def test_cli_end_to_end(tmp_path: Path, blobs: Path, monkeypatch: pytest.MonkeyP
     assert roles["cmdline"].sha256 == hashlib.sha256(CMDLINE.encode()).hexdigest() and roles["cmdline"].name == "@cmdline"
     assert roles["image"].sha256 == oci.open_image(image).manifest_digest.split(":")[1]  # type: ignore[union-attr]
     assert m.details["cmd"] == ["/app/agent", "--serve"] and m.details["env"] == ["PATH=/bin", "MODE=enclave"]
+    # Section digests: SHA-384 of each section's bytes as sliced from the file by _sections (not by
+    # teeform); the customer ramdisk's is PCR2's inner digest (eif-nitro.md §2.2).
+    assert [d["sha384"] for d in m.details["sections"]] == [hashlib.sha384(d).hexdigest() for _, d in secs]
+    assert [d["sha384"] for d in m.details["ramdisks"]] == [hashlib.sha384(rd0).hexdigest(), hashlib.sha384(rd1).hexdigest()]
+    assert _pcr(rd1) == hashlib.sha384(bytes(48) + bytes.fromhex(m.details["ramdisks"][1]["sha384"])).hexdigest()
 
     meta = json.loads(metadata)
     assert list(meta) == ["ImageName", "ImageVersion", "BuildMetadata", "DockerInfo", "CustomMetadata"]

@@ -113,7 +113,35 @@ def test_round_trip_and_independent_recomputation(tmp_path: Path) -> None:
     assert report.measurements["ImageSha384"] == report.measurements["PCR0"] == expected[0]
     assert report.facts["EifVersion"] == 4 and report.facts["CheckCRC"] is True and report.facts["IsSigned"] is False
     assert [r["type"] for r in report.sections] == ["kernel", "cmdline", "metadata", "ramdisk", "ramdisk", "ramdisk"]
-    assert report.sections[3]["sha256"] == hashlib.sha256(rd0).hexdigest()
+    assert report.sections[3]["sha384"] == hashlib.sha384(rd0).hexdigest()
+
+
+@pytest.mark.parametrize("ramdisks", [1, 2, 3])
+@pytest.mark.parametrize("mode", ["header-last", "header-first", "signed header-last", "signed header-first"])
+def test_section_sha384_for_every_ramdisk_count_and_writer_path(tmp_path: Path, ramdisks: int, mode: str) -> None:
+    """Each section's sha384 is the SHA-384 of its bytes as walked by _parse_independently; with two
+    ramdisks the second one's digest comes from the PCR2 hasher, which must not change the value."""
+    rds = [os.urandom(5000 + 999 * i) for i in range(ramdisks)]
+    kw: dict[str, object] = {}
+    if mode.endswith("header-first"):
+        kw["file_digests"] = ("sha256",)
+    if mode.startswith("signed"):
+        import subprocess
+
+        from conftest import require_tool
+
+        from image_builder.formats import eif_sign
+
+        subprocess.run([require_tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1",
+                        "-nodes", "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem"),
+                        "-subj", "/CN=teeform test", "-days", "30"], check=True, capture_output=True)
+        kw["signer"] = eif_sign.EifSigner.load(tmp_path / "k.pem", tmp_path / "c.pem")
+    path = tmp_path / "x.eif"
+    res = _write(path, _sections(rds), **kw)
+    want = [hashlib.sha384(d).hexdigest() for _, d in _parse_independently(path.read_bytes())]
+    assert [s.sha384 for s in res.sections] == want
+    assert [s.sha384 for s in eif.read_eif(path).sections] == want
+    assert [r["sha384"] for r in eif.measure_report(path).sections] == want
 
 
 def test_metadata_is_not_measured(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def _check(data: bytes, result: eif.EifWriteResult, tmp_path: Path) -> None:
     assert result.crc32 == int.from_bytes(data[eif.CRC_OFFSET:eif.HEADER_SIZE], "big")
     for s in result.sections:
         start = s.offset + eif.SECTION_HEADER_SIZE
-        assert s.sha256 == hashlib.sha256(data[start:start + s.size]).hexdigest()
+        assert s.sha384 == hashlib.sha384(data[start:start + s.size]).hexdigest()
     path = tmp_path / "check.eif"
     path.write_bytes(data)
     assert eif.read_eif(path).pcrs == result.pcrs  # the strict reader recomputes CRC and PCRs from the file

@@ -147,10 +147,31 @@ class EifPcrHasher:
         """The hashers the current section feeds (PCR0's first), for callers that update them elsewhere."""
         return self._targets
 
+    def pcr2_inner_hexdigest(self) -> str:
+        """The SHA-384 (hex) of every user ramdisk's data fed so far: PCR2 before the extend (§2.2)."""
+        return self._h2.hexdigest()
+
     def pcrs(self, pcr8: bytes | None = None) -> EifPcrs:
         """The PCRs of everything fed so far."""
         return EifPcrs(pcr_from_digest(self._h0.digest()), pcr_from_digest(self._h1.digest()),
                        pcr_from_digest(self._h2.digest()), pcr8)
+
+
+def section_digesters(types: Sequence[SectionType]) -> list[Any]:
+    """One SHA-384 hasher per section of an EIF with section types ``types`` (file order), or None
+    for the section whose SHA-384 the PCR2 hasher already computes.
+
+    PCR2's inner hash covers the data of every ramdisk after the first (§2.2); when there is exactly
+    one such ramdisk (the customer ramdisk of nitro-cli's and teeform's EIFs) its section digest is
+    :meth:`EifPcrHasher.pcr2_inner_hexdigest`, so the largest section is hashed once less.
+    """
+    ramdisks = [i for i, t in enumerate(types) if t is SectionType.RAMDISK]
+    sole_user = ramdisks[1] if len(ramdisks) == 2 else None
+    return [None if i == sole_user else hashlib.sha384() for i in range(len(types))]
+
+
+def _section_hex(sha: Any, pcr_hasher: EifPcrHasher) -> str:
+    return pcr_hasher.pcr2_inner_hexdigest() if sha is None else sha.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ CRC
@@ -305,13 +326,19 @@ class SectionSource:
 
 @dataclass(frozen=True)
 class SectionInfo:
-    """One section as written or read: slot index, type, offset of its 12-byte header, data size, data SHA-256."""
+    """One section as written or read: slot index, type, offset of its 12-byte header, data size (bytes),
+    and ``sha384``, the SHA-384 of the section's data (lowercase hex, 96 digits).
+
+    SHA-384 because that is the hash the PCRs are built from (eif-nitro.md §2.2): for the one user
+    ramdisk of an EIF with exactly two ramdisks (what nitro-cli and teeform write) it *is* the inner
+    digest of PCR2, ``PCR2 = SHA-384(0^48 || bytes.fromhex(sha384))``, so it costs no extra pass
+    (:func:`section_digesters`)."""
 
     index: int
     type: SectionType
     offset: int
     size: int
-    sha256: str
+    sha384: str
     label: str = ""
 
 
@@ -385,7 +412,7 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
     """Write an EIF v4 to the seekable binary stream ``fh`` (positioned at 0, empty); never reads ``fh``.
 
     Without ``file_digests`` one pass writes the sections and computes the CRC, the PCR hashes
-    and every section's SHA-256 on worker threads (:class:`teeform.hashlanes.HashLanes`), then
+    and every section's SHA-384 (:func:`section_digesters`) on worker threads (:class:`teeform.hashlanes.HashLanes`), then
     seeks back and writes the header; the header's CRC is joined to the sections' CRC with
     :func:`crc32_combine`.
 
@@ -398,10 +425,12 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
        when signing, also through the three PCR hashers, since the signature section, which the
        CRC covers, signs PCR0), which fixes the header;
     2. the *write pass* writes header and sections once, and every chunk feeds every digest that
-       needs it: the whole-file digests, the section's SHA-256, the PCR hashers (unsigned) and a
-       second CRC. Lane 0 gets PCR0, the non-SHA-384/512 file digests, the section SHA-256 and
-       the CRC, lane 1 PCR1/PCR2 and the SHA-384/512 file digests: two SHA-384 streams each for a
-       ramdisk (with SHA-NI, SHA-256 costs about half of SHA-384), which balances two cores.
+       needs it: the whole-file digests, the section's SHA-384 (none for the sole user ramdisk,
+       whose digest is PCR2's inner hash), the PCR hashers (unsigned) and a second CRC. Lane 0
+       gets PCR0, the non-SHA-384/512 file digests, the section digest and the CRC, lane 1
+       PCR1/PCR2 and the SHA-384/512 file digests: for the customer ramdisk PCR0 + SHA-256 + CRC
+       against PCR2 + SHA-384 (with SHA-NI, SHA-256 costs about 0.6 of SHA-384), which balances
+       two cores.
 
     The two passes must see the same bytes: a ``path`` source is kept open between them and a
     ``writer`` is called once per pass (it must write the same bytes each time, as
@@ -507,13 +536,15 @@ def _sign(signer: Signer, pcr0: bytes) -> tuple[_Source, bytes]:
 
 
 def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer: Signer | None) -> EifWriteResult:
-    """One pass: sections with CRC, PCRs and section SHA-256, then the header (see :func:`write_eif`)."""
+    """One pass: sections with CRC, PCRs and section SHA-384, then the header (see :func:`write_eif`)."""
     fh.write(bytes(HEADER_SIZE))
     offset = HEADER_SIZE
     crc = Crc32()
     hasher = EifPcrHasher()
     infos: list[SectionInfo] = []
-    shas: list[Any] = []
+    # A signature section is appended after the data sections; it is never a ramdisk, so it does not
+    # change which section's digest PCR2 provides.
+    shas: list[Any] = section_digesters([s.type for s in sources]) + [hashlib.sha384()]
     pcr8 = None
     with HashLanes() as lanes:
 
@@ -525,11 +556,10 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
             lanes.submit(0, crc.update, head)
             hasher.begin(source.type)
             targets = hasher.current()
-            sha = hashlib.sha256()
+            sha = shas[index]
             lane0 = (targets[0], crc) if targets else (crc,)
-            _stream(source, index, fh, lanes, (lane0, tuple(targets[1:]) + (sha,)))
+            _stream(source, index, fh, lanes, (lane0, tuple(targets[1:]) + ((sha,) if sha is not None else ())))
             infos.append(SectionInfo(index, source.type, offset, source.size, "", source.label))
-            shas.append(sha)
             offset += SECTION_HEADER_SIZE + source.size
 
         for source in sources:
@@ -543,7 +573,8 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
     fh.seek(0)
     fh.write(head)
     fh.seek(offset)
-    done = tuple(SectionInfo(s.index, s.type, s.offset, s.size, sha.hexdigest(), s.label) for s, sha in zip(infos, shas, strict=True))
+    done = tuple(SectionInfo(s.index, s.type, s.offset, s.size, _section_hex(sha, hasher), s.label)
+                 for s, sha in zip(infos, shas, strict=False))
     return EifWriteResult(hasher.pcrs(pcr8), done, offset, total_crc, {})
 
 
@@ -582,7 +613,8 @@ def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer
     small = tuple(h for h in whole if h not in big)
     check = Crc32()
     hasher = EifPcrHasher()
-    shas: list[Any] = []
+    shas = section_digesters([s.type for s in sources])
+    pcr_source = signed_pcrs if signer is not None else hasher  # where PCR2's inner digest is computed
     with HashLanes() as lanes:
         fh.write(head)
         lanes.update_all(0, small, head)
@@ -596,16 +628,17 @@ def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer
             if signer is None:
                 hasher.begin(source.type)
                 targets = hasher.current()
-            sha = hashlib.sha256()
-            shas.append(sha)
-            _stream(source, i, fh, lanes, (targets[:1] + small + (sha, check), targets[1:] + big))
+            sha = shas[i]
+            mine = (sha,) if sha is not None else ()
+            _stream(source, i, fh, lanes, (targets[:1] + small + mine + (check,), targets[1:] + big))
         lanes.wait()
     if check.value & 0xFFFFFFFF != crc.value & 0xFFFFFFFF:
         raise TeeformError("the EIF's inputs changed while it was written (the sections' CRC-32 differs between the "
                            f"CRC pass, {crc.value & 0xFFFFFFFF:#010x}, and the write pass, {check.value & 0xFFFFFFFF:#010x})",
                            hint="do not modify the image, kernel or init files during a build; rebuild")
     pcrs = signed_pcrs.pcrs(pcr8) if signer is not None else hasher.pcrs()
-    done = tuple(SectionInfo(s.index, s.type, s.offset, s.size, sha.hexdigest(), s.label) for s, sha in zip(infos, shas, strict=True))
+    done = tuple(SectionInfo(s.index, s.type, s.offset, s.size, _section_hex(sha, pcr_source), s.label)
+                 for s, sha in zip(infos, shas, strict=True))
     return EifWriteResult(pcrs, done, offset, total_crc, {h.name: h.hexdigest() for h in whole})
 
 
@@ -749,41 +782,49 @@ def read_eif(path: os.PathLike[str] | str) -> EifInfo:
                 want = f"exactly {lo}" if lo == hi else f"{lo} to {hi}"
                 raise _fail(p, f"the EIF has {counts[t]} {t.label} section(s), needs {want}")
 
-        # One streaming pass: CRC over everything but bytes 544..547, PCR hashers, per-section SHA-256.
-        crc = crc32(raw[:CRC_OFFSET])
+        # One streaming pass: CRC over everything but bytes 544..547, PCR hashers, per-section SHA-384
+        # (the sole user ramdisk's from the PCR2 hasher, section_digesters). The hashing runs on two
+        # worker lanes (lane 0: PCR0 and the CRC, lane 1: PCR1 or PCR2 and the section digest) while
+        # this thread reads, so the two SHA-384 streams over a large ramdisk use two cores.
+        crc = Crc32(crc32(raw[:CRC_OFFSET]))
         hasher = EifPcrHasher()
         infos: list[SectionInfo] = []
         cmdline = b""
         metadata_raw = b""
         signature_raw = b""
-        for i, stype, off, size in sections:
-            fh.seek(off)
-            crc = zlib.crc32(fh.read(SECTION_HEADER_SIZE), crc)
-            hasher.begin(stype)
-            sha = hashlib.sha256()
-            keep = stype in (SectionType.CMDLINE, SectionType.METADATA, SectionType.SIGNATURE)
-            kept: list[bytes] = []
-            remaining = size
-            while remaining:
-                chunk = fh.read(min(CHUNK, remaining))
-                if not chunk:
-                    raise _fail(p, f"section {i} ({stype.label}): file ended while reading")
-                crc = zlib.crc32(chunk, crc)
-                hasher.update(chunk)
-                sha.update(chunk)
-                if keep:
-                    kept.append(chunk)
-                remaining -= len(chunk)
-            infos.append(SectionInfo(i, stype, off, size, sha.hexdigest(), stype.label))
-            if stype is SectionType.CMDLINE:
-                cmdline = b"".join(kept)
-            elif stype is SectionType.METADATA:
-                metadata_raw = b"".join(kept)
-            elif stype is SectionType.SIGNATURE:
-                signature_raw = b"".join(kept)
-        crc &= 0xFFFFFFFF
-        if crc != hdr.crc32:
-            raise _fail(p, f"CRC mismatch: header says {hdr.crc32:#010x}, computed {crc:#010x}", field="eif_crc32",
+        shas = section_digesters([s[1] for s in sections])
+        with HashLanes() as lanes:
+            for i, stype, off, size in sections:
+                fh.seek(off)
+                lanes.submit(0, crc.update, fh.read(SECTION_HEADER_SIZE))
+                hasher.begin(stype)
+                targets = hasher.current()
+                lane0 = (*targets[:1], crc)
+                lane1 = (*targets[1:], *((shas[i],) if shas[i] is not None else ()))
+                keep = stype in (SectionType.CMDLINE, SectionType.METADATA, SectionType.SIGNATURE)
+                kept: list[bytes] = []
+                remaining = size
+                while remaining:
+                    chunk = fh.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise _fail(p, f"section {i} ({stype.label}): file ended while reading")
+                    lanes.update_all(0, lane0, chunk)
+                    lanes.update_all(1, lane1, chunk)
+                    if keep:
+                        kept.append(chunk)
+                    remaining -= len(chunk)
+                infos.append(SectionInfo(i, stype, off, size, "", stype.label))
+                if stype is SectionType.CMDLINE:
+                    cmdline = b"".join(kept)
+                elif stype is SectionType.METADATA:
+                    metadata_raw = b"".join(kept)
+                elif stype is SectionType.SIGNATURE:
+                    signature_raw = b"".join(kept)
+        infos = [SectionInfo(s.index, s.type, s.offset, s.size, _section_hex(sha, hasher), s.label)
+                 for s, sha in zip(infos, shas, strict=True)]
+        computed = crc.value & 0xFFFFFFFF
+        if computed != hdr.crc32:
+            raise _fail(p, f"CRC mismatch: header says {hdr.crc32:#010x}, computed {computed:#010x}", field="eif_crc32",
                         hint="the file is corrupt or was modified after it was built")
 
     metadata: Any = None
@@ -846,7 +887,7 @@ def measure_report(path: os.PathLike[str] | str) -> MeasurementReport:
     facts["FileSize"] = info.file_size
     facts["Cmdline"] = info.cmdline.decode("utf-8", "replace")
     rows = [{"index": s.index, "type": s.type.label, "offset": s.offset, "size": s.size,
-             "measured_in": _measured_in(s, info.sections), "sha256": s.sha256} for s in info.sections]
+             "measured_in": _measured_in(s, info.sections), "sha384": s.sha384} for s in info.sections]
     notes = list(info.notes)
     notes.append("ImageSha384 (the KMS condition key kms:RecipientAttestation:ImageSha384) equals PCR0; "
                  "metadata and signature sections are not measured (eif-nitro.md §2.2, §2.5)")

@@ -45,8 +45,10 @@ Data path (what a user waits for with a large image; ``benchmarks/eif_memory.py`
 the layer is read once, its blob digest (and, for an uncompressed layer, its diff_id, the same
 bytes) hashed on a worker thread while the main thread parses the tar and spools file contents;
 the ramdisks are planned (sizes known without writing) and streamed from the spool into the EIF
-while PCR0/PCR1/PCR2 and the CRC are computed on two worker threads; then the EIF is read back once
-for the artifact SHA-256/SHA-384 and the per-section SHA-256 (:func:`image_builder.formats.eif.write_eif`).
+while PCR0/PCR1/PCR2, the artifact SHA-256/SHA-384, the per-section SHA-384 (the customer
+ramdisk's is PCR2's inner digest) and the CRC are computed on two worker threads, after a CRC-only
+pass that fixes the header; the EIF is never read back (:func:`image_builder.formats.eif.write_eif`),
+and :class:`teeform.fsutil.EagerWriteback` starts its writeback while it is written.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ from image_builder.formats import cpio, eif
 from image_builder.formats.eif_sign import EifSigner
 from image_builder.inputs import oci
 from teeform.errors import TeeformError
-from teeform.fsutil import CHUNK
+from teeform.fsutil import CHUNK, EagerWriteback
 from teeform.manifest import (
     Artifact,
     ArtifactKind,
@@ -409,8 +411,8 @@ def write_eif_file(ctx: BuildContext) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{ctx.name}.eif.", suffix=".tmp", dir=c.out_dir)
     ctx.eif_tmp = Path(tmp)
     with os.fdopen(fd, "w+b") as fh:
-        ctx.written = eif.write_eif(fh, sections, flags=ctx.flags, signer=ctx.signer,
-                                    file_digests=("sha256", "sha384"))
+        ctx.written = eif.write_eif(EagerWriteback(fh), sections, flags=ctx.flags,  # type: ignore[arg-type]
+                                    signer=ctx.signer, file_digests=("sha256", "sha384"))
         fh.flush()
         os.fsync(fh.fileno())
     os.chmod(tmp, 0o644)
@@ -444,10 +446,10 @@ def build_manifest(ctx: BuildContext, eif_name: str) -> Manifest:
         "cmd": list(ctx.cmd),
         "env": list(ctx.env),
         "ramdisks": [
-            {"role": role, "size": s.size, "sha256": s.sha256, "entries": ctx.ramdisk_entries[role]}
+            {"role": role, "size": s.size, "sha384": s.sha384, "entries": ctx.ramdisk_entries[role]}
             for role, s in zip(("bootstrap", "customer"), ramdisks, strict=True)
         ],
-        "sections": [{"type": s.type.label, "offset": s.offset, "size": s.size, "sha256": s.sha256}
+        "sections": [{"type": s.type.label, "offset": s.offset, "size": s.size, "sha384": s.sha384}
                      for s in ctx.written.sections],
         "image": {
             "format": image.format,
