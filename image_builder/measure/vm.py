@@ -199,9 +199,13 @@ def predict_uki(layout: UkiLayout, *, authenticode: Mapping[str, str], linux_aut
     sections = layout.section_digests()
     p11 = {b: pcr11.predict_pcr11(sections, stub_version, b) for b in ("sha256", "sha384")}
     p12 = {b: pcr11.predict_pcr12(None, b) for b in ("sha256", "sha384")}
+    from image_builder.measure.pcr4 import kernel_measured_by_firmware
+
+    # RTMR1 holds TDVF's PCR 2-6 events, so the kernel in .linux is in it exactly when it is in PCR 4.
     rtmr1 = tdx.predict_rtmr1(
         authenticode["sha384"],
-        linux_authenticode_sha384=None if secure_boot else linux_authenticode_sha384,
+        linux_authenticode_sha384=(linux_authenticode_sha384
+                                   if kernel_measured_by_firmware(stub_version, secure_boot) else None),
         gpt_event_data=gpt_event_data,
         secure_boot=secure_boot,
     )
