@@ -38,7 +38,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from teeform.errors import TeeformError
 from teeform.keyrelease import KeyReleasePolicy
 from teeform.targets.base import (
     Cloud,
@@ -52,8 +51,8 @@ from teeform.targets.base import (
     read_map,
     read_opt_str,
     read_str,
-    read_str_list,
 )
+from teeform.targets.vm_key_broker import check_kbs_url, parse_trustee_options
 from teeform.trustee.reference_values import TrusteeOptions, Verifier, reference_values
 
 if TYPE_CHECKING:
@@ -167,21 +166,7 @@ def parse_key_broker(raw: Any, source: str, fld: str, *, allow_deploy: bool = Tr
     kb = read_map(raw, source, fld, keys)
     if not kb:
         raise fail("a key broker is required (url + adminKeySecret, or deploy)", source, fld)
-    verifier_s = read_opt_str(kb.get("verifier"), source, f"{fld}.verifier") or "tdx"
-    try:
-        verifier = Verifier(verifier_s)
-    except ValueError:
-        raise fail(f"unknown Trustee verifier {verifier_s!r}; known: {[v.value for v in Verifier]}",
-                   source, f"{fld}.verifier") from None
-    pins = read_str_list(kb["pins"], source, f"{fld}.pins", non_empty=True) if "pins" in kb else None
-    try:
-        options = TrusteeOptions(verifier, pins=pins,
-                                 mr_td=tuple(x.lower() for x in read_str_list(kb.get("mrTd"), source, f"{fld}.mrTd")),
-                                 tcb_statuses=read_str_list(kb.get("tcbStatuses"), source, f"{fld}.tcbStatuses")
-                                 or ("UpToDate",))
-    except TeeformError as exc:
-        sub = (exc.field or "").removeprefix("keyBroker")
-        raise fail(exc.message, source, f"{fld}{sub}") from None
+    options = parse_trustee_options(kb, source, fld, Verifier.TDX)
     url = read_opt_str(kb.get("url"), source, f"{fld}.url")
     deploy = None
     if kb.get("deploy") is not None:
@@ -195,8 +180,8 @@ def parse_key_broker(raw: Any, source: str, fld: str, *, allow_deploy: bool = Tr
                            admin)
     if (url is None) == (deploy is None):
         raise fail("give exactly one of url (an existing KBS) and deploy (a Trustee VM)", source, fld)
-    if url is not None and not re.match(r"^https?://[^/?#\s]+/?$", url):
-        raise fail(f"must be http(s)://host[:port], got {url!r}", source, f"{fld}.url")
+    if url is not None:
+        check_kbs_url(url, source, f"{fld}.url")  # the URL is kept as written (it is an output)
     return KeyBrokerConfig(options, url,
                            read_opt_str(kb.get("adminKeySecret"), source, f"{fld}.adminKeySecret") or "kbsAdminKey",
                            read_opt_str(kb.get("caCertConfig"), source, f"{fld}.caCertConfig"), deploy)

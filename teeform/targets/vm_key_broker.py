@@ -119,6 +119,35 @@ def check_config_name(name: str, source: str, fld: str) -> str:
     return name
 
 
+def parse_trustee_options(kb: Mapping[str, Any], source: str, fld: str, default_verifier: Verifier) -> TrusteeOptions:
+    """The :class:`TrusteeOptions` of a ``keyBroker`` mapping: ``verifier`` (default
+    ``default_verifier``), ``pins``, ``mrTd`` and ``tcbStatuses`` (default ``["UpToDate"]``).
+
+    Shared by :func:`parse_vm_key_broker` and :func:`teeform.targets.alicloud_tdx.parse_key_broker`.
+
+    Raises:
+        TeeformError: naming ``source`` and ``fld.<key>``: an unknown verifier, empty pins, a bad
+            MRTD or TCB status (the options' own checks, re-raised under this field).
+    """
+    verifier_s = read_opt_str(kb.get("verifier"), source, f"{fld}.verifier") or default_verifier.value
+    try:
+        verifier = Verifier(verifier_s)
+    except ValueError:
+        raise fail(f"unknown Trustee verifier {verifier_s!r}; known: {[v.value for v in Verifier]}",
+                   source, f"{fld}.verifier") from None
+    pins = read_str_list(kb["pins"], source, f"{fld}.pins", non_empty=True) if "pins" in kb else None
+    try:
+        return TrusteeOptions(verifier, pins=pins,
+                              mr_td=tuple(x.lower() for x in read_str_list(kb.get("mrTd"), source, f"{fld}.mrTd")),
+                              tcb_statuses=read_str_list(kb.get("tcbStatuses"), source, f"{fld}.tcbStatuses")
+                              or ("UpToDate",))
+    except TeeformError as exc:
+        if exc.path:
+            raise
+        sub = (exc.field or "").removeprefix("keyBroker")
+        raise fail(exc.message, source, f"{fld}{sub}") from None
+
+
 def parse_vm_key_broker(raw: Any, source: str, fld: str, cloud: Cloud, tee: TeeType) -> VmKeyBroker | None:
     """Parse ``keyBroker:`` of a ``cloud``/``tee`` target (None when absent).
 
@@ -146,26 +175,10 @@ def parse_vm_key_broker(raw: Any, source: str, fld: str, cloud: Cloud, tee: TeeT
                    "holding {url, adminKeySecret, caCertConfig}", source, f"{fld}.kbs")
     kbs = read_str(kb["kbs"], source, f"{fld}.kbs")
     want = VERIFIERS[pair]
-    verifier_s = read_opt_str(kb.get("verifier"), source, f"{fld}.verifier") or want.value
-    try:
-        verifier = Verifier(verifier_s)
-    except ValueError:
-        raise fail(f"unknown Trustee verifier {verifier_s!r}; known: {[v.value for v in Verifier]}",
-                   source, f"{fld}.verifier") from None
-    if verifier is not want:
+    options = parse_trustee_options(kb, source, fld, want)
+    if options.verifier is not want:
         raise fail(f"{cloud.value}/{tee.value} evidence is appraised by the {want.value} verifier, not "
-                   f"{verifier.value}", source, f"{fld}.verifier")
-    pins = read_str_list(kb["pins"], source, f"{fld}.pins", non_empty=True) if "pins" in kb else None
-    try:
-        options = TrusteeOptions(verifier, pins=pins,
-                                 mr_td=tuple(x.lower() for x in read_str_list(kb.get("mrTd"), source, f"{fld}.mrTd")),
-                                 tcb_statuses=read_str_list(kb.get("tcbStatuses"), source, f"{fld}.tcbStatuses")
-                                 or ("UpToDate",))
-    except TeeformError as exc:
-        if exc.path:
-            raise
-        sub = (exc.field or "").removeprefix("keyBroker")
-        raise fail(exc.message, source, f"{fld}{sub}") from None
+                   f"{options.verifier.value}", source, f"{fld}.verifier")
     admin = read_opt_str(kb.get("adminKeySecret"), source, f"{fld}.adminKeySecret")
     ca = read_opt_str(kb.get("caCertConfig"), source, f"{fld}.caCertConfig")
     for name, value in (("adminKeySecret", admin), ("caCertConfig", ca)):
@@ -192,6 +205,7 @@ def gate_with_broker(platform_gate: str, verifier: Verifier) -> str:
 
 
 __all__ = ["KEYS", "VERIFIERS", "BROKER_PINS", "AZURE_KEY_PINS", "VmKeyBroker", "check_kbs_url", "check_config_name",
+           "parse_trustee_options",
            "parse_vm_key_broker", "with_key_broker", "gate_with_broker"]
 
 
