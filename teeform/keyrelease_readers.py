@@ -341,6 +341,23 @@ def read_gcp_kms_member(inputs: Mapping[str, Any]) -> Gate | None:
 
 
 # ---------------------------------------------------------------------------------------- Azure
+def _skr_count(node: Any) -> int:
+    """How many branches :func:`_skr_branches` would return for ``node`` (anyOf adds, allOf multiplies),
+    counted without building them and capped at ``MAX_RELEASE_SETS + 1``; malformed nodes count 1
+    (:func:`_skr_branches` reports them)."""
+    if not isinstance(node, Mapping) or "claim" in node:
+        return 1
+    if "anyOf" in node:
+        kids = node["anyOf"] if isinstance(node["anyOf"], list) else []
+        return min(MAX_RELEASE_SETS + 1, sum(_skr_count(c) for c in kids))
+    if "allOf" in node:
+        n = 1
+        for c in node["allOf"] if isinstance(node["allOf"], list) else []:
+            n = min(MAX_RELEASE_SETS + 1, n * _skr_count(c))
+        return n
+    return 1
+
+
 def _skr_branches(node: Any, authority: str | None, where: str) -> list[dict[str, str]]:
     """The disjunctive normal form of one SKR policy node: a list of ``{name: value}`` conjunctions."""
     if not isinstance(node, Mapping):
@@ -374,7 +391,11 @@ def read_azure_key(inputs: Mapping[str, Any]) -> Gate | None:
         return None
     try:
         doc = decode_policy(data, field="properties.releasePolicy.data")
-        branches = _skr_branches({"anyOf": doc.get("anyOf", [])}, None, "releasePolicy")
+        root = {"anyOf": doc.get("anyOf", [])}
+        if _skr_count(root) > MAX_RELEASE_SETS:
+            raise TeeformError(f"allows more than {MAX_RELEASE_SETS} claim sets (allOf of anyOf multiplies them)",
+                               field="releasePolicy")
+        branches = _skr_branches(root, None, "releasePolicy")
     except TeeformError as exc:
         where = f"{exc.field}: " if exc.field else ""
         return Gate("azure-skr", "platform", (), error=f"release policy not read: {where}{exc.message}")
@@ -427,6 +448,15 @@ def read_trustee(inputs: Mapping[str, Any]) -> Gate | None:
             continue
         set_id, _, claim = rest.rpartition(".")
         by_set.setdefault(set_id or rv_id, {})[names.get(claim, claim)] = vs
+    total = 0
+    for claims in by_set.values():
+        count = 1
+        for v in claims.values():
+            count = min(MAX_RELEASE_SETS + 1, count * len(v))
+        total += count
+        if total > MAX_RELEASE_SETS:
+            return Gate("trustee-rvps", "image", (), error=f"rvps_message.payload allows more than {MAX_RELEASE_SETS} "
+                        "measurement sets (the values of its claims multiply); not compared")
     sets = []
     for set_id, claims in by_set.items():
         if any(not v for v in claims.values()):

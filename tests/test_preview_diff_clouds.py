@@ -342,6 +342,36 @@ def test_trustee_tombstone_admits_nothing() -> None:
     assert gate.terms == ()
 
 
+def test_hostile_set_products_are_refused_before_they_are_enumerated() -> None:
+    """An RVPS payload of 3 claims x 300 values (2.7e7 sets) and an SKR policy whose allOf of 20 two-way
+    anyOf has 2^20 branches were enumerated (a hang / memory blow-up in `preview diff`); both are now
+    counted first and reported as not compared, like an AWS policy over MAX_RELEASE_SETS."""
+    import time
+
+    from teeform.keyrelease_readers import MAX_RELEASE_SETS
+
+    payload = {f"teeform.td.s.{c}": [f"{i:096x}" for i in range(300)] for c in ("uki", "rtmr_1", "rtmr_2")}
+    msg = {"version": "0.1.0", "type": "sample", "payload": base64.b64encode(json.dumps(payload).encode()).decode()}
+    t0 = time.monotonic()
+    gate = read_trustee({"rvps_message": msg, "verifier": "tdx", "target": "td"})
+    assert gate is not None and gate.sets == () and f"more than {MAX_RELEASE_SETS}" in (gate.error or "")
+    pair = lambda i: {"anyOf": [{"claim": f"c{i}", "equals": "a"}, {"claim": f"c{i}", "equals": "b"}]}  # noqa: E731
+    policy = {"version": "1.0.0", "anyOf": [{"authority": "https://a", "allOf": [pair(i) for i in range(20)]}]}
+    data = base64.urlsafe_b64encode(json.dumps(policy).encode()).rstrip(b"=").decode()
+    bad = read_azure_key({"properties": {"releasePolicy": {"data": data}}})
+    assert bad is not None and bad.sets == () and f"more than {MAX_RELEASE_SETS}" in (bad.error or "")
+    assert time.monotonic() - t0 < 5
+    # Exactly at the bound both are still read: 2^12 = 4096 Azure branches, 4096 Trustee sets.
+    policy["anyOf"][0]["allOf"] = [pair(i) for i in range(12)]
+    data = base64.urlsafe_b64encode(json.dumps(policy).encode()).rstrip(b"=").decode()
+    ok = read_azure_key({"properties": {"releasePolicy": {"data": data}}})
+    assert ok is not None and not ok.error and len(ok.sets) == 4096 == MAX_RELEASE_SETS
+    payload = {f"teeform.td.s.{c}": [f"{i:096x}" for i in range(64)] for c in ("uki", "rtmr_1")}
+    msg["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    gate = read_trustee({"rvps_message": msg, "verifier": "tdx", "target": "td"})
+    assert gate is not None and not gate.error and len(gate.sets) == 64 * 64
+
+
 # ------------------------------------------------------------------------------ AWS NitroTPM
 def test_nitro_tpm_pcr_sets_added_and_removed(tmp_path: Path) -> None:
     v1, v2 = fake_vm(tmp_path / "v1", "1", pcr4=True), fake_vm(tmp_path / "v2", "2", pcr4=True)
