@@ -225,6 +225,26 @@ def source_date_epoch(default: int | None = None) -> int:
     return int(raw)
 
 
+def ensure_output_dir(path: os.PathLike[str] | str, *, field: str = "--out") -> Path:
+    """Create the output directory ``path`` (and its parents) if needed; returns it as a Path.
+
+    Raises:
+        TeeformError: ``path`` (or a parent) exists and is not a directory, or cannot be created
+            (permissions, read-only file system), naming ``path`` and ``field``.
+    """
+    from teeform.errors import TeeformError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise TeeformError("the output path exists and is not a directory", path=out, field=field)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TeeformError(f"cannot create the output directory: {exc.strerror}", path=out, field=field,
+                           hint="give --out a directory you can write to") from None
+    return out
+
+
 def display_path(p: str | os.PathLike[str]) -> str:
     """``p`` relative to the current directory when it lies under it (as given otherwise), for messages."""
     try:

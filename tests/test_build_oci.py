@@ -185,3 +185,18 @@ def test_bad_options_are_one_line_and_write_nothing(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists() and not (tmp_path / "escape.manifest.json").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_out_that_is_a_file_is_one_line_naming_it(tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out` naming an existing file, or a path below one, was a FileExistsError/NotADirectoryError
+    traceback from mkdir; it is one line naming the path and --out (teeform.fsutil.ensure_output_dir,
+    shared by build oci, build eif and build vm-image)."""
+    layout = _single(tmp_path)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    out = blocker if where == "file" else blocker / "sub"
+    assert main(["build", "oci", "--image", str(layout), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--out" in err and str(out) in err and "Traceback" not in err
+    assert blocker.read_text() == "not a directory"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from teeform import fsutil
 from teeform.fsutil import EagerWriteback
 
 
@@ -56,5 +55,14 @@ def test_a_failing_hint_is_skipped_and_not_retried(tmp_path: Path, monkeypatch: 
     assert (tmp_path / "out").read_bytes() == b"z" * 100 and len(calls) == 1
 
 
-def test_default_interval() -> None:
-    assert fsutil.WRITEBACK_EVERY == 32 << 20
+def test_default_interval_hints_after_32_mib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, advice: calls.append((off, n)), raising=False)
+    mib = bytes(1 << 20)
+    with open(tmp_path / "out", "w+b") as fh:
+        w = EagerWriteback(fh)  # type: ignore[arg-type]
+        for _ in range(31):
+            w.write(mib)
+        assert calls == []
+        w.write(mib)
+    assert calls == [(0, 32 << 20)]

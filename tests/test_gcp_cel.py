@@ -145,14 +145,15 @@ def test_condition_the_program_registers_evaluates(tmp_path: Path) -> None:
     manifest's digest and refuses another one."""
     sys.path.insert(0, str(Path(__file__).parent))
     from pulumi_support import one, run
-    from test_gcp_confidential_space import cs_target, oci_manifest
+    from test_gcp_confidential_space import cs_target, digest_of, oci_manifest
 
     m = oci_manifest(tmp_path)
     resources, outputs, _ = run([cs_target([m])])
     prov = one(resources, "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")
     cond = prov.inputs["attributeCondition"]
     sa = outputs["service_account"]
-    digest = "sha256:" + outputs["measurements"]["agent"]["image_digest"]
+    digest = "sha256:" + digest_of(m)  # from the manifest file the test wrote, not from the program
+    assert outputs["measurements"]["agent"]["image_digest"] == digest.removeprefix("sha256:")
     good = token(google_service_accounts=[sa], submods__container__image_digest=digest)
     assert admits(cond, good)
     assert not admits(cond, token(google_service_accounts=[sa]))  # D_NEW is not the manifest's digest

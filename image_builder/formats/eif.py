@@ -542,9 +542,7 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
     crc = Crc32()
     hasher = EifPcrHasher()
     infos: list[SectionInfo] = []
-    # A signature section is appended after the data sections; it is never a ramdisk, so it does not
-    # change which section's digest PCR2 provides.
-    shas: list[Any] = section_digesters([s.type for s in sources]) + [hashlib.sha384()]
+    shas: list[Any] = section_digesters([s.type for s in sources])
     pcr8 = None
     with HashLanes() as lanes:
 
@@ -567,6 +565,7 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
         if signer is not None:
             lanes.wait()
             sig_source, pcr8 = _sign(signer, hasher.pcrs().pcr0)
+            shas.append(hashlib.sha384())  # the signature section is no ramdisk: its own digest
             emit(sig_source)
         lanes.wait()
     head, total_crc = _header(flags, infos, crc.value, offset)
@@ -574,7 +573,7 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
     fh.write(head)
     fh.seek(offset)
     done = tuple(SectionInfo(s.index, s.type, s.offset, s.size, _section_hex(sha, hasher), s.label)
-                 for s, sha in zip(infos, shas, strict=False))
+                 for s, sha in zip(infos, shas, strict=True))
     return EifWriteResult(hasher.pcrs(pcr8), done, offset, total_crc, {})
 
 

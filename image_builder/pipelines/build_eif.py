@@ -73,7 +73,7 @@ from image_builder.formats import cpio, eif
 from image_builder.formats.eif_sign import EifSigner
 from image_builder.inputs import oci
 from teeform.errors import TeeformError
-from teeform.fsutil import CHUNK, EagerWriteback
+from teeform.fsutil import CHUNK, EagerWriteback, ensure_output_dir
 from teeform.manifest import (
     Artifact,
     ArtifactKind,
@@ -407,7 +407,7 @@ def write_eif_file(ctx: BuildContext) -> None:
         eif.SectionSource(eif.SectionType.RAMDISK, writer=ctx.customer.write, length=ctx.customer.size,
                           label="customer ramdisk"),
     ]
-    c.out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(c.out_dir)
     fd, tmp = tempfile.mkstemp(prefix=f".{ctx.name}.eif.", suffix=".tmp", dir=c.out_dir)
     ctx.eif_tmp = Path(tmp)
     with os.fdopen(fd, "w+b") as fh:

@@ -53,7 +53,7 @@ from typing import Any
 import teeform
 from image_builder.inputs import oci
 from teeform.errors import TeeformError
-from teeform.fsutil import CHUNK, atomic_write_bytes
+from teeform.fsutil import CHUNK, atomic_write_bytes, ensure_output_dir
 from teeform.manifest import (
     Artifact,
     ArtifactKind,
@@ -208,8 +208,7 @@ def build_oci_manifest(config: OciBuildConfig) -> OciBuildResult:
     image_digest = image.manifest_digest
     reference = f"{config.repository}@{image_digest}" if config.repository else None
     push = push_command(src, config.repository, image_digest)
-    out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_output_dir(config.out)
     copy_path = out / f"{name}{IMAGE_MANIFEST_SUFFIX}"
     manifest_path = out / f"{name}.manifest.json"
     manifest = Manifest(

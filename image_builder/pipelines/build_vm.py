@@ -66,7 +66,7 @@ from typing import Any
 
 from teeform import __version__
 from teeform.errors import TeeformError
-from teeform.fsutil import hash_file
+from teeform.fsutil import ensure_output_dir, hash_file
 from teeform.manifest import Artifact, ArtifactKind, Builder, InputDigest, Manifest, write_manifest
 from teeform.run import find_tool
 from teeform.safeload import check_regular_file, check_tree, read_limited
@@ -620,8 +620,7 @@ def build_vm_image(config: BuildConfig) -> BuildResult:
         TeeformError: bad input or a failing tool; ``config.out`` then holds no new files.
     """
     check_config(config)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_output_dir(config.out)
     with tempfile.TemporaryDirectory(prefix=".teeform-build-", dir=out) as tmp:
         ctx = BuildContext(config=config, staging=Path(tmp))
         for fn in PIPELINE:
