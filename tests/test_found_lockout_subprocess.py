@@ -20,9 +20,16 @@ from teeform.preview import MOCK_ACCOUNT_ID
     {"admins": [f"arn:aws:iam::{MOCK_ACCOUNT_ID}:role/platform-admin"],
      "deployerArn": f"arn:aws:iam::{MOCK_ACCOUNT_ID}:role/ci/deploy"},     # deployer from the stack
 ], ids=["caller", "deployerArn"])
-def test_lockout_refusal_is_one_line_without_future_warnings(tmp_path, key):
-    img = write_fake_eif_manifest(tmp_path / "build")
-    stack = write_stack_file(tmp_path / "Pulumi.dev.yaml", [nitro_target([img.manifest_path], key=key)])
+@pytest.mark.parametrize("tee", ["nitro-enclave", "nitro-tpm"])
+def test_lockout_refusal_is_one_line_without_future_warnings(tmp_path, key, tee):
+    """Also for the NitroTPM VM target, whose builder had kept the check inside an apply."""
+    if tee == "nitro-enclave":
+        target = nitro_target([write_fake_eif_manifest(tmp_path / "build").manifest_path], key=key)
+    else:
+        from test_aws_vm import fake_vm, vm_target
+
+        target = vm_target([fake_vm(tmp_path / "vm")], key=key)
+    stack = write_stack_file(tmp_path / "Pulumi.dev.yaml", [target])
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from teeform.cli import main; sys.exit(main())", "preview", "--project-dir", str(REPO), "--stack", "dev", "--stack-file", str(stack)],
         capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}, timeout=300,
@@ -40,25 +47,34 @@ SCRIPT = """
 import gc, sys
 sys.path.insert(0, {tests!r})
 from pulumi_support import nitro_target, run
+from test_aws_vm import vm_target
 from teeform.errors import TeeformError
+target = vm_target if {tee!r} == "nitro-tpm" else nitro_target
 messages = set()
 for _ in range(6):  # whether a failed apply's future outlives the run depends on scheduling: try a few times
     try:
-        run([nitro_target([{manifest!r}], key={key!r})])
+        run([target([{manifest!r}], key={key!r})])
     except TeeformError as exc:
         messages.add("error: " + exc.render())
-    run([nitro_target([{manifest!r}])])  # the same process goes on: a later program run and a collection
+    run([target([{manifest!r}])])  # the same process goes on: a later program run and a collection
     gc.collect()
 print("\\n".join(messages), file=sys.stderr)
 """
 
 
-def test_lockout_refusal_leaves_no_failed_future_in_a_long_lived_process(tmp_path):
+@pytest.mark.parametrize("tee", ["nitro-enclave", "nitro-tpm"])
+def test_lockout_refusal_leaves_no_failed_future_in_a_long_lived_process(tmp_path, tee):
     """What pytest saw at exit: with the check inside an apply, the failed apply's futures were
-    collected later and asyncio printed "Future exception was never retrieved" with a traceback."""
-    img = write_fake_eif_manifest(tmp_path / "build")
+    collected later and asyncio printed "Future exception was never retrieved" with a traceback
+    (the NitroTPM VM builder had kept that form)."""
+    if tee == "nitro-enclave":
+        manifest = write_fake_eif_manifest(tmp_path / "build").manifest_path
+    else:
+        from test_aws_vm import fake_vm
+
+        manifest = fake_vm(tmp_path / "vm")
     key = {"admins": [f"arn:aws:iam::{MOCK_ACCOUNT_ID}:role/platform-admin"]}
-    code = SCRIPT.format(tests=str(REPO / "tests"), manifest=str(img.manifest_path), key=key)
+    code = SCRIPT.format(tests=str(REPO / "tests"), manifest=str(manifest), key=key, tee=tee)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr

@@ -158,6 +158,24 @@ def sealed_secrets_object(ctx: TargetContext) -> SealedObject | None:
     return SealedObject(sealed_object_key(digest), path, digest)
 
 
+def key_principals(key: KeyConfig, known_caller: str | None, identity: Any, partition: pulumi.Output[str],
+                   invoke: pulumi.InvokeOutputOptions) -> tuple[pulumi.Output[list[str]], pulumi.Output[str]]:
+    """(key administrators, deployer principal) of a target's KMS key, as Outputs.
+
+    Administrators are ``key.admins``, else the account root. The deployer is ``known_caller`` (what
+    :func:`lockout_checked_deployer` resolved, which must have run first, in the program body), else
+    the caller resolved from ``identity`` (``aws.get_caller_identity_output``) and its session context.
+    """
+    admins: pulumi.Output[list[str]] = (
+        pulumi.Output.from_input(list(key.admins)) if key.admins
+        else pulumi.Output.all(partition, identity.account_id).apply(lambda v: [f"arn:{v[0]}:iam::{v[1]}:root"])
+    )
+    if known_caller is not None:
+        return admins, pulumi.Output.from_input(known_caller)
+    session = aws.iam.get_session_context_output(arn=identity.arn, opts=invoke)
+    return admins, pulumi.Output.all(identity.arn, session.issuer_arn).apply(lambda v: deployer_principal(v[0], v[1]))
+
+
 def lockout_checked_deployer(key: KeyConfig, provider: pulumi.ProviderResource, source: str, fld: str) -> str | None:
     """Run KMS's lockout check (:func:`check_lockout`) on plain values, in the program body.
 
@@ -292,16 +310,7 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
         ),
         host_opts,
     )
-    admins: pulumi.Output[list[str]] = (
-        pulumi.Output.from_input(list(s.key.admins)) if s.key.admins
-        else pulumi.Output.all(partition, account_id).apply(lambda v: [f"arn:{v[0]}:iam::{v[1]}:root"])
-    )
-    caller: pulumi.Output[str]
-    if known_caller is not None:
-        caller = pulumi.Output.from_input(known_caller)
-    else:
-        session = aws.iam.get_session_context_output(arn=identity.arn, opts=invoke)
-        caller = pulumi.Output.all(identity.arn, session.issuer_arn).apply(lambda v: deployer_principal(v[0], v[1]))
+    admins, caller = key_principals(s.key, known_caller, identity, partition, invoke)
 
     key = AttestedKey(
         f"{t.name}-key",

@@ -31,14 +31,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.enclave_network import EnclaveNetwork, EnclaveNetworkArgs
-from components.aws.nitro import _in_stack, deployer_principal, physical_name
+from components.aws.nitro import _in_stack, key_principals, lockout_checked_deployer, physical_name
 from components.aws.tpm_key import TpmAttestedKey, TpmKeyArgs, tpm_release_statements
 from components.aws.vm_image_pipeline import VmImagePipeline, VmImagePipelineArgs
 from components.measurement_manifest import TARGET_TAG
 from components.registry import TargetContext
 from teeform.errors import TeeformError
 from teeform.manifest import Manifest
-from teeform.targets.aws_nitro_enclave import check_lockout
 from teeform.targets.aws_nitro_tpm import NITROTPM_PCR_MEASUREMENTS, VmSettings
 from teeform.targets.aws_sev_snp import check_snp_region
 
@@ -164,6 +163,7 @@ def _build(ctx: TargetContext, *, sev_snp: bool) -> dict[str, Any]:
     opts = pulumi.ResourceOptions(providers=[provider])
     invoke = pulumi.InvokeOutputOptions(provider=provider)
     identity = aws.get_caller_identity_output(opts=invoke)
+    known_caller = lockout_checked_deployer(s.key, provider, stack.source, fld)  # before any resource
     account_id = identity.account_id
     partition = identity.arn.apply(lambda a: a.split(":")[1])
     tags = {"teeform:stack": stack.stack, TARGET_TAG: t.name, "teeform:environment": stack.environment}
@@ -201,28 +201,11 @@ def _build(ctx: TargetContext, *, sev_snp: bool) -> dict[str, Any]:
         ),
         opts,
     )
-    admins: pulumi.Output[list[str]] = (
-        pulumi.Output.from_input(list(s.key.admins)) if s.key.admins
-        else pulumi.Output.all(partition, account_id).apply(lambda v: [f"arn:{v[0]}:iam::{v[1]}:root"])
-    )
-    if s.key.deployer_arn is not None:
-        caller: pulumi.Output[str] = pulumi.Output.from_input(s.key.deployer_arn)
-    else:
-        session = aws.iam.get_session_context_output(arn=identity.arn, opts=invoke)
-        caller = pulumi.Output.all(identity.arn, session.issuer_arn).apply(lambda v: deployer_principal(v[0], v[1]))
-
-    def checked_deployer(v: list[Any]) -> str:
-        if not locked:
-            try:
-                check_lockout(v[0], v[1])
-            except TeeformError as exc:
-                raise _in_stack(exc, stack.source, fld) from None
-        return str(v[1])
-
+    admins, caller = key_principals(s.key, known_caller, identity, partition, invoke)
     key = TpmAttestedKey(
         f"{t.name}-key",
         TpmKeyArgs(
-            vm_role_arn=vm.role_arn, deployer_arn=pulumi.Output.all(admins, caller).apply(checked_deployer),
+            vm_role_arn=vm.role_arn, deployer_arn=caller,
             admin_arns=admins, release=release, deletion_window_days=s.key.deletion_window_days,
             protect=s.key.protect, alias_name="alias/" + physical_name([ctx.project, stack.stack, t.name], 200),
             break_glass_arn=s.key.break_glass_role if locked else None, source_vpce=network.kms_endpoint_id,
