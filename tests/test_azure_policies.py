@@ -106,6 +106,7 @@ def _nsg(*sources: str) -> Any:
     (_nsg("Internet"), 1, "'securityRules[0].sourceAddressPrefix' is Internet"),
     (_nsg("10.0.0.0/8", "*"), 1, "'securityRules[1].sourceAddressPrefix' is *"),
     (_nsg("0.0.0.0/0"), 1, "to the whole internet"),
+    (_nsg("::0/0", "0::/0", "0.0.0.0/00"), 3, "to the whole internet"),  # spellings of the same networks
     (resource(tokens.AZURE_NETWORK_SECURITY_RULE, {"direction": "Inbound", "access": "Allow",
                                                     "sourceAddressPrefix": "Any", "destinationPortRange": "*"}), 1, "port(s) all"),
     (resource(tokens.AZURE_NETWORK_SECURITY_RULE, {"direction": "Inbound", "access": "Deny", "sourceAddressPrefix": "*"}), 0, ""),

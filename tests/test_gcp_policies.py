@@ -95,6 +95,12 @@ def test_measurements_match_manifest_reads_gcp_decrypt_grants(program: tuple[lis
     changed = [replace([r], iam, member=pasted)[0] if r.urn == grant.urn else r for r in resources]
     (m,) = messages("measurements-match-manifest", changed)
     assert f"condition attribute.image_digest value {'ee' * 6}" in m and "does not come from a loaded manifest" in m
+    # A decrypt grant that needs no attestation (a plain identity, everyone, a whole pool) is never passed.
+    pool = grant.inputs["member"].split("/attribute.image_digest/", 1)[0] + "/*"
+    for member in ("allUsers", "serviceAccount:ops@p.iam.gserviceaccount.com", pool):
+        changed = [replace([r], iam, member=member)[0] if r.urn == grant.urn else r for r in resources]
+        (m,) = messages("measurements-match-manifest", changed)
+        assert "NOT CHECKED" in m and f"decrypt grant to {member!r}" in m and "needs no attestation" in m
 
 
 def test_condition_reader() -> None:

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +23,7 @@ from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceVali
 
 from teeform_policies import tokens
 from teeform_policies.common import ReportViolation, label
-from teeform_policies.ingress import INGRESS
+from teeform_policies.ingress import INGRESS, forbidden_sources
 
 FORBIDDEN_CIDRS = ("0.0.0.0/0", "::/0")
 #: Copy of teeform.targets.alicloud_tdx.TDX_ZONES.
@@ -37,22 +36,14 @@ TDX_GUEST_ROLE = "tdx-guest"
 _TYPE = re.compile(r"^ecs\.(g8i|gn8v-tee)\.([0-9]*x?large)$")
 
 
-def _norm(c: Any) -> str:
-    try:
-        return str(ipaddress.ip_network(str(c), strict=False))
-    except ValueError:
-        return str(c)
-
-
 def validate_no_public_ingress(args: ResourceValidationArgs, report: ReportViolation) -> None:
     """See :data:`NO_PUBLIC_INGRESS`."""
     if not args.resource_type.startswith("alicloud:") or not INGRESS.claims(args.resource_type):
         return
     where = label(args.resource_type, args.name)
-    for src in INGRESS.extract(args.resource_type, args.props):
-        if _norm(src.cidr) in FORBIDDEN_CIDRS:
-            report(f"{where}: field '{src.field}' is {src.written}, which opens port(s) {src.ports} to the whole internet. "
-                   "Allow only the CIDRs that need access (teeform:targets[].network.ingress, keyBroker.deploy.adminCidr).")
+    for src in forbidden_sources(args.resource_type, args.props, FORBIDDEN_CIDRS):
+        report(f"{where}: field '{src.field}' is {src.written}, which opens port(s) {src.ports} to the whole internet. "
+               "Allow only the CIDRs that need access (teeform:targets[].network.ingress, keyBroker.deploy.adminCidr).")
 
 
 NO_PUBLIC_INGRESS = ResourceValidationPolicy(

@@ -40,7 +40,7 @@ from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceVali
 from teeform_policies import tokens
 from teeform_policies.common import ReportViolation, get, label
 from teeform_policies.iam import as_list
-from teeform_policies.ingress import INGRESS
+from teeform_policies.ingress import forbidden_sources
 
 LEARN = "https://learn.microsoft.com/azure"
 #: Claims naming the TEE type: nested in guest-attestation tokens, top-level in SevSnpVm-type tokens
@@ -139,10 +139,9 @@ def validate_no_public_ingress(args: ResourceValidationArgs, report: ReportViola
     """See :data:`NO_PUBLIC_INGRESS`."""
     where = label(args.resource_type, args.name)
     if args.resource_type in (tokens.AZURE_NETWORK_SECURITY_GROUP, tokens.AZURE_NETWORK_SECURITY_RULE):
-        for src in INGRESS.extract(args.resource_type, args.props):
-            if src.cidr in PUBLIC_CIDRS:
-                report(f"{where}: field '{src.field}' is {src.written}, which opens port(s) {src.ports} to the whole "
-                       "internet. Allow only the client CIDRs (teeform:targets[].network.ingress), or none.")
+        for src in forbidden_sources(args.resource_type, args.props, PUBLIC_CIDRS):
+            report(f"{where}: field '{src.field}' is {src.written}, which opens port(s) {src.ports} to the whole "
+                   "internet. Allow only the client CIDRs (teeform:targets[].network.ingress), or none.")
     elif args.resource_type == tokens.AZURE_NETWORK_PUBLIC_IP_ADDRESS:
         report(f"{where}: a public IP address makes the VM reachable from the internet (network.publicIp: true). "
                "Remove it unless the workload must accept connections from outside the virtual network.")

@@ -31,7 +31,6 @@ gcp-kms-key-rotation                       advisory   ENCRYPT_DECRYPT keys rotat
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -49,7 +48,7 @@ from pulumi_policy import (
 from teeform_policies import tokens
 from teeform_policies.common import ReportViolation, cfg, get, is_production, label
 from teeform_policies.iam import as_list
-from teeform_policies.ingress import INGRESS
+from teeform_policies.ingress import forbidden_sources
 
 GCP_DOCS = "https://cloud.google.com"
 ISSUER = "https://confidentialcomputing.googleapis.com"
@@ -308,15 +307,9 @@ def validate_gcp_no_public_ingress(args: ResourceValidationArgs, report: ReportV
     """See :data:`GCP_NO_PUBLIC_INGRESS`."""
     where = label(args.resource_type, args.name)
     if args.resource_type == tokens.GCP_COMPUTE_FIREWALL:
-        forbidden = {str(ipaddress.ip_network(c, strict=False)) for c in cfg(args, "forbiddenCidrs", ["0.0.0.0/0", "::/0"])}
-        for src in INGRESS.extract(args.resource_type, args.props):
-            try:
-                net = str(ipaddress.ip_network(src.cidr, strict=False))
-            except ValueError:
-                continue
-            if net in forbidden:
-                report(f"{where}: field '{src.field}' {src.written} opens {src.ports} to the whole internet. Allow only "
-                       "the client CIDRs (teeform:targets[].network.ingress), or none.")
+        for src in forbidden_sources(args.resource_type, args.props, cfg(args, "forbiddenCidrs", ["0.0.0.0/0", "::/0"])):
+            report(f"{where}: field '{src.field}' {src.written} opens {src.ports} to the whole internet. Allow only "
+                   "the client CIDRs (teeform:targets[].network.ingress), or none.")
     elif args.resource_type in INSTANCE_TYPES and not cfg(args, "allowExternalIp", False):
         for i, nic in enumerate(as_list(args.props.get("networkInterfaces"))):
             if isinstance(nic, Mapping) and as_list(nic.get("accessConfigs")):

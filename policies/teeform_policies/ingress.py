@@ -20,6 +20,7 @@ a CIDR, the ports). Argument names are those of the installed SDKs (pulumi.md §
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -135,4 +136,22 @@ INGRESS = Family[IngressSource](
     },
 )
 
-__all__ = ["INGRESS", "IngressSource"]
+
+
+def normalise_cidr(cidr: Any) -> str:
+    """``cidr`` in Python's canonical form (``::0/0`` -> ``::/0``, ``10.1.2.3/8`` -> ``10.0.0.0/8``);
+    anything that is not a CIDR is returned as written (it then matches only itself)."""
+    try:
+        return str(ipaddress.ip_network(str(cidr), strict=False))
+    except ValueError:
+        return str(cidr)
+
+
+def forbidden_sources(resource_type: str, props: Mapping[str, Any], forbidden: Any) -> list[IngressSource]:
+    """The inbound sources of a resource (:data:`INGRESS`) whose CIDR, normalised, is one of ``forbidden``
+    (normalised too): the one comparison every cloud's no-public-ingress policy makes."""
+    bad = {normalise_cidr(c) for c in as_list(forbidden)}
+    return [s for s in INGRESS.extract(resource_type, props) if normalise_cidr(s.cidr) in bad]
+
+
+__all__ = ["INGRESS", "IngressSource", "normalise_cidr", "forbidden_sources"]

@@ -8,9 +8,6 @@ types no extractor reads are reported by ``policy-coverage`` as "not checked", n
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Any
-
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
@@ -20,30 +17,21 @@ from pulumi_policy import (
 )
 
 from teeform_policies.common import DOCS, ReportViolation, cfg, label
-from teeform_policies.ingress import INGRESS
+from teeform_policies.ingress import INGRESS, forbidden_sources
 
 FORBIDDEN_CIDRS = ["0.0.0.0/0", "::/0"]
-
-
-def _normalise(cidr: Any) -> str:
-    try:
-        return str(ipaddress.ip_network(str(cidr), strict=False))
-    except ValueError:
-        return str(cidr)
 
 
 def validate_no_public_ingress(args: ResourceValidationArgs, report: ReportViolation) -> None:
     """See :data:`NO_PUBLIC_INGRESS`."""
     if not INGRESS.claims(args.resource_type):
         return  # unclaimed firewall-like types are reported by policy-coverage
-    forbidden = {_normalise(c) for c in cfg(args, "forbiddenCidrs", FORBIDDEN_CIDRS)}
     where = label(args.resource_type, args.name)
     fix = "Allow only the CIDRs that need access (teeform:targets[].network.ingress), or none."
-    for src in INGRESS.extract(args.resource_type, args.props):
-        if _normalise(src.cidr) in forbidden:
-            verb = "contains" if src.field.endswith(("Blocks", "Prefixes", "Ranges")) else "is"
-            shown = src.written if src.written == src.cidr else f"{src.written} (= {src.cidr})"
-            report(f"{where}: field '{src.field}' {verb} {shown}, which opens port(s) {src.ports} to the whole internet. {fix}")
+    for src in forbidden_sources(args.resource_type, args.props, cfg(args, "forbiddenCidrs", FORBIDDEN_CIDRS)):
+        verb = "contains" if src.field.endswith(("Blocks", "Prefixes", "Ranges")) else "is"
+        shown = src.written if src.written == src.cidr else f"{src.written} (= {src.cidr})"
+        report(f"{where}: field '{src.field}' {verb} {shown}, which opens port(s) {src.ports} to the whole internet. {fix}")
 
 
 NO_PUBLIC_INGRESS = ResourceValidationPolicy(

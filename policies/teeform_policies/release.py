@@ -102,13 +102,16 @@ _GCP_DECRYPT_ROLES = ("roles/cloudkms.cryptoKeyDecrypter", "roles/cloudkms.crypt
 
 def _gcp_kms(resource_type: str, props: Mapping[str, Any]) -> list[ReleaseRule]:
     """GCP Cloud KMS: a ``CryptoKeyIAMMember`` decrypt grant to ``.../attribute.image_digest/sha256:<hex>`` is
-    one rule pinning ``image_digest`` (the Confidential Space gate, clouds.md §3.1); key rings and keys
+    one rule pinning ``image_digest`` (the Confidential Space gate, clouds.md §3.1); a decrypt grant to any
+    other member (a service account, ``allUsers``, a whole pool) is an unchecked rule; key rings and keys
     release nothing by themselves (claimed, no rules). Grants carry no labels: checked against the stack."""
     if resource_type != tokens.GCP_KMS_CRYPTO_KEY_IAM_MEMBER or props.get("role") not in _GCP_DECRYPT_ROLES:
         return []
-    m = _GCP_DIGEST_SET.match(str(props.get("member") or ""))
-    if not m:
-        return []
+    member = str(props.get("member") or "")
+    m = _GCP_DIGEST_SET.match(member)
+    if not m:  # a decrypt grant that needs no attestation of an image digest: never passed silently
+        return [ReleaseRule("field 'member'", {}, unchecked=f"decrypt grant to {member!r}, which is not the principal "
+                            "set of one image digest (.../attribute.image_digest/sha256:<hex>): it needs no attestation")]
     return [ReleaseRule("field 'member'", {"image_digest": (m.group(1).lower(),)}, {"image_digest": "attribute.image_digest"})]
 
 
