@@ -135,6 +135,13 @@ def test_debug_policy_checks(program) -> None:
     kbs_bad = kbs_p.replace("\tev.td_attributes.debug == false\n", "")
     assert any("an allow rule does not require" in m
                for m in names(policy_violations("trustee-policy-refuses-debug", replace_reg(program, resource_policy=kbs_bad))))
+    # Rules in another layout (one-line, brace-less) used to be skipped without a word, so an affirming
+    # rule without the debug test passed; they are now NOT CHECKED.
+    assert policy_violations("trustee-policy-refuses-debug", program) == []
+    for field, text in (("attestation_policy", as_p + "\nconfiguration := 2 if { input.x }\n"),
+                        ("resource_policy", kbs_p + "\nallow if input.x == 1\n")):
+        msgs = names(policy_violations("trustee-policy-refuses-debug", replace_reg(program, **{field: text})))
+        assert any("NOT CHECKED" in m and "not in the layout teeform generates" in m for m in msgs), msgs
 
 
 def test_alicloud_public_ingress_is_mandatory_and_refused() -> None:

@@ -56,6 +56,8 @@ DEBUG_CHECKS = {"tdx": "td_attributes.debug == false", "az-tdx-vtpm": "td_attrib
 
 _RV_ID = re.compile(r"^teeform\.(?P<target>[a-z][a-z0-9-]*)\.(?P<set>m[0-9a-f]{12})\.(?P<claim>[a-z0-9_]+)$")
 _HEX_LIT = re.compile(r'"([0-9a-f]{64}|[0-9a-f]{96})"')
+#: any head of a rule called ``name`` (not ``default name := ...``), however it is laid out
+_ANY_HEAD = r"(?m)^\s*{name}\b"
 _RULE_HEAD = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\([^)]*\))?|else)\s*(?::=|=)?\s*(?P<value>-?\d+|true)?\s*if\s*\{\s*$")
 
 
@@ -187,6 +189,13 @@ def validate_refuses_debug(args: ResourceValidationArgs, report: ReportViolation
         return
     if re.search(r"(?m)^\s*default\s+configuration\s*:?=\s*([2-9]|[12][0-9]|3[01])\s*$", as_policy):
         report(f"{where}: attestation_policy: the default configuration claim is affirming, so a debug guest passes")
+    for name, text, parsed in (("configuration", as_policy, rule_bodies(as_policy)),
+                               ("allow", kbs_policy, rule_bodies(kbs_policy))):
+        heads = len(re.findall(_ANY_HEAD.format(name=name), text))
+        if heads != sum(1 for n, _, _ in parsed if n == name):
+            report(f"{where}: {NOT_CHECKED}: {'attestation' if name == 'configuration' else 'resource'}_policy has "
+                   f"'{name}' rule(s) not in the layout teeform generates (`{name} [:= value] if {{` ... `}}`), "
+                   "so they were not checked for the debug test")
     confs = [(v, b) for n, v, b in rule_bodies(as_policy) if n == "configuration"]
     for value, body in confs:
         if value is not None and value.lstrip("-").isdigit() and 2 <= abs(int(value)) <= 31 and check not in body:
