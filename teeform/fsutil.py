@@ -210,11 +210,20 @@ def source_date_epoch(default: int | None = None) -> int:
     Raises:
         TeeformError: the variable is set but is not a non-negative integer.
     """
-    from teeform.errors import TeeformError
-
     raw = os.environ.get("SOURCE_DATE_EPOCH")
     if raw is None or raw == "":
         return default if default is not None else 0
+    return parse_source_date_epoch(raw)
+
+
+def parse_source_date_epoch(raw: str) -> int:
+    """``raw`` (a ``SOURCE_DATE_EPOCH`` value) as an int, checked as :func:`source_date_epoch` says.
+
+    Raises:
+        TeeformError: not ASCII decimal digits, or past :data:`MAX_SOURCE_DATE_EPOCH`.
+    """
+    from teeform.errors import TeeformError
+
     # the spec: "an ASCII representation of an integer" (str.isdigit() is also true of "²", which int() refuses);
     # at most 9999-12-31T23:59:59Z, the last second datetime and ISO 8601 dates can show
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or int(raw) > MAX_SOURCE_DATE_EPOCH:

@@ -87,13 +87,13 @@ def resolve_today(explicit: str | dt.date | None = None, env: Mapping[str, str] 
     env = os.environ if env is None else env
     sde = env.get("SOURCE_DATE_EPOCH")
     if sde:
-        from teeform.fsutil import MAX_SOURCE_DATE_EPOCH
+        from teeform.fsutil import parse_source_date_epoch
 
-        # ASCII digits up to 9999-12-31 ("²".isdigit() is true and int("²") raises; larger values overflow datetime)
-        if not (sde.isascii() and sde.isdigit()) or len(sde) > 12 or int(sde) > MAX_SOURCE_DATE_EPOCH:
-            raise TeeformError(f"SOURCE_DATE_EPOCH must be a non-negative integer up to {MAX_SOURCE_DATE_EPOCH}, "
-                               f"got {sde[:40]!r}", field="SOURCE_DATE_EPOCH")
-        return Clock(dt.datetime.fromtimestamp(int(sde), dt.UTC).date(), f"SOURCE_DATE_EPOCH={sde}")
+        try:
+            epoch = parse_source_date_epoch(sde)
+        except TeeformError as exc:
+            raise TeeformError(exc.message, field="SOURCE_DATE_EPOCH") from None
+        return Clock(dt.datetime.fromtimestamp(epoch, dt.UTC).date(), f"SOURCE_DATE_EPOCH={sde}")
     return Clock(dt.datetime.now(dt.UTC).date(), "system clock (UTC)")
 
 

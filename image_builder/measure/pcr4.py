@@ -70,6 +70,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from image_builder.measure.tdx import EFI_CALLING_EFI_APPLICATION, SEPARATOR_EVENT_DATA
 from teeform.errors import TeeformError
 
 FIRMWARE_OVMF = "ovmf"
@@ -79,10 +80,10 @@ FIRMWARE_PROFILES: tuple[str, ...] = (FIRMWARE_OVMF, FIRMWARE_AWS_NITRO)
 BANKS: tuple[str, ...] = ("sha256", "sha384")
 
 #: PFP §3.3.4.5: the EV_EFI_ACTION string, hashed without a terminating NUL (EDK2 ``TcgMeasureAction``
-#: uses ``AsciiStrLen``; nitro-tpm-pcr-compute hashes the same byte string).
-EV_EFI_ACTION_CALLING = b"Calling EFI Application from Boot Option"
-#: Event data of EV_SEPARATOR on UEFI platforms: a UINT32 zero (PFP §10.4.1; nitro-tpm-pcr-compute ``[0u8; 4]``).
-SEPARATOR_EVENT_DATA = b"\0\0\0\0"
+#: uses ``AsciiStrLen``; nitro-tpm-pcr-compute hashes the same byte string). The same event opens RTMR1.
+EV_EFI_ACTION_CALLING = EFI_CALLING_EFI_APPLICATION
+#: Event data of EV_SEPARATOR on UEFI platforms: a UINT32 zero (PFP §10.4.1; nitro-tpm-pcr-compute
+#: ``[0u8; 4]``); :data:`image_builder.measure.tdx.SEPARATOR_EVENT_DATA`.
 #: First systemd-stub version that calls the inner kernel itself (systemd PR #37372).
 STUB_DIRECT_KERNEL_CALL = 258
 #: First systemd-stub version that LoadImage()s the kernel with its Secure Boot override (systemd PR #24777).

@@ -1,4 +1,5 @@
-"""Intel TDX runtime measurement registers (RTMR1, RTMR2) that depend only on the image, plus PCR 4.
+"""Intel TDX runtime measurement registers (RTMR1, RTMR2) that depend only on the image (TPM PCR 4,
+whose events RTMR1 shares, is :mod:`image_builder.measure.pcr4`).
 
 Public API::
 
@@ -9,7 +10,6 @@ Public API::
                   gpt_event_data=None, secure_boot=False) -> RtmrPrediction
     predict_rtmr2(sections, stub_version) -> RtmrPrediction | None     # None for stubs < 256
     rtmr2_not_measured_note(stub_version) -> str
-    predict_pcr4(uki_authenticode, *, linux_authenticode=None, bank="sha256") -> RtmrPrediction
     gpt_event_data(disk, *, sector_size=512) -> bytes              # UEFI_GPT_DATA of a disk image (I/O)
 
 Sources:
@@ -206,27 +206,6 @@ def predict_rtmr2(sections: Mapping[str, Any], stub_version: int) -> RtmrPredict
         "UNVERIFIED: no >= 256 stub and no TD event log were available",
     )
     return RtmrPrediction("RTMR2", _chain("RTMR2", list(ev), "sha384"), ev, assumptions)
-
-
-def predict_pcr4(uki_authenticode: str, *, linux_authenticode: str | None = None,
-                 bank: str = "sha256") -> RtmrPrediction:
-    """TPM PCR 4 of an OVMF + vTPM boot of the UKI: EFI action, separator, Authenticode(UKI) and,
-    with Secure Boot off, Authenticode(kernel in ``.linux``) - all in ``bank``.
-
-    Source: measured-boot.md "PCR4 prediction matched" (swtpm + OVMF 2022.11, both 252 and 254 stubs).
-    """
-    h = lambda b: hashlib.new(bank, b).hexdigest()  # noqa: E731
-    ev = [
-        RtmrEvent("PCR4", 4, "EV_EFI_ACTION", EFI_CALLING_EFI_APPLICATION.decode(), h(EFI_CALLING_EFI_APPLICATION)),
-        RtmrEvent("PCR4", 4, "EV_SEPARATOR", "separator (00000000)", h(SEPARATOR_EVENT_DATA)),
-        RtmrEvent("PCR4", 4, "EV_EFI_BOOT_SERVICES_APPLICATION", "UKI (Authenticode)", uki_authenticode.lower()),
-    ]
-    if linux_authenticode is not None:
-        ev.append(RtmrEvent("PCR4", 4, "EV_EFI_BOOT_SERVICES_APPLICATION", ".linux kernel (Authenticode)",
-                            linux_authenticode.lower()))
-    return RtmrPrediction("PCR4", _chain("PCR4", ev, bank), tuple(ev),
-                          ("OVMF boots the UKI from the first boot option (use qemu -nodefaults)",
-                           "Secure Boot off" if linux_authenticode else "kernel not measured separately"))
 
 
 def gpt_event_data(disk: os.PathLike[str] | str, *, sector_size: int = 512) -> bytes:
