@@ -493,7 +493,8 @@ def open_payload(sealed: SealedSecrets, data_key: bytes) -> dict[str, str]:
     try:
         plain = AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, canonical_json(aad))
     except InvalidTag:
-        raise TeeformError("AES-256-GCM authentication failed: the ciphertext, nonce or aad fields were modified",
+        raise TeeformError("the sealed file does not authenticate: AES-256-GCM authentication failed (the "
+                           "ciphertext, nonce or aad fields were modified, or another key was unwrapped)",
                            field="ciphertext") from None
     return parse_secrets_json(plain, source="decrypted payload")
 

@@ -38,7 +38,7 @@ from teeform.seal import (
     aad_fields,
     canonical_json,
     encryption_context,
-    parse_secrets_json,
+    open_payload,
     stack_output_key,
 )
 
@@ -115,19 +115,6 @@ def seal_secrets_azure(secrets: Mapping[str, str], *, key_id: str, stack: str, t
     return SealedSecrets(kid, ctx, bytes(result.encrypted_key), nonce, ct, aad)
 
 
-def _open(sealed: SealedSecrets, data_key: bytes) -> dict[str, str]:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    if len(data_key) != 32:
-        raise TeeformError(f"the unwrapped data key is {len(data_key)} bytes, expected 32")
-    try:
-        plain = AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, canonical_json(dict(sealed.aad)))
-    except InvalidTag:
-        raise TeeformError("the sealed file does not authenticate (edited, or another key)", field="ciphertext") from None
-    return parse_secrets_json(plain, source="<unsealed payload>")
-
-
 def unseal_with_private_key(sealed: SealedSecrets, private_key: Any) -> dict[str, str]:
     """Open ``sealed`` with the released RSA private key (``cryptography`` object): OAEP-SHA-256 unwrap, then AES-GCM.
 
@@ -142,7 +129,7 @@ def unseal_with_private_key(sealed: SealedSecrets, private_key: Any) -> dict[str
         data_key = private_key.decrypt(sealed.encrypted_data_key, oaep)
     except ValueError:
         raise TeeformError("this private key does not unwrap the sealed data key", field="encrypted_data_key") from None
-    return _open(sealed, data_key)
+    return open_payload(sealed, data_key)
 
 
 def unseal_secrets_azure(sealed: SealedSecrets, *, credential: Any = None) -> dict[str, str]:
@@ -159,7 +146,7 @@ def unseal_secrets_azure(sealed: SealedSecrets, *, credential: Any = None) -> di
             KeyWrapAlgorithm.rsa_oaep_256, sealed.encrypted_data_key)
     except AzureError as exc:
         raise _azure_error("unwrapKey", exc) from None
-    return _open(sealed, bytes(result.key))
+    return open_payload(sealed, bytes(result.key))
 
 
 def resolve_key_id_azure(key_id: str | None, stack: str, project_dir: Any, target: str | None = None) -> str:

@@ -82,6 +82,10 @@ from teeform.fsutil import atomic_write_text
 from teeform.manifest import MAX_MANIFEST_BYTES, Manifest
 from teeform.safeload import loads_json, read_limited
 
+# The payload bytes teeform signs are teeform.seal's canonical JSON: json.dumps(sort_keys=True,
+# separators=(",", ":"), ensure_ascii=False) as UTF-8 (deterministic; gitops-signing-terraform.md §2.4).
+from teeform.seal import canonical_json
+
 #: DSSE payloadType of an in-toto envelope (in-toto/attestation spec/v1/envelope.md).
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 #: in-toto Statement v1 ``_type`` (spec/v1/statement.md).
@@ -121,12 +125,6 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     decimal byte counts without leading zeros, ``type`` UTF-8 encoded."""
     t = payload_type.encode("utf-8")
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
-
-
-def canonical_json(value: Any) -> bytes:
-    """The payload bytes teeform signs: ``json.dumps(sort_keys=True, separators=(",", ":"),
-    ensure_ascii=False)`` as UTF-8 (deterministic; gitops-signing-terraform.md §2.4)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def subject(manifest: Manifest) -> list[dict[str, Any]]:
