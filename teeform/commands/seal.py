@@ -65,24 +65,16 @@ def seal_cmd(stack: str, target: str | None, in_path: Path, out_path: Path, key_
     load_manifest(manifest_path)  # must exist and be valid: its digest is what the secrets are bound to
     digest = manifest_sha256(manifest_path)
     secrets = load_secrets(in_path)
+    how: list[str] = []
     if tgt.cloud.value == "gcp":  # Cloud KMS, bound by AAD instead of EncryptionContext (teeform/seal_gcp.py)
         from teeform.seal_gcp import kms_client as gcp_kms_client
         from teeform.seal_gcp import resolve_key_name, seal_secrets_gcp
 
         name = resolve_key_name(key_id, stack, pdir, tgt.name)
-        gsealed = seal_secrets_gcp(secrets, kms=gcp_kms_client(endpoint_url=endpoint_url), key_name=name, stack=stack,
-                                   target=tgt.name, manifest_sha256=digest)
-        with atomic_output(out_path, 0o600) as fh:
-            fh.write(gsealed.to_json().encode("utf-8"))
-        click.echo(f"sealed {len(secrets)} secret(s) for stack {stack!r} target {tgt.name!r} -> {out_path} (mode 0600)",
-                   err=True)
-        click.echo(f"  key       {name}", err=True)
-        click.echo(f"  manifest  {manifest_path} sha256 {digest}", err=True)
-        click.echo("  data key  local 32-byte key (os.urandom) wrapped with Cloud KMS Encrypt, AAD = encryption context",
-                   err=True)
-        return
-    how: list[str] = []
-    if tgt.cloud.value == "azure":  # issue 10: Key Vault RSA-OAEP-256 wrap (teeform/seal_azure.py)
+        sealed = seal_secrets_gcp(secrets, kms=gcp_kms_client(endpoint_url=endpoint_url), key_name=name, stack=stack,
+                                  target=tgt.name, manifest_sha256=digest)
+        how.append("local 32-byte key (os.urandom) wrapped with Cloud KMS Encrypt, AAD = encryption context")
+    elif tgt.cloud.value == "azure":  # issue 10: Key Vault RSA-OAEP-256 wrap (teeform/seal_azure.py)
         from teeform.seal_azure import resolve_key_id_azure, seal_secrets_azure
 
         kid = resolve_key_id_azure(key_id, stack, pdir, tgt.name)
