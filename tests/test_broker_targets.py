@@ -148,12 +148,12 @@ def test_endpoint_config_names_the_kbs(tmp_path: Path) -> None:
 
 
 def test_missing_admin_key_offline_is_a_warning_and_online_an_error(tmp_path: Path, monkeypatch) -> None:
-    from components.trustee import attach
+    from components.trustee import broker  # existing_kbs decides offline or not
 
     m = write_vhd_manifest(tmp_path / "a")
     res, _ = run_with([azure_target(m, "az", keyBroker={"kbs": KBS})])  # mock engine: secure values are left out
     assert one(res, REG).inputs["kbs_url"] == KBS
-    monkeypatch.setattr(attach, "_offline", lambda: False)
+    monkeypatch.setattr(broker, "_offline", lambda: False)
     with pytest.raises(TeeformError, match="teeform:kbsAdminKey is missing") as exc:
         run_with([azure_target(m, "az", keyBroker={"kbs": KBS})])
     assert exc.value.field == "teeform:targets[az].keyBroker.adminKeySecret"

@@ -33,20 +33,9 @@ from typing import Any
 import pulumi
 
 from components.registry import TargetContext
-from components.trustee.broker import KbsEndpoint, attach_key_broker
+from components.trustee.broker import OFFLINE_ADMIN_KEY, KbsEndpoint, attach_key_broker, existing_kbs
 from teeform.errors import TeeformError
 from teeform.targets.vm_key_broker import BROKER_PINS, VmKeyBroker, check_config_name, check_kbs_url
-
-#: The placeholder admin key of an offline (mock-engine) run without the secret (never sent anywhere).
-OFFLINE_ADMIN_KEY = "offline preview: the KBS admin key secret is not loaded"
-
-
-def _offline() -> bool:
-    """Whether the program runs under the SDK's mock engine (``teeform preview``, tests): no provider runs."""
-    from pulumi.runtime.mocks import MockMonitor
-    from pulumi.runtime.settings import get_monitor
-
-    return isinstance(get_monitor(), MockMonitor)
 
 
 def _endpoint_config(name: str, source: str) -> tuple[str, str, str | None]:
@@ -95,21 +84,8 @@ def resolve_endpoint(kb: VmKeyBroker, target: str, source: str) -> KbsEndpoint:
     else:
         assert kb.url is not None
         url, admin, ca_name, where = kb.url, kb.admin_key_secret, kb.ca_cert_config, fld
-    cfg = pulumi.Config("teeform")
-    secret: pulumi.Input[str] | None = cfg.get_secret(admin)
-    if secret is None:
-        if not _offline():
-            raise TeeformError(f"the KBS admin key is not set: secret config teeform:{admin} is missing",
-                               path=source, field=f"{where}.adminKeySecret",
-                               hint=f"pulumi config set --secret teeform:{admin} < kbs-admin-key.pem")
-        pulumi.log.warn(f"target {target!r}: secret config teeform:{admin} (the KBS admin key) is not loaded offline; "
-                        "`pulumi up` needs it")
-        secret = pulumi.Output.secret(OFFLINE_ADMIN_KEY)
-    ca = cfg.get(ca_name) if ca_name else None
-    if ca_name and ca is None:
-        raise TeeformError(f"config teeform:{ca_name} (the KBS CA certificate) is missing", path=source,
-                           field=f"{where}.caCertConfig")
-    return KbsEndpoint(url, secret, ca, key=url)
+    return existing_kbs(url, admin_key_secret=admin, ca_cert_config=ca_name, where=where, source=source, target=target,
+                        offline_placeholder=True)
 
 
 def attach_target_key_broker(ctx: TargetContext) -> dict[str, Any]:

@@ -85,25 +85,51 @@ class KbsEndpoint:
     wait_seconds: int = 0
 
 
+#: The placeholder admin key of an offline (mock-engine) run without the secret (never sent anywhere).
+OFFLINE_ADMIN_KEY = "offline preview: the KBS admin key secret is not loaded"
+
+
+def _offline() -> bool:
+    """Whether the program runs under the SDK's mock engine (``teeform preview``, tests): no provider runs."""
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.settings import get_monitor
+
+    return isinstance(get_monitor(), MockMonitor)
+
+
 def existing_kbs(url: str, *, admin_key_secret: str = "kbsAdminKey", ca_cert_config: str | None = None,
-                 role: str = "teeform-admin", issuer: str | None = None, audience: str | None = None) -> KbsEndpoint:
-    """An existing KBS: ``url`` and the admin key from the secret Pulumi config ``teeform:<admin_key_secret>``.
+                 where: str = "keyBroker", source: str | None = None, target: str | None = None,
+                 offline_placeholder: bool = False) -> KbsEndpoint:
+    """An existing KBS: ``url`` and the admin key from the secret Pulumi config ``teeform:<admin_key_secret>``
+    (every target kind that names an existing KBS comes here).
+
+    A missing secret is an error, except with ``offline_placeholder`` under the SDK's mock engine
+    (``teeform preview``, tests): then it is a warning and :data:`OFFLINE_ADMIN_KEY` stands in (nothing
+    is sent to a KBS offline). The VM key-broker targets ask for that; alicloud/tdx does not (yet).
+
+    Args:
+        where: the field prefix for messages (``teeform:targets[<name>].keyBroker`` or ``teeform:<config>``).
+        source: the stack file, for messages; ``target``: the target name, for the offline warning.
 
     Raises:
-        TeeformError: the secret is not set (``pulumi config set --secret teeform:kbsAdminKey < key.pem``) or
-            the CA certificate config key names nothing.
+        TeeformError: the secret is not set under the real engine (``pulumi config set --secret
+            teeform:kbsAdminKey < key.pem``), or the CA certificate config key names nothing.
     """
     cfg = pulumi.Config("teeform")
-    secret = cfg.get_secret(admin_key_secret)
+    secret: pulumi.Input[str] | None = cfg.get_secret(admin_key_secret)
     if secret is None:
-        raise TeeformError(f"the KBS admin key is not set: secret config teeform:{admin_key_secret} is missing",
-                           field="keyBroker.adminKeySecret",
-                           hint=f"pulumi config set --secret teeform:{admin_key_secret} < kbs-admin-key.pem")
+        if not (offline_placeholder and _offline()):
+            raise TeeformError(f"the KBS admin key is not set: secret config teeform:{admin_key_secret} is missing",
+                               path=source, field=f"{where}.adminKeySecret",
+                               hint=f"pulumi config set --secret teeform:{admin_key_secret} < kbs-admin-key.pem")
+        pulumi.log.warn(f"target {target!r}: secret config teeform:{admin_key_secret} (the KBS admin key) is not "
+                        "loaded offline; `pulumi up` needs it")
+        secret = pulumi.Output.secret(OFFLINE_ADMIN_KEY)
     ca = cfg.get(ca_cert_config) if ca_cert_config else None
     if ca_cert_config and ca is None:
-        raise TeeformError(f"config teeform:{ca_cert_config} (the KBS CA certificate) is missing",
-                           field="keyBroker.caCertConfig")
-    return KbsEndpoint(url, secret, ca, role=role, issuer=issuer, audience=audience, key=url)
+        raise TeeformError(f"config teeform:{ca_cert_config} (the KBS CA certificate) is missing", path=source,
+                           field=f"{where}.caCertConfig")
+    return KbsEndpoint(url, secret, ca, key=url)
 
 
 def deployed_kbs(url: pulumi.Input[str], admin_key_pem: pulumi.Input[str], tls_cert_pem: pulumi.Input[str],
@@ -204,4 +230,4 @@ def _reset_for_tests() -> None:
 
 
 __all__ = ["KEY_BROKER_TYPE", "KBS_REGISTRATION_TYPE", "REPOSITORY", "KEY_TAG", "VERIFIERS_FOR_TEE", "KbsEndpoint",
-           "KeyBroker", "existing_kbs", "deployed_kbs", "attach_key_broker"]
+           "KeyBroker", "existing_kbs", "deployed_kbs", "attach_key_broker", "OFFLINE_ADMIN_KEY"]
