@@ -17,9 +17,9 @@ from typing import Any
 
 import pulumi
 
-from components.registry import LoadedManifest, manifest_keys
+from components.registry import LoadedManifest
 from teeform.errors import TeeformError
-from teeform.manifest import ArtifactKind, Manifest, load_manifest, manifest_sha256
+from teeform.manifest import ArtifactKind, Manifest, load_manifest, manifest_keys, manifest_sha256
 from teeform.measurements import EIF, names
 from teeform.signing import TrustedKey, verify_manifest
 from teeform.stack import StackConfig, Target

@@ -25,6 +25,7 @@ import pulumi
 from teeform.errors import TeeformError
 from teeform.keyrelease import KeyReleasePolicy
 from teeform.manifest import Manifest
+from teeform.manifest import manifest_keys as manifest_keys  # re-exported: the program's output keys
 from teeform.stack import StackConfig, Target
 from teeform.targets import PLUGINS, plugin_for
 
@@ -120,20 +121,6 @@ def builder_for(target: Target) -> TargetBuilder:
     module, attr = plugin_for(target.cloud, target.tee).builder.split(":")
     fn: TargetBuilder = getattr(importlib.import_module(module), attr)
     return fn
-
-
-def manifest_keys(manifests: list[Manifest]) -> list[str]:
-    """Export keys for a target's manifests: the name, or ``name@version`` when names repeat.
-
-    Raises:
-        TeeformError: two manifests share both name and version (the same build listed twice).
-    """
-    names = [m.name for m in manifests]
-    keys = [m.name if names.count(m.name) == 1 else f"{m.name}@{m.version}" for m in manifests]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        raise TeeformError(f"manifest(s) {dup} listed more than once (same name and version)")
-    return keys
 
 
 def shape_outputs(per_target: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -56,7 +56,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,3 +337,18 @@ def write_manifest(manifest: Manifest, path: os.PathLike[str] | str) -> str:
     validate_manifest_dict(json.loads(text), source=str(path))
     atomic_write_text(path, text)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def manifest_keys(manifests: Sequence[Manifest]) -> list[str]:
+    """Export keys for a target's manifests: the name, or ``name@version`` when names repeat (the stack
+    outputs' keys, components/registry.py, and ``teeform export tfvars``'s).
+
+    Raises:
+        TeeformError: two manifests share both name and version (the same build listed twice).
+    """
+    names = [m.name for m in manifests]
+    keys = [m.name if names.count(m.name) == 1 else f"{m.name}@{m.version}" for m in manifests]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise TeeformError(f"manifest(s) {dup} listed more than once (same name and version)")
+    return keys

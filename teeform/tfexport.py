@@ -49,7 +49,7 @@ from typing import Any
 
 from teeform.errors import TeeformError
 from teeform.fsutil import atomic_write_text
-from teeform.manifest import Manifest
+from teeform.manifest import Manifest, manifest_keys
 from teeform.signing import read_manifest
 from teeform.stack import Target
 from teeform.targets import Cloud, TeeType, plugin_for
@@ -160,16 +160,6 @@ def parse_pair(text: str) -> tuple[Cloud, TeeType]:
     return cloud, tee
 
 
-def _keys(manifests: Sequence[Manifest]) -> list[str]:
-    # the program's export keys (components.registry.manifest_keys): name, or name@version when names repeat
-    names = [m.name for m in manifests]
-    keys = [m.name if names.count(m.name) == 1 else f"{m.name}@{m.version}" for m in manifests]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        raise TeeformError(f"manifest(s) {dup} listed more than once (same name and version)")
-    return keys
-
-
 def tfvars(target: Target, manifest_paths: Sequence[os.PathLike[str] | str],
            principals: Principals | None = None) -> dict[str, Any]:
     """The ``teeform.auto.tfvars.json`` document for ``target`` and its allowed manifests (module docstring).
@@ -187,7 +177,7 @@ def tfvars(target: Target, manifest_paths: Sequence[os.PathLike[str] | str],
             raise TeeformError(f"is of kind {m.kind.value!r}, but {target.plugin.pair} targets need "
                                f"{' or '.join(sorted(target.plugin.manifest_kinds))}", path=p, field="kind")
         loaded.append((data, m, Path(p)))
-    keys = _keys([m for _, m, _ in loaded])
+    keys = manifest_keys([m for _, m, _ in loaded])
     release = target.plugin.key_release(target.name, target.settings, list(zip(keys, [m for _, m, _ in loaded],
                                                                               strict=True)))
     doc: dict[str, Any] = {
