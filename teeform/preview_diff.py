@@ -738,11 +738,8 @@ def diff_previews(base: Mapping[str, Any], head: Mapping[str, Any], *, base_labe
         added_m += [(t, _manifest_label(m)) for s, m in hsha.items() if s not in bsha]
         removed_m += [(t, _manifest_label(m)) for s, m in bsha.items() if s not in hsha]
         if bl and hl and bl[0]["sha256"] != hl[0]["sha256"]:
-            try:
-                old = Manifest.from_dict(bl[0]["manifest"], source=f"{base_label}: manifests[{bl[0]['key']}]")
-                new = Manifest.from_dict(hl[0]["manifest"], source=f"{head_label}: manifests[{hl[0]['key']}]")
-            except TeeformError:
-                raise
+            old = Manifest.from_dict(bl[0]["manifest"], source=f"{base_label}: manifests[{bl[0]['key']}]")
+            new = Manifest.from_dict(hl[0]["manifest"], source=f"{head_label}: manifests[{hl[0]['key']}]")
             if old.kind is new.kind:
                 measurements.append((t, diff_manifests(old, new, old_label=f"{bl[0]['path']} ({old.name}@{old.version})",
                                                        new_label=f"{hl[0]['path']} ({new.name}@{new.version})")))
