@@ -40,7 +40,7 @@ from teeform.trustee.reference_values import sample_message
 #: A resource policy that releases nothing (Trustee's ``kbs/sample_policies/deny_all.rego``).
 DENY_ALL_RESOURCE_POLICY = "package policy\n\nimport rego.v1\n\ndefault allow := false\n"
 #: An attestation-service policy that affirms nothing: the contraindicating defaults only, the values of
-#: Trustee's ``attestation-service/src/token/ear_default_policy_cpu.rego`` (33 = unrecognised executables,
+#: Trustee's ``attestation-service/src/ear_token/ear_default_policy_cpu.rego`` (33 = unrecognised executables,
 #: 97 = unrecognised hardware, 36 = configuration unavailable; EAR AR4SI trust claims), as
 #: :mod:`teeform.trustee.rego` writes them.
 DENY_ALL_AS_POLICY = """package policy
