@@ -339,6 +339,32 @@ def write_manifest(manifest: Manifest, path: os.PathLike[str] | str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def check_artifact_file(path: Path, *, what: str, size: int | None, algorithm: str, digest: str, manifest_path: Path,
+                        build_hint: str) -> None:
+    """Check that the file at ``path`` is the one ``manifest_path`` records: present, ``size`` bytes (when
+    given) and ``algorithm`` digest ``digest`` (lowercase hex; hashed once per run, teeform.fsutil.hash_file).
+
+    ``what`` names the file in messages ("EIF", "raw disk", "gce-tar artifact"); ``build_hint`` says how
+    to build it.
+
+    Raises:
+        TeeformError: naming ``path``: missing, or its size or digest differ from the manifest's.
+    """
+    from teeform.fsutil import hash_file
+
+    if not path.is_file():
+        raise TeeformError(f"the {what} {path.name} described by the manifest is not on disk", path=path,
+                           hint=f"build it next to {manifest_path} ({build_hint})")
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        raise TeeformError(f"{what} is {actual} bytes but the manifest says {size}", path=path,
+                           hint=f"rebuild, or use the manifest written with this {what} ({manifest_path})")
+    got = hash_file(path, (algorithm,))[algorithm]
+    if got != digest.lower():
+        raise TeeformError(f"{what} {algorithm} {got} does not match the manifest's {digest}", path=path,
+                           hint=f"rebuild, or use the manifest written with this {what} ({manifest_path})")
+
+
 def manifest_keys(manifests: Sequence[Manifest]) -> list[str]:
     """Export keys for a target's manifests: the name, or ``name@version`` when names repeat (the stack
     outputs' keys, components/registry.py, and ``teeform export tfvars``'s).

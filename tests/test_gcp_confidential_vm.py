@@ -107,3 +107,17 @@ def test_gate_is_stated_as_platform_only() -> None:
         p = plugin_for(Cloud.GCP, tee)
         assert "platform only" in p.gate and p.key_release("t", p.parse_settings({"project": "my-project"}, "s", "f"),
                                                            []) is None
+
+
+def test_gce_tar_that_is_not_the_recorded_file_is_refused(tmp_path: Path) -> None:
+    """The uploaded image must be the gce-tar the manifest records (details.formats['gce-tar'] size and
+    sha256, written by build vm-image); a swapped or truncated file was uploaded unchecked."""
+    man = vm_manifest(tmp_path / "d")
+    tar = tmp_path / "d" / "agent-vm.tar.gz"
+    data = tar.read_bytes()
+    tar.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, other bytes
+    with pytest.raises(TeeformError, match=r"gce-tar artifact sha256 [0-9a-f]{64} does not match the manifest's"):
+        run([cvm_target([man])])
+    tar.write_bytes(data + b"x")
+    with pytest.raises(TeeformError, match=rf"gce-tar artifact is {len(data) + 1} bytes but the manifest says {len(data)}"):
+        run([cvm_target([man])])

@@ -20,8 +20,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from teeform.errors import TeeformError
-from teeform.fsutil import hash_file
+from teeform.manifest import check_artifact_file
 
 
 def eif_object_key(sha384: str) -> str:
@@ -65,23 +64,8 @@ def check_eif_file(path: Path, size: int, sha384: str, manifest_path: Path) -> N
     Raises:
         TeeformError: the file is missing (a manifest without its EIF), or its size or SHA-384 differ.
     """
-    if not path.is_file():
-        raise TeeformError(
-            f"the EIF {path.name} described by the manifest is not on disk",
-            path=path,
-            hint=f"build it next to {manifest_path} (`teeform build eif ...` or `make demo`)",
-        )
-    actual = path.stat().st_size
-    if actual != size:
-        raise TeeformError(
-            f"EIF is {actual} bytes but the manifest says {size}", path=path, hint=f"rebuild, or use the manifest written with this EIF ({manifest_path})"
-        )
-    digest = hash_file(path, ("sha384",))["sha384"]
-    if digest != sha384:
-        raise TeeformError(
-            f"EIF sha384 {digest} does not match the manifest's {sha384}", path=path,
-            hint=f"rebuild, or use the manifest written with this EIF ({manifest_path})",
-        )
+    check_artifact_file(path, what="EIF", size=size, algorithm="sha384", digest=sha384, manifest_path=manifest_path,
+                        build_hint="`teeform build eif ...` or `make demo`")
 
 
 @dataclass

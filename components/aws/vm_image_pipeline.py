@@ -41,7 +41,7 @@ import pulumi_aws as aws
 
 from components.aws.artifact_store import tls_only_policy
 from teeform.errors import TeeformError
-from teeform.fsutil import hash_file
+from teeform.manifest import check_artifact_file
 
 #: The VM Import service principal and the external id its trust policy requires (VM Import/Export
 #: user guide, "Required service role": ``"Condition": {"StringEquals": {"sts:Externalid": "vmimport"}}``).
@@ -73,17 +73,8 @@ def check_disk_file(path: Path, size: int, sha384: str, manifest_path: Path) -> 
         raise TeeformError(f"the manifest's artifact {path.name} is not a raw disk (.raw); ImportSnapshot needs "
                            "format RAW", path=manifest_path, field="artifact.file_name",
                            hint="build with `teeform build vm-image --format raw` and list the .raw manifest")
-    if not path.is_file():
-        raise TeeformError(f"the raw disk {path.name} described by the manifest is not on disk", path=path,
-                           hint=f"build it next to {manifest_path} (`teeform build vm-image ...` or scripts/vm-demo.sh)")
-    actual = path.stat().st_size
-    if actual != size:
-        raise TeeformError(f"disk is {actual} bytes but the manifest says {size}", path=path,
-                           hint=f"rebuild, or use the manifest written with this disk ({manifest_path})")
-    digest = hash_file(path, ("sha384",))["sha384"]
-    if digest != sha384:
-        raise TeeformError(f"disk sha384 {digest} does not match the manifest's {sha384}", path=path,
-                           hint=f"rebuild, or use the manifest written with this disk ({manifest_path})")
+    check_artifact_file(path, what="raw disk", size=size, algorithm="sha384", digest=sha384, manifest_path=manifest_path,
+                        build_hint="`teeform build vm-image ...` or scripts/vm-demo.sh")
 
 
 def vmimport_trust_policy() -> dict[str, Any]:

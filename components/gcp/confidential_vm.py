@@ -30,6 +30,7 @@ from components.gcp.network import WorkloadNetwork, WorkloadNetworkArgs
 from components.registry import TargetContext
 from components.trustee.attach import attach_target_key_broker
 from teeform.errors import TeeformError
+from teeform.manifest import check_artifact_file
 from teeform.targets.gcp_confidential_vm import TEE_SETUP, ConfidentialVmSettings
 
 #: Guest OS features every teeform image gets besides the TEE's (clouds.md §3.3).
@@ -63,6 +64,10 @@ def build_confidential_vm_target(ctx: TargetContext) -> dict[str, Any]:
         raise TeeformError(f"the gce-tar artifact {tar_path} of manifest {deployed.path} is missing",
                            path=stack.source, field=f"teeform:targets[{t.name}].manifests[0]",
                            hint="keep the .tar.gz next to its manifest (teeform build vm-image --format gce-tar)")
+    # The uploaded image must be the file the manifest records (details.formats, build_vm.py).
+    check_artifact_file(tar_path, what="gce-tar artifact", size=tar.get("size") if isinstance(tar.get("size"), int) else None,
+                        algorithm="sha256", digest=tar["sha256"], manifest_path=deployed.path,
+                        build_hint="`teeform build vm-image ... --format gce-tar`")
     broker = attach_target_key_broker(ctx)  # keyBroker (gcp/tdx): a Trustee secret pinning the UKI/RTMRs ({} without)
     zone = s.zone or f"{t.region}-a"
     parts = [stack.stack, t.name]
