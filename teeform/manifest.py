@@ -9,10 +9,10 @@ Format (owned by teeform; JSON Schema in ``teeform/schema/manifest.schema.json``
 .. code-block:: json
 
     {
-      "schema_version": 1,
+      "schema_version": 2,                # SCHEMA_VERSION; 1 is still read (see below)
       "kind": "eif",                      # ArtifactKind: "eif" | "vm-image" | "oci"
       "name": "openclaw-agent", "version": "1.0.0",
-      "artifact": {"file_name": "openclaw-agent.eif", "size": 123, "sha256": "<64 hex>", "sha384": "<96 hex>"},
+      "artifact": {"file_name": "openclaw-agent.eif", "size": 123, "sha256": "<64 hex>"},  # + "sha384" (optional)
       "measurements": {"PCR0": "<96 hex>", ...},   # kind-specific names, lowercase hex
       "inputs": [{"role": "kernel", "name": "bzImage", "sha256": "<64 hex>", "size": 1}, ...],
       "builder": {"name": "teeform", "version": "0.1.0"},
@@ -35,6 +35,16 @@ derived from the one table :data:`teeform.measurements.MEASUREMENTS`):
   ``teeform build oci`` (:mod:`image_builder.pipelines.build_oci`). Source: OCI image-spec
   ``descriptor.md`` "Digests"; ``shared/reference/clouds.md`` §3.1 (Confidential Space
   ``submods.container.image_digest``).
+
+The artifact (the built file) is identified by its SHA-256 (``artifact.sha256``, as OCI, in-toto/DSSE
+subjects and Rekor identify files): the EIF's S3 object key, the enclave host's check before
+``nitro-cli run-enclave`` and signed statements use it. ``artifact.sha384`` (96 hex digits, the SHA-384
+of the same file) is optional in schema 2: EIF manifests omit it (``teeform build eif`` no longer hashes
+the whole file twice), vm-image manifests still write it (the raw disk's S3 key and AMI name use it).
+The SHA-384 values that matter for attestation are the measurements (PCRs), not the file's digest.
+Schema 1 manifests (written before) are still read and still require ``artifact.sha384``; a manifest
+records the version it was written with (:attr:`Manifest.schema_version`), so reading and writing back
+gives the same bytes.
 
 Serialisation is canonical: ``json.dumps(indent=2, sort_keys=True)`` plus a newline, so two
 builds of the same inputs give byte-identical manifests.
@@ -66,7 +76,10 @@ from teeform.errors import TeeformError
 from teeform.fsutil import atomic_write_text
 from teeform.safeload import SMALL_JSON_LIMIT, loads_json, read_limited
 
-SCHEMA_VERSION = 1
+#: The manifest schema version teeform writes. 2: ``artifact.sha384`` optional (EIF manifests omit it).
+SCHEMA_VERSION = 2
+#: Every schema version :func:`validate_manifest_dict` accepts (1: ``artifact.sha384`` required).
+SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 SCHEMA_PATH = Path(__file__).parent / "schema" / "manifest.schema.json"
 
 _HEX = re.compile(r"[0-9a-f]+")
@@ -92,16 +105,18 @@ OPTIONAL_MEASUREMENTS: dict[ArtifactKind, dict[str, int]] = {k: mtable.optional(
 
 @dataclass(frozen=True)
 class Artifact:
-    """The built file: its name (no directory), size in bytes, SHA-256 and SHA-384 (lowercase hex)."""
+    """The built file: its name (no directory), size in bytes, SHA-256 (64 lowercase hex, the file's
+    identity) and optionally SHA-384 (96 lowercase hex; None when the manifest has none, as schema-2 EIF
+    manifests; module docstring)."""
 
     file_name: str
     size: int
     sha256: str
-    sha384: str
+    sha384: str | None = None
 
     @classmethod
     def from_file(cls, path: os.PathLike[str] | str) -> Artifact:
-        """Describe ``path`` by streaming it once (no whole-file read)."""
+        """Describe ``path`` with both its SHA-256 and SHA-384, streaming it once (no whole-file read)."""
         from teeform.fsutil import hash_file
 
         p = Path(path)
@@ -151,18 +166,17 @@ class Manifest:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready dict (plain types only)."""
+        """Return the JSON-ready dict (plain types only; ``artifact.sha384`` and ``inputs[].size`` omitted when None)."""
+        artifact: dict[str, Any] = {"file_name": self.artifact.file_name, "size": self.artifact.size,
+                                    "sha256": self.artifact.sha256}
+        if self.artifact.sha384 is not None:
+            artifact["sha384"] = self.artifact.sha384
         return {
             "schema_version": self.schema_version,
             "kind": self.kind.value,
             "name": self.name,
             "version": self.version,
-            "artifact": {
-                "file_name": self.artifact.file_name,
-                "size": self.artifact.size,
-                "sha256": self.artifact.sha256,
-                "sha384": self.artifact.sha384,
-            },
+            "artifact": artifact,
             "measurements": dict(self.measurements),
             "inputs": [
                 {k: v for k, v in (("role", i.role), ("name", i.name), ("sha256", i.sha256), ("size", i.size)) if v is not None}
@@ -192,7 +206,7 @@ class Manifest:
             kind=kind,
             name=data["name"],
             version=data["version"],
-            artifact=Artifact(a["file_name"], int(a["size"]), a["sha256"], a["sha384"]),
+            artifact=Artifact(a["file_name"], int(a["size"]), a["sha256"], a.get("sha384")),
             measurements=dict(data["measurements"]),
             inputs=tuple(InputDigest(i["role"], i["name"], i["sha256"], i.get("size")) for i in data["inputs"]),
             builder=Builder(data["builder"]["name"], data["builder"]["version"]),
@@ -265,6 +279,9 @@ def _schema_errors(data: Mapping[str, Any]) -> list[tuple[list[Any], str]]:
 def validate_manifest_dict(data: Mapping[str, Any], *, source: str = "<manifest>") -> None:
     """Check ``data`` against ``manifest.schema.json`` and the per-kind measurement names/lengths.
 
+    Both :data:`SCHEMA_VERSIONS` are accepted: ``schema_version`` 1 requires ``artifact.sha384``, 2 does
+    not (when present it must be 96 lowercase hex digits in either).
+
     Raises:
         TeeformError: with ``path=source`` and ``field`` set to the JSON path of the first error.
     """
@@ -294,7 +311,9 @@ def _check_exact(data: Mapping[str, Any], source: str) -> None:
     """What the JSON Schema lets through (module docstring): ``1.0`` for integers, ``"<hex>\\n"`` digests."""
     a = data["artifact"]
     ints = [("artifact/size", a["size"]), ("source_date_epoch", data["source_date_epoch"])]
-    digests = [("artifact/sha256", a["sha256"], 64), ("artifact/sha384", a["sha384"], 96)]
+    digests = [("artifact/sha256", a["sha256"], 64)]
+    if "sha384" in a:  # optional in schema 2 (schema 1 requires it: the JSON Schema checked that)
+        digests.append(("artifact/sha384", a["sha384"], 96))
     for i, inp in enumerate(data["inputs"]):
         if "size" in inp:
             ints.append((f"inputs/{i}/size", inp["size"]))

@@ -18,7 +18,9 @@ over the same subject:
 2. an in-toto Statement v1 with ``predicateType`` ``https://teeform.dev/measurements/v1``:
    ``{kind, name, version, measurements{name: lowercase hex}, manifest{name, digest{sha256}}}``.
 
-The subject of both is the artifact: ``[{"name": artifact.file_name, "digest": {"sha256", "sha384"}}]``.
+The subject of both is the artifact: ``[{"name": artifact.file_name, "digest": {"sha256": ...}}]``, plus
+``"sha384"`` in ``digest`` when the manifest's artifact records one (schema 1, vm-image; a schema-2 EIF
+manifest has none: the EIF is identified by its SHA-256, its attested SHA-384 values are the PCRs).
 
 Formats: in-toto Statement v1 (in-toto/attestation ``spec/v1/statement.md``: ``_type``
 ``https://in-toto.io/Statement/v1``, each subject MUST have a digest), in-toto envelope = DSSE with
@@ -40,7 +42,8 @@ by ``keyid`` (the keyid is unauthenticated in DSSE; securesystemslib's own ``Env
 keyids first and says so is "not DSSE spec compliant", its issue #416; gitops-signing-terraform.md
 §2.4). A signature may be ASN.1 DER (securesystemslib, cosign, OpenSSL) or IEEE P1363 ``r || s``
 (64 bytes, the encoding of the DSSE spec's own test vector). Then the ``payloadType``, the Statement
-type, both predicate types, the subject digests (= the manifest's ``artifact``), the measurements and
+type, both predicate types, the subject digests (exactly the manifest's ``artifact`` digests: the same
+algorithms, the same values), the measurements and
 the manifest's SHA-256 (= the bytes on disk) are checked, so a changed manifest fails.
 
 **cosign** ``sign-blob --key`` (:func:`verify_blob_signature`): the signature file holds the base64 of
@@ -128,9 +131,13 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def subject(manifest: Manifest) -> list[dict[str, Any]]:
-    """The Statement subject: the manifest's artifact with its SHA-256 and SHA-384 (lowercase hex)."""
+    """The Statement subject: ``[{"name": artifact.file_name, "digest": {alg: lowercase hex}}]``, the digest
+    set being the manifest's artifact digests: ``sha256`` always, ``sha384`` only when the artifact has one."""
     a = manifest.artifact
-    return [{"name": a.file_name, "digest": {"sha256": a.sha256, "sha384": a.sha384}}]
+    digest = {"sha256": a.sha256}
+    if a.sha384 is not None:
+        digest["sha384"] = a.sha384
+    return [{"name": a.file_name, "digest": digest}]
 
 
 def statements(manifest: Manifest, manifest_bytes: bytes, manifest_name: str) -> list[dict[str, Any]]:
@@ -416,12 +423,16 @@ def _check_statement(st: Any, manifest: Manifest, digest: str, source: str, fld:
     got = st.get("subject")
     _expect(isinstance(got, list) and len(got) == 1 and isinstance(got[0], Mapping), "must list exactly one artifact",
             source, f"{fld}.subject")
-    for alg in ("sha256", "sha384"):
-        dg = got[0].get("digest")
-        have = dg.get(alg) if isinstance(dg, Mapping) else None
-        _expect(have == want_subject[0]["digest"][alg],
-                f"is {have!r}, but the manifest's artifact.{alg} is {want_subject[0]['digest'][alg]!r}", source,
+    want = want_subject[0]["digest"]
+    dg = got[0].get("digest")
+    _expect(isinstance(dg, Mapping), "must be an object of digests", source, f"{fld}.subject[0].digest")
+    for alg in want:  # sha256 always; sha384 when the manifest's artifact has one
+        have = dg.get(alg)
+        _expect(have == want[alg], f"is {have!r}, but the manifest's artifact.{alg} is {want[alg]!r}", source,
                 f"{fld}.subject[0].digest.{alg}")
+    extra = sorted(str(k) for k in dg if k not in want)
+    _expect(not extra, f"has {', '.join(extra)}, which the manifest's artifact does not record (the subject's "
+            "digests must be exactly the manifest's)", source, f"{fld}.subject[0].digest")
     ptype = st.get("predicateType")
     pred = st.get("predicate")
     _expect(isinstance(pred, Mapping), "must be an object", source, f"{fld}.predicate")

@@ -9,7 +9,9 @@
 
   - ``teeform_target``: ``{name, cloud, tee, pins}`` (``pins``: the measurement names the gate pins, in order);
   - ``teeform_manifests``: manifest key (``name``, or ``name@version`` when names repeat) ->
-    ``{kind, name, version, manifest_sha256, artifact{file_name, size, sha256, sha384}, measurements{name: hex}}``;
+    ``{kind, name, version, manifest_sha256, artifact{file_name, size, sha256, sha384}, measurements{name: hex}}``
+    (``artifact.sha384`` is ``null`` when the manifest records none, as schema-2 EIF manifests: this file's
+    convention for absent values, and Terraform's object type needs every attribute);
   - ``teeform_release_conditions``: one entry per allowed manifest, ``{manifest, condition}``, ``condition``
     being the IAM ``Condition`` block of that manifest's key-policy release statement
     (``{"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": "<hex>", ...}}``, plus
@@ -77,7 +79,7 @@ variable "teeform_target" {
 }
 
 variable "teeform_manifests" {
-  description = "Allowed manifests by key: artifact digests and measurements (lowercase hex)."
+  description = "Allowed manifests by key: artifact digests (sha384 null when the manifest has none) and measurements (lowercase hex)."
   type = map(object({
     kind            = string
     name            = string
@@ -187,7 +189,7 @@ def tfvars(target: Target, manifest_paths: Sequence[os.PathLike[str] | str],
             k: {"kind": m.kind.value, "name": m.name, "version": m.version,
                 "manifest_sha256": hashlib.sha256(data).hexdigest(),
                 "artifact": {"file_name": m.artifact.file_name, "size": m.artifact.size, "sha256": m.artifact.sha256,
-                             "sha384": m.artifact.sha384},
+                             "sha384": m.artifact.sha384},  # None (null) when the manifest has no sha384
                 "measurements": dict(sorted(m.measurements.items()))}
             for k, (data, m, _) in zip(keys, loaded, strict=True)
         },

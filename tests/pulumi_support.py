@@ -8,6 +8,7 @@ depends on ``build/demo`` existing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,13 +44,22 @@ def write_fake_eif_manifest(
     pcr8: bool = False,
     debug: bool = False,
     write_eif: bool = True,
+    artifact_sha384: bool = False,
+    schema_version: int | None = None,
 ) -> FakeImage:
-    """Write ``<name>.eif`` (dummy bytes) and ``<name>.manifest.json`` into ``directory``."""
+    """Write ``<name>.eif`` (dummy bytes) and ``<name>.manifest.json`` into ``directory``.
+
+    The manifest is a schema-2 EIF manifest without ``artifact.sha384``, as ``teeform build eif`` writes
+    them; ``artifact_sha384=True`` also records the file's SHA-384, ``schema_version=1`` writes an old
+    (schema 1) manifest, which needs ``artifact_sha384=True``.
+    """
     label = label or f"{name}@{version}"
     directory.mkdir(parents=True, exist_ok=True)
     eif = directory / f"{name}.eif"
     eif.write_bytes(hashlib.shake_256(label.encode()).digest(eif_bytes))
     artifact = Artifact.from_file(eif)
+    if not artifact_sha384:
+        artifact = dataclasses.replace(artifact, sha384=None)
     if not write_eif:
         eif.unlink()
     meas = {k: ("0" * 96 if debug else fake_hex(f"{label}:{k}")) for k in ("PCR0", "PCR1", "PCR2")}
@@ -61,6 +71,8 @@ def write_fake_eif_manifest(
         inputs=(InputDigest("kernel", "bzImage", fake_hex("kernel", 64), 1),), builder=Builder("teeform", "test"),
         source_date_epoch=0,
     )
+    if schema_version is not None:
+        m = dataclasses.replace(m, schema_version=schema_version)
     path = directory / f"{name}.manifest.json"
     write_manifest(m, path)
     return FakeImage(path, eif, m)

@@ -315,6 +315,20 @@ def test_eif_manifest_is_refused_for_a_vm_target(tmp_path: Path) -> None:
         run([vm_target([img.manifest_path])])
 
 
+def test_vm_image_manifest_without_artifact_sha384_is_refused_naming_the_field(tmp_path: Path) -> None:
+    """Schema 2 lets any manifest omit artifact.sha384, but the raw disk's object key and AMI name are named
+    by it (vm-image manifests from `teeform build vm-image` keep recording it): refused before any resource."""
+    man = fake_vm(tmp_path)
+    doc = json.loads(man.read_text())
+    assert doc["schema_version"] == 2 and len(doc["artifact"]["sha384"]) == 96
+    del doc["artifact"]["sha384"]
+    man.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    with pytest.raises(TeeformError) as ei:
+        run([vm_target([man])])
+    assert ei.value.field == "artifact.sha384" and ei.value.path == str(man)
+    assert "has no sha384" in ei.value.message and "teeform build vm-image" in (ei.value.hint or "")
+
+
 def test_missing_or_stale_disk_is_a_clear_error(tmp_path: Path) -> None:
     man = fake_vm(tmp_path)
     raw = tmp_path / "agent-vm.raw"

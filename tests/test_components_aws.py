@@ -147,7 +147,7 @@ def test_two_manifests_give_one_statement_each_and_no_cross_product(tmp_path):
     # Same manifest name: exported as name@version; only the first (deployed) EIF is uploaded.
     assert list(outputs["measurements"]) == ["openclaw-agent@2.0.0", "openclaw-agent@1.0.0"]
     eif = [r for r in by_type(resources, "aws:s3/bucketObjectv2:BucketObjectv2") if r.name.endswith("-eif")]
-    assert [r.inputs["key"] for r in eif] == [f"eif/sha384/{new.manifest.artifact.sha384}.eif"]
+    assert [r.inputs["key"] for r in eif] == [f"eif/sha256/{hashlib.sha256(new.eif_path.read_bytes()).hexdigest()}.eif"]
 
 
 def test_evaluator_sees_the_cross_product_of_a_single_statement():
@@ -173,14 +173,37 @@ def test_launch_template_enclave_imdsv2_encrypted_ebs(single):
     assert inst["launchTemplate"]["id"].startswith("lt-")
 
 
-def test_user_data_in_template_checks_sha384_before_running(single):
+def test_user_data_in_template_checks_sha256_before_running(single):
     img, resources, _ = single
     text = base64.b64decode(one(resources, LT).inputs["userData"]).decode()
-    sha = hashlib.sha384(img.eif_path.read_bytes()).hexdigest()
-    check = text.index(f"echo '{sha}  /opt/teeform/enclave.eif' | sha384sum --check")
+    sha = hashlib.sha256(img.eif_path.read_bytes()).hexdigest()
+    check = text.index(f"echo '{sha}  /opt/teeform/enclave.eif' | sha256sum --check --strict --quiet -")
     run_at = text.index("nitro-cli run-enclave --eif-path /opt/teeform/enclave.eif --cpu-count 2 --memory 1024")
     assert text.index("aws s3 cp") < check < run_at
+    assert "does not match the manifest's sha256; refusing to run it" in text and "sha384sum" not in text
     assert "--debug-mode" not in text and "--attach-console" not in text
+
+
+@pytest.mark.parametrize("schema_version, artifact_sha384", [(2, False), (2, True), (1, True)])
+def test_eif_object_key_and_host_check_use_the_manifests_sha256(tmp_path, schema_version, artifact_sha384):
+    """Whatever the manifest (schema 2 without or with artifact.sha384, an old schema-1 one), the EIF is
+    stored at eif/sha256/<the manifest's artifact.sha256>.eif and the host checks it with sha256sum
+    against that value; the file's SHA-384, where recorded, is used nowhere."""
+    img = write_fake_eif_manifest(tmp_path, schema_version=schema_version, artifact_sha384=artifact_sha384)
+    doc = json.loads(img.manifest_path.read_text())  # the expected digest: the manifest file this test wrote
+    assert doc["schema_version"] == schema_version and ("sha384" in doc["artifact"]) is artifact_sha384
+    sha256 = doc["artifact"]["sha256"]
+    assert sha256 == hashlib.sha256(img.eif_path.read_bytes()).hexdigest()
+    resources, outputs, _ = run([nitro_target([img.manifest_path])])
+    (eif,) = [r.inputs for r in by_type(resources, "aws:s3/bucketObjectv2:BucketObjectv2") if r.name.endswith("-eif")]
+    assert eif["key"] == f"eif/sha256/{sha256}.eif" and eif["sourceHash"] == sha256
+    bucket = one(resources, "aws:s3/bucket:Bucket").inputs["bucket"]
+    assert outputs["eif_uri"] == f"s3://{bucket}/eif/sha256/{sha256}.eif"
+    text = base64.b64decode(one(resources, LT).inputs["userData"]).decode()
+    assert f"s3://{bucket}/eif/sha256/{sha256}.eif /opt/teeform/enclave.eif" in text
+    assert f"echo '{sha256}  /opt/teeform/enclave.eif' | sha256sum --check --strict --quiet -" in text
+    if artifact_sha384:
+        assert doc["artifact"]["sha384"] not in text and doc["artifact"]["sha384"] not in json.dumps(outputs)
 
 
 def test_role_policy_is_least_privilege(single):
@@ -190,7 +213,8 @@ def test_role_policy_is_least_privilege(single):
     read, use = doc["Statement"]
     bucket = one(resources, "aws:s3/bucket:Bucket").inputs["bucket"]
     assert read["Action"] == "s3:GetObject"
-    assert read["Resource"] == f"arn:aws:s3:::{bucket}/eif/sha384/{img.manifest.artifact.sha384}.eif"
+    sha256 = json.loads(img.manifest_path.read_text())["artifact"]["sha256"]
+    assert read["Resource"] == f"arn:aws:s3:::{bucket}/eif/sha256/{sha256}.eif"
     assert use["Resource"] == outputs["kms_key_arn"]
     assert {"kms:Decrypt", "kms:GenerateDataKey"} <= set(use["Action"])
     assume = json.loads(one(resources, "aws:iam/role:Role").inputs["assumeRolePolicy"])
@@ -227,12 +251,12 @@ def test_bucket_private_versioned_encrypted_content_addressed(single):
     sse = one(resources, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
     assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
     objs = {r.name.rsplit("-", 1)[1]: r.inputs for r in by_type(resources, "aws:s3/bucketObjectv2:BucketObjectv2")}
-    sha384 = hashlib.sha384(img.eif_path.read_bytes()).hexdigest()
+    eif_sha256 = hashlib.sha256(img.eif_path.read_bytes()).hexdigest()
     sha256 = hashlib.sha256(img.manifest_path.read_bytes()).hexdigest()
-    assert objs["eif"]["key"] == f"eif/sha384/{sha384}.eif" and objs["eif"]["sourceHash"] == sha384
+    assert objs["eif"]["key"] == f"eif/sha256/{eif_sha256}.eif" and objs["eif"]["sourceHash"] == eif_sha256
     assert objs["manifest"]["key"] == f"manifests/sha256/{sha256}.json"
     bucket = one(resources, "aws:s3/bucket:Bucket").inputs["bucket"]
-    assert outputs["eif_uri"] == f"s3://{bucket}/eif/sha384/{sha384}.eif"
+    assert outputs["eif_uri"] == f"s3://{bucket}/eif/sha256/{eif_sha256}.eif"
 
 
 def test_missing_or_stale_eif_is_a_clear_error(tmp_path):
@@ -243,7 +267,7 @@ def test_missing_or_stale_eif_is_a_clear_error(tmp_path):
     data = bytearray(img.eif_path.read_bytes())
     data[0] ^= 1
     img.eif_path.write_bytes(bytes(data))
-    with pytest.raises(TeeformError, match="does not match the manifest"):
+    with pytest.raises(TeeformError, match="EIF sha256 [0-9a-f]{64} does not match the manifest's"):
         run([nitro_target([img.manifest_path])])
 
 
@@ -282,7 +306,8 @@ def test_check_enclave_fit_accepts():
     assert check_enclave_fit("m6g.large", 1, 64, 1).arch == "arm64"  # Graviton: 2 vCPUs, no SMT (§6.1)
 
 
-SPEC = UserDataSpec(region="eu-west-1", bucket="b1", eif_key="eif/sha384/x.eif", eif_sha384=fake_hex("eif"), cpu_count=2, memory_mib=2048)
+SPEC = UserDataSpec(region="eu-west-1", bucket="b1", eif_key="eif/sha256/x.eif", eif_sha256=fake_hex("eif", 64), cpu_count=2,
+                    memory_mib=2048)
 
 
 def test_user_data_allocator_and_vsock_allowlist():
@@ -295,7 +320,7 @@ def test_user_data_allocator_and_vsock_allowlist():
     assert "vsock-proxy 8000 kms.eu-west-1.amazonaws.com 443" in text
     assert "dnf install -y aws-nitro-enclaves-cli" in text
     assert "systemctl enable --now nitro-enclaves-allocator.service" in text
-    assert text.index("sha384sum --check") < text.index("nitro-cli run-enclave")
+    assert text.index("sha256sum --check") < text.index("nitro-cli run-enclave")
     assert "--enclave-cid 16" in text and "--debug-mode" not in text
 
 
@@ -307,6 +332,9 @@ def test_user_data_debug_and_validation():
         render_user_data(replace(SPEC, region="eu-west-1; rm -rf /"))
     with pytest.raises(TeeformError, match="enclave CID must be >= 4"):
         render_user_data(replace(SPEC, enclave_cid=3))
+    for bad in (fake_hex("eif"), fake_hex("eif", 64).upper(), fake_hex("eif", 63)):  # an old sha384, upper case, short
+        with pytest.raises(TeeformError, match="EIF sha256 must be 64 lowercase hex digits"):
+            render_user_data(replace(SPEC, eif_sha256=bad))
 
 
 def test_names_and_principals():

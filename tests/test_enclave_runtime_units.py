@@ -5,6 +5,7 @@ data and run as the unit runs it), the restart policy, log forwarding and the Cl
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -34,7 +35,7 @@ from teeform.enclave_runtime import bundle, wire
 from teeform.enclave_runtime.transport import Address
 from teeform.errors import TeeformError
 
-SPEC = UserDataSpec(region="eu-west-1", bucket="b1", eif_key="eif/sha384/x.eif", eif_sha384="ab" * 48, cpu_count=2,
+SPEC = UserDataSpec(region="eu-west-1", bucket="b1", eif_key="eif/sha256/x.eif", eif_sha256="ab" * 32, cpu_count=2,
                     memory_mib=2048)
 FULL = replace(SPEC, debug=True, sealed_key="secrets/dev/sealed.json", cloudwatch_log_group="/teeform/dev/agent")
 
@@ -111,7 +112,7 @@ def test_user_data_shape_and_size(tmp_path):
     script.write_text(text)
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     assert "--enclave-name teeform --debug-mode" in text
-    assert text.index("sha384sum --check") < text.index("nitro-cli run-enclave")
+    assert text.index("sha256sum --check") < text.index("nitro-cli run-enclave")
     assert "aws s3 cp --region eu-west-1 --only-show-errors s3://b1/secrets/dev/sealed.json /opt/teeform/sealed.json.tmp" in text
     assert 'select(.EnclaveName == "teeform") | .State' in text and "exit 1" in text  # the monitor
     assert "systemctl enable --now teeform-vsock-proxy.service teeform-credentials.service teeform-enclave-logs.service teeform-enclave.service" in text
@@ -127,6 +128,40 @@ def test_user_data_refuses_bad_values():
         render_user_data(replace(SPEC, cloudwatch_log_group="bad group; rm"))
     with pytest.raises(TeeformError, match="sealedKey"):
         render_user_data(replace(SPEC, sealed_key="a'b"))
+
+
+def test_start_script_runs_only_an_eif_whose_sha256_sha256sum_accepts(tmp_path):
+    """The start script's check, run by bash with coreutils' sha256sum (the oracle) and stubbed ``aws`` /
+    ``nitro-cli``: with the SHA-256 of the downloaded bytes (hashlib) the enclave is started; with one
+    changed byte it exits 1 before ``nitro-cli run-enclave``."""
+    require_tool("sha256sum")
+    eif = os.urandom(4096)
+    spec = replace(SPEC, eif_sha256=hashlib.sha256(eif).hexdigest())
+    text = render_user_data(spec)
+    start = text.split("/usr/local/sbin/teeform-start-enclave <<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0] + "\n"
+    assert "sha256sum --check --strict --quiet -" in start and "sha384sum" not in start
+    local = tmp_path / "enclave.eif"
+    start = start.replace("/opt/teeform/enclave.eif", str(local)).replace("while sleep 10; do", "while false; do")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "served.eif").write_bytes(eif)
+    # aws s3 cp <uri> <dest>: copy the served bytes to the last argument; nitro-cli: record the call
+    (bin_dir / "aws").write_text(f'#!/bin/bash\ncp {tmp_path / "served.eif"} "${{@: -1}}"\n')
+    (bin_dir / "nitro-cli").write_text(f'#!/bin/bash\necho "$1" >> {tmp_path / "calls"}\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    script = tmp_path / "start.sh"
+    script.write_text(start)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "calls").read_text().split() == ["terminate-enclave", "run-enclave"]
+    (tmp_path / "calls").unlink()
+    (tmp_path / "served.eif").write_bytes(bytes([eif[0] ^ 1]) + eif[1:])
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
+    assert r.returncode == 1
+    assert f"teeform: {local} does not match the manifest's sha256; refusing to run it" in r.stderr
+    assert not (tmp_path / "calls").exists()
 
 
 def test_host_role_policy_for_logs_and_sealed_file():

@@ -65,7 +65,10 @@ MANIFEST = {"schema_version": 1, "kind": "eif", "name": "agent", "version": "1.0
             "measurements": {"PCR0": "11" * 48, "PCR1": "22" * 48, "PCR2": "33" * 48, "ImageSha384": "11" * 48},
             "inputs": [{"role": "image", "name": "agent:1", "sha256": "1" * 64, "size": 3}],
             "builder": {"name": "teeform", "version": "0.1.0"}, "source_date_epoch": 0, "details": {}}
+#: The same as a schema-2 manifest without artifact.sha384 (what `teeform build eif` writes now).
+MANIFEST_V2 = {**MANIFEST, "schema_version": 2, "artifact": {k: v for k, v in MANIFEST["artifact"].items() if k != "sha384"}}
 PATHS = [("schema_version",), ("kind",), ("name",), ("artifact",), ("artifact", "size"), ("artifact", "sha256"),
+         ("artifact", "sha384"),
          ("measurements",), ("measurements", "PCR0"), ("inputs",), ("inputs", 0), ("inputs", 0, "size"),
          ("inputs", 0, "sha256"), ("builder",), ("source_date_epoch",), ("details",)]
 
@@ -92,10 +95,16 @@ def test_canonical_manifest_parses():
     assert m.inputs[0].size == 3 and m.measurements["PCR0"] == "11" * 48
 
 
+def test_canonical_v2_manifest_parses_without_sha384():
+    m = Manifest.from_json(json.dumps(MANIFEST_V2), source="m.json")
+    assert m.schema_version == 2 and m.artifact.sha384 is None
+    assert json.loads(m.to_json()) == MANIFEST_V2
+
+
 @FUZZ
-@given(st.sampled_from(PATHS), json_values)
-def test_manifest_field_replaced(path, value):
-    text = json.dumps(_replaced(MANIFEST, path, value))
+@given(st.sampled_from([MANIFEST, MANIFEST_V2]), st.sampled_from(PATHS), json_values)
+def test_manifest_field_replaced(base, path, value):
+    text = json.dumps(_replaced(base, path, value))
     m = _parses_or_teeform_error(Manifest.from_json, text, source="m.json")
     if m is not None:  # accepted: it round-trips through the canonical form
         assert Manifest.from_json(m.to_json(), source="m2.json") == m

@@ -10,6 +10,9 @@ import pytest
 
 from teeform.errors import TeeformError
 from teeform.manifest import (
+    SCHEMA_PATH,
+    SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     Artifact,
     ArtifactKind,
     Builder,
@@ -41,7 +44,8 @@ def eif_manifest(**over) -> Manifest:
 
 
 # The canonical serialisation is part of the format (a schema change must show up as a diff here):
-# 2-space indent, sorted keys, trailing newline, `size` omitted when unknown.
+# 2-space indent, sorted keys, trailing newline, `size` omitted when unknown. This one is a schema-1
+# manifest (as written before schema 2): artifact.sha384 present, as schema 1 requires.
 EXPECTED_TEXT = """{
   "artifact": {
     "file_name": "agent.eif",
@@ -83,11 +87,52 @@ EXPECTED_TEXT = """{
 }
 """ % {"h64": H64, "h96": H96, "p1": "01" * 48, "p2": "02" * 48}  # noqa: UP031 (reads as the file)
 
+# The same build as a schema-2 EIF manifest, as `teeform build eif` now writes it: no artifact.sha384.
+_SHA384_LINE = '    "sha384": "%s",\n' % H96  # noqa: UP031
+assert EXPECTED_TEXT.count(_SHA384_LINE) == 1 and EXPECTED_TEXT.count('"schema_version": 1,') == 1
+EXPECTED_TEXT_V2 = EXPECTED_TEXT.replace(_SHA384_LINE, "").replace('"schema_version": 1,', '"schema_version": 2,')
+
 
 def test_exact_text_and_round_trip():
-    m = eif_manifest()
+    m = eif_manifest(schema_version=1)
     assert m.to_json() == EXPECTED_TEXT
     assert Manifest.from_json(EXPECTED_TEXT) == m
+    assert Manifest.from_json(EXPECTED_TEXT).to_json() == EXPECTED_TEXT  # an old file reads and writes back unchanged
+
+
+def test_schema_2_eif_manifest_without_sha384_validates_and_round_trips_byte_identically(tmp_path: Path):
+    m = eif_manifest(artifact=Artifact("agent.eif", 4096, H64))
+    assert m.schema_version == SCHEMA_VERSION == 2 and m.artifact.sha384 is None
+    assert m.to_json() == EXPECTED_TEXT_V2
+    assert "sha384" not in json.loads(m.to_json())["artifact"]
+    p = tmp_path / "agent.manifest.json"
+    digest = write_manifest(m, p)
+    assert p.read_bytes() == EXPECTED_TEXT_V2.encode() and digest == hashlib.sha256(p.read_bytes()).hexdigest()
+    loaded = load_manifest(p)
+    assert loaded == m and loaded.artifact.sha384 is None
+    assert loaded.to_json().encode() == p.read_bytes()
+    write_manifest(loaded, tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_bytes() == p.read_bytes()
+
+
+def test_schema_2_keeps_an_artifact_sha384_when_given():
+    m = eif_manifest()  # schema 2 with sha384 (vm-image manifests write it; optional for every kind)
+    text = m.to_json()
+    assert json.loads(text)["artifact"]["sha384"] == H96 and json.loads(text)["schema_version"] == 2
+    assert Manifest.from_json(text) == m and Manifest.from_json(text).to_json() == text
+
+
+def test_schema_versions_are_the_json_schemas():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert tuple(schema["properties"]["schema_version"]["enum"]) == SCHEMA_VERSIONS == (1, 2)
+    assert SCHEMA_VERSION == max(SCHEMA_VERSIONS)
+
+
+def test_a_schema_1_manifest_without_sha384_is_not_written(tmp_path: Path):
+    with pytest.raises(TeeformError) as ei:
+        write_manifest(eif_manifest(schema_version=1, artifact=Artifact("agent.eif", 4096, H64)), tmp_path / "m.json")
+    assert ei.value.field == "artifact" and "'sha384' is a required property" in ei.value.message
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_then_load(tmp_path: Path):
@@ -107,7 +152,17 @@ def test_write_then_load(tmp_path: Path):
         (lambda d: d["measurements"].update(PCR8="ab"), "measurements/PCR8", "must be 96 lowercase hex digits"),
         (lambda d: d.update(kind="tarball"), "kind", "is not one of"),
         (lambda d: d["artifact"].update(file_name="../x.eif"), "artifact/file_name", "does not match"),
-        (lambda d: d.update(schema_version=2), "schema_version", "1 was expected"),
+        (lambda d: d.update(schema_version=3), "schema_version", "3 is not one of [1, 2]"),
+        (lambda d: d.update(schema_version=0), "schema_version", "0 is not one of [1, 2]"),
+        # schema 1 still requires artifact.sha384 (old files validate exactly as before)
+        (lambda d: (d.update(schema_version=1), d["artifact"].pop("sha384")), "artifact", "'sha384' is a required property"),
+        (lambda d: (d.update(schema_version=1), d["artifact"].update(sha384="ab" * 32)), "artifact/sha384", "does not match"),
+        # schema 2: optional, but a present sha384 must be 96 lowercase hex digits
+        (lambda d: d["artifact"].update(sha384="AB" * 48), "artifact/sha384", "does not match"),
+        (lambda d: d["artifact"].update(sha384="ab" * 32), "artifact/sha384", "does not match"),
+        (lambda d: d["artifact"].update(sha384="ab" * 48 + "\n"), "artifact/sha384", "must be 96 lowercase hex digits"),
+        (lambda d: d["artifact"].update(sha384=None), "artifact/sha384", "None is not of type 'string'"),
+        (lambda d: d["artifact"].pop("sha256"), "artifact", "'sha256' is a required property"),
         (lambda d: d.pop("inputs"), "(top level)", "'inputs' is a required property"),
     ],
 )

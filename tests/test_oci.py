@@ -28,6 +28,28 @@ from teeform.errors import TeeformError
 
 F, D, L, H = "file", "dir", "symlink", "hardlink"
 
+_FLATTEN = oci.flatten
+
+
+@pytest.fixture(autouse=True, params=["inline", "deferred"])
+def verification_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: with flatten's inline layer verification, and with
+    ``defer_verification=True`` followed at once by ``check_unchanged()`` (what the EIF build does,
+    minus the overlap), so both paths must give the same trees and refuse the same inputs with the
+    same messages."""
+    if request.param == "deferred":
+        def deferred(image, work_dir=None, **kw):  # type: ignore[no-untyped-def]
+            tree = _FLATTEN(image, work_dir, defer_verification=True, **kw)
+            try:
+                tree.check_unchanged()
+            except BaseException:
+                tree.close()
+                raise
+            return tree
+
+        monkeypatch.setattr(oci, "flatten", deferred)
+    return str(request.param)
+
 
 def make_layout(tmp: Path, layers: list[list[LayerEntry]], *, compression: str | None = None,
                 name: str = "img", **cfg: object) -> Path:

@@ -113,11 +113,13 @@ def test_sign_writes_two_in_toto_statements_over_the_artifact(signed):
     assert [e["payloadType"] for e in envs] == ["application/vnd.in-toto+json"] * 2
     sts = [json.loads(base64.b64decode(e["payload"])) for e in envs]
     assert [s["predicateType"] for s in sts] == ["https://slsa.dev/provenance/v1", "https://teeform.dev/measurements/v1"]
-    a = img.manifest.artifact
+    art = json.loads(img.manifest_path.read_text())["artifact"]  # the manifest file this test wrote
+    digests = {alg: art[alg] for alg in ("sha256", "sha384") if alg in art}
+    assert digests["sha256"] == hashlib.sha256(img.eif_path.read_bytes()).hexdigest()
     manifest_sha = hashlib.sha256(img.manifest_path.read_bytes()).hexdigest()
     for s in sts:
         assert s["_type"] == "https://in-toto.io/Statement/v1"
-        assert s["subject"] == [{"name": a.file_name, "digest": {"sha256": a.sha256, "sha384": a.sha384}}]
+        assert s["subject"] == [{"name": art["file_name"], "digest": digests}]
     prov, meas = sts[0]["predicate"], sts[1]["predicate"]
     assert prov["buildDefinition"]["resolvedDependencies"] == [
         {"name": i.name, "digest": {"sha256": i.sha256}, "annotations": {"role": i.role, "size": i.size}}
@@ -225,6 +227,67 @@ def test_missing_predicate_fails(signed, capsys):
     env_file.write_text(json.dumps(signing.sign_statements(sts, signing.load_private_key(key))[0]) + "\n")
     line = _fail_line(capsys, ["verify", "manifest", str(img.manifest_path), "--key", str(pub)])
     assert "no signed statement with predicateType 'https://teeform.dev/measurements/v1'" in line
+
+
+@pytest.mark.parametrize("schema_version, artifact_sha384", [(2, False), (2, True), (1, True)])
+def test_dsse_subject_digests_are_the_manifests(tmp_path, capsys, schema_version, artifact_sha384):
+    """A schema-2 EIF manifest (no artifact.sha384) is signed over {sha256} only; a manifest recording a
+    sha384 (an old schema-1 one, or schema 2 with it) over {sha256, sha384}; each verifies. Expected values:
+    hashlib over the EIF bytes the test wrote."""
+    img = write_fake_eif_manifest(tmp_path / "build", schema_version=schema_version, artifact_sha384=artifact_sha384)
+    key, pub = _openssl_keypair(tmp_path)
+    assert main(["sign", str(img.manifest_path), "--key", str(key)]) == 0
+    eif = img.eif_path.read_bytes()
+    want = {"sha256": hashlib.sha256(eif).hexdigest()}
+    if artifact_sha384:
+        want["sha384"] = hashlib.sha384(eif).hexdigest()
+    for env in _lines(img.manifest_path.with_name(img.manifest_path.name + ".intoto.jsonl")):
+        st = json.loads(base64.b64decode(env["payload"]))
+        assert st["subject"] == [{"name": "openclaw-agent.eif", "digest": want}]
+    capsys.readouterr()
+    assert main(["verify", "manifest", str(img.manifest_path), "--key", str(pub), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["artifact"] == {"file_name": "openclaw-agent.eif", "sha256": want["sha256"], "sha384": want.get("sha384")}
+
+
+def _resign_with_subject_digest(img, key: Path, digest: dict) -> None:
+    """Re-sign both statements of ``img`` with the pinned key, the subject's digest set replaced by ``digest``."""
+    sts = signing.statements(img.manifest, img.manifest_path.read_bytes(), img.manifest_path.name)
+    for st in sts:
+        st["subject"][0]["digest"] = digest
+    envs = signing.sign_statements(sts, signing.load_private_key(key))
+    env_file = img.manifest_path.with_name(img.manifest_path.name + ".intoto.jsonl")
+    env_file.write_text("".join(json.dumps(e) + "\n" for e in envs))
+
+
+@pytest.mark.parametrize("artifact_sha384", [False, True])
+def test_subject_digest_set_must_be_exactly_the_manifests(tmp_path, capsys, artifact_sha384):
+    """Signed by the pinned key, yet refused: a subject without sha256, with another sha256, without the
+    manifest's sha384 or with another one, or with a sha384 the manifest does not record."""
+    img = write_fake_eif_manifest(tmp_path / "build", artifact_sha384=artifact_sha384)
+    key, pub = _openssl_keypair(tmp_path)
+    eif = img.eif_path.read_bytes()
+    sha256, sha384 = hashlib.sha256(eif).hexdigest(), hashlib.sha384(eif).hexdigest()
+    argv = ["verify", "manifest", str(img.manifest_path), "--key", str(pub)]
+    cases = [({"sha384": sha384}, "subject[0].digest.sha256: is None, but the manifest's artifact.sha256 is"),
+             ({"sha256": "00" * 32, **({"sha384": sha384} if artifact_sha384 else {})},
+              "subject[0].digest.sha256: is '" + "00" * 32 + "', but the manifest's artifact.sha256 is"),
+             ({}, "subject[0].digest.sha256: is None"),
+             ("sha256:" + sha256, "subject[0].digest: must be an object of digests")]
+    if artifact_sha384:
+        cases += [({"sha256": sha256}, "subject[0].digest.sha384: is None, but the manifest's artifact.sha384 is"),
+                  ({"sha256": sha256, "sha384": "00" * 48}, "subject[0].digest.sha384: is '" + "00" * 48 + "'")]
+    else:
+        cases += [({"sha256": sha256, "sha384": sha384}, "subject[0].digest: has sha384, which the manifest's "
+                   "artifact does not record")]
+    for digest, message in cases:
+        _resign_with_subject_digest(img, key, digest)  # type: ignore[arg-type]
+        line = _fail_line(capsys, argv)
+        assert ".intoto.jsonl: line 1.payload." + message in line, line
+    # and the exact set verifies
+    _resign_with_subject_digest(img, key, {"sha256": sha256, **({"sha384": sha384} if artifact_sha384 else {})})
+    capsys.readouterr()
+    assert main(argv) == 0
 
 
 def test_unsigned_manifest_fails(tmp_path, capsys):

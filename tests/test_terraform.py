@@ -14,6 +14,7 @@ Oracles:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -180,6 +181,23 @@ def test_exported_variables_declare_and_type_every_tfvar(tmp_path):
         f"kms:RecipientAttestation:{k}": m.measurements[k] for k in ("PCR0", "PCR1", "PCR2", "ImageSha384")}}}
 
 
+def test_exported_artifact_digests_follow_the_manifest(tmp_path):
+    """artifact.sha256 always; artifact.sha384 the manifest's, or null (this file's absent value, typed string)
+    for a schema-2 EIF manifest that records none. Expected values: hashlib over the EIF bytes."""
+    a = write_fake_eif_manifest(tmp_path / "a", version="1.0.0")
+    b = write_fake_eif_manifest(tmp_path / "b", version="1.1.0", schema_version=1, artifact_sha384=True)
+    doc = _export(tmp_path, [a.manifest_path, b.manifest_path])
+    arts = {k: m["artifact"] for k, m in doc["teeform_manifests"].items()}
+    assert arts == {
+        "openclaw-agent@1.0.0": {"file_name": "openclaw-agent.eif", "size": 4096, "sha256": hashlib.sha256(
+            a.eif_path.read_bytes()).hexdigest(), "sha384": None},
+        "openclaw-agent@1.1.0": {"file_name": "openclaw-agent.eif", "size": 4096, "sha256": hashlib.sha256(
+            b.eif_path.read_bytes()).hexdigest(), "sha384": hashlib.sha384(b.eif_path.read_bytes()).hexdigest()},
+    }
+    variables = _variables(tmp_path / "tf" / "teeform_variables.tf")
+    assert _conforms(doc["teeform_manifests"], _parse_type(variables["teeform_manifests"]["type"]))
+
+
 def test_export_without_principals_has_conditions_but_no_policy(tmp_path):
     img = write_fake_eif_manifest(tmp_path / "a")
     doc = _export(tmp_path, [img.manifest_path])
@@ -252,8 +270,8 @@ def test_module_policy_equals_teeforms_key_policy(tmp_path, case):
     manifests = [a.manifest_path]
     extra: dict[str, str] = {}
     principals = Principals(ROLE, DEPLOYER, (ROOT,))
-    if case == "rollout-locked-private":
-        b = write_fake_eif_manifest(tmp_path / "b", version="1.1.0")
+    if case == "rollout-locked-private":  # b: an old schema-1 manifest next to a schema-2 one, both accepted
+        b = write_fake_eif_manifest(tmp_path / "b", version="1.1.0", schema_version=1, artifact_sha384=True)
         manifests.append(b.manifest_path)
         extra = {"break_glass_arn": GLASS, "source_vpce": "vpce-0123456789abcdef0"}
         principals = Principals(ROLE, DEPLOYER, (ROOT,), GLASS, "vpce-0123456789abcdef0")
@@ -271,16 +289,20 @@ def test_module_policy_equals_teeforms_key_policy(tmp_path, case):
 def test_generated_tfvars_load_in_terraform_unchanged(tmp_path):
     """Terraform reads teeform.auto.tfvars.json through teeform_variables.tf (its own type conversion) and gives
     back the same policy string and measurements; no undeclared-variable warning."""
-    a = write_fake_eif_manifest(tmp_path / "a", version="1.0.0")
-    b = write_fake_eif_manifest(tmp_path / "b", version="1.1.0")
+    a = write_fake_eif_manifest(tmp_path / "a", version="1.0.0")  # schema 2, no artifact.sha384
+    b = write_fake_eif_manifest(tmp_path / "b", version="1.1.0", schema_version=1, artifact_sha384=True)
     doc = _export(tmp_path, [a.manifest_path, b.manifest_path], *PRINCIPALS)
     root = tmp_path / "tf"
     (root / "out.tf").write_text(
         'output "policy" { value = var.teeform_kms_key_policy_json }\n'
         'output "pcr0" { value = { for k, m in var.teeform_manifests : k => m.measurements["PCR0"] } }\n'
+        'output "sha" { value = { for k, m in var.teeform_manifests : k => [m.artifact.sha256, m.artifact.sha384 == null ? "none" : m.artifact.sha384] } }\n'
         'output "conditions" { value = var.teeform_release_conditions }\n')
     out = _tf_apply(root)
     assert out["policy"] == doc["teeform_kms_key_policy_json"]
+    assert out["sha"] == {"openclaw-agent@1.0.0": [hashlib.sha256(a.eif_path.read_bytes()).hexdigest(), "none"],
+                          "openclaw-agent@1.1.0": [hashlib.sha256(b.eif_path.read_bytes()).hexdigest(),
+                                                   hashlib.sha384(b.eif_path.read_bytes()).hexdigest()]}
     assert out["pcr0"] == {k: m["measurements"]["PCR0"] for k, m in doc["teeform_manifests"].items()}
     assert out["conditions"] == doc["teeform_release_conditions"]
     # and the module computes the same policy from the same manifests
@@ -291,7 +313,8 @@ def test_generated_tfvars_load_in_terraform_unchanged(tmp_path):
 @pytest.mark.parametrize("case, message", [
     ("debug", "An all-zero (debug-mode) measurement is pinned: ImageSha384, PCR0, PCR1, PCR2."),
     ("badhex", "Pinned measurements must be 96 lowercase hex digits: PCR1=xyz"),
-    ("kind", "Not a teeform eif manifest (schema_version 1, kind eif)"),
+    ("kind", "Not a teeform eif manifest (schema_version 1 or 2, kind eif)"),
+    ("schema", "Not a teeform eif manifest (schema_version 1 or 2, kind eif)"),
 ])
 def test_module_refuses_bad_manifests(tmp_path, case, message):
     _terraform()
@@ -301,6 +324,8 @@ def test_module_refuses_bad_manifests(tmp_path, case, message):
         data["measurements"]["PCR1"] = "xyz"
     if case == "kind":
         data["kind"] = "vm-image"
+    if case == "schema":
+        data["schema_version"] = 3
     img.manifest_path.write_text(json.dumps(data))
     with pytest.raises(AssertionError) as ei:
         _tf_apply(_module_root(tmp_path / "root", [img.manifest_path]))

@@ -7,8 +7,10 @@ behalf without an attestation document, which the attested key would (rightly) r
 public-access blocks are on, and the bucket policy (:func:`tls_only_policy`) denies every request
 made without TLS.
 
-Before anything is registered the local EIF is checked against the manifest (size and SHA-384,
-streamed), so a stale or missing file fails the preview instead of uploading the wrong bytes.
+The EIF is identified by its SHA-256 (the manifest's ``artifact.sha256``; manifest schema 2 no longer
+records the file's SHA-384 for EIFs -- the SHA-384 values attestation uses are the PCRs). Before
+anything is registered the local EIF is checked against the manifest (size and SHA-256, streamed), so
+a stale or missing file fails the preview instead of uploading the wrong bytes.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import pulumi_aws as aws
 from teeform.manifest import check_artifact_file
 
 
-def eif_object_key(sha384: str) -> str:
-    """``eif/sha384/<hex>.eif``: the EIF's object key, named by its SHA-384 (manifest ``artifact.sha384``)."""
-    return f"eif/sha384/{sha384}.eif"
+def eif_object_key(sha256: str) -> str:
+    """``eif/sha256/<hex>.eif``: the EIF's object key, named by its SHA-256 (manifest ``artifact.sha256``,
+    64 lowercase hex)."""
+    return f"eif/sha256/{sha256}.eif"
 
 
 def manifest_object_key(sha256: str) -> str:
@@ -58,13 +61,14 @@ def tls_only_policy(bucket_arn: str) -> dict[str, object]:
     }
 
 
-def check_eif_file(path: Path, size: int, sha384: str, manifest_path: Path) -> None:
-    """Check that the EIF at ``path`` is the one ``manifest_path`` describes.
+def check_eif_file(path: Path, size: int, sha256: str, manifest_path: Path) -> None:
+    """Check that the EIF at ``path`` is the one ``manifest_path`` describes: ``size`` bytes and SHA-256
+    ``sha256`` (the manifest's ``artifact.size`` / ``artifact.sha256``).
 
     Raises:
-        TeeformError: the file is missing (a manifest without its EIF), or its size or SHA-384 differ.
+        TeeformError: the file is missing (a manifest without its EIF), or its size or SHA-256 differ.
     """
-    check_artifact_file(path, what="EIF", size=size, algorithm="sha384", digest=sha384, manifest_path=manifest_path,
+    check_artifact_file(path, what="EIF", size=size, algorithm="sha256", digest=sha256, manifest_path=manifest_path,
                         build_hint="`teeform build eif ...` or `make demo`")
 
 
@@ -74,7 +78,8 @@ class ArtifactStoreArgs:
 
     Attributes:
         bucket_name: explicit bucket name (known at preview, so user data and policies are too).
-        eif_path: local EIF file; eif_size (bytes) and eif_sha384 (hex) from the manifest.
+        eif_path: local EIF file; eif_size (bytes) and eif_sha256 (64 lowercase hex) from the manifest's
+            ``artifact``.
         manifest_path: local manifest file; manifest_sha256: SHA-256 (hex) of its bytes.
         force_destroy: let ``pulumi destroy`` delete a non-empty bucket (dev stacks).
     """
@@ -82,7 +87,7 @@ class ArtifactStoreArgs:
     bucket_name: pulumi.Input[str]
     eif_path: Path
     eif_size: int
-    eif_sha384: str
+    eif_sha256: str
     manifest_path: Path
     manifest_sha256: str
     force_destroy: bool = False
@@ -100,7 +105,7 @@ class ArtifactStore(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ArtifactStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("teeform:aws:ArtifactStore", name, None, opts)
-        check_eif_file(args.eif_path, args.eif_size, args.eif_sha384, args.manifest_path)
+        check_eif_file(args.eif_path, args.eif_size, args.eif_sha256, args.manifest_path)
         child = pulumi.ResourceOptions(parent=self)
         bucket = aws.s3.Bucket(f"{name}-bucket", bucket=args.bucket_name, force_destroy=args.force_destroy, opts=child)
         aws.s3.BucketVersioning(
@@ -137,7 +142,7 @@ class ArtifactStore(pulumi.ComponentResource):
             policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_policy(arn), indent=2)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[block]),
         )
-        self.eif_key = eif_object_key(args.eif_sha384)
+        self.eif_key = eif_object_key(args.eif_sha256)
         self.manifest_key = manifest_object_key(args.manifest_sha256)
         objects = pulumi.ResourceOptions(parent=self, depends_on=[block])
         aws.s3.BucketObjectv2(
@@ -145,7 +150,7 @@ class ArtifactStore(pulumi.ComponentResource):
             bucket=bucket.id,
             key=self.eif_key,
             source=pulumi.FileAsset(str(args.eif_path)),
-            source_hash=args.eif_sha384,
+            source_hash=args.eif_sha256,
             content_type="application/octet-stream",
             server_side_encryption="aws:kms",
             opts=objects,

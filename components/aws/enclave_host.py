@@ -7,9 +7,9 @@ option on, IMDSv2 required with hop limit 1, encrypted root EBS volume, cloud-in
 one instance from that template.
 
 The user data (:func:`render_user_data`, a pure function) installs the Nitro Enclaves CLI, reserves
-the enclave's vCPUs and memory in ``allocator.yaml``, downloads the EIF from S3, checks its SHA-384
-against the manifest **before** ``nitro-cli run-enclave``, and runs a ``vsock-proxy`` on port 8000
-whose allowlist holds only ``kms.<region>.amazonaws.com:443``. Source of every step:
+the enclave's vCPUs and memory in ``allocator.yaml``, downloads the EIF from S3, checks its SHA-256
+against the manifest's ``artifact.sha256`` (``sha256sum --check``) **before** ``nitro-cli run-enclave``,
+and runs a ``vsock-proxy`` on port 8000 whose allowlist holds only ``kms.<region>.amazonaws.com:443``. Source of every step:
 ``shared/reference/eif-nitro.md`` §6.2-§6.5. It also installs the parent side of the enclave runtime
 (:mod:`teeform.enclave_runtime.parent`: IMDSv2 credentials and the sealed secrets on vsock port 9100,
 the enclave's log stream from port 9101 to the journal, optionally on to CloudWatch Logs) and runs the
@@ -222,7 +222,7 @@ ENCLAVE_RESTART_SEC = 15
 ENCLAVE_START_LIMIT_INTERVAL_SEC = 900
 ENCLAVE_START_LIMIT_BURST = 5
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-_HEX96 = re.compile(r"^[0-9a-f]{96}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _LOG_GROUP = re.compile(r"^[A-Za-z0-9_./#-]{1,512}$")  # CloudWatch Logs CreateLogGroup logGroupName pattern
 _S3_KEY = re.compile(r"^[A-Za-z0-9!_.*()/-]{1,1024}$")  # S3 "safe characters" for object keys, minus the quote
 
@@ -234,7 +234,7 @@ class UserDataSpec:
     Attributes:
         region: AWS region (the KMS endpoint is ``kms.<region>.amazonaws.com``).
         bucket: S3 bucket of the EIF; eif_key: its object key.
-        eif_sha384: expected SHA-384 of the EIF file (manifest ``artifact.sha384``, 96 lowercase hex).
+        eif_sha256: expected SHA-256 of the EIF file (manifest ``artifact.sha256``, 64 lowercase hex).
         cpu_count: enclave vCPUs; memory_mib: enclave memory (MiB); enclave_cid: vsock CID (>= 4).
         debug: run with ``--debug-mode`` (all-zero PCRs; the key will not release to it); also
             forwards ``nitro-cli console`` to the journal (the console exists only in debug mode).
@@ -247,7 +247,7 @@ class UserDataSpec:
     region: str
     bucket: str
     eif_key: str
-    eif_sha384: str
+    eif_sha256: str
     cpu_count: int
     memory_mib: int
     enclave_cid: int = 16
@@ -259,8 +259,8 @@ class UserDataSpec:
 def _check_spec(spec: UserDataSpec) -> None:
     if not _REGION.match(spec.region):
         raise TeeformError(f"not an AWS region name: {spec.region!r}", field="region")
-    if not _HEX96.match(spec.eif_sha384):
-        raise TeeformError(f"EIF sha384 must be 96 lowercase hex digits, got {spec.eif_sha384!r}")
+    if not _HEX64.match(spec.eif_sha256):
+        raise TeeformError(f"EIF sha256 must be 64 lowercase hex digits, got {spec.eif_sha256!r}")
     if spec.enclave_cid < 4:
         raise TeeformError(f"enclave CID must be >= 4, got {spec.enclave_cid}")
     if spec.cloudwatch_log_group is not None and not _LOG_GROUP.match(spec.cloudwatch_log_group):
@@ -375,7 +375,7 @@ def render_user_data(spec: UserDataSpec) -> str:
     """The cloud-init user data (a bash script) of the enclave host. Pure: same spec, same text.
 
     Raises:
-        TeeformError: the region, SHA-384, log group or sealed key is malformed, the CID is below 4,
+        TeeformError: the region, EIF SHA-256, log group or sealed key is malformed, the CID is below 4,
             or the script exceeds :data:`USER_DATA_LIMIT`.
     """
     from teeform.enclave_runtime.bundle import parent_bundle
@@ -397,8 +397,8 @@ def render_user_data(spec: UserDataSpec) -> str:
     start_script = (
         "#!/bin/bash\nset -euo pipefail\n"
         f"aws s3 cp --region {spec.region} --only-show-errors {uri} {EIF_LOCAL_PATH}\n"
-        f"if ! echo '{spec.eif_sha384}  {EIF_LOCAL_PATH}' | sha384sum --check --strict --quiet -; then\n"
-        f"  echo \"teeform: {EIF_LOCAL_PATH} does not match the manifest's sha384; refusing to run it\" >&2\n"
+        f"if ! echo '{spec.eif_sha256}  {EIF_LOCAL_PATH}' | sha256sum --check --strict --quiet -; then\n"
+        f"  echo \"teeform: {EIF_LOCAL_PATH} does not match the manifest's sha256; refusing to run it\" >&2\n"
         "  exit 1\nfi\n"
         f"{sealed}"
         f"nitro-cli terminate-enclave --enclave-name {ENCLAVE_NAME} >/dev/null 2>&1 || true\n"
@@ -431,7 +431,7 @@ def render_user_data(spec: UserDataSpec) -> str:
         f"base64 -d > /tmp/teeform-parent.tar.gz <<'EOF'\n{bundle}EOF\n"
         f"tar -xzf /tmp/teeform-parent.tar.gz -C {PARENT_LIB} --no-same-owner\n"
         "rm -f /tmp/teeform-parent.tar.gz\n\n"
-        "# 5. Fetch the EIF, check it against the manifest's SHA-384, and only then run it; then watch it:\n"
+        "# 5. Fetch the EIF, check it against the manifest's SHA-256, and only then run it; then watch it:\n"
         "#    the script exits 1 when the enclave stops, so systemd restarts it (Restart=on-failure).\n"
         "install -d -m 0700 /opt/teeform\n",
         _heredoc("/usr/local/sbin/teeform-start-enclave", start_script),

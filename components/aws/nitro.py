@@ -229,7 +229,7 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
     assert release is not None  # the nitro-enclave plug-in always has a key gate
     sealed = sealed_secrets_object(ctx)
     spec = UserDataSpec(
-        region=t.region, bucket="", eif_key=eif_object_key(artifact.sha384), eif_sha384=artifact.sha384,
+        region=t.region, bucket="", eif_key=eif_object_key(artifact.sha256), eif_sha256=artifact.sha256,
         cpu_count=s.enclave.cpu_count, memory_mib=s.enclave.memory_mib, enclave_cid=ENCLAVE_CID, debug=s.enclave.debug,
         sealed_key=sealed.key if sealed is not None else None, cloudwatch_log_group=s.enclave.cloudwatch_log_group,
     )
@@ -262,7 +262,7 @@ def build_nitro_enclave_target(ctx: TargetContext) -> dict[str, Any]:
             ),
             eif_path=deployed.artifact_path,
             eif_size=artifact.size,
-            eif_sha384=artifact.sha384,
+            eif_sha256=artifact.sha256,
             manifest_path=deployed.path,
             manifest_sha256=deployed.sha256,
             force_destroy=not stack.is_production,

@@ -150,6 +150,12 @@ def _build(ctx: TargetContext, *, sev_snp: bool) -> dict[str, Any]:
                            hint="use one of those regions, or check the current EC2 SEV-SNP requirements page")
     deployed = ctx.deployed
     artifact = deployed.manifest.artifact
+    disk_sha384 = artifact.sha384  # the raw disk's object key and AMI name (vm-image manifests record it)
+    if disk_sha384 is None:
+        raise TeeformError("the manifest's artifact has no sha384; the raw disk's S3 object key "
+                           "(vm-image/sha384/<hex>.raw) and AMI name are named by it", path=deployed.path,
+                           field="artifact.sha384", hint="rebuild the image with `teeform build vm-image` (it records "
+                           "artifact.sha384)")
     release = ctx.key_release()
     assert release is not None  # the VM plug-ins always have a key gate
     # The raw disk itself is checked by VmImagePipeline, the first component created below.
@@ -175,8 +181,8 @@ def _build(ctx: TargetContext, *, sev_snp: bool) -> dict[str, Any]:
                 lambda a: physical_name([ctx.project, stack.stack, t.name, "disk", a, t.region], 63, lower=True)),
             role_name=physical_name([ctx.project, stack.stack, t.name, "vmimport"], 64),
             ami_name=physical_name([ctx.project, stack.stack, t.name, deployed.manifest.name,
-                                    artifact.sha384[:16]], 128),
-            disk_path=deployed.artifact_path, disk_size=artifact.size, disk_sha384=artifact.sha384,
+                                    disk_sha384[:16]], 128),
+            disk_path=deployed.artifact_path, disk_size=artifact.size, disk_sha384=disk_sha384,
             manifest_path=deployed.path, force_destroy=not stack.is_production, tags=tags,
         ),
         opts,

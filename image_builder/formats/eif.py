@@ -408,7 +408,8 @@ _DIRECT = 64 << 10  # writes at least this long are hashed as they are, not gath
 
 
 def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0,
-              signer: Signer | None = None, file_digests: Sequence[str] = ()) -> EifWriteResult:
+              signer: Signer | None = None, file_digests: Sequence[str] = (),
+              before_write_pass: Callable[[], object] | None = None) -> EifWriteResult:
     """Write an EIF v4 to the seekable binary stream ``fh`` (positioned at 0, empty); never reads ``fh``.
 
     Without ``file_digests`` one pass writes the sections and computes the CRC, the PCR hashes
@@ -416,26 +417,27 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
     seeks back and writes the header; the header's CRC is joined to the sections' CRC with
     :func:`crc32_combine`.
 
-    With ``file_digests`` (hashlib names, e.g. ``("sha256", "sha384")`` for the manifest's artifact)
+    With ``file_digests`` (hashlib names, e.g. ``("sha256",)`` for the manifest's artifact)
     the digests of the *whole file* are computed while it is written, so the header must be written
     first. The header ends with the CRC-32 of everything after it (eif-nitro.md §1.2, §1.5), and a
     SHA-2 state cannot be started from a prefix that is only known at the end, so:
 
-    1. a *CRC pass* streams the section data through the CRC only (no hashing, nothing written;
-       when signing, also through the three PCR hashers, since the signature section, which the
-       CRC covers, signs PCR0), which fixes the header;
-    2. the *write pass* writes header and sections once, and every chunk feeds every digest that
-       needs it: the whole-file digests, the section's SHA-384 (none for the sole user ramdisk,
-       whose digest is PCR2's inner hash), the PCR hashers (unsigned) and a second CRC. Lane 0
-       gets PCR0, the non-SHA-384/512 file digests, the section digest and the CRC, lane 1
-       PCR1/PCR2 and the SHA-384/512 file digests: for the customer ramdisk PCR0 + SHA-256 + CRC
-       against PCR2 + SHA-384 (with SHA-NI, SHA-256 costs about 0.6 of SHA-384), which balances
-       two cores.
+    1. a *measure pass* streams the section data, writing nothing, through the CRC and the three
+       PCR hashers (PCR0/PCR1/PCR2 cover section data only, never the EIF header, eif-nitro.md
+       §2.2; a signature section, which the CRC covers, signs PCR0): lane 0 gets the CRC and
+       PCR0, lane 1 PCR1/PCR2, about one SHA-384 stream each (two cores). The CRC fixes the header;
+    2. the *write pass* writes header and sections once, and every chunk feeds the whole-file
+       digests, the section's SHA-384 (none for the sole user ramdisk, whose digest is PCR2's
+       inner hash) and a second CRC: lane 0 the non-SHA-384/512 file digests and the section
+       digest, lane 1 the check CRC and any SHA-384/512 file digest. With only a SHA-256 file
+       digest this pass leaves a core mostly free, which ``before_write_pass`` can use (the EIF
+       build verifies its layer blobs there, :meth:`image_builder.inputs.oci.FlatTree.start_verification`).
 
     The two passes must see the same bytes: a ``path`` source is kept open between them and a
     ``writer`` is called once per pass (it must write the same bytes each time, as
     :meth:`image_builder.formats.cpio.ArchivePlan.write` does for unchanged inputs); the second CRC
-    must equal the first, else the inputs changed while the EIF was written and it is refused.
+    must equal the first, else the inputs changed while the EIF was written and it is refused
+    (so the PCRs of the measure pass are those of the bytes written).
     Memory stays bounded (:data:`teeform.fsutil.CHUNK` pieces, at most eight queued per lane).
 
     Args:
@@ -444,6 +446,8 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
         flags: header flags (0 for x86_64, :data:`FLAG_ARM64` for aarch64).
         signer: optional; called with PCR0, returns the signature section and certificate DER.
         file_digests: digests of the complete file to return in :attr:`EifWriteResult.file_digests`.
+        before_write_pass: called once, with no arguments, just before the first byte is written
+            (after the measure pass when there is one).
 
     Returns:
         :class:`EifWriteResult`; the stream is left positioned at its end.
@@ -463,8 +467,8 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
     with contextlib.ExitStack() as stack:
         sources = [_Source.of(s, stack) for s in sections]
         if file_digests:
-            return _write_header_first(fh, sources, flags, signer, file_digests)
-        return _write_header_last(fh, sources, flags, signer)
+            return _write_header_first(fh, sources, flags, signer, file_digests, before_write_pass)
+        return _write_header_last(fh, sources, flags, signer, before_write_pass)
 
 
 @dataclass(frozen=True)
@@ -535,8 +539,11 @@ def _sign(signer: Signer, pcr0: bytes) -> tuple[_Source, bytes]:
         pcr8_from_certificate_der(cert_der)
 
 
-def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer: Signer | None) -> EifWriteResult:
+def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer: Signer | None,
+                       before_write_pass: Callable[[], object] | None = None) -> EifWriteResult:
     """One pass: sections with CRC, PCRs and section SHA-384, then the header (see :func:`write_eif`)."""
+    if before_write_pass is not None:
+        before_write_pass()
     fh.write(bytes(HEADER_SIZE))
     offset = HEADER_SIZE
     crc = Crc32()
@@ -578,23 +585,22 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
 
 
 def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer: Signer | None,
-                        file_digests: Sequence[str]) -> EifWriteResult:
-    """The CRC pass, then the write pass that computes every digest (see :func:`write_eif`)."""
-    # 1. CRC pass: the sections' CRC (and, to sign, their PCRs), nothing written.
+                        file_digests: Sequence[str], before_write_pass: Callable[[], object] | None = None
+                        ) -> EifWriteResult:
+    """The measure pass, then the write pass that computes the file digests (see :func:`write_eif`)."""
+    # 1. Measure pass: the sections' CRC and their PCRs (they do not depend on the header); nothing written.
     crc = Crc32()
-    signed_pcrs = EifPcrHasher()
+    hasher = EifPcrHasher()
     pcr8 = None
     with HashLanes() as lanes:
         for i, source in enumerate(sources):
             lanes.submit(0, crc.update, pack_section_header(source.type, source.size))
-            targets: tuple[Any, ...] = ()
-            if signer is not None:
-                signed_pcrs.begin(source.type)
-                targets = signed_pcrs.current()
+            hasher.begin(source.type)
+            targets: tuple[Any, ...] = hasher.current()
             _stream(source, i, None, lanes, ((crc,) + targets[:1], targets[1:]))
         if signer is not None:
             lanes.wait()
-            sig_source, pcr8 = _sign(signer, signed_pcrs.pcrs().pcr0)
+            sig_source, pcr8 = _sign(signer, hasher.pcrs().pcr0)
             sources = [*sources, sig_source]
             lanes.submit(0, crc.update, pack_section_header(sig_source.type, sig_source.size))
             _stream(sig_source, len(sources) - 1, None, lanes, ((crc,), ()))
@@ -606,14 +612,15 @@ def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer
         offset += SECTION_HEADER_SIZE + source.size
     head, total_crc = _header(flags, infos, crc.value, offset)
 
-    # 2. Write pass: header and sections once; every chunk feeds every digest that needs it.
+    # 2. Write pass: header and sections once; every chunk feeds the file digests, the section
+    #    digests and the check CRC.
+    if before_write_pass is not None:
+        before_write_pass()
     whole = [hashlib.new(a) for a in file_digests]
     big = tuple(h for h in whole if h.name in ("sha384", "sha512"))
     small = tuple(h for h in whole if h not in big)
     check = Crc32()
-    hasher = EifPcrHasher()
     shas = section_digesters([s.type for s in sources])
-    pcr_source = signed_pcrs if signer is not None else hasher  # where PCR2's inner digest is computed
     with HashLanes() as lanes:
         fh.write(head)
         lanes.update_all(0, small, head)
@@ -621,24 +628,19 @@ def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer
         for i, source in enumerate(sources):
             shead = pack_section_header(source.type, source.size)
             fh.write(shead)
-            lanes.update_all(0, small + (check,), shead)
-            lanes.update_all(1, big, shead)
-            targets = ()
-            if signer is None:
-                hasher.begin(source.type)
-                targets = hasher.current()
+            lanes.update_all(0, small, shead)
+            lanes.update_all(1, (check,) + big, shead)
             sha = shas[i]
             mine = (sha,) if sha is not None else ()
-            _stream(source, i, fh, lanes, (targets[:1] + small + mine + (check,), targets[1:] + big))
+            _stream(source, i, fh, lanes, (small + mine, (check,) + big))
         lanes.wait()
     if check.value & 0xFFFFFFFF != crc.value & 0xFFFFFFFF:
         raise TeeformError("the EIF's inputs changed while it was written (the sections' CRC-32 differs between the "
-                           f"CRC pass, {crc.value & 0xFFFFFFFF:#010x}, and the write pass, {check.value & 0xFFFFFFFF:#010x})",
+                           f"measure pass, {crc.value & 0xFFFFFFFF:#010x}, and the write pass, {check.value & 0xFFFFFFFF:#010x})",
                            hint="do not modify the image, kernel or init files during a build; rebuild")
-    pcrs = signed_pcrs.pcrs(pcr8) if signer is not None else hasher.pcrs()
-    done = tuple(SectionInfo(s.index, s.type, s.offset, s.size, _section_hex(sha, pcr_source), s.label)
+    done = tuple(SectionInfo(s.index, s.type, s.offset, s.size, _section_hex(sha, hasher), s.label)
                  for s, sha in zip(infos, shas, strict=True))
-    return EifWriteResult(pcrs, done, offset, total_crc, {h.name: h.hexdigest() for h in whole})
+    return EifWriteResult(hasher.pcrs(pcr8), done, offset, total_crc, {h.name: h.hexdigest() for h in whole})
 
 
 # ----------------------------------------------------------------------------------- reader

@@ -33,6 +33,14 @@ inode, size, mtime, ctime) must be unchanged after hashing and again at
 :meth:`FlatTree.check_unchanged`, which callers run after using the contents and before
 publishing anything made from them (a ``write(2)`` to the file updates its ctime).
 
+With ``flatten(..., defer_verification=True)`` (the EIF build) such an in-place blob is not hashed
+while it is parsed: only its tar headers are read (seeking over the contents), and its digest,
+size and diff_id are checked later by :class:`_LayerCheck`, on a background thread after
+:meth:`FlatTree.start_verification` or at the latest in :meth:`FlatTree.check_unchanged`; the
+caller must not publish anything made from the tree before that returns. A blob that does not
+parse is checked at once (so corruption reads as a digest mismatch). Compressed layers, zstd
+layers and ``docker save`` archives are always verified while they are read.
+
 Flattening (OCI image-spec ``layer.md``)
 ----------------------------------------
 Layers are applied in order to an in-memory tree of metadata: ``.wh.<name>`` deletes ``<name>``
@@ -78,8 +86,9 @@ API used by the EIF builder and the VM image builder
 ----------------------------------------------------
 ``open_image(path, platform=None) -> OciImage``
     parse and verify index/manifest/config (no layer is read yet).
-``flatten(image, work_dir=None) -> FlatTree``
-    stream, verify and flatten every layer; the result is a context manager owning a spool file.
+``flatten(image, work_dir=None, defer_verification=False) -> FlatTree``
+    stream, verify (or, deferred, only index) and flatten every layer; the result is a context
+    manager owning a spool file.
     ``FlatTree.entries()`` yields :class:`FlatEntry` in path-byte order; ``FlatTree.open(entry)``
     streams a file's content.
 ``extract_rootfs(image_path, dest_dir, platform=None) -> OciImage``
@@ -102,6 +111,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -372,10 +382,18 @@ class _TarInput:
     only forward), so member parsing is unchanged; :meth:`read_piece` hands out file contents in
     the pieces ``inner`` returned, without the join-and-slice copies ``_Stream`` makes for every
     read (about a third of the flattening time for a 1 GiB layer before).
+
+    With ``size`` (the byte length of ``inner``, a seekable regular file read from offset 0), a
+    forward seek past the buffered bytes is one ``inner.seek`` instead of reading the skipped
+    bytes (used when nothing needs to see them: a layer whose digest is checked later,
+    :class:`_LayerCheck`); a seek past ``size`` stops at ``size``, as reading would at the end.
     """
 
-    def __init__(self, inner: BinaryIO) -> None:
+    def __init__(self, inner: BinaryIO, size: int | None = None) -> None:
         self._inner = inner
+        self._size = size
+        # Seeking over contents: only headers are read, so read little more than a header at a time.
+        self._read_size = CHUNK if size is None else 64 << 10
         self._buf = b""
         self._pos = 0  # index of the next unread byte in _buf
         self._off = 0  # stream offset of _buf[_pos]
@@ -386,7 +404,7 @@ class _TarInput:
     def read_piece(self, limit: int) -> bytes:
         """Up to ``limit`` (>= 1) bytes; ``b""`` only at the end of the stream."""
         if self._pos >= len(self._buf):
-            self._buf, self._pos = self._inner.read(CHUNK), 0
+            self._buf, self._pos = self._inner.read(self._read_size), 0
             if not self._buf:
                 return b""
         take = min(limit, len(self._buf) - self._pos)
@@ -417,6 +435,11 @@ class _TarInput:
                 raise io.UnsupportedOperation("a layer stream cannot seek backwards")
             self._pos -= back
             self._off = pos
+        if self._size is not None and pos - self._off > len(self._buf) - self._pos:
+            target = min(pos, self._size)
+            self._inner.seek(target)
+            self._buf, self._pos, self._off = b"", 0, target
+            return self._off
         while self._off < pos:
             if not self.read_piece(pos - self._off):
                 break
@@ -947,6 +970,74 @@ class _InPlaceBlob:
         self.fh.close()
 
 
+def _check_layer_digests(desc: Descriptor, diff_id: str, blob_digest: str, count: int, diff_digest: str | None,
+                         where: str, source: Path) -> None:
+    """Compare a layer blob's digest (``"alg:hex"``) and byte count with its descriptor and, when
+    ``diff_digest`` is given, the uncompressed stream's digest with ``diff_id``.
+
+    Raises:
+        TeeformError: digest, size or diff_id mismatch, naming the layer.
+    """
+    if desc.digest is not None:
+        if blob_digest != desc.digest:
+            raise TeeformError(f"{where}: digest mismatch: descriptor says {desc.digest}, blob hashes to {blob_digest}",
+                               path=source, hint="the image is corrupt or was tampered with; re-export it")
+        if desc.size is not None and count != desc.size:
+            raise TeeformError(f"{where}: size mismatch: descriptor says {desc.size} bytes, blob has {count}",
+                               path=source)
+    if diff_digest is not None and diff_digest != diff_id:
+        raise TeeformError(f"{where}: diff_id mismatch: config says {diff_id}, uncompressed layer hashes to {diff_digest}",
+                           path=source, hint="the image is corrupt or was tampered with; re-export it")
+
+
+class _LayerCheck:
+    """The deferred digest check of one uncompressed layer blob read in place (``flatten(...,
+    defer_verification=True)``): :meth:`run` hashes the whole blob, from the verified descriptor
+    (:class:`_InPlaceBlob`) with ``os.preadv`` (so it shares no file position with the content
+    readers), and checks it like the inline path does: the descriptor digest and size, and the
+    ``diff_id`` (the same bytes: the blob is the tar stream), then the blob's ``fstat`` signature.
+    :meth:`cancel` makes a running :meth:`run` stop at its next chunk.
+    """
+
+    def __init__(self, blob: _InPlaceBlob, desc: Descriptor, diff_id: str, where: str, source: Path) -> None:
+        self.blob, self.desc, self.diff_id, self.where, self.source = blob, desc, diff_id, where, source
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Stop a running :meth:`run` (it then raises nothing and checks nothing)."""
+        self._cancelled = True
+
+    def run(self) -> None:
+        """Hash and check the blob (see the class docstring).
+
+        Raises:
+            TeeformError: digest, size or diff_id mismatch, an unreadable blob, or a blob that changed.
+        """
+        alg = self.desc.digest.split(":", 1)[0] if self.desc.digest else "sha256"
+        dalg = self.diff_id.split(":", 1)[0]
+        hashers = {alg: hashlib.new(alg)}
+        hashers.setdefault(dalg, hashlib.new(dalg))
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        fd = self.blob.fh.fileno()
+        count = 0
+        try:
+            while not self._cancelled:
+                n = os.preadv(fd, [buf], count)
+                if not n:
+                    break
+                for h in hashers.values():
+                    h.update(view[:n])
+                count += n
+        except OSError as exc:
+            raise TeeformError(f"{self.where}: cannot read the layer blob: {exc.strerror}", path=self.source) from exc
+        if self._cancelled:
+            return
+        _check_layer_digests(self.desc, self.diff_id, f"{alg}:{hashers[alg].hexdigest()}", count,
+                             f"{dalg}:{hashers[dalg].hexdigest()}", self.where, self.source)
+        self.blob.check()
+
+
 @dataclass
 class _Node:
     kind: EntryKind
@@ -997,13 +1088,49 @@ class FlatTree:
     """
 
     def __init__(self, image: OciImage, root: _Node, spool: BinaryIO, file_count: int, content_bytes: int,
-                 blobs: list[_InPlaceBlob] | None = None) -> None:
+                 blobs: list[_InPlaceBlob] | None = None, pending: list[_LayerCheck] | None = None) -> None:
         self.image = image
         self._root = root
         self._spool = spool
         self._blobs = list(blobs or [])
+        self._pending = list(pending or [])
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
         self.file_count = file_count
         self.content_bytes = content_bytes
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of layer blobs whose digest check is still to run (``flatten(defer_verification=True)``)."""
+        return sum(c.blob.signature[2] for c in self._pending)
+
+    def start_verification(self) -> None:
+        """Run the deferred layer digest checks on a background thread (hashlib releases the GIL, so
+        on two cores this overlaps other work); :meth:`check_unchanged` waits for it and raises its error.
+        A no-op without deferred checks or when already started."""
+        if not self._pending or self._worker is not None:
+            return
+
+        def work() -> None:
+            try:
+                for check in self._pending:
+                    check.run()
+            except BaseException as exc:  # re-raised by check_unchanged on the caller's thread
+                self._error = exc
+
+        self._worker = threading.Thread(target=work, name="teeform-layer-verify", daemon=True)
+        self._worker.start()
+
+    def _finish_verification(self) -> None:
+        if self._pending:
+            if self._worker is None:
+                for check in self._pending:
+                    check.run()
+            else:
+                self._worker.join()
+                if self._error is not None:
+                    raise self._error
+            self._pending = []
 
     def __enter__(self) -> FlatTree:
         return self
@@ -1012,18 +1139,26 @@ class FlatTree:
         self.close()
 
     def close(self) -> None:
-        """Delete the spool file and close the in-place layer blobs."""
+        """Delete the spool file and close the in-place layer blobs (stopping a running
+        :meth:`start_verification` first: it reads their descriptors)."""
+        if self._worker is not None:
+            for check in self._pending:
+                check.cancel()
+            self._worker.join()
         self._spool.close()
         for b in self._blobs:
             b.close()
 
     def check_unchanged(self) -> None:
-        """Check that no layer blob read in place changed since it was verified (call after using the
-        contents, before publishing what was made from them).
+        """Finish the deferred layer digest checks, if any (waiting for :meth:`start_verification`, or
+        running them here), then check that no layer blob read in place changed since it was verified.
+        Call after using the contents, before publishing what was made from them: with
+        ``defer_verification`` nothing made from the tree may be published before this returns.
 
         Raises:
-            TeeformError: naming the layer whose blob changed.
+            TeeformError: a digest, size or diff_id mismatch, or naming the layer whose blob changed.
         """
+        self._finish_verification()
         for b in self._blobs:
             b.check()
 
@@ -1065,9 +1200,11 @@ class FlatTree:
 class _Flattener:
     """Applies layers one by one to a :class:`_Node` tree (see the module docstring for the rules)."""
 
-    def __init__(self, image: OciImage, spool: BinaryIO) -> None:
+    def __init__(self, image: OciImage, spool: BinaryIO, *, defer_verification: bool = False) -> None:
         self.image = image
         self.spool = spool
+        self.defer_verification = defer_verification
+        self.pending: list[_LayerCheck] = []
         self.root = _Node(EntryKind.DIR, 0o755, 0, 0, 0, -1, children={})
         self.next_inode = 0
         self.spool_size = 0
@@ -1291,9 +1428,15 @@ class _Flattener:
         with contextlib.ExitStack() as stack:
             # Hash updates run on worker lanes (hashlib releases the GIL) while this thread parses
             # the tar and writes the spool: lane 0 the blob digest, lane 1 the diff_id digest.
-            lanes = stack.enter_context(HashLanes())
             blob_fh = stack.enter_context(self.image.store.open(desc.location))
             in_place = isinstance(self.image.store, LayoutStore) and blob_fh.tell() == 0
+            if in_place and self.defer_verification and desc.digest is not None:
+                head = blob_fh.read(4)
+                blob_fh.seek(0)
+                if head != ZSTD_MAGIC and not head.startswith(GZIP_MAGIC):
+                    self._apply_deferred(layer, blob_fh, desc, diff_id, where, stack)
+                    return
+            lanes = stack.enter_context(HashLanes())
             blob = _InPlaceBlob(blob_fh, where, self.image.source) if in_place else None
             raw = _HashingReader(blob_fh, alg, lanes=lanes, lane=0)
             magic = raw.read(4)
@@ -1343,25 +1486,41 @@ class _Flattener:
     def _end_in_place(self) -> None:
         self._in_place = -1
 
+    def _apply_deferred(self, layer: int, blob_fh: BinaryIO, desc: Descriptor, diff_id: str, where: str,
+                        stack: contextlib.ExitStack) -> None:
+        """An uncompressed layout blob with ``defer_verification``: parse only the tar headers (seeking
+        over file contents, which stay in the blob) and queue its digest check (:class:`_LayerCheck`).
+        A blob that does not parse is checked at once, so a corrupt blob is reported as a digest
+        mismatch rather than as a bad tar stream."""
+        blob = _InPlaceBlob(blob_fh, where, self.image.source)
+        self.blobs.append(blob)
+        self._in_place = len(self.blobs) - 1
+        stack.callback(self._end_in_place)
+        check = _LayerCheck(blob, desc, diff_id, where, self.image.source)
+        try:
+            size = os.fstat(blob_fh.fileno()).st_size
+            with tarfile.TarFile(fileobj=_TarInput(blob_fh, size=size), mode="r",  # type: ignore[arg-type]
+                                 tarinfo=_BoundedTarInfo) as tf:
+                for m in tf:
+                    self.apply(layer, m, tf)
+        except TeeformError:
+            raise
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            check.run()
+            raise TeeformError(f"{where}: not a valid tar stream: {exc}", path=self.image.source) from None
+        self.pending.append(check)
+
     def _verify(self, desc: Descriptor, diff_id: str, raw: _HashingReader, dec: _HashingReader | None, where: str) -> None:
         """Check the blob against its descriptor and (when ``dec`` is given) the uncompressed stream against ``diff_id``."""
         raw.sync()
-        if desc.digest is not None:
-            assert raw.hasher is not None
-            got = f"{raw.hasher.name}:{raw.hasher.hexdigest()}"
-            if got != desc.digest:
-                raise TeeformError(f"{where}: digest mismatch: descriptor says {desc.digest}, blob hashes to {got}",
-                                   path=self.image.source, hint="the image is corrupt or was tampered with; re-export it")
-            if desc.size is not None and raw.count != desc.size:
-                raise TeeformError(f"{where}: size mismatch: descriptor says {desc.size} bytes, blob has {raw.count}",
-                                   path=self.image.source)
+        assert raw.hasher is not None
+        diff_digest = None
         if dec is not None:
             dec.sync()
             assert dec.hasher is not None
-            got = f"{dec.hasher.name}:{dec.hasher.hexdigest()}"
-            if got != diff_id:
-                raise TeeformError(f"{where}: diff_id mismatch: config says {diff_id}, uncompressed layer hashes to {got}",
-                                   path=self.image.source, hint="the image is corrupt or was tampered with; re-export it")
+            diff_digest = f"{dec.hasher.name}:{dec.hasher.hexdigest()}"
+        _check_layer_digests(desc, diff_id, f"{raw.hasher.name}:{raw.hasher.hexdigest()}", raw.count, diff_digest,
+                             where, self.image.source)
 
     def _zstd(self, raw: _HashingReader, magic: bytes, desc: Descriptor, where: str, work_dir: Path,
               stack: contextlib.ExitStack) -> tuple[BinaryIO, _HashingReader]:
@@ -1388,7 +1547,7 @@ class _Flattener:
 
 
 def flatten(image: OciImage, work_dir: os.PathLike[str] | str | None = None, *,
-            progress: Any = None) -> FlatTree:
+            progress: Any = None, defer_verification: bool = False) -> FlatTree:
     """Stream, verify and flatten every layer of ``image`` (rules in the module docstring).
 
     Args:
@@ -1396,6 +1555,11 @@ def flatten(image: OciImage, work_dir: os.PathLike[str] | str | None = None, *,
         work_dir: where the spool file (and decompressed zstd layers) go; default ``$TMPDIR``.
             Needs free space for the image's file contents.
         progress: optional callable ``progress(message: str)`` for per-layer status lines.
+        defer_verification: for uncompressed layer blobs of an image layout (read in place), parse
+            only their tar headers now and check their digests later: on a background thread
+            after :meth:`FlatTree.start_verification`, else in :meth:`FlatTree.check_unchanged`,
+            which the caller must run before publishing anything made from the tree (the EIF
+            build overlaps the check with its write pass). Other layers are verified here as usual.
 
     Returns:
         a :class:`FlatTree` (close it, or use it as a context manager, to delete the spool).
@@ -1406,7 +1570,7 @@ def flatten(image: OciImage, work_dir: os.PathLike[str] | str | None = None, *,
     """
     wd = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
     spool = tempfile.TemporaryFile(dir=wd, prefix="teeform-spool-")
-    fl = _Flattener(image, spool)  # type: ignore[arg-type]
+    fl = _Flattener(image, spool, defer_verification=defer_verification)  # type: ignore[arg-type]
     try:
         for i, desc in enumerate(image.layers):
             if progress:
@@ -1414,7 +1578,7 @@ def flatten(image: OciImage, work_dir: os.PathLike[str] | str | None = None, *,
             fl.apply_layer(i, wd)
         spool.flush()
         files = len({id(n.inode) for n in _walk(fl.root) if n.inode is not None})
-        return FlatTree(image, fl.root, spool, files, fl.content_bytes, fl.blobs)  # type: ignore[arg-type]
+        return FlatTree(image, fl.root, spool, files, fl.content_bytes, fl.blobs, fl.pending)  # type: ignore[arg-type]
     except BaseException:
         spool.close()
         for b in fl.blobs:

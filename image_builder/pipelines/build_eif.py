@@ -41,14 +41,18 @@ Temporary files (the layer spool: the contents of *compressed* layers, about the
 uncompressed layers of an image layout are read in place, see :mod:`image_builder.inputs.oci`) go to
 ``$TMPDIR``.
 
-Data path (what a user waits for with a large image; ``benchmarks/eif_memory.py`` measures it):
-the layer is read once, its blob digest (and, for an uncompressed layer, its diff_id, the same
-bytes) hashed on a worker thread while the main thread parses the tar and spools file contents;
-the ramdisks are planned (sizes known without writing) and streamed from the spool into the EIF
-while PCR0/PCR1/PCR2, the artifact SHA-256/SHA-384, the per-section SHA-384 (the customer
-ramdisk's is PCR2's inner digest) and the CRC are computed on two worker threads, after a CRC-only
-pass that fixes the header; the EIF is never read back (:func:`image_builder.formats.eif.write_eif`),
-and :class:`teeform.fsutil.EagerWriteback` starts its writeback while it is written.
+Data path (what a user waits for with a large image; ``benchmarks/eif_build_vs_sha384.py`` and
+``benchmarks/eif_memory.py`` measure it): an uncompressed layer blob of an image layout is not
+copied; only its tar headers are parsed (seeking over the contents, which are read in place later),
+and its digest is checked on a background thread during the EIF's write pass
+(:meth:`image_builder.inputs.oci.FlatTree.start_verification`), awaited before anything is published;
+compressed layers are verified while their contents are spooled. The ramdisks are planned (sizes
+known without writing) and streamed into the EIF twice (:func:`image_builder.formats.eif.write_eif`):
+a measure pass computes the CRC and PCR0/PCR1/PCR2 on two worker threads, writing nothing, then the
+write pass writes the file once while computing its SHA-256, the small sections' SHA-384 (the
+customer ramdisk's is PCR2's inner digest) and a check CRC; the EIF is never read back, and
+:class:`teeform.fsutil.EagerWriteback` starts its writeback while it is written. The manifest records
+the EIF's SHA-256 only (schema 2, :mod:`teeform.manifest`).
 """
 
 from __future__ import annotations
@@ -66,11 +70,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import teeform
 from image_builder.formats import cpio, eif
-from image_builder.formats.eif_sign import EifSigner
 from image_builder.inputs import oci
 from teeform.errors import TeeformError
 from teeform.fsutil import CHUNK, EagerWriteback, ensure_output_dir
@@ -85,6 +88,9 @@ from teeform.manifest import (
 )
 from teeform.safeload import open_regular
 from teeform.timefmt import rfc3339
+
+if TYPE_CHECKING:  # imported when signing only: cryptography's x509 costs about 0.05 s at start-up
+    from image_builder.formats.eif_sign import EifSigner
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Directories nitro-cli's customer ramdisk always has under ``rootfs/`` (§3.2).
@@ -263,6 +269,8 @@ def check_inputs(ctx: BuildContext) -> None:
     if (c.signing_key is None) != (c.signing_cert is None):
         raise TeeformError("--signing-key and --signing-cert must be given together", field="--signing-key")
     if c.signing_key is not None and c.signing_cert is not None:
+        from image_builder.formats.eif_sign import EifSigner
+
         ctx.signer = EifSigner.load(c.signing_key, c.signing_cert)
         now = time.time()
         cert = ctx.signer.certificate
@@ -323,9 +331,12 @@ def snapshot_blobs(ctx: BuildContext) -> None:
 
 
 def flatten_layers(ctx: BuildContext) -> None:
-    """Stream, verify and flatten the image layers into a spool (:func:`image_builder.inputs.oci.flatten`)."""
+    """Read and flatten the image layers (:func:`image_builder.inputs.oci.flatten`): compressed
+    layers are verified and spooled here; uncompressed layout blobs, read in place, only have their
+    tar headers parsed, and their digest check runs during the EIF's write pass
+    (:func:`write_eif_file`) and is awaited before anything is published (:func:`write_outputs`)."""
     assert ctx.image is not None
-    ctx.tree = oci.flatten(ctx.image, ctx.work, progress=lambda m: ctx.progress(f"  {m}"))
+    ctx.tree = oci.flatten(ctx.image, ctx.work, progress=lambda m: ctx.progress(f"  {m}"), defer_verification=True)
     ctx.progress(f"  {ctx.tree.file_count} files, {ctx.tree.content_bytes} bytes of file content")
 
 
@@ -412,7 +423,8 @@ def write_eif_file(ctx: BuildContext) -> None:
     ctx.eif_tmp = Path(tmp)
     with os.fdopen(fd, "w+b") as fh:
         ctx.written = eif.write_eif(EagerWriteback(fh), sections, flags=ctx.flags,  # type: ignore[arg-type]
-                                    signer=ctx.signer, file_digests=("sha256", "sha384"))
+                                    signer=ctx.signer, file_digests=("sha256",),
+                                    before_write_pass=ctx.tree.start_verification if ctx.tree else None)
         fh.flush()
         os.fsync(fh.fileno())
     os.chmod(tmp, 0o644)
@@ -423,8 +435,9 @@ def build_manifest(ctx: BuildContext, eif_name: str) -> Manifest:
     c = ctx.config
     assert ctx.image is not None and ctx.written is not None and ctx.eif_tmp is not None
     image = ctx.image
-    digests = ctx.written.file_digests  # computed by write_eif reading the file back once
-    artifact = Artifact(eif_name, ctx.written.size, digests["sha256"], digests["sha384"])
+    # The EIF's SHA-256, computed while write_eif wrote it (it never reads the file back). No
+    # SHA-384 of the file: the SHA-384 values that attestation uses are the PCRs (manifest schema 2).
+    artifact = Artifact(eif_name, ctx.written.size, ctx.written.file_digests["sha256"])
     ref = image.ref_name or image.source.name
     if image.manifest_digest:
         image_input = InputDigest("image", f"{ref} (OCI manifest digest)", image.manifest_digest.split(":", 1)[1],
@@ -486,7 +499,10 @@ def write_outputs(ctx: BuildContext) -> tuple[Path, Path, Manifest]:
     manifest = build_manifest(ctx, eif_path.name)
     validate_manifest_dict(json.loads(manifest.to_json()), source=str(manifest_path))
     if ctx.tree is not None:
-        ctx.tree.check_unchanged()  # layer blobs read in place: still the verified bytes
+        pending = ctx.tree.pending_bytes
+        ctx.tree.check_unchanged()  # deferred layer digest checks done; blobs read in place unchanged
+        if pending:
+            ctx.progress(f"  layer digests verified ({pending} bytes read in place)")
     os.replace(ctx.eif_tmp, eif_path)
     ctx.eif_tmp = None
     try:
@@ -518,7 +534,7 @@ def build_eif(config: EifBuildConfig, *, progress: Progress | None = stderr_prog
         with step(ctx, "reading the OCI image"):
             open_oci_image(ctx)
         snapshot_blobs(ctx)
-        with step(ctx, "verifying and flattening layers"):
+        with step(ctx, "reading and flattening layers"):
             flatten_layers(ctx)
         with step(ctx, "planning the bootstrap ramdisk"):
             make_bootstrap_ramdisk(ctx)

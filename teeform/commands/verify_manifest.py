@@ -5,6 +5,11 @@ cosign ``sign-blob --key`` signature (``--signature F.sig``: base64 DER ECDSA-P2
 manifest's bytes) against pinned public keys (``--key``, repeatable, or ``--stack S`` for that stack's
 ``teeform:trustedManifestKeys``). What is checked: :mod:`teeform.signing`, docs/signing.md.
 
+``--json`` prints, when verified, ``{verified, manifest, manifest_sha256, method, signer, key, predicates,
+artifact{file_name, sha256, sha384}, measurements, rekor}``, an absent value being ``null`` (``rekor``
+without ``--rekor``; ``artifact.sha384`` for a manifest that records none, as schema-2 EIF manifests), and
+otherwise ``{verified: false, manifest, error}``.
+
 Exit status: 0 verified; 1 the signature does not hold (unsigned, no pinned key signed it, wrong
 payloadType or predicate, the manifest changed after signing); 2 unusable input (unreadable or
 malformed manifest, key or envelope). Each failure is one line naming the file and field.

@@ -16,7 +16,7 @@ locals {
   # one measurement set per manifest, duplicates dropped (the first kept), as teeform.keyrelease.measurement_sets
   sets = distinct([for m in local.manifests : { for n in local.names : n => lower(lookup(m.measurements, n, "")) }])
 
-  bad_manifests = [for i, m in local.manifests : var.manifest_paths[i] if try(m.schema_version, 0) != 1 || try(m.kind, "") != "eif"]
+  bad_manifests = [for i, m in local.manifests : var.manifest_paths[i] if !(try(m.schema_version, 0) == 1 || try(m.schema_version, 0) == 2) || try(m.kind, "") != "eif"]
   bad_values    = flatten([for s in local.sets : [for n, v in s : "${n}=${v == "" ? "<missing>" : v}" if length(regexall("^[0-9a-f]{96}$", v)) == 0]])
   debug_values  = flatten([for s in local.sets : [for n, v in s : n if v == join("", [for i in range(96) : "0"])]])
 

@@ -3,7 +3,7 @@ output "policy_json" {
   value       = jsonencode(local.policy)
   precondition {
     condition     = length(local.bad_manifests) == 0
-    error_message = "Not a teeform eif manifest (schema_version 1, kind eif): ${join(", ", local.bad_manifests)}."
+    error_message = "Not a teeform eif manifest (schema_version 1 or 2, kind eif): ${join(", ", local.bad_manifests)}."
   }
   precondition {
     condition     = length(local.bad_values) == 0

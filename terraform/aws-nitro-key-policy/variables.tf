@@ -1,5 +1,5 @@
 variable "manifest_paths" {
-  description = "teeform measurement manifests (kind eif, schema_version 1) allowed to receive the key; the first is the deployed build, the rest stay valid during a rollout."
+  description = "teeform measurement manifests (kind eif, schema_version 1 or 2) allowed to receive the key; the first is the deployed build, the rest stay valid during a rollout."
   type        = list(string)
   validation {
     condition     = length(var.manifest_paths) > 0
