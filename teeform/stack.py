@@ -63,6 +63,7 @@ from teeform.targets.base import (
     read_list,
     read_map,
     read_str,
+    reanchor,
 )
 
 if TYPE_CHECKING:
@@ -184,9 +185,7 @@ class StackConfig:
         unknown = sorted(str(k) for k in values if k not in STACK_KEYS)
         if unknown:
             raise fail(f"unknown key(s) {unknown}; allowed: {sorted(STACK_KEYS)}", source, f"{PROJECT}:{unknown[0]}")
-        raw_targets = values.get("targets")
-        if isinstance(raw_targets, str):
-            raw_targets = loads_json(raw_targets, source=f"{source}: {PROJECT}:targets")
+        raw_targets = _json_config_value(values.get("targets"), source, f"{PROJECT}:targets")
         raw_targets = read_list(raw_targets, source, f"{PROJECT}:targets", non_empty=True)
         env_raw = values.get("environment")
         env = stack if env_raw is None or env_raw == "" else read_str(env_raw, source, f"{PROJECT}:environment")
@@ -223,9 +222,8 @@ class StackConfig:
                 p = Path(entry)
                 out.append(load_public_key(p if p.is_absolute() else self.project_dir / p))
             except TeeformError as exc:
-                raise TeeformError(exc.render(), path=self.source, field=fld,
-                                   hint=exc.hint or "run `make demo` (it writes build/demo/keys/) or pin your "
-                                   "release key's public half") from None
+                raise reanchor(exc, self.source, fld, hint="run `make demo` (it writes build/demo/keys/) or pin your "
+                               "release key's public half") from None
         return out
 
 
@@ -247,12 +245,31 @@ class TerraformStateRef:
     plain: tuple[str, ...] = ()
 
 
+def _json_config_value(raw: Any, source: str, fld: str, *, opener: str | None = None) -> Any:
+    """``raw`` parsed as JSON when it is JSON text, else ``raw`` itself.
+
+    ``pulumi config set --path`` stores structured config values as JSON strings; a stack file may
+    hold the structure itself. ``opener``: only a string whose first
+    non-blank character is ``opener`` (``"{"``, ``"["``) is JSON text, any other string stays a string
+    (a plain path); None: every string is JSON text.
+
+    Raises:
+        TeeformError: invalid or hostile JSON (:func:`teeform.safeload.loads_json`), naming ``source``
+            and ``fld``.
+    """
+    if not isinstance(raw, str) or (opener is not None and not raw.lstrip().startswith(opener)):
+        return raw
+    try:
+        return loads_json(raw, source=f"{source}: {fld}")
+    except TeeformError as exc:
+        raise reanchor(exc, source, fld) from None
+
+
 def _terraform_state(raw: Any, source: str) -> TerraformStateRef | None:
     if raw is None:
         return None
     fld = f"{PROJECT}:terraformState"
-    if isinstance(raw, str) and raw.lstrip().startswith("{"):
-        raw = loads_json(raw, source=f"{source}: {fld}")
+    raw = _json_config_value(raw, source, fld, opener="{")
     m = read_map(raw, source, fld, {"path", "network", "plain"})
     if "path" not in m:
         raise fail("missing required key 'path' (a terraform.tfstate file)", source, fld)
@@ -271,11 +288,10 @@ def _trusted_keys(raw: Any, source: str) -> tuple[str, ...]:
     ``pulumi config set --path`` stores it); absent = ()."""
     if raw is None:
         return ()
-    if isinstance(raw, str) and raw.lstrip().startswith("["):
-        raw = loads_json(raw, source=f"{source}: {PROJECT}:trustedManifestKeys")
+    fld = f"{PROJECT}:trustedManifestKeys"
+    raw = _json_config_value(raw, source, fld, opener="[")
     if isinstance(raw, str):
         raw = [raw]
-    fld = f"{PROJECT}:trustedManifestKeys"
     return tuple(read_str(k, source, f"{fld}[{i}]") for i, k in enumerate(read_list(raw, source, fld)))
 
 
@@ -344,15 +360,11 @@ def _manifest_entry(raw: Any, source: str, fld: str) -> tuple[str, str | None]:
 def _read_yaml_mapping(path: Path, what: str) -> Mapping[str, Any]:
     """A YAML file whose top level is a mapping (empty file = empty mapping), read with safeload."""
     try:
-        data = read_limited(path, STACK_FILE_LIMIT, what=what)
+        # read_limited, decode_utf8 and loads_yaml put the path into the message: re-anchor it as this file's error.
+        doc = loads_yaml(decode_utf8(read_limited(path, STACK_FILE_LIMIT, what=what), source=str(path)),
+                         source=str(path))
     except TeeformError as exc:
-        # read_limited puts the path into the message; re-anchor it as this file's error.
-        msg = exc.message.removeprefix(f"{path}: ")
-        raise TeeformError(msg, path=path, hint=exc.hint) from None
-    try:
-        doc = loads_yaml(decode_utf8(data, source=str(path)), source=str(path))
-    except TeeformError as exc:
-        raise TeeformError(exc.message.removeprefix(f"{path}: "), path=path, hint=exc.hint) from None
+        raise reanchor(exc, path) from None
     if doc is None:
         return {}
     if not isinstance(doc, Mapping):

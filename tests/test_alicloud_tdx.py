@@ -104,7 +104,7 @@ def test_gn8v_tee_is_a_plain_instance(manifest: Path) -> None:
     ({"keyBroker": {"url": "https://k:1", "mrTd": ["ab"]}}, "keyBroker.mrTd[0]", "96 lowercase hex"),
     ({"keyBroker": {"url": "https://k:1", "pins": ["rtmr_9"]}}, "keyBroker.pins", "not a tdx claim"),
     ({"keyBroker": None}, "keyBroker", "required"),
-    ({"network": {"ingress": [{"cidr": "nope", "port": 22}]}}, "network.ingress[0].cidr", "not a CIDR"),
+    ({"network": {"ingress": [{"cidr": "nope", "port": 22}]}}, "network.ingress[0].cidr", "must be an IPv4 or IPv6 CIDR"),
 ])
 def test_bad_settings_name_the_field(manifest: Path, over, field, msg) -> None:
     from teeform.stack import StackConfig

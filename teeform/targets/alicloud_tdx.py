@@ -41,13 +41,14 @@ from typing import TYPE_CHECKING, Any
 from teeform.keyrelease import KeyReleasePolicy
 from teeform.targets.base import (
     Cloud,
+    IngressRule,
     OutputSpec,
     TargetPlugin,
     TargetSettings,
     TeeType,
     fail,
-    read_int,
-    read_list,
+    read_cidr,
+    read_ingress,
     read_map,
     read_opt_str,
     read_str,
@@ -72,15 +73,6 @@ TDX_MODE = {"g8i": "RunInstances SecurityOptions.ConfidentialComputingMode=TDX (
 _INSTANCE_TYPE = re.compile(r"^ecs\.(g8i|gn8v-tee)\.([0-9]*x?large)$")
 #: g8i sizes below xlarge are not TDX-capable (clouds.md §4.1: "ecs.g8i.xlarge or larger").
 _G8I_TOO_SMALL = {"large"}
-
-
-@dataclass(frozen=True)
-class IngressRule:
-    """Allow TCP ``port`` from ``cidr``."""
-
-    cidr: str
-    port: int
-    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,15 +110,6 @@ class AlicloudTdxSettings(TargetSettings):
     def needs_tdx_flag(self) -> bool:
         """Whether the instance needs ``SecurityOptions.ConfidentialComputingMode=TDX`` (g8i)."""
         return self.family == "g8i"
-
-
-def _cidr(v: Any, source: str, fld: str) -> str:
-    s = read_str(v, source, fld)
-    try:
-        ipaddress.ip_network(s, strict=False)
-    except ValueError:
-        raise fail(f"not a CIDR: {s!r}", source, fld) from None
-    return s
 
 
 def zone_region(zone: str) -> str:
@@ -173,7 +156,7 @@ def parse_key_broker(raw: Any, source: str, fld: str, *, allow_deploy: bool = Tr
         if not allow_deploy:
             raise fail("this target cannot deploy a Trustee VM; give url + adminKeySecret", source, f"{fld}.deploy")
         d = read_map(kb["deploy"], source, f"{fld}.deploy", {"instanceType", "adminCidr"})
-        admin = _cidr(d["adminCidr"], source, f"{fld}.deploy.adminCidr") if d.get("adminCidr") is not None else None
+        admin = read_cidr(d["adminCidr"], source, f"{fld}.deploy.adminCidr") if d.get("adminCidr") is not None else None
         if admin is not None and ipaddress.ip_network(admin, strict=False).prefixlen == 0:
             raise fail("the KBS admin API must not be open to every address", source, f"{fld}.deploy.adminCidr")
         deploy = DeployKbs(read_opt_str(d.get("instanceType"), source, f"{fld}.deploy.instanceType") or "ecs.g7.large",
@@ -216,17 +199,12 @@ class Plugin(TargetPlugin):
         region = read_str(raw.get("region"), source, f"{fld}.region") if raw.get("region") is not None else zone_region(zone)
         family = check_instance(itype, zone, region, source, fld)
         n = read_map(raw.get("network"), source, f"{fld}.network", {"cidr", "ingress"})
-        rules = []
-        for i, r in enumerate(read_list(n.get("ingress"), source, f"{fld}.network.ingress")):
-            rf = f"{fld}.network.ingress[{i}]"
-            rm = read_map(r, source, rf, {"cidr", "port", "description"})
-            rules.append(IngressRule(_cidr(rm.get("cidr"), source, f"{rf}.cidr"), read_int(rm.get("port"), source, f"{rf}.port", 1, 65535),
-                                     read_opt_str(rm.get("description"), source, f"{rf}.description") or ""))
+        rules = read_ingress(n.get("ingress"), source, f"{fld}.network.ingress")
         kb = parse_key_broker(raw.get("keyBroker"), source, f"{fld}.keyBroker")
         if kb.options.verifier is not Verifier.TDX:
             raise fail("Alibaba TDX guests are appraised by the tdx verifier", source, f"{fld}.keyBroker.verifier")
-        return AlicloudTdxSettings(itype, zone, family, kb, _cidr(n["cidr"], source, f"{fld}.network.cidr")
-                                   if n.get("cidr") is not None else "10.50.0.0/16", tuple(rules))
+        return AlicloudTdxSettings(itype, zone, family, kb, read_cidr(n["cidr"], source, f"{fld}.network.cidr")
+                                   if n.get("cidr") is not None else "10.50.0.0/16", rules)
 
     def key_release(self, target_name: str, settings: TargetSettings,
                     manifests: Sequence[tuple[str, Manifest]]) -> KeyReleasePolicy | None:

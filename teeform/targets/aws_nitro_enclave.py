@@ -45,7 +45,6 @@ Key settings checked here, before any cloud call:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,18 +55,21 @@ from teeform.keyrelease import KeyReleasePolicy, measurement_sets
 from teeform.measurements import NITRO_PINNABLE_PCRS
 from teeform.targets.base import (
     Cloud,
+    IngressRule,
     OutputSpec,
     TargetPlugin,
     TargetSettings,
     TeeType,
     fail,
     read_bool,
+    read_cidr,
+    read_ingress,
     read_int,
-    read_list,
     read_map,
     read_opt_str,
     read_str,
     read_str_list,
+    reanchor,
 )
 
 if TYPE_CHECKING:
@@ -111,15 +113,6 @@ def check_lockout(admins: Sequence[str], deployer_arn: str) -> None:
         hint=f"add {deployer_arn!r}{f' or {root!r}' if root else ''} to key.admins, set key.deployerArn to an admin, "
              "or use key.policyUpdates: locked with key.breakGlassRole",
     )
-
-
-@dataclass(frozen=True)
-class IngressRule:
-    """Allow TCP ``port`` from ``cidr`` (IPv4 or IPv6 CIDR)."""
-
-    cidr: str
-    port: int
-    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -220,13 +213,75 @@ class NitroSettings(TargetSettings):
     key: KeyConfig = field(default_factory=KeyConfig)
 
 
-def _cidr(v: Any, source: str, fld: str) -> str:
-    s = read_str(v, source, fld)
-    try:
-        ipaddress.ip_network(s, strict=False)
-    except ValueError:
-        raise fail(f"must be an IPv4 or IPv6 CIDR, got {s!r}", source, fld) from None
-    return s
+def parse_network(raw: Any, source: str, fld: str) -> NetworkConfig:
+    """``network`` (``fld`` = ``teeform:targets[i].network``) of an AWS target: ``vpcId`` + ``subnetId`` (both
+    or neither), ``cidr`` (default ``10.42.0.0/16``), ``ingress`` rules (:func:`~teeform.targets.base.read_ingress`,
+    with ``description``) and ``private`` (only with a teeform-created VPC).
+
+    Shared by ``aws``/``nitro-enclave`` and ``aws``/``nitro-tpm`` (and ``aws``/``sev-snp``).
+
+    Raises:
+        TeeformError: naming ``source`` and the field under ``fld``.
+    """
+    n = read_map(raw, source, fld, {"vpcId", "subnetId", "cidr", "ingress", "private"})
+    rules = read_ingress(n.get("ingress"), source, f"{fld}.ingress")
+    vpc_id = read_opt_str(n.get("vpcId"), source, f"{fld}.vpcId")
+    subnet_id = read_opt_str(n.get("subnetId"), source, f"{fld}.subnetId")
+    if (vpc_id is None) != (subnet_id is None):
+        raise fail("give both vpcId and subnetId, or neither", source, fld)
+    cidr = read_cidr(n["cidr"], source, f"{fld}.cidr") if "cidr" in n else NetworkConfig.cidr
+    private = read_bool(n.get("private", False), source, f"{fld}.private")
+    if private and vpc_id is not None:
+        raise fail("a private network is created by teeform (with its VPC endpoints); drop vpcId/subnetId or private",
+                   source, f"{fld}.private")
+    return NetworkConfig(vpc_id, subnet_id, cidr, rules, private)
+
+
+def parse_key(raw: Any, source: str, fld: str) -> KeyConfig:
+    """``key`` (``fld`` = ``teeform:targets[i].key``) of an AWS KMS-gated target (see the module docstring:
+    admins, deployer ARN, lockout safety check, ``policyUpdates``/``breakGlassRole``, deletion window, protect).
+
+    Shared by ``aws``/``nitro-enclave`` and ``aws``/``nitro-tpm`` (and ``aws``/``sev-snp``).
+
+    Raises:
+        TeeformError: naming ``source`` and the field under ``fld``.
+    """
+    k = read_map(raw, source, fld,
+                 {"admins", "deletionWindowDays", "protect", "deployerArn", "policyUpdates", "breakGlassRole"})
+    admins = read_str_list(k.get("admins"), source, f"{fld}.admins")
+    for i, arn in enumerate(admins):
+        if not arn.startswith(_IAM_ARN_PREFIX):
+            raise fail(f"must be an IAM principal ARN (arn:aws:iam::<account>:...), got {arn!r}", source,
+                       f"{fld}.admins[{i}]")
+    deployer = read_opt_str(k.get("deployerArn"), source, f"{fld}.deployerArn")
+    if deployer is not None and (not _IAM_PRINCIPAL.match(deployer) or deployer.endswith(":root")):
+        raise fail(f"must be an IAM role or user ARN with its path (arn:aws:iam::<account>:role/<path/>name), got "
+                   f"{deployer!r}", source, f"{fld}.deployerArn",
+                   hint="for an IAM Identity Center session use the role ARN under role/aws-reserved/sso.amazonaws.com/, "
+                        "not the sts assumed-role ARN")
+    updates = read_str(k.get("policyUpdates", "open"), source, f"{fld}.policyUpdates")
+    if updates not in POLICY_UPDATES:
+        raise fail(f"must be one of {list(POLICY_UPDATES)}, got {updates!r}", source, f"{fld}.policyUpdates")
+    glass = read_opt_str(k.get("breakGlassRole"), source, f"{fld}.breakGlassRole")
+    if glass is not None and not _IAM_ROLE.match(glass):
+        raise fail(f"must be an IAM role ARN (arn:aws:iam::<account>:role/<path/>name), got {glass!r}", source,
+                   f"{fld}.breakGlassRole")
+    if updates == "locked" and glass is None:
+        raise fail("policyUpdates: locked needs key.breakGlassRole (the only principal that may change the key policy)",
+                   source, f"{fld}.breakGlassRole")
+    if updates == "open" and glass is not None:
+        raise fail("breakGlassRole is used only with policyUpdates: locked", source, f"{fld}.breakGlassRole")
+    if updates == "open" and admins and deployer is not None:
+        try:
+            check_lockout(admins, deployer)
+        except TeeformError as exc:
+            raise reanchor(exc, source, f"{fld}.admins") from None
+    return KeyConfig(
+        admins,
+        read_int(k.get("deletionWindowDays", 30), source, f"{fld}.deletionWindowDays", 7, 30),
+        read_bool(k.get("protect", False), source, f"{fld}.protect"),
+        deployer, updates, glass,
+    )
 
 
 class NitroEnclavePlugin(TargetPlugin):
@@ -272,71 +327,11 @@ class NitroEnclavePlugin(TargetPlugin):
             raise fail(f"lists a PCR twice: {list(pcrs)}", source, pf)
         attestation = AttestationConfig(pcrs, read_bool(a.get("imageSha384", True), source, f"{fld}.attestation.imageSha384"))
 
-        n = read_map(raw.get("network"), source, f"{fld}.network", {"vpcId", "subnetId", "cidr", "ingress", "private"})
-        rules = []
-        for i, r in enumerate(read_list(n.get("ingress"), source, f"{fld}.network.ingress")):
-            rf = f"{fld}.network.ingress[{i}]"
-            r = read_map(r, source, rf, {"cidr", "port", "description"})
-            if "cidr" not in r or "port" not in r:
-                raise fail("needs both 'cidr' and 'port'", source, rf)
-            rules.append(IngressRule(
-                _cidr(r["cidr"], source, f"{rf}.cidr"), read_int(r["port"], source, f"{rf}.port", 1, 65535),
-                read_str(r.get("description", ""), source, f"{rf}.description", allow_empty=True),
-            ))
-        vpc_id = read_opt_str(n.get("vpcId"), source, f"{fld}.network.vpcId")
-        subnet_id = read_opt_str(n.get("subnetId"), source, f"{fld}.network.subnetId")
-        if (vpc_id is None) != (subnet_id is None):
-            raise fail("give both vpcId and subnetId, or neither", source, f"{fld}.network")
-        cidr = _cidr(n["cidr"], source, f"{fld}.network.cidr") if "cidr" in n else NetworkConfig.cidr
-        private = read_bool(n.get("private", False), source, f"{fld}.network.private")
-        if private and vpc_id is not None:
-            raise fail("a private network is created by teeform (with its VPC endpoints); drop vpcId/subnetId or private",
-                       source, f"{fld}.network.private")
-        network = NetworkConfig(vpc_id, subnet_id, cidr, tuple(rules), private)
-        key = self._parse_key(raw, source, fld)
+        network = parse_network(raw.get("network"), source, f"{fld}.network")
+        key = parse_key(raw.get("key"), source, f"{fld}.key")
         instance_type = read_str(raw.get("instanceType", NitroSettings.instance_type), source, f"{fld}.instanceType")
         ami = read_opt_str(raw.get("ami"), source, f"{fld}.ami")
         return NitroSettings(instance_type, ami, enclave, attestation, network, key)
-
-    @staticmethod
-    def _parse_key(raw: Mapping[str, Any], source: str, fld: str) -> KeyConfig:
-        kf = f"{fld}.key"
-        k = read_map(raw.get("key"), source, kf,
-                     {"admins", "deletionWindowDays", "protect", "deployerArn", "policyUpdates", "breakGlassRole"})
-        admins = read_str_list(k.get("admins"), source, f"{kf}.admins")
-        for i, arn in enumerate(admins):
-            if not arn.startswith(_IAM_ARN_PREFIX):
-                raise fail(f"must be an IAM principal ARN (arn:aws:iam::<account>:...), got {arn!r}", source,
-                           f"{kf}.admins[{i}]")
-        deployer = read_opt_str(k.get("deployerArn"), source, f"{kf}.deployerArn")
-        if deployer is not None and (not _IAM_PRINCIPAL.match(deployer) or deployer.endswith(":root")):
-            raise fail(f"must be an IAM role or user ARN with its path (arn:aws:iam::<account>:role/<path/>name), got "
-                       f"{deployer!r}", source, f"{kf}.deployerArn",
-                       hint="for an IAM Identity Center session use the role ARN under role/aws-reserved/sso.amazonaws.com/, "
-                            "not the sts assumed-role ARN")
-        updates = read_str(k.get("policyUpdates", "open"), source, f"{kf}.policyUpdates")
-        if updates not in POLICY_UPDATES:
-            raise fail(f"must be one of {list(POLICY_UPDATES)}, got {updates!r}", source, f"{kf}.policyUpdates")
-        glass = read_opt_str(k.get("breakGlassRole"), source, f"{kf}.breakGlassRole")
-        if glass is not None and not _IAM_ROLE.match(glass):
-            raise fail(f"must be an IAM role ARN (arn:aws:iam::<account>:role/<path/>name), got {glass!r}", source,
-                       f"{kf}.breakGlassRole")
-        if updates == "locked" and glass is None:
-            raise fail("policyUpdates: locked needs key.breakGlassRole (the only principal that may change the key policy)",
-                       source, f"{kf}.breakGlassRole")
-        if updates == "open" and glass is not None:
-            raise fail("breakGlassRole is used only with policyUpdates: locked", source, f"{kf}.breakGlassRole")
-        if updates == "open" and admins and deployer is not None:
-            try:
-                check_lockout(admins, deployer)
-            except TeeformError as exc:
-                raise fail(exc.message, source, f"{kf}.admins", exc.hint) from None
-        return KeyConfig(
-            admins,
-            read_int(k.get("deletionWindowDays", 30), source, f"{kf}.deletionWindowDays", 7, 30),
-            read_bool(k.get("protect", False), source, f"{kf}.protect"),
-            deployer, updates, glass,
-        )
 
     def key_release(self, target_name: str, settings: TargetSettings,
                     manifests: Sequence[tuple[str, Manifest]]) -> KeyReleasePolicy:

@@ -7,6 +7,9 @@ Settings (camelCase in YAML)::
     network: {private: true}                     # the Nitro target's network settings, parsed by the same code
     key: {admins: [...], deployerArn: ..., policyUpdates: locked, breakGlassRole: ...}   # likewise
 
+These four are the only settings: what only a Nitro Enclave target has (``ami``, ``enclave``,
+``attestation.imageSha384``, an EIF PCR such as ``PCR0`` in ``attestation.pcrs``) is refused, naming the field.
+
 Resources (``components/aws/nitro_tpm.py``): the manifest's raw disk in a TLS-only S3 bucket, imported
 with ``aws.ebs.SnapshotImport(format="RAW")`` through the ``vmimport`` service role, registered as a
 UEFI AMI with NitroTPM (``boot_mode="uefi"``, ``tpm_support="v2.0"``, ``imds_support="v2.0"``), one
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from teeform.keyrelease import KeyReleasePolicy, measurement_sets
 from teeform.measurements import BY_NAME
-from teeform.targets.aws_nitro_enclave import KeyConfig, NetworkConfig, NitroEnclavePlugin
+from teeform.targets.aws_nitro_enclave import KeyConfig, NetworkConfig, parse_key, parse_network
 from teeform.targets.base import (
     Cloud,
     OutputSpec,
@@ -168,13 +171,17 @@ class NitroTpmPlugin(TargetPlugin):
 
     def parse_settings(self, raw: Mapping[str, Any], source: str, fld: str) -> VmSettings:
         """Parse ``instanceType``, ``attestation``, and the Nitro target's ``network`` and ``key`` settings
-        (:class:`~teeform.targets.aws_nitro_enclave.NitroEnclavePlugin` parses those two, with the
-        same checks and messages: private subnet, ingress CIDRs, lockout safety, break-glass role)."""
+        (:func:`~teeform.targets.aws_nitro_enclave.parse_network` and
+        :func:`~teeform.targets.aws_nitro_enclave.parse_key`, the Nitro Enclave target's own parsers, with the
+        same checks and messages: private subnet, ingress CIDRs, lockout safety, break-glass role). Nothing
+        else of a Nitro Enclave target is parsed: an enclave-only key never reaches this method (the stack
+        parser refuses every key outside :attr:`settings_keys`, naming it)."""
         instance_type = read_str(raw.get("instanceType", self.default_instance_type), source, f"{fld}.instanceType")
         self.check_instance_type(instance_type, source, f"{fld}.instanceType")
         attestation = parse_pcrs(raw.get("attestation"), source, fld)
-        shared = NitroEnclavePlugin().parse_settings({"network": raw.get("network"), "key": raw.get("key")}, source, fld)
-        return VmSettings(instance_type, attestation, shared.network, shared.key)
+        network = parse_network(raw.get("network"), source, f"{fld}.network")
+        key = parse_key(raw.get("key"), source, f"{fld}.key")
+        return VmSettings(instance_type, attestation, network, key)
 
     def key_release(self, target_name: str, settings: TargetSettings,
                     manifests: Sequence[tuple[str, Manifest]]) -> KeyReleasePolicy:

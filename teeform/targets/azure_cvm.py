@@ -47,17 +47,20 @@ from teeform.azure_release import GATE_PINS, check_authority
 from teeform.errors import TeeformError
 from teeform.keyrelease import KeyReleasePolicy, measurement_sets
 from teeform.targets.base import (
+    IngressRule,
     OutputSpec,
     TargetPlugin,
     TargetSettings,
     TeeType,
     fail,
     read_bool,
+    read_cidr,
+    read_ingress,
     read_int,
-    read_list,
     read_map,
     read_opt_str,
     read_str,
+    reanchor,
 )
 
 if TYPE_CHECKING:
@@ -90,13 +93,8 @@ _RG_NAME = re.compile(r"^[\w.()-]{0,89}[\w()-]$")
 _SSH_KEY = re.compile(r"^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( \S.*)?$")
 
 
-@dataclass(frozen=True)
-class AzureIngress:
-    """Allow TCP ``port`` from ``cidr`` (IPv4 or IPv6) into the subnet."""
-
-    cidr: str
-    port: int
-    description: str = ""
+#: Allow TCP ``port`` from ``cidr`` (IPv4 or IPv6) into the subnet (the rule type every cloud shares).
+AzureIngress = IngressRule
 
 
 @dataclass(frozen=True)
@@ -132,15 +130,6 @@ class AzureCvmSettings(TargetSettings):
     resource_group: str | None = None
     network: AzureNetwork = field(default_factory=AzureNetwork)
     key: AzureKey = field(default_factory=AzureKey)
-
-
-def _cidr(v: Any, source: str, fld: str) -> str:
-    s = read_str(v, source, fld)
-    try:
-        ipaddress.ip_network(s, strict=False)
-    except ValueError:
-        raise fail(f"must be an IPv4 or IPv6 CIDR, got {s!r}", source, fld) from None
-    return s
 
 
 def _choice(v: Any, source: str, fld: str, choices: Sequence[str]) -> str:
@@ -189,7 +178,7 @@ class AzureCvmPlugin(TargetPlugin):
         try:
             authority = check_authority(read_str(a["authority"], source, f"{fld}.attestation.authority"))
         except TeeformError as exc:
-            raise fail(exc.message, source, f"{fld}.attestation.authority", exc.hint) from None
+            raise reanchor(exc, source, f"{fld}.attestation.authority") from None
         os_state = _choice(raw.get("osState", "Specialized"), source, f"{fld}.osState", OS_STATES)
         ssh = read_opt_str(raw.get("adminSshPublicKey"), source, f"{fld}.adminSshPublicKey")
         if os_state == "Generalized" and ssh is None:
@@ -220,21 +209,12 @@ class AzureCvmPlugin(TargetPlugin):
     def _parse_network(raw: Mapping[str, Any], source: str, fld: str) -> AzureNetwork:
         nf = f"{fld}.network"
         n = read_map(raw.get("network"), source, nf, {"cidr", "subnetCidr", "ingress", "publicIp"})
-        rules = []
-        for i, r in enumerate(read_list(n.get("ingress"), source, f"{nf}.ingress")):
-            rf = f"{nf}.ingress[{i}]"
-            r = read_map(r, source, rf, {"cidr", "port", "description"})
-            if "cidr" not in r or "port" not in r:
-                raise fail("needs both 'cidr' and 'port'", source, rf)
-            rules.append(AzureIngress(
-                _cidr(r["cidr"], source, f"{rf}.cidr"), read_int(r["port"], source, f"{rf}.port", 1, 65535),
-                read_str(r.get("description", ""), source, f"{rf}.description", allow_empty=True),
-            ))
+        rules = read_ingress(n.get("ingress"), source, f"{nf}.ingress")
         if len(rules) > 100:
             raise fail("at most 100 ingress rules (NSG priorities 100..199 are teeform's)", source, f"{nf}.ingress")
-        cidr = _cidr(n["cidr"], source, f"{nf}.cidr") if "cidr" in n else AzureNetwork.cidr
+        cidr = read_cidr(n["cidr"], source, f"{nf}.cidr") if "cidr" in n else AzureNetwork.cidr
         if "subnetCidr" in n:
-            subnet = _cidr(n["subnetCidr"], source, f"{nf}.subnetCidr")
+            subnet = read_cidr(n["subnetCidr"], source, f"{nf}.subnetCidr")
         elif "cidr" in n:
             net = ipaddress.ip_network(cidr, strict=False)
             subnet = str(next(net.subnets(new_prefix=24))) if net.prefixlen <= 24 else str(net)
@@ -242,7 +222,7 @@ class AzureCvmPlugin(TargetPlugin):
             subnet = AzureNetwork.subnet_cidr
         if not ipaddress.ip_network(subnet, strict=False).subnet_of(ipaddress.ip_network(cidr, strict=False)):  # type: ignore[arg-type]
             raise fail(f"{subnet} is not inside the VNet {cidr}", source, f"{nf}.subnetCidr")
-        return AzureNetwork(cidr, subnet, tuple(rules), read_bool(n.get("publicIp", False), source, f"{nf}.publicIp"))
+        return AzureNetwork(cidr, subnet, rules, read_bool(n.get("publicIp", False), source, f"{nf}.publicIp"))
 
     @staticmethod
     def _parse_key(raw: Mapping[str, Any], source: str, fld: str) -> AzureKey:

@@ -16,12 +16,17 @@ A target plug-in (one per supported (cloud, TEE type) pair, see :mod:`teeform.ta
 
 The field readers below refuse every type mismatch instead of coercing (``admins: "arn:..."`` is not
 split into characters, ``name: {a: 1}`` is not turned into ``"{'a': 1}"``), and name the file and the
-field in one line.
+field in one line. The settings several clouds share are parsed here once: CIDRs (:func:`read_cidr`)
+and ``network.ingress`` rules (:func:`read_ingress`, the allowed keys a parameter). An error raised
+while parsing a value by code that does not know the stack file is re-anchored on it by
+:func:`reanchor`.
 """
 
 from __future__ import annotations
 
 import enum
+import ipaddress
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -66,6 +71,36 @@ class TeeType(enum.StrEnum):
 def fail(message: str, source: str, fld: str, hint: str | None = None) -> TeeformError:
     """A :class:`TeeformError` naming ``source`` (the stack file) and ``fld`` (``teeform:targets[0].key``)."""
     return TeeformError(message, path=source, field=fld, hint=hint)
+
+
+def reanchor(exc: TeeformError, source: os.PathLike[str] | str, fld: str | None = None, *,
+             hint: str | None = None) -> TeeformError:
+    """``exc`` as an error of the stack file ``source`` at ``fld`` (None: the file as a whole).
+
+    For an error raised, while one settings value was parsed, by code that does not know the stack
+    file: a check of the value (``check_lockout``, ``check_authority``, ``TrusteeOptions``), a
+    :mod:`teeform.safeload` reader whose messages start with the name it was given (``"<source>: not
+    valid YAML: ..."``), or the reader of a file the value names (a public key file). What ``exc``
+    already says about ``source`` and ``fld`` is dropped (never ``f.yaml: x: f.yaml: x: ...``);
+    ``exc``'s own field is replaced by ``fld``, but the path and field of *another* file it names stay
+    in the message (``f.yaml: teeform:trustedManifestKeys[0]: keys/a.pub: public key not found``).
+
+    Args:
+        exc: the error to re-anchor.
+        source: the stack (or project) file.
+        fld: the field of the value being parsed (``teeform:targets[0].key.admins``).
+        hint: the hint to give when ``exc`` has none.
+
+    Returns:
+        The new error (raise it ``from None``).
+    """
+    src = os.fspath(source)
+    text = exc.render() if exc.path else exc.message
+    for prefix in ((f"{src}: {fld}: ",) if fld else ()) + (f"{src}: ",):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    return TeeformError(text, path=src, field=fld, hint=exc.hint or hint)
 
 
 def _kind(v: Any) -> str:
@@ -153,6 +188,61 @@ def read_str_list(v: Any, source: str, fld: str, *, non_empty: bool = False) -> 
     return tuple(read_str(x, source, f"{fld}[{i}]") for i, x in enumerate(items))
 
 
+def read_cidr(v: Any, source: str, fld: str) -> str:
+    """An IPv4 or IPv6 CIDR (host bits may be set: ``10.0.0.1/8`` is accepted), kept as written.
+
+    Raises:
+        TeeformError: not a string, or ``must be an IPv4 or IPv6 CIDR, got '<value>'``, naming ``fld``.
+    """
+    s = read_str(v, source, fld)
+    try:
+        ipaddress.ip_network(s, strict=False)
+    except ValueError:
+        raise fail(f"must be an IPv4 or IPv6 CIDR, got {s!r}", source, fld) from None
+    return s
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    """Allow TCP ``port`` from ``cidr`` (IPv4 or IPv6 CIDR); ``description`` is empty unless given."""
+
+    cidr: str
+    port: int
+    description: str = ""
+
+
+#: The keys of one ``network.ingress`` rule (a cloud without rule descriptions passes ``{"cidr", "port"}``).
+INGRESS_KEYS = frozenset({"cidr", "port", "description"})
+
+
+def read_ingress(v: Any, source: str, fld: str, *, keys: set[str] | frozenset[str] = INGRESS_KEYS,
+                 ) -> tuple[IngressRule, ...]:
+    """``network.ingress`` (``fld``): a list (None/absent = none) of ``{cidr, port[, description]}``.
+
+    Args:
+        v: the ``ingress`` value.
+        source: the stack file.
+        fld: ``teeform:targets[0].network.ingress``.
+        keys: the keys a rule may have (``cidr`` and ``port`` are required); default :data:`INGRESS_KEYS`.
+
+    Raises:
+        TeeformError: naming ``fld`` (not a list) or ``fld[i]`` (not a mapping, an unknown key, ``needs
+            both 'cidr' and 'port'``) or ``fld[i].cidr`` / ``.port`` (1..65535) / ``.description`` (a string,
+            may be empty).
+    """
+    rules = []
+    for i, r in enumerate(read_list(v, source, fld)):
+        rf = f"{fld}[{i}]"
+        r = read_map(r, source, rf, keys)
+        if "cidr" not in r or "port" not in r:
+            raise fail("needs both 'cidr' and 'port'", source, rf)
+        rules.append(IngressRule(
+            read_cidr(r["cidr"], source, f"{rf}.cidr"), read_int(r["port"], source, f"{rf}.port", 1, 65535),
+            read_str(r.get("description", ""), source, f"{rf}.description", allow_empty=True),
+        ))
+    return tuple(rules)
+
+
 # ----------------------------------------------------------------------------- plug-in API
 
 
@@ -211,5 +301,6 @@ class TargetPlugin:
         return None
 
 
-__all__ = ["Cloud", "TeeType", "TargetSettings", "TargetPlugin", "OutputSpec", "fail", "read_str", "read_opt_str",
-           "read_bool", "read_int", "read_map", "read_list", "read_str_list"]
+__all__ = ["Cloud", "TeeType", "TargetSettings", "TargetPlugin", "OutputSpec", "fail", "reanchor", "read_str",
+           "read_opt_str", "read_bool", "read_int", "read_map", "read_list", "read_str_list", "read_cidr", "IngressRule",
+           "INGRESS_KEYS", "read_ingress"]

@@ -32,7 +32,6 @@ only as "a supported, non-debug Confidential Space image".
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,13 +40,15 @@ from typing import TYPE_CHECKING, Any
 from teeform.keyrelease import KeyReleasePolicy, measurement_sets
 from teeform.targets.base import (
     Cloud,
+    IngressRule,
     OutputSpec,
     TargetPlugin,
     TargetSettings,
     TeeType,
     fail,
+    read_cidr,
+    read_ingress,
     read_int,
-    read_list,
     read_map,
     read_opt_str,
     read_str,
@@ -82,12 +83,11 @@ _ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
 _MEMBER = re.compile(r"^(user|group|serviceAccount|domain|principal|principalSet):\S+$")
 
 
-@dataclass(frozen=True)
-class GcpIngressRule:
-    """Allow TCP ``port`` from ``cidr`` to the workload VM."""
-
-    cidr: str
-    port: int
+#: Allow TCP ``port`` from ``cidr`` to the workload VM (the rule type every cloud shares; a GCP rule has no
+#: ``description`` key, so its ``description`` is always empty).
+GcpIngressRule = IngressRule
+#: The keys of one GCP ingress rule.
+GCP_INGRESS_KEYS = frozenset({"cidr", "port"})
 
 
 @dataclass(frozen=True)
@@ -153,27 +153,12 @@ def _choice(v: Any, source: str, fld: str, choices: Sequence[str]) -> str:
     return s
 
 
-def _cidr(v: Any, source: str, fld: str) -> str:
-    s = read_str(v, source, fld)
-    try:
-        ipaddress.ip_network(s, strict=False)
-    except ValueError:
-        raise fail(f"must be an IPv4 or IPv6 CIDR, got {s!r}", source, fld) from None
-    return s
-
-
 def parse_gcp_network(raw: Any, source: str, fld: str, default_cidr: str) -> GcpNetworkConfig:
     """``network: {cidr, ingress: [{cidr, port}]}`` of a GCP target (shared by the VM plug-ins)."""
     n = read_map(raw, source, fld, {"cidr", "ingress"})
-    rules = []
-    for i, r in enumerate(read_list(n.get("ingress"), source, f"{fld}.ingress")):
-        rf = f"{fld}.ingress[{i}]"
-        r = read_map(r, source, rf, {"cidr", "port"})
-        if "cidr" not in r or "port" not in r:
-            raise fail("needs both 'cidr' and 'port'", source, rf)
-        rules.append(GcpIngressRule(_cidr(r["cidr"], source, f"{rf}.cidr"), read_int(r["port"], source, f"{rf}.port", 1, 65535)))
-    cidr = _cidr(n["cidr"], source, f"{fld}.cidr") if "cidr" in n else default_cidr
-    return GcpNetworkConfig(cidr, tuple(rules))
+    rules = read_ingress(n.get("ingress"), source, f"{fld}.ingress", keys=GCP_INGRESS_KEYS)
+    cidr = read_cidr(n["cidr"], source, f"{fld}.cidr") if "cidr" in n else default_cidr
+    return GcpNetworkConfig(cidr, rules)
 
 
 def parse_gcp_project(raw: Mapping[str, Any], source: str, fld: str) -> tuple[str, str | None, str | None]:

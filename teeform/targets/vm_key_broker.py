@@ -42,7 +42,17 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from teeform.errors import TeeformError
-from teeform.targets.base import Cloud, TargetSettings, TeeType, fail, read_map, read_opt_str, read_str, read_str_list
+from teeform.targets.base import (
+    Cloud,
+    TargetSettings,
+    TeeType,
+    fail,
+    read_map,
+    read_opt_str,
+    read_str,
+    read_str_list,
+    reanchor,
+)
 from teeform.trustee.reference_values import TrusteeOptions, Verifier
 
 #: The keys of ``keyBroker:`` on a VM target.
@@ -145,7 +155,7 @@ def parse_trustee_options(kb: Mapping[str, Any], source: str, fld: str, default_
         if exc.path:
             raise
         sub = (exc.field or "").removeprefix("keyBroker")
-        raise fail(exc.message, source, f"{fld}{sub}") from None
+        raise reanchor(exc, source, f"{fld}{sub}") from None
 
 
 def parse_vm_key_broker(raw: Any, source: str, fld: str, cloud: Cloud, tee: TeeType) -> VmKeyBroker | None:
