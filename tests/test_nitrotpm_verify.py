@@ -202,3 +202,30 @@ def test_malformed_nitrotpm_pcrs_names_the_field(capsys, ca, env) -> None:
     body["nitrotpm_pcrs"] = {4: "not bytes"}
     status, _, err = run(capsys, tca.mint(ca, AT, payload=body), env, "a")
     assert status == 2 and "nitrotpm_pcrs" in err and "map of int -> bytes" in err and "Traceback" not in err
+
+
+def test_both_loaders_note_manifests_of_the_other_kind(env, tmp_path) -> None:
+    """One loader (teeform.nitro.verify.allowed_from_kind) for both kinds: a manifest of the other kind
+    is skipped with a note naming it, never compared."""
+    from test_attestation_verify import write_eif_manifest
+
+    eif = write_eif_manifest(tmp_path / "e.manifest.json", {"0": "11" * 48, "1": "22" * 48, "2": "33" * 48})
+    allowed, notes = nitrotpm.allowed_from_vm_manifests([eif, env["a"]], (4, 11, 12))
+    assert notes == [f"skipped {eif}: kind 'eif' is not a vm-image manifest"]
+    assert [dict(a.pcrs) for a in allowed] == [{"PCR4": h("ap4"), "PCR11": h("ap11"), "PCR12": "0" * 96}]
+    allowed, notes = V.allowed_from_manifests([env["a"], eif])
+    assert notes == [f"skipped {env['a']}: kind 'vm-image' is not an EIF manifest"]
+    assert [dict(a.pcrs) for a in allowed] == [{"PCR0": "11" * 48, "PCR1": "22" * 48, "PCR2": "33" * 48}]
+
+
+def test_pinned_root_is_named_alike_for_both_kinds(ca) -> None:
+    """Both verifiers describe the trust anchor with one text (the pinned root is the Root-G1 file for both)."""
+    root = V.Root(ca.root, "ab" * 32, "shipped", pinned=True)
+    want = f"CN=test.nitro-enclaves (pinned AWS Nitro Enclaves Root-G1, DER sha256 {'ab' * 32})"
+    tpm = nitrotpm.verify_nitrotpm(parse_attestation_document(mint_tpm(ca, tpm_pcrs("a"))), root=root,
+                                   allowed=[V.AllowedMeasurements("m", {"PCR4": h("ap4"), "PCR12": "0" * 96})])
+    enc = V.verify_attestation(parse_attestation_document(tca.mint(ca, AT)), root=root,
+                               allowed=[V.AllowedMeasurements("m", {"PCR0": "11" * 48})])
+    assert tpm.root == enc.root == want
+    assert [c.name for c in tpm.checks] == ["document", "signature", "chain", "time", "PCR4", "PCR12", "nonce"]
+    assert [c.name for c in enc.checks] == ["signature", "chain", "time", "PCR0", "nonce", "debug"]

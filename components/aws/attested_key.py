@@ -49,7 +49,7 @@ ORed), IAM JSON policy element reference "Condition" (Version 2012-10-17).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,7 +190,44 @@ def build_key_policy(
 
     Returns:
         ``{"Version": "2012-10-17", "Statement": [admin, release 1..n, deployer(, break-glass, deny)]}``
-        (see the module docstring).
+        (see the module docstring; the statements other than the release ones are
+        :func:`assemble_key_policy`'s).
+
+    Raises:
+        TeeformError: no administrator, or a release policy :func:`release_statements` refuses.
+    """
+    return assemble_key_policy(
+        admin_arns=admin_arns,
+        deployer_arn=deployer_arn,
+        release=lambda: release_statements(release, enclave_role_arn, source_vpce=source_vpce),
+        break_glass_arn=break_glass_arn,
+    )
+
+
+def assemble_key_policy(
+    *,
+    admin_arns: Sequence[str],
+    deployer_arn: str,
+    release: Callable[[], Sequence[dict[str, Any]]],
+    break_glass_arn: str | None = None,
+) -> dict[str, Any]:
+    """The key policy document around a TEE's release statements: the statements every teeform KMS key
+    has (``KeyAdministration``, ``DeployerSeal`` and, locked, ``BreakGlassPolicyUpdate`` +
+    ``DenyPolicyUpdateExceptBreakGlass``; module docstring), shared by :func:`build_key_policy` (Nitro
+    Enclaves) and ``components.aws.tpm_key.build_tpm_key_policy`` (NitroTPM), which differ only in ``release``.
+
+    Args:
+        admin_arns: key administrators (IAM ARNs).
+        deployer_arn: the principal that seals secrets (Encrypt + DescribeKey only).
+        release: renders the release statements (called after the administrators are checked, so a
+            policy without administrators is refused first); placed between admin and deployer.
+        break_glass_arn: set for ``policyUpdates: locked``: the only role that may ``kms:PutKeyPolicy``.
+
+    Returns:
+        ``{"Version": "2012-10-17", "Statement": [admin, release 1..n, deployer(, break-glass, deny)]}``.
+
+    Raises:
+        TeeformError: no administrator, or what ``release`` raises.
     """
     if not admin_arns:
         raise TeeformError("a key needs at least one administrator principal")
@@ -203,7 +240,7 @@ def build_key_policy(
             "Action": admin_actions,
             "Resource": "*",
         },
-        *release_statements(release, enclave_role_arn, source_vpce=source_vpce),
+        *release(),
         {
             "Sid": "DeployerSeal",
             "Effect": "Allow",

@@ -41,11 +41,9 @@ from typing import Any
 import pulumi
 
 from components.aws.attested_key import (
-    ADMIN_ACTIONS,
-    BREAK_GLASS_ACTIONS,
     CONDITION_OPERATOR,
-    SEAL_ACTIONS,
     SOURCE_VPCE_KEY,
+    assemble_key_policy,
     check_deletion_window,
     finish_kms_key,
     register_kms_key,
@@ -112,8 +110,9 @@ def build_tpm_key_policy(*, admin_arns: Sequence[str], vm_role_arn: str, deploye
     """The key policy document (a dict; ``json.dumps`` it for ``aws.kms.Key(policy=...)``).
 
     The administration, seal and break-glass statements are those of
-    :func:`components.aws.attested_key.build_key_policy` (same actions, same Sids); only the release
-    statements differ (:func:`tpm_release_statements`).
+    :func:`components.aws.attested_key.build_key_policy` (one implementation,
+    :func:`components.aws.attested_key.assemble_key_policy`); only the release statements differ
+    (:func:`tpm_release_statements`).
 
     Returns:
         ``{"Version": "2012-10-17", "Statement": [admin, release 1..n, deployer(, break-glass, deny)]}``.
@@ -121,25 +120,12 @@ def build_tpm_key_policy(*, admin_arns: Sequence[str], vm_role_arn: str, deploye
     Raises:
         TeeformError: no administrator, or a release policy :func:`tpm_release_statements` refuses.
     """
-    if not admin_arns:
-        raise TeeformError("a key needs at least one administrator principal")
-    admin_actions = [a for a in ADMIN_ACTIONS if break_glass_arn is None or a != "kms:Put*"]
-    statements: list[dict[str, Any]] = [
-        {"Sid": "KeyAdministration", "Effect": "Allow", "Principal": {"AWS": list(admin_arns)},
-         "Action": admin_actions, "Resource": "*"},
-        *tpm_release_statements(release, vm_role_arn, source_vpce=source_vpce),
-        {"Sid": "DeployerSeal", "Effect": "Allow", "Principal": {"AWS": deployer_arn},
-         "Action": list(SEAL_ACTIONS), "Resource": "*"},
-    ]
-    if break_glass_arn is not None:
-        statements += [
-            {"Sid": "BreakGlassPolicyUpdate", "Effect": "Allow", "Principal": {"AWS": break_glass_arn},
-             "Action": list(BREAK_GLASS_ACTIONS), "Resource": "*"},
-            {"Sid": "DenyPolicyUpdateExceptBreakGlass", "Effect": "Deny", "Principal": {"AWS": "*"},
-             "Action": "kms:PutKeyPolicy", "Resource": "*",
-             "Condition": {"ArnNotEquals": {"aws:PrincipalArn": break_glass_arn}}},
-        ]
-    return {"Version": "2012-10-17", "Statement": statements}
+    return assemble_key_policy(
+        admin_arns=admin_arns,
+        deployer_arn=deployer_arn,
+        release=lambda: tpm_release_statements(release, vm_role_arn, source_vpce=source_vpce),
+        break_glass_arn=break_glass_arn,
+    )
 
 
 @dataclass

@@ -37,7 +37,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from teeform.errors import TeeformError
-from teeform.fsutil import display_path
 from teeform.nitro.attestation import AttestationDocument
 from teeform.nitro.verify import (
     FAIL,
@@ -46,12 +45,8 @@ from teeform.nitro.verify import (
     CheckResult,
     Root,
     VerificationReport,
-    cert_name,
-    check_chain,
-    check_nonce,
-    check_pcrs,
-    check_signature,
-    check_time,
+    allowed_from_kind,
+    verify_document,
 )
 
 #: NitroTPM PCR index -> the vm-image manifest measurement it is compared with (SHA-384 bank: the
@@ -101,7 +96,8 @@ def allowed_from_vm_manifests(paths: Iterable[str | Path],
     """Load the vm-image manifests among ``paths`` as allowed NitroTPM PCR sets, one per manifest.
 
     Each set maps ``"PCR<n>"`` to the manifest's :data:`NITROTPM_MEASUREMENTS` value for every ``n``
-    in ``pcrs``; ``source`` is the manifest path (:func:`teeform.fsutil.display_path`).
+    in ``pcrs``; ``source`` is the manifest path (:func:`teeform.fsutil.display_path`). The loading
+    is :func:`teeform.nitro.verify.allowed_from_kind`'s, shared with the EIF manifests.
 
     Returns:
         (allowed sets, notes about skipped manifests of another kind).
@@ -110,17 +106,10 @@ def allowed_from_vm_manifests(paths: Iterable[str | Path],
         TeeformError: a manifest is missing or invalid; a vm-image manifest lacks a measurement of
             ``pcrs`` (path and field ``measurements.pcr4_sha384`` named); no vm-image manifest remains.
     """
-    from teeform.manifest import ArtifactKind, load_manifest
+    from teeform.manifest import ArtifactKind, Manifest
 
-    allowed: list[AllowedMeasurements] = []
-    notes: list[str] = []
-    paths = list(paths)
-    for p in paths:
-        m = load_manifest(p)
-        if m.kind is not ArtifactKind.VM_IMAGE:
-            notes.append(f"skipped {p}: kind {m.kind.value!r} is not a vm-image manifest")
-            continue
-        values = {}
+    def pick(p: str | Path, m: Manifest) -> dict[str, str]:
+        values: dict[str, str] = {}
         for i in pcrs:
             name = NITROTPM_MEASUREMENTS[i]
             if name not in m.measurements:
@@ -129,13 +118,13 @@ def allowed_from_vm_manifests(paths: Iterable[str | Path],
                                    hint="rebuild it with teeform build vm-image (which predicts PCR 4), "
                                         "or leave the PCR out of --nitrotpm-pcrs if it is optional")
             values[f"PCR{i}"] = m.measurements[name].lower()
-        allowed.append(AllowedMeasurements(display_path(p), values))
-    if not allowed:
-        raise TeeformError(
-            "no vm-image manifest to compare the NitroTPM PCRs with" + (f" (given: {', '.join(map(str, paths))})" if paths else ""),
-            hint="pass --manifest <vm-image .manifest.json> or a --stack whose targets use tee: nitro-tpm",
-        )
-    return allowed, notes
+        return values
+
+    return allowed_from_kind(
+        paths, kind=ArtifactKind.VM_IMAGE, not_kind="not a vm-image manifest", pick=pick,
+        none_left="no vm-image manifest to compare the NitroTPM PCRs with",
+        hint="pass --manifest <vm-image .manifest.json> or a --stack whose targets use tee: nitro-tpm",
+    )
 
 
 def check_document(doc: AttestationDocument) -> CheckResult:
@@ -156,7 +145,8 @@ def verify_nitrotpm(
     at: _dt.datetime | None = None,
     at_label: str | None = None,
 ) -> VerificationReport:
-    """Run the NitroTPM checks on ``doc``: document kind, signature, chain, time, PCRs, nonce.
+    """Run the NitroTPM checks on ``doc``: document kind, signature, chain, time, PCRs, nonce
+    (:func:`teeform.nitro.verify.verify_document` with the NitroTPM document row and PCR names).
 
     Args:
         doc: the parsed document.
@@ -171,25 +161,8 @@ def verify_nitrotpm(
     Raises:
         TeeformError: no allowed set given.
     """
-    if not allowed:
-        raise TeeformError("no allowed measurement set given")
-    t = at if at is not None else doc.time
-    source = (at_label or "--at") if at is not None else "the document's timestamp"
-    index = {n: i for n, i in NITROTPM_PCR_INDEX.items() if any(n in a.pcrs for a in allowed)}
-    pcr_rows, matched, notes = check_pcrs(doc, allowed, index=index)
-    checks = (
-        check_document(doc),
-        check_signature(doc),
-        check_chain(doc, root, t),
-        check_time(doc, root, t, source),
-        *pcr_rows,
-        check_nonce(doc, nonce),
-    )
-    root_desc = (f"{cert_name(root.certificate)} (pinned AWS Nitro root, DER sha256 {root.der_sha256})"
-                 if root.pinned else f"{cert_name(root.certificate)} from {root.source} (DER sha256 {root.der_sha256}; "
-                 "NOT the pinned AWS root)")
-    return VerificationReport(doc.module_id, doc.time, t, source, root_desc, checks, matched,
-                              (*notes, GATE_NOTE))
+    return verify_document(doc, root=root, allowed=allowed, nonce=nonce, at=at, at_label=at_label,
+                           document=check_document(doc), index=NITROTPM_PCR_INDEX, notes=(GATE_NOTE,))
 
 
 __all__ = ["NITROTPM_MEASUREMENTS", "DEFAULT_PCRS", "NITROTPM_PCR_INDEX", "parse_pcr_list",

@@ -46,10 +46,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cbor2
 from cryptography import x509
@@ -64,6 +64,9 @@ from teeform.errors import TeeformError
 from teeform.fsutil import display_path
 from teeform.nitro.attestation import COSE_ALG_ES384, ES384_SIGNATURE_LEN, AttestationDocument
 from teeform.safeload import read_limited
+
+if TYPE_CHECKING:
+    from teeform.manifest import ArtifactKind, Manifest
 
 #: The AWS Nitro Enclaves Root-G1 certificate shipped with teeform (eif-nitro.md §4.5).
 ROOT_PEM_PATH = Path(__file__).resolve().parent.parent / "data" / "aws-nitro-enclaves-root-g1.pem"
@@ -284,9 +287,56 @@ def load_root(path: str | Path | None = None) -> Root:
     return Root(cert, digest, str(p), pinned=path is None)
 
 
+def allowed_from_kind(
+    paths: Iterable[str | Path],
+    *,
+    kind: ArtifactKind,
+    not_kind: str,
+    pick: Callable[[str | Path, Manifest], Mapping[str, str]],
+    none_left: str,
+    hint: str,
+) -> tuple[list[AllowedMeasurements], list[str]]:
+    """Load the manifests of ``kind`` among ``paths`` as allowed measurement sets, **one set per
+    manifest** (a document must match all values of one set together); ``source`` is the path relative
+    to the current directory when under it (:func:`display_path`). Shared by
+    :func:`allowed_from_manifests` (EIF) and :func:`teeform.nitro.nitrotpm.allowed_from_vm_manifests`.
+
+    Args:
+        paths: manifest files, in order.
+        kind: the manifest kind compared; others are skipped with a note ``skipped <path>: kind
+            '<kind>' is <not_kind>``.
+        not_kind: the note's ending, e.g. ``"not an EIF manifest"``.
+        pick: ``(path, manifest) -> {row name: hex value}``, the set of one manifest (may raise
+            TeeformError for a manifest that lacks a required measurement).
+        none_left: the error message when no manifest of ``kind`` remains (the given paths are appended).
+        hint: that error's hint.
+
+    Returns:
+        (allowed sets, notes about skipped manifests of another kind).
+
+    Raises:
+        TeeformError: a manifest is missing/invalid, ``pick`` refuses one, or no manifest of ``kind`` remains.
+    """
+    from teeform.manifest import load_manifest
+
+    allowed: list[AllowedMeasurements] = []
+    notes: list[str] = []
+    paths = list(paths)
+    for p in paths:
+        m = load_manifest(p)
+        if m.kind is not kind:
+            notes.append(f"skipped {p}: kind {m.kind.value!r} is {not_kind}")
+            continue
+        allowed.append(AllowedMeasurements(display_path(p), dict(pick(p, m))))
+    if not allowed:
+        raise TeeformError(none_left + (f" (given: {', '.join(map(str, paths))})" if paths else ""), hint=hint)
+    return allowed, notes
+
+
 def allowed_from_manifests(paths: Iterable[str | Path]) -> tuple[list[AllowedMeasurements], list[str]]:
-    """Load the EIF manifests among ``paths`` as allowed measurement sets (``source`` is the path
-    relative to the current directory when under it, see :func:`display_path`).
+    """Load the EIF manifests among ``paths`` as allowed measurement sets (:data:`CHECKED_PCRS` the
+    manifest has; ``source`` is the path relative to the current directory when under it, see
+    :func:`display_path`).
 
     Returns:
         (allowed sets, notes about skipped non-EIF manifests).
@@ -294,23 +344,14 @@ def allowed_from_manifests(paths: Iterable[str | Path]) -> tuple[list[AllowedMea
     Raises:
         TeeformError: a manifest is missing/invalid, or no EIF manifest remains.
     """
-    from teeform.manifest import ArtifactKind, load_manifest
+    from teeform.manifest import ArtifactKind
 
-    allowed: list[AllowedMeasurements] = []
-    notes: list[str] = []
-    paths = list(paths)
-    for p in paths:
-        m = load_manifest(p)
-        if m.kind is not ArtifactKind.EIF:
-            notes.append(f"skipped {p}: kind {m.kind.value!r} is not an EIF manifest")
-            continue
-        allowed.append(AllowedMeasurements(display_path(p), {k: m.measurements[k] for k in CHECKED_PCRS if k in m.measurements}))
-    if not allowed:
-        raise TeeformError(
-            "no EIF manifest to compare the PCRs with" + (f" (given: {', '.join(map(str, paths))})" if paths else ""),
-            hint="pass --manifest <file.manifest.json> or a --stack whose targets use tee: nitro-enclave",
-        )
-    return allowed, notes
+    return allowed_from_kind(
+        paths, kind=ArtifactKind.EIF, not_kind="not an EIF manifest",
+        pick=lambda _p, m: {k: m.measurements[k] for k in CHECKED_PCRS if k in m.measurements},
+        none_left="no EIF manifest to compare the PCRs with",
+        hint="pass --manifest <file.manifest.json> or a --stack whose targets use tee: nitro-enclave",
+    )
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -610,25 +651,62 @@ def verify_attestation(
 
     Returns:
         a :class:`VerificationReport`; ``report.ok`` is the overall verdict.
+
+    Raises:
+        TeeformError: no allowed set given.
+    """
+    kind = (CheckResult("document", FAIL, "a NitroTPM document (nitrotpm_pcrs), not a Nitro Enclaves one: compare it "
+                        "with vm-image manifests (teeform.nitro.nitrotpm.verify_nitrotpm)") if doc.is_nitrotpm else None)
+    return verify_document(doc, root=root, allowed=allowed, nonce=nonce, at=at, at_label=at_label, document=kind,
+                           after=(check_debug(doc, allow_debug),))
+
+
+def verify_document(
+    doc: AttestationDocument,
+    *,
+    root: Root,
+    allowed: Sequence[AllowedMeasurements],
+    nonce: bytes | None = None,
+    at: _dt.datetime | None = None,
+    at_label: str | None = None,
+    document: CheckResult | None = None,
+    index: Mapping[str, int] | None = None,
+    after: Sequence[CheckResult] = (),
+    notes: Sequence[str] = (),
+) -> VerificationReport:
+    """The checks every Nitro document gets, in report order: ``document`` (when given), signature,
+    chain, time, one row per PCR (:func:`check_pcrs`: all PCRs of ONE allowed set together), nonce,
+    then ``after``. Shared by :func:`verify_attestation` (Nitro Enclaves) and
+    :func:`teeform.nitro.nitrotpm.verify_nitrotpm` (NitroTPM), which differ only in the arguments below.
+
+    Args:
+        doc, root, allowed, nonce, at, at_label: as :func:`verify_attestation`.
+        document: the document-kind row, or None for none.
+        index: ``{row name: document PCR index}`` for :func:`check_pcrs` (None: the enclave PCRs).
+        after: rows appended last (the enclave's ``debug`` row).
+        notes: report notes after those of :func:`check_pcrs`.
+
+    Returns:
+        a :class:`VerificationReport`; ``report.ok`` is the overall verdict.
+
+    Raises:
+        TeeformError: no allowed set given.
     """
     if not allowed:
         raise TeeformError("no allowed measurement set given")
     t = at if at is not None else doc.time
     source = (at_label or "--at") if at is not None else "the document's timestamp"
-    pcr_rows, matched, notes = check_pcrs(doc, allowed)
-    kind = ((CheckResult("document", FAIL, "a NitroTPM document (nitrotpm_pcrs), not a Nitro Enclaves one: compare it "
-                         "with vm-image manifests (teeform.nitro.nitrotpm.verify_nitrotpm)"),)
-            if doc.is_nitrotpm else ())
+    pcr_rows, matched, pcr_notes = check_pcrs(doc, allowed, index=index)
     checks = (
-        *kind,
+        *((document,) if document is not None else ()),
         check_signature(doc),
         check_chain(doc, root, t),
         check_time(doc, root, t, source),
         *pcr_rows,
         check_nonce(doc, nonce),
-        check_debug(doc, allow_debug),
+        *after,
     )
     root_desc = (f"{cert_name(root.certificate)} (pinned AWS Nitro Enclaves Root-G1, DER sha256 {root.der_sha256})"
                  if root.pinned else f"{cert_name(root.certificate)} from {root.source} (DER sha256 {root.der_sha256}; "
                  "NOT the pinned AWS root)")
-    return VerificationReport(doc.module_id, doc.time, t, source, root_desc, checks, matched, tuple(notes))
+    return VerificationReport(doc.module_id, doc.time, t, source, root_desc, checks, matched, (*pcr_notes, *notes))
