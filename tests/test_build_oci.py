@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -131,6 +133,24 @@ def test_missing_or_altered_layer_blob_is_refused_and_nothing_written(tmp_path: 
     layer.unlink()
     with pytest.raises(TeeformError, match="layer 1 blob blobs/sha256/.* is missing: a push would fail"):
         build_oci_manifest(OciBuildConfig(layout, tmp_path / "out"))
+    assert not any((tmp_path / "out").glob("*"))
+
+
+@pytest.mark.parametrize(("make", "kind"), [
+    (lambda p: p.mkdir(), "is a directory"),
+    (lambda p: os.mkfifo(p), "is not a regular file"),  # refused before a byte is read: no hang
+    (lambda p: p.symlink_to("nowhere"), "not found"),
+])
+def test_layer_blob_that_is_not_a_file_is_refused_naming_the_layer(tmp_path: Path, make: Callable[[Path], None],
+                                                                   kind: str) -> None:
+    layout = _single(tmp_path)
+    man = json.loads((layout / "blobs" / "sha256" / _blob_sha256_from_index(layout)).read_bytes())
+    location = f"blobs/sha256/{man['layers'][0]['digest'].split(':')[1]}"
+    (layout / location).unlink()
+    make(layout / location)
+    with pytest.raises(TeeformError) as e:
+        build_oci_manifest(OciBuildConfig(layout, tmp_path / "out"))
+    assert e.value.message.startswith("layer 1 ") and f"{location} {kind}: a push would fail" in e.value.message
     assert not any((tmp_path / "out").glob("*"))
 
 

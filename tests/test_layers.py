@@ -138,7 +138,7 @@ def test_uki_prediction_maths_does_no_io(tmp_path: Path) -> None:
     assert auth["sha256"] == V.TV3_AUTHENTICODE_SHA256
     from_file = predict_vm_measurements(uki)
     uki.unlink()
-    pred = predict_uki(layout, authenticode=auth, linux_authenticode_sha384=None, stub_version=254,
+    pred = predict_uki(layout, authenticode=auth, stub_version=254,
                        stub_version_source="given", gpt_event_data=None, secure_boot=False)
     m = pred["measurements"]
     assert (m["pcr11_sha256"], m["pcr11_sha384"]) == (V.TV3_PCR11_254["sha256"], V.TV3_PCR11_254["sha384"])

@@ -144,6 +144,40 @@ def test_vm_prediction_carries_pcr4(kernel_uki) -> None:
     assert sb["pcr4_sha384"] == aws_pcr4("sha384", kernel_uki["uki_ac"]["sha384"], None, 252, True)  # type: ignore[index]
 
 
+def rtmr1_replay(uki_ac: str, linux_ac: str | None) -> str:
+    """RTMR1 of a TD booting the UKI without a GPT event (measured-boot.md; tests/test_tdx_snp.py):
+    action, separator, Authenticode(UKI), [Authenticode(.linux)], ExitBootServices x2, with hashlib."""
+    h = lambda b: hashlib.sha384(b).digest()  # noqa: E731
+    events = [h(b"Calling EFI Application from Boot Option"), h(bytes(4)), bytes.fromhex(uki_ac)]
+    events += [bytes.fromhex(linux_ac)] if linux_ac is not None else []
+    events += [h(b"Exit Boot Services Invocation"), h(b"Exit Boot Services Returned with Success")]
+    value = bytes(48)
+    for e in events:
+        value = hashlib.sha384(value + e).digest()
+    return value.hex()
+
+
+@pytest.mark.oracle
+def test_vm_prediction_puts_the_kernel_digest_into_rtmr1_exactly_where_pcr4_has_it(kernel_uki) -> None:
+    """The one kernel Authenticode digest feeds both PCR 4 and RTMR1 (TDVF's PCR 2-6 events): with
+    Secure Boot off both have the kernel event, with it on neither; also through the pure
+    ``predict_uki``, which ignores a kernel digest the firmware would not measure."""
+    from image_builder.formats.uki import read_uki_layout
+    from image_builder.measure.vm import predict_uki
+
+    uki: Path = kernel_uki["uki"]  # type: ignore[assignment]
+    uki_ac, linux_ac = kernel_uki["uki_ac"], kernel_uki["linux_ac"]
+    for sb in (False, True):
+        m = predict_vm_measurements(uki, secure_boot=sb)["measurements"]
+        assert m["rtmr1"] == rtmr1_replay(uki_ac["sha384"], None if sb else linux_ac["sha384"]), sb  # type: ignore[index]
+        assert m["pcr4_sha384"] == aws_pcr4("sha384", uki_ac["sha384"], linux_ac["sha384"], 252, sb)  # type: ignore[index]
+        pure = predict_uki(read_uki_layout(uki), authenticode=uki_ac, stub_version=252,  # type: ignore[arg-type]
+                           stub_version_source="given", gpt_event_data=None, secure_boot=sb,
+                           linux_authenticode=linux_ac)  # type: ignore[arg-type]
+        assert (pure["measurements"]["rtmr1"], pure["measurements"]["pcr4_sha256"]) == \
+            (m["rtmr1"], m["pcr4_sha256"]), sb
+
+
 def test_non_pe_kernel_is_not_predicted(tmp_path: Path) -> None:
     """A ``.linux`` that is not a PE image cannot be LoadImage()d: no PCR 4 value, a reason instead."""
     files = V.write_tv2_inputs(tmp_path)

@@ -11,6 +11,8 @@ Public API::
                  firmware="aws-nitro") -> Pcr4Prediction          # pure: digests in
     predict_pcr4_from_uki(uki, *, stub_version, secure_boot=False, firmware="aws-nitro",
                           banks=BANKS) -> dict[str, Pcr4Prediction]   # pure: UKI bytes in
+    kernel_authenticode_fh(fh, linux, algorithms=BANKS, *, path="<UKI>") -> dict[str, str]
+                                                    # event 4's digest, from an open UKI
 
 Digests and values are lowercase hex; a PCR starts at all zeros and ``extend`` is
 ``PCR := H(PCR || digest)`` in the bank's hash (TPM 2.0 Library Part 1 §17.6.3 "PCR Extend";
@@ -68,10 +70,13 @@ import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from image_builder.measure.tdx import EFI_CALLING_EFI_APPLICATION, SEPARATOR_EVENT_DATA
 from teeform.errors import TeeformError
+
+if TYPE_CHECKING:
+    from image_builder.formats.pe import PeSection
 
 FIRMWARE_OVMF = "ovmf"
 FIRMWARE_AWS_NITRO = "aws-nitro"
@@ -226,6 +231,63 @@ def predict_pcr4(
     return Pcr4Prediction(bank, value.hex(), firmware, stub_version, secure_boot, measured, tuple(events), assumptions)
 
 
+class _Slice:
+    """Read-only, seekable view of ``[start, start+length)`` of a file (for Authenticode of ``.linux``).
+
+    Offsets are relative to ``start``; reads past ``length`` return fewer bytes (b"" at the end), as a
+    file would. Implements the ``seek``/``tell``/``read`` subset of :class:`typing.BinaryIO` that
+    :func:`image_builder.measure.authenticode.authenticode_digest_fh` uses.
+    """
+
+    def __init__(self, fh: BinaryIO, start: int, length: int) -> None:
+        self._fh, self._start, self._len, self._pos = fh, start, length, 0
+
+    def seek(self, off: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._len}[whence]
+        self._pos = max(0, base + off)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        avail = max(0, self._len - self._pos)
+        n = avail if n < 0 else min(n, avail)
+        self._fh.seek(self._start + self._pos)
+        out = self._fh.read(n)
+        self._pos += len(out)
+        return out
+
+
+def kernel_authenticode_fh(fh: BinaryIO, linux: PeSection, algorithms: Sequence[str] = BANKS, *,
+                           path: os.PathLike[str] | str = "<UKI>") -> dict[str, str]:
+    """Authenticode digest of the kernel in the UKI's ``.linux`` section: event 4's digest.
+
+    The digest covers the section's file data, :attr:`~image_builder.formats.pe.PeSection.data_size`
+    bytes (``min(VirtualSize, SizeOfRawData)``) at ``PointerToRawData``: the buffer systemd-stub
+    passes to ``LoadImage()`` (module docstring, event 4). It is read through a window of ``fh``, so
+    the kernel is not copied. Reads only ``fh`` (no other I/O).
+
+    Args:
+        fh: the UKI, open for seekable binary reads (a file or :class:`io.BytesIO`).
+        linux: its ``.linux`` section header
+            (:func:`image_builder.formats.pe.read_pe_headers_fh` ``(fh).section(".linux")``).
+        algorithms: digest algorithms (the names :mod:`image_builder.measure.authenticode` takes).
+        path: name of the UKI in error messages; the kernel is named ``<path>:.linux``.
+
+    Returns:
+        ``{algorithm: lowercase hex}``.
+
+    Raises:
+        TeeformError: the section is not a PE image (or its data lies outside the section).
+    """
+    from image_builder.measure.authenticode import authenticode_digest_fh
+
+    view = _Slice(fh, linux.pointer_to_raw_data, linux.data_size)
+    # _Slice implements the seek/tell/read subset authenticode_digest_fh uses, not all of BinaryIO.
+    return authenticode_digest_fh(view, tuple(algorithms), path=f"{os.fspath(path)}:.linux")  # type: ignore[arg-type]
+
+
 def predict_pcr4_from_uki(
     uki: bytes,
     *,
@@ -238,7 +300,7 @@ def predict_pcr4_from_uki(
     """Predict PCR 4 of the UKI ``uki`` (its bytes) in every bank of ``banks`` (pure: no I/O).
 
     Takes the Authenticode digest of the UKI and, where the firmware measures it, of the kernel in
-    its ``.linux`` section (:mod:`image_builder.measure.authenticode`, ``.linux`` = its
+    its ``.linux`` section (:func:`kernel_authenticode_fh`: ``.linux`` = its
     ``min(VirtualSize, SizeOfRawData)`` file bytes), then :func:`predict_pcr4`.
 
     Args:
@@ -257,14 +319,14 @@ def predict_pcr4_from_uki(
     from image_builder.formats.pe import read_pe_headers_fh
     from image_builder.measure.authenticode import authenticode_digest_fh
 
-    uki_auth = authenticode_digest_fh(io.BytesIO(uki), tuple(banks), path=source)
+    fh = io.BytesIO(uki)
+    uki_auth = authenticode_digest_fh(fh, tuple(banks), path=source)
     linux_auth: dict[str, str] | None = None
     if kernel_measured_by_firmware(stub_version, secure_boot):
-        sec = read_pe_headers_fh(io.BytesIO(uki), path=source).section(".linux")
+        sec = read_pe_headers_fh(fh, path=source).section(".linux")
         if sec is None:
             raise TeeformError("the UKI has no .linux section", path=source, field=".linux")
-        kernel = uki[sec.pointer_to_raw_data:sec.pointer_to_raw_data + sec.data_size]
-        linux_auth = authenticode_digest_fh(io.BytesIO(kernel), tuple(banks), path=f"{os.fspath(source)}:.linux")
+        linux_auth = kernel_authenticode_fh(fh, sec, banks, path=source)
     return {b: predict_pcr4(uki_auth[b], None if linux_auth is None else linux_auth[b], bank=b,
                             stub_version=stub_version, secure_boot=secure_boot, firmware=firmware)
             for b in banks}
@@ -272,4 +334,4 @@ def predict_pcr4_from_uki(
 
 __all__ = ["FIRMWARE_OVMF", "FIRMWARE_AWS_NITRO", "FIRMWARE_PROFILES", "BANKS", "EV_EFI_ACTION_CALLING",
            "SEPARATOR_EVENT_DATA", "Pcr4Event", "Pcr4Prediction", "kernel_measured_by_firmware", "predict_pcr4",
-           "predict_pcr4_from_uki"]
+           "predict_pcr4_from_uki", "kernel_authenticode_fh"]

@@ -6,9 +6,8 @@ Public API::
                             gpt_event_data=None, secure_boot=False) -> dict
     predict_from_layout(uki_path, layout, *, stub_version, ovmf, vcpus, vcpu_type,
                         gpt_event_data, secure_boot) -> dict        # layout already read
-    predict_uki(layout, *, authenticode, linux_authenticode_sha384, stub_version,
-                stub_version_source, gpt_event_data, secure_boot,
-                linux_authenticode=None) -> dict   # pure: digests in
+    predict_uki(layout, *, authenticode, stub_version, stub_version_source, gpt_event_data,
+                secure_boot, linux_authenticode=None) -> dict   # pure: digests in
     linux_authenticode(uki_path, algorithms=("sha256", "sha384")) -> dict[str, str] | None
 
 This module only combines the per-register models: the maths lives in
@@ -27,39 +26,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from image_builder.formats.pe import read_pe_headers_fh
 from image_builder.formats.uki import UkiLayout, read_uki_layout
 from teeform.errors import TeeformError
-
-
-class _Slice:
-    """Read-only, seekable view of ``[start, start+length)`` of a file (for Authenticode of ``.linux``).
-
-    Offsets are relative to ``start``; reads past ``length`` return fewer bytes (b"" at the end), as a
-    file would. Implements the ``seek``/``tell``/``read`` subset of :class:`typing.BinaryIO` that
-    :func:`image_builder.measure.authenticode.authenticode_digest_fh` uses.
-    """
-
-    def __init__(self, fh: BinaryIO, start: int, length: int) -> None:
-        self._fh, self._start, self._len, self._pos = fh, start, length, 0
-
-    def seek(self, off: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._len}[whence]
-        self._pos = max(0, base + off)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        avail = max(0, self._len - self._pos)
-        n = avail if n < 0 else min(n, avail)
-        self._fh.seek(self._start + self._pos)
-        out = self._fh.read(n)
-        self._pos += len(out)
-        return out
 
 
 def linux_authenticode(uki_path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256", "sha384")) -> dict[str, str] | None:
@@ -68,7 +39,7 @@ def linux_authenticode(uki_path: os.PathLike[str] | str, algorithms: Sequence[st
     With Secure Boot off, systemd-stub ``LoadImage()``s this buffer and the firmware measures its
     Authenticode into PCR 4 / RTMR1 as a second application (uki-verity.md §1.5; measured-boot.md).
     The digest covers the section's file data (SizeOfRawData bytes at PointerToRawData, capped at
-    VirtualSize), which is the buffer the stub passes.
+    VirtualSize), which is the buffer the stub passes (:func:`image_builder.measure.pcr4.kernel_authenticode_fh`).
 
     Returns:
         ``{algorithm: lowercase hex}`` or None when the UKI has no ``.linux`` or it is not a valid PE.
@@ -77,16 +48,14 @@ def linux_authenticode(uki_path: os.PathLike[str] | str, algorithms: Sequence[st
         TeeformError: the UKI itself is not a PE file.
         OSError: the UKI cannot be opened.
     """
-    from image_builder.measure.authenticode import authenticode_digest_fh
+    from image_builder.measure.pcr4 import kernel_authenticode_fh
 
     with open(uki_path, "rb") as fh:
         sec = read_pe_headers_fh(fh, path=uki_path).section(".linux")
         if sec is None:
             return None
-        view = _Slice(fh, sec.pointer_to_raw_data, sec.data_size)
         try:
-            # _Slice implements the seek/tell/read subset authenticode_digest_fh uses, not all of BinaryIO.
-            return authenticode_digest_fh(view, algorithms, path=f"{os.fspath(uki_path)}:.linux")  # type: ignore[arg-type]
+            return kernel_authenticode_fh(fh, sec, algorithms, path=uki_path)
         except TeeformError:
             return None
 
@@ -145,12 +114,12 @@ def predict_from_layout(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, 
     from image_builder.measure.pcr4 import kernel_measured_by_firmware
 
     detected = pcr11.detect_stub_version(uki_path) if stub_version is None else stub_version
+    # The kernel's digest is an input only where the firmware measures it (PCR 4 event 4, RTMR1).
     linux_auth = (linux_authenticode(uki_path, ("sha256", "sha384"))
-                  if not secure_boot or kernel_measured_by_firmware(detected, secure_boot) else None)
+                  if kernel_measured_by_firmware(detected, secure_boot) else None)
     pred = predict_uki(
         layout,
         authenticode=authenticode_digest(uki_path, ("sha256", "sha384")),
-        linux_authenticode_sha384=None if linux_auth is None else linux_auth["sha384"],
         stub_version=detected,
         stub_version_source="given" if stub_version is not None else "detected from .sbat/.sdmagic",
         gpt_event_data=gpt_event_data,
@@ -169,24 +138,25 @@ def predict_from_layout(uki_path: os.PathLike[str] | str, layout: UkiLayout, *, 
     return pred
 
 
-def predict_uki(layout: UkiLayout, *, authenticode: Mapping[str, str], linux_authenticode_sha384: str | None,
-                stub_version: int, stub_version_source: str, gpt_event_data: bytes | None,
-                secure_boot: bool, linux_authenticode: Mapping[str, str] | None = None) -> dict[str, Any]:
+def predict_uki(layout: UkiLayout, *, authenticode: Mapping[str, str], stub_version: int, stub_version_source: str,
+                gpt_event_data: bytes | None, secure_boot: bool,
+                linux_authenticode: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The UKI-dependent measurements from digests already taken (pure: no I/O).
 
     Args:
         layout: the UKI's sections with their digests (:func:`image_builder.formats.uki.read_uki_layout`;
             ``sha256`` and ``sha384`` needed).
         authenticode: ``{"sha256": hex, "sha384": hex}`` Authenticode digests of the whole UKI.
-        linux_authenticode_sha384: Authenticode SHA-384 of the kernel in ``.linux`` (hex), or None
-            (no PE kernel, or Secure Boot on: then the kernel is not measured as a second image).
         stub_version: systemd-stub version (252..257).
         stub_version_source: how it was found, for ``details`` (e.g. ``"given"``).
         gpt_event_data, secure_boot: as :func:`predict_vm_measurements`.
         linux_authenticode: ``{"sha256": hex, "sha384": hex}`` Authenticode of the kernel in
-            ``.linux`` for PCR 4 (:mod:`image_builder.measure.pcr4`), or None (not a PE image, or not
-            taken because the firmware does not measure it). Without it, where the firmware would
-            measure the kernel, ``pcr4_*`` are left out and ``details["pcr4"]`` says why.
+            ``.linux`` (:func:`linux_authenticode`), or None (not a PE image, or not taken because
+            the firmware does not measure it). Used only where the firmware measures the kernel
+            (:func:`image_builder.measure.pcr4.kernel_measured_by_firmware`): its ``sha256``/``sha384``
+            for PCR 4 (:mod:`image_builder.measure.pcr4`) and its ``sha384`` for RTMR1 (TDVF's PCR 4
+            events). Without it there, RTMR1 has no kernel event, ``pcr4_*`` are left out and
+            ``details["pcr4"]`` says why.
 
     Returns:
         as :func:`predict_vm_measurements`, without ``snp_launch_digest``.
@@ -195,17 +165,16 @@ def predict_uki(layout: UkiLayout, *, authenticode: Mapping[str, str], linux_aut
         TeeformError: unsupported stub version, a missing digest bank, a multi-profile UKI.
     """
     from image_builder.measure import pcr11, tdx
+    from image_builder.measure.pcr4 import kernel_measured_by_firmware
 
     sections = layout.section_digests()
     p11 = {b: pcr11.predict_pcr11(sections, stub_version, b) for b in ("sha256", "sha384")}
     p12 = {b: pcr11.predict_pcr12(None, b) for b in ("sha256", "sha384")}
-    from image_builder.measure.pcr4 import kernel_measured_by_firmware
-
     # RTMR1 holds TDVF's PCR 2-6 events, so the kernel in .linux is in it exactly when it is in PCR 4.
+    measured = kernel_measured_by_firmware(stub_version, secure_boot)
     rtmr1 = tdx.predict_rtmr1(
         authenticode["sha384"],
-        linux_authenticode_sha384=(linux_authenticode_sha384
-                                   if kernel_measured_by_firmware(stub_version, secure_boot) else None),
+        linux_authenticode_sha384=linux_authenticode["sha384"] if measured and linux_authenticode is not None else None,
         gpt_event_data=gpt_event_data,
         secure_boot=secure_boot,
     )

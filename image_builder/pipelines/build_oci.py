@@ -42,6 +42,7 @@ written with temp file + rename (:mod:`teeform.fsutil`), the copy removed again 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -63,7 +64,7 @@ from teeform.manifest import (
     validate_manifest_dict,
     write_manifest,
 )
-from teeform.safeload import loads_json, open_regular, read_limited
+from teeform.safeload import loads_json, read_limited
 
 #: Manifest names and versions (they become file names; the same rule as ``build vm-image``).
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -124,19 +125,39 @@ def _hex(digest: str, where: str, source: Path) -> str:
     return hexd
 
 
-def _hash_blob(layout: Path, location: str, what: str) -> tuple[str, int]:
-    """Stream one blob of ``layout``: (sha256 hex, size)."""
-    p = layout / location
-    if not p.exists() and not p.is_symlink():
-        raise TeeformError(f"{what} blob {location} is missing: a push would fail", path=layout,
-                           hint="the layout is incomplete; re-export the whole image (skopeo copy ... oci:DIR)")
+def _check_layer(image: oci.OciImage, desc: oci.Descriptor, what: str) -> int:
+    """Stream the layer blob ``desc`` once from the image's blob store
+    (:class:`~image_builder.inputs.oci.LayoutStore`) and check its SHA-256 and size against ``desc``.
+
+    Returns:
+        the blob's size in bytes.
+
+    Raises:
+        TeeformError: a non-sha256 digest, a blob that cannot be opened (missing, not a regular file)
+            or one that does not match ``desc``, each naming ``what``.
+    """
+    assert desc.digest is not None  # OCI layouts have layer descriptors
+    alg, _, want = desc.digest.partition(":")
+    if alg != "sha256":
+        raise TeeformError(f"{what} has a {alg} digest; only sha256 layers are checked", path=image.source,
+                           field=desc.location)
     h = hashlib.sha256()
     size = 0
-    with open_regular(p, what=f"{what} blob {location}") as fh:
+    with contextlib.ExitStack() as stack:
+        try:
+            fh = stack.enter_context(image.store.open(desc.location))
+        except TeeformError as exc:  # "blob <location> is missing", or not a regular file
+            raise TeeformError(f"{what} {exc.message}: a push would fail", path=exc.path, field=exc.field,
+                               hint="the layout is incomplete; re-export the whole image (skopeo copy ... oci:DIR)"
+                               ) from None
         while chunk := fh.read(CHUNK):
             h.update(chunk)
             size += len(chunk)
-    return h.hexdigest(), size
+    if h.hexdigest() != want or (desc.size is not None and size != desc.size):
+        raise TeeformError(f"{what} blob does not match its descriptor ({desc.digest}, {desc.size} bytes): "
+                           f"it hashes to sha256:{h.hexdigest()} ({size} bytes)", path=image.source,
+                           field=desc.location)
+    return size
 
 
 def push_command(layout: Path, repository: str | None, image_digest: str) -> str:
@@ -192,16 +213,9 @@ def build_oci_manifest(config: OciBuildConfig) -> OciBuildResult:
     inputs.append(InputDigest("image-config", image.config_digest, config_hex, cfg_size if isinstance(cfg_size, int) else None))
     layers: list[dict[str, Any]] = []
     for i, desc in enumerate(image.layers):
+        size = _check_layer(image, desc, f"layer {i + 1}")
         assert desc.digest is not None
-        alg, _, want = desc.digest.partition(":")
-        if alg != "sha256":
-            raise TeeformError(f"layer {i + 1} has a {alg} digest; only sha256 layers are checked", path=src,
-                               field=desc.location)
-        got, size = _hash_blob(src, desc.location, f"layer {i + 1}")
-        if got != want or (desc.size is not None and size != desc.size):
-            raise TeeformError(f"layer {i + 1} blob does not match its descriptor ({desc.digest}, {desc.size} bytes): "
-                               f"it hashes to sha256:{got} ({size} bytes)", path=src, field=desc.location)
-        inputs.append(InputDigest("layer", desc.digest, got, size))
+        inputs.append(InputDigest("layer", desc.digest, desc.digest.partition(":")[2], size))
         layers.append({"digest": desc.digest, "size": size, "media_type": desc.media_type})
 
     name = config.name or image.default_name or "image"
