@@ -49,6 +49,7 @@ from teeform_policies import tokens
 from teeform_policies.common import ReportViolation, cfg, get, is_production, label
 from teeform_policies.iam import as_list
 from teeform_policies.ingress import forbidden_sources
+from teeform_policies.manifest import recorded_manifests
 
 GCP_DOCS = "https://cloud.google.com"
 ISSUER = "https://confidentialcomputing.googleapis.com"
@@ -136,24 +137,9 @@ def is_confidential_space_provider(props: Mapping[str, Any]) -> bool:
 # ----------------------------------------------------------------------------- gcp-wip-condition-pins-digest
 
 
-def _manifest_digests(args: StackValidationArgs) -> dict[str | None, set[str]]:
-    """Target -> ``sha256:<image_digest>`` of its MeasurementManifests (None: every manifest of the stack)."""
-    out: dict[str | None, set[str]] = {None: set()}
-    for r in args.resources:
-        if r.resource_type != tokens.TEEFORM_MEASUREMENT_MANIFEST:
-            continue
-        d = get(r.props, "measurements", "image_digest")
-        if isinstance(d, str):
-            out[None].add(f"sha256:{d.lower()}")
-            t = r.props.get("target")
-            if isinstance(t, str):
-                out.setdefault(t, set()).add(f"sha256:{d.lower()}")
-    return out
-
-
 def validate_wip_condition(args: StackValidationArgs, report: ReportViolation) -> None:
     """See :data:`WIP_CONDITION_PINS_DIGEST`."""
-    digests = _manifest_digests(args)
+    manifests = recorded_manifests(args)
     fix = ("Let teeform write the condition (teeform:targets[] tee: confidential-space, manifests from `teeform build "
            "oci`); never paste digests.")
     for r in args.resources:
@@ -181,7 +167,7 @@ def validate_wip_condition(args: StackValidationArgs, report: ReportViolation) -
                 report(f"{where}: attributeCondition lacks the clause {missing}. {fix}", r.urn)
         m = _TARGET_DESC.search(str(r.props.get("description") or ""))
         target = m.group(1) if m else None
-        known = digests.get(target, set()) if target else digests[None]
+        known = {f"sha256:{meas['image_digest']}" for _, meas in manifests.get(target, []) if "image_digest" in meas}
         scope = f"target {target!r}" if target else "the stack"
         for d in {x for p in pins for x in p}:
             if not _SHA256.match(d):

@@ -31,7 +31,7 @@ Stack policies run during ``pulumi up`` only, not ``pulumi preview`` (pulumi.md 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pulumi_policy import (
@@ -55,19 +55,26 @@ MAX_COMBINATIONS = 4096
 Measurements = dict[str, str]
 
 
-def recorded_manifests(args: StackValidationArgs) -> dict[str | None, list[tuple[str, Measurements]]]:
-    """Target name -> ``(manifest name, {measurement: lowercase hex})`` of its MeasurementManifests;
-    key None holds every manifest of the stack."""
-    out: dict[str | None, list[tuple[str, Measurements]]] = {None: []}
+def measurement_manifests(args: StackValidationArgs) -> Iterator[tuple[Any, str | None, Measurements]]:
+    """``(resource, its target or None, {measurement: lowercase hex})`` of every MeasurementManifest of the
+    stack, in stack order (string-valued measurements only)."""
     for r in args.resources:
         if r.resource_type != tokens.TEEFORM_MEASUREMENT_MANIFEST:
             continue
         raw = r.props.get("measurements")
         meas = {str(k): v.lower() for k, v in dict(raw).items() if isinstance(v, str)} if isinstance(raw, Mapping) else {}
+        target = r.props.get("target")
+        yield r, target if isinstance(target, str) else None, meas
+
+
+def recorded_manifests(args: StackValidationArgs) -> dict[str | None, list[tuple[str, Measurements]]]:
+    """Target name -> ``(manifest name, {measurement: lowercase hex})`` of its MeasurementManifests;
+    key None holds every manifest of the stack."""
+    out: dict[str | None, list[tuple[str, Measurements]]] = {None: []}
+    for r, target, meas in measurement_manifests(args):
         entry = (str(r.props.get("name") or r.name), meas)
         out[None].append(entry)
-        target = r.props.get("target")
-        if isinstance(target, str):
+        if target is not None:
             out.setdefault(target, []).append(entry)
     return out
 

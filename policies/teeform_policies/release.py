@@ -165,30 +165,28 @@ def _azure_key(resource_type: str, props: Mapping[str, Any]) -> list[ReleaseRule
 
 def _trustee(resource_type: str, props: Mapping[str, Any]) -> list[ReleaseRule]:
     """Trustee ``KbsRegistration``: one rule per reference-value set, for the registration's target."""
-    from teeform_policies.trustee import _RV_ID, CLAIMS, decode_payload
+    from teeform_policies.trustee import read_registration
 
-    target, verifier = props.get("target"), props.get("verifier")
-    prov = decode_payload(props)
-    if not isinstance(target, str) or verifier not in CLAIMS or prov is None:
+    reg = read_registration(props)
+    if reg is None:
+        target = props.get("target")
         return [ReleaseRule("field 'rvps_message'", {}, target=target if isinstance(target, str) else None,
                             unchecked="no target, known verifier or decodable RVPS sample message")]
-    names = CLAIMS[str(verifier)]
+    target, verifier, entries = reg
     sets: dict[str, dict[str, tuple[str, ...]]] = {}
     keys: dict[str, dict[str, str]] = {}
     platform: dict[str, tuple[str, ...]] = {}
     bad = []
-    for rv_id, vals in prov.items():
-        ok_vals = isinstance(vals, list) and all(isinstance(v, str) for v in vals)
-        if rv_id == f"teeform.{target}.mr_td" and ok_vals:
-            platform["mr_td"] = tuple(v.lower() for v in vals)
-            continue
-        m = _RV_ID.match(str(rv_id))
-        if not m or m.group("target") != target or m.group("claim") not in names or not ok_vals:
-            bad.append(str(rv_id))
-            continue
-        name = names[m.group("claim")]
-        sets.setdefault(m.group("set"), {})[name] = tuple(v.lower() for v in vals)
-        keys.setdefault(m.group("set"), {})[name] = str(rv_id)
+    for e in entries:
+        vals = e.strings()
+        if e.kind == "platform" and vals is not None:
+            platform["mr_td"] = vals
+        elif e.kind != "set" or vals is None:
+            bad.append(e.rv_id)
+        else:
+            assert e.set_id is not None and e.measurement is not None  # kind "set"
+            sets.setdefault(e.set_id, {})[e.measurement] = vals
+            keys.setdefault(e.set_id, {})[e.measurement] = e.rv_id
     rules = [ReleaseRule(f"reference-value set {sid}", vals, keys[sid], target, platform)
              for sid, vals in sorted(sets.items())]
     if bad:

@@ -39,7 +39,7 @@ from pulumi_policy import (
 
 from teeform_policies import tokens
 from teeform_policies.common import label
-from teeform_policies.manifest import _target_tag, attached_key
+from teeform_policies.manifest import _target_tag, attached_key, measurement_manifests
 from teeform_policies.release import KEY_RELEASE
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -74,18 +74,15 @@ def validate_rollover_window(args: StackValidationArgs, report: ReportViolation)
     config: dict[str, Any] = dict(args.get_config() or {})
     now, clock = today(config)
     expired: list[tuple[Any, str | None, dt.date, dict[str, str]]] = []
-    for r in args.resources:
-        if r.resource_type != tokens.TEEFORM_MEASUREMENT_MANIFEST or r.props.get("until") is None:
+    for r, target, meas in measurement_manifests(args):
+        if r.props.get("until") is None:
             continue
         until = _date(r.props.get("until"))
         if until is None:
             report(f"{label(r.resource_type, r.name)}: until {r.props.get('until')!r} is not a date YYYY-MM-DD", r.urn)
             continue
         if now > until:
-            raw = r.props.get("measurements")
-            meas = {str(k): str(v).lower() for k, v in dict(raw).items() if isinstance(v, str)} if isinstance(raw, Mapping) else {}
-            target = r.props.get("target")
-            expired.append((r, target if isinstance(target, str) else None, until, meas))
+            expired.append((r, target, until, meas))
     if not expired:
         return
     keys = [r for r in args.resources if r.resource_type == tokens.AWS_KMS_KEY]

@@ -28,6 +28,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pulumi_policy import (
@@ -73,6 +74,61 @@ def decode_payload(props: Mapping[str, Any]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+@dataclass(frozen=True)
+class ReferenceValue:
+    """One entry ``rv_id: values`` of a registration's RVPS sample payload, classified for ``target`` and
+    ``verifier`` (:func:`read_registration`).
+
+    Attributes:
+        rv_id: the reference-value id as registered.
+        values: its values as registered (any JSON value).
+        kind: ``platform`` (``teeform.<target>.mr_td``: the cloud's firmware, from config; no manifest value),
+            ``set`` (``teeform.<target>.<set>.<claim>`` of a claim teeform pins for ``verifier``), ``foreign``
+            (not an id of ``target``'s sets) or ``claim`` (a claim teeform does not pin for ``verifier``).
+        set_id: the set (``m`` + 12 hex) of a ``set`` or ``claim`` entry, else None.
+        claim: the Trustee claim of a ``set`` or ``claim`` entry (``uki``, ``pcr11``, ...), else None.
+        measurement: the teeform measurement of a ``set`` entry (:data:`CLAIMS`), else None.
+    """
+
+    rv_id: str
+    values: Any
+    kind: str
+    set_id: str | None = None
+    claim: str | None = None
+    measurement: str | None = None
+
+    def strings(self) -> tuple[str, ...] | None:
+        """The values, lowercase, when they are a list of strings (any length), else None."""
+        if not isinstance(self.values, list) or not all(isinstance(v, str) for v in self.values):
+            return None
+        return tuple(v.lower() for v in self.values)
+
+
+def read_registration(props: Mapping[str, Any]) -> tuple[str, str, list[ReferenceValue]] | None:
+    """``(target, verifier, the payload's reference values in message order)`` of a KbsRegistration; None
+    when ``target`` is not a string, ``verifier`` has no :data:`CLAIMS` entry or the RVPS sample message does
+    not decode (:func:`decode_payload`). The one reader of the payload, for
+    ``trustee-reference-values-match-manifest`` and for the ``key-release`` family (release.py ``_trustee``)."""
+    target, verifier = props.get("target"), props.get("verifier")
+    prov = decode_payload(props)
+    if not isinstance(target, str) or not isinstance(verifier, str) or verifier not in CLAIMS or prov is None:
+        return None
+    out = []
+    for rv_id, values in prov.items():
+        rv_id = str(rv_id)
+        if rv_id == f"teeform.{target}.mr_td":
+            out.append(ReferenceValue(rv_id, values, "platform"))
+            continue
+        m = _RV_ID.match(rv_id)
+        if not m or m.group("target") != target:
+            out.append(ReferenceValue(rv_id, values, "foreign"))
+            continue
+        claim = m.group("claim")
+        measurement = CLAIMS[verifier].get(claim)
+        out.append(ReferenceValue(rv_id, values, "set" if measurement else "claim", m.group("set"), claim, measurement))
+    return target, verifier, out
+
+
 def rule_bodies(rego: str) -> list[tuple[str, str | None, str]]:
     """``(rule name, value, body)`` of every ``name [:=] value if { ... }`` block (``else`` blocks take
     the name of the rule they continue). Brace-counted, line-based: the generated policies' layout."""
@@ -110,31 +166,32 @@ def validate_reference_values(args: StackValidationArgs, report: ReportViolation
         if r.resource_type != tokens.TRUSTEE_KBS_REGISTRATION:
             continue
         where = label(r.resource_type, r.name)
-        target = r.props.get("target")
-        verifier = r.props.get("verifier")
-        prov = decode_payload(r.props)
-        if not isinstance(target, str) or verifier not in CLAIMS or prov is None:
+        reg = read_registration(r.props)
+        if reg is None:
             report(f"{where}: {NOT_CHECKED}: no target, verifier or decodable RVPS sample message", r.urn)
             continue
+        target, verifier, entries = reg
         own = manifests.get(target, [])
         if not own:
             report(f"{where}: target {target!r} registers reference values but has no MeasurementManifest", r.urn)
             continue
         sets: dict[str, dict[str, str]] = {}
-        for rv_id, values in prov.items():
-            if rv_id == f"teeform.{target}.mr_td":
+        for e in entries:
+            if e.kind == "platform":
                 continue  # the platform's firmware, from config: no manifest value
-            m = _RV_ID.match(rv_id)
-            if not m or m.group("target") != target:
-                report(f"{where}: reference value {rv_id!r} is not one of target {target!r}'s", r.urn)
+            if e.kind == "foreign":
+                report(f"{where}: reference value {e.rv_id!r} is not one of target {target!r}'s", r.urn)
                 continue
-            if m.group("claim") not in CLAIMS[verifier]:
-                report(f"{where}: reference value {rv_id!r}: {m.group('claim')!r} is not a {verifier} claim teeform pins", r.urn)
+            if e.kind == "claim":
+                report(f"{where}: reference value {e.rv_id!r}: {e.claim!r} is not a {verifier} claim teeform pins", r.urn)
                 continue
-            if not (isinstance(values, list) and len(values) == 1 and isinstance(values[0], str)):
-                report(f"{where}: reference value {rv_id!r} must hold exactly one value (one manifest), got {values!r}", r.urn)
+            vals = e.strings()
+            if vals is None or len(vals) != 1:
+                report(f"{where}: reference value {e.rv_id!r} must hold exactly one value (one manifest), "
+                       f"got {e.values!r}", r.urn)
                 continue
-            sets.setdefault(m.group("set"), {})[CLAIMS[verifier][m.group("claim")]] = values[0].lower()
+            assert e.set_id is not None and e.measurement is not None  # kind "set"
+            sets.setdefault(e.set_id, {})[e.measurement] = vals[0]
         for set_id, values in sorted(sets.items()):
             if not any(all(meas.get(k) == v for k, v in values.items()) for _, meas in own):
                 for name, v in values.items():

@@ -22,6 +22,7 @@ from typing import Any
 from teeform.azure_release import GATE_PINS, decode_policy
 from teeform.errors import TeeformError
 from teeform.preview.clouds import CloudPlugin, register
+from teeform.safeload import MAX_DEPTH
 
 MOCK_SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 MOCK_TENANT = "00000000-0000-0000-0000-000000000002"
@@ -174,7 +175,60 @@ class AzurePlugin(CloudPlugin):
         return []
 
 
+#: Deepest release-policy node :func:`_condition_text` descends to: the nesting bound of the JSON readers
+#: (:data:`teeform.safeload.MAX_DEPTH`, which :func:`teeform.azure_release.decode_policy` applies), kept here
+#: too so the walk is bounded whatever document it is given.
+MAX_POLICY_DEPTH = MAX_DEPTH
+
+
+def _condition_text(node: Any, depth: int = 1) -> tuple[str, bool]:
+    """One node of a Secure Key Release policy as text, and whether it is compound (an operand that needs
+    parentheses). Grammar (Key Vault "policy-grammar"; as :func:`teeform.keyrelease_readers._skr_branches`
+    reads it): a leaf ``{claim, equals}`` is ``claim == 'value'``; ``allOf`` ANDs its operands and ``anyOf``
+    ORs them, at any depth; an ``authority`` below the top-level group applies to its branch
+    (``tokens of <authority> with ...``). A node deeper than :data:`MAX_POLICY_DEPTH` is not walked (the
+    text says so)."""
+    if depth > MAX_POLICY_DEPTH:
+        return f"(nested deeper than {MAX_POLICY_DEPTH} levels, not shown)", False
+    if not isinstance(node, Mapping):
+        return f"(not a JSON object: {type(node).__name__})", False
+    text, compound = _node_text(node, depth)
+    if "authority" in node and depth > 1:
+        return f"tokens of {node.get('authority')} with {f'({text})' if compound else text}", True
+    return text, compound
+
+
+def _node_text(node: Mapping[str, Any], depth: int) -> tuple[str, bool]:
+    """:func:`_condition_text` of ``node`` without its ``authority``."""
+    if "claim" in node:
+        if "equals" in node:
+            return f"{node.get('claim')} == {node['equals']!r}", False
+        ops = sorted(str(k) for k in node if k not in ("claim", "authority"))
+        return f"{node.get('claim')} {ops} (no 'equals', the only operator Key Vault implements)", False
+    parts: list[tuple[str, bool]] = []
+    for op, joiner in (("allOf", " and "), ("anyOf", " or ")):
+        if op not in node:
+            continue
+        kids = node[op]
+        if not isinstance(kids, list):
+            parts.append((f"({op} is not a list)", False))
+        elif not kids:
+            parts.append((f"(empty {op})", False))
+        elif len(kids) == 1:
+            parts.append(_condition_text(kids[0], depth + 1))
+        else:
+            texts = [_condition_text(c, depth + 1) for c in kids]
+            parts.append((joiner.join(f"({t})" if c else t for t, c in texts), True))
+    if not parts:
+        return "(no claim, allOf or anyOf)", False
+    if len(parts) == 1:
+        return parts[0]
+    return " and ".join(f"({t})" if c else t for t, c in parts), True
+
+
 def _key_lines(i: Mapping[str, Any]) -> list[str]:
+    """``kty``/size/exportability, then one line per authority group of the release policy (the whole tree
+    under it, :func:`_condition_text`) and :data:`~teeform.azure_release.GATE_PINS`."""
     p = i.get("properties") or {}
     attrs = p.get("attributes") or {}
     lines = [f"kty={p.get('kty')} keySize={p.get('keySize')} exportable={attrs.get('exportable')}"]
@@ -185,11 +239,16 @@ def _key_lines(i: Mapping[str, Any]) -> list[str]:
         doc = decode_policy(str(rp["data"]))
     except TeeformError as exc:
         return [*lines, f"release policy: not decodable ({exc.message})"]
-    for group in doc.get("anyOf") or doc.get("allOf") or []:
-        if isinstance(group, Mapping):
-            conds = group.get("allOf") or group.get("anyOf") or []
-            claims = " and ".join(f"{c.get('claim')} == {c.get('equals')!r}" for c in conds if isinstance(c, Mapping))
-            lines.append(f"release to tokens of {group.get('authority')} with {claims}")
+    top = "anyOf" if doc.get("anyOf") else "allOf"
+    groups = doc.get(top) or []
+    if not isinstance(groups, list):
+        return [*lines, f"release policy: top-level {top} is not a list", f"gate: {GATE_PINS}"]
+    if top == "allOf" and len(groups) > 1:
+        lines.append("release needs every group below (top-level allOf):")
+    for group in groups:
+        text, _ = _condition_text(group)
+        authority = group.get("authority") if isinstance(group, Mapping) else None
+        lines.append(f"release to tokens of {authority} with {text}")
     lines.append(f"gate: {GATE_PINS}")
     return lines
 
