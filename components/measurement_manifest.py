@@ -54,6 +54,9 @@ class MeasurementManifestArgs:
     #: last UTC day (YYYY-MM-DD) this manifest stays allowed (a rollover window; None = no window):
     #: registered as the ``until`` property, which the policy ``rollover-window-expired`` reads
     until: str | None = None
+    #: position in the target's ``manifests`` list (0 = the deployed one): registered as ``index``, so
+    #: readers of the registrations need not rely on their order (the engine may reorder them)
+    index: int = 0
 
 
 class MeasurementManifest(pulumi.ComponentResource):
@@ -69,6 +72,7 @@ class MeasurementManifest(pulumi.ComponentResource):
             "measurements": dict(args.measurements),
             "signed": bool(args.signer),
             "signer": args.signer,
+            "index": args.index,
         }
         if args.until is not None:
             props["until"] = args.until
@@ -154,6 +158,7 @@ def register_manifests(target: Target, manifests: tuple[LoadedManifest, ...]) ->
                 measurements=dict(lm.manifest.measurements),
                 signer=lm.signer,
                 until=target.until_of(i),
+                index=i,
             ),
         )
         for i, lm in enumerate(manifests)

@@ -92,7 +92,7 @@ STACK_FILE_LIMIT = SMALL_JSON_LIMIT
 
 __all__ = [
     "PROJECT", "PCR_NAMES", "SUPPORTED", "Cloud", "TeeType", "Target", "StackConfig", "TargetSettings", "load_stack",
-    "read_stack_values", "project_dir_default",
+    "read_stack_values", "read_stack", "StackValues", "project_dir_default",
 ]
 
 
@@ -372,7 +372,24 @@ def _read_yaml_mapping(path: Path, what: str) -> Mapping[str, Any]:
     return doc
 
 
+@dataclass(frozen=True)
+class StackValues:
+    """What :func:`read_stack` read: the merged config ``values`` (``{"<ns>:<key>": value}``), the
+    stack file path ``source``, and ``project``, the ``name`` of ``Pulumi.yaml`` (default ``teeform``;
+    pulumi.md §1.1), which is the namespace of un-namespaced keys."""
+
+    values: dict[str, Any]
+    source: str
+    project: str
+
+
 def read_stack_values(project_dir: Path | str, stack: str, stack_file: Path | str | None = None) -> tuple[dict[str, Any], str]:
+    """``(values, stack file path)`` of :func:`read_stack` (same arguments, same errors)."""
+    read = read_stack(project_dir, stack, stack_file)
+    return read.values, read.source
+
+
+def read_stack(project_dir: Path | str, stack: str, stack_file: Path | str | None = None) -> StackValues:
     """Read ``Pulumi.yaml`` defaults and ``<stackConfigDir>/Pulumi.<stack>.yaml`` the way the CLI would.
 
     Project config defaults are applied first (the Pulumi CLI materialises them; the SDK does not,
@@ -381,7 +398,8 @@ def read_stack_values(project_dir: Path | str, stack: str, stack_file: Path | st
     ``Pulumi.yaml``; pulumi.md §1.2).
 
     Returns:
-        (``{"<ns>:<key>": value}`` with structured values kept as Python objects, the stack file path).
+        :class:`StackValues`: ``{"<ns>:<key>": value}`` with structured values kept as Python objects,
+        the stack file path, and the project name (a non-empty string).
 
     Raises:
         TeeformError: a file is missing, not a regular file, too large, not UTF-8, not valid YAML,
@@ -423,7 +441,7 @@ def read_stack_values(project_dir: Path | str, stack: str, stack_file: Path | st
             raise fail(f"duplicate key: {from_stack[full]!r} and {k!r} both set {full!r}", str(f), f"config.{k}")
         from_stack[full] = k
         values[full] = v
-    return values, str(f)
+    return StackValues(values, str(f), name)
 
 
 def load_stack(project_dir: Path | str, stack: str, stack_file: Path | str | None = None) -> StackConfig:

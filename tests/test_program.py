@@ -42,7 +42,7 @@ def test_outputs_measurements_first(tmp_path):
     assert mm.inputs == {
         "target": "agent", "name": "openclaw-agent", "kind": "eif", "path": str(img.manifest_path),
         "sha256": outputs["manifest_sha256"]["openclaw-agent"], "measurements": dict(m),
-        "signed": False, "signer": "",  # no teeform:trustedManifestKeys (tests/test_signing_stack.py)
+        "signed": False, "signer": "", "index": 0,  # the first (deployed) manifest of its target; no teeform:trustedManifestKeys (tests/test_signing_stack.py)
     }
 
 

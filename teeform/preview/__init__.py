@@ -4,7 +4,7 @@
 the Pulumi CLI, a backend or cloud credentials:
 
 1. Stack config is read like the CLI reads it (``Pulumi.yaml`` defaults, then
-   ``stacks/Pulumi.<stack>.yaml``; :func:`teeform.stack.read_stack_values`).
+   ``stacks/Pulumi.<stack>.yaml``; :func:`teeform.stack.read_stack`).
 2. :mod:`teeform.preview.runner` (the only module touching ``pulumi.runtime``) runs
    ``<project>/__main__.py`` under mocks; :class:`~teeform.preview.mocks.PreviewMocks` answers with
    the cloud plug-in registered for each token prefix (:mod:`teeform.preview.clouds`; ``aws:`` ->
@@ -40,7 +40,7 @@ from teeform.preview.model import STACK_TYPE, PreviewResult, RegisteredResource,
 from teeform.preview.render import render_text, summarize, to_json
 from teeform.preview.runner import config_strings, find_teeform_error, make_mocks, run_program
 from teeform.rollover import resolve_today
-from teeform.stack import PROJECT, read_stack_values
+from teeform.stack import PROJECT, read_stack
 
 _find_teeform_error = find_teeform_error  # the pre-split private name, still used by tests
 
@@ -109,8 +109,8 @@ def run_preview(
         TeeformError: bad stack or policy config, or an error raised by the program.
     """
     project_dir = project_dir.resolve()
-    values, source = read_stack_values(project_dir, stack, stack_file)
-    project = project_name(project_dir)
+    read = read_stack(project_dir, stack, stack_file)  # Pulumi.yaml is read once, here
+    values, source, project = read.values, read.source, read.project
     if policy_config is None:
         policy_config = default_policy_config(project_dir, stack, values.get(f"{project}:environment"))
     policies = load_policies(project_dir)

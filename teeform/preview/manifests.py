@@ -1,8 +1,10 @@
 """The allowed manifests of a previewed stack, with their rollover windows (``--json`` ``manifests``).
 
 Read from the ``teeform:index:MeasurementManifest`` resources the program registered
-(``components/measurement_manifest.py``: ``target``, ``path`` as configured, ``sha256``, ``until``),
-in registration order, which is stack order; the first of each target is the deployed one. Each
+(``components/measurement_manifest.py``: ``target``, ``path`` as configured, ``sha256``, ``until``,
+``index``), in stack order: targets in the order their first manifest was registered, each target's
+manifests by ``index``, their position in its ``manifests`` list (the mock engine's registration
+order is not guaranteed to be program order); the first of each target (index 0) is the deployed one. Each
 manifest file is loaded again (validated, :func:`teeform.manifest.load_manifest`) so that
 ``teeform preview diff`` can explain measurement changes by their inputs
 (:mod:`teeform.measurements_diff`). Windows: :func:`teeform.rollover.window`.
@@ -33,12 +35,19 @@ def allowed_manifests(project_dir: Path, resources: Sequence[RegisteredResource]
     Raises:
         TeeformError: a manifest file became unreadable or invalid since the program loaded it.
     """
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    rows: list[tuple[str, int, RegisteredResource]] = []
+    targets: dict[str, int] = {}
     for r in resources:
         if r.type != MEASUREMENT_MANIFEST_TYPE:
             continue
         target = str(r.inputs.get("target", ""))
+        targets.setdefault(target, len(targets))
+        index = r.inputs.get("index", 0)  # a number on the wire (protobuf Struct: float64)
+        rows.append((target, int(index) if isinstance(index, (int, float)) and not isinstance(index, bool) else 0, r))
+    rows.sort(key=lambda row: (targets[row[0]], row[1]))  # stable: equal indexes keep registration order
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for target, _, r in rows:
         path = str(r.inputs.get("path", ""))
         p = Path(path)
         m = load_manifest(p if p.is_absolute() else project_dir / p)
