@@ -12,7 +12,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK = 1 << 20  # 1 MiB read size for streaming hashes
 
@@ -70,64 +70,230 @@ def atomic_write_text(path: os.PathLike[str] | str, text: str, mode: int = 0o644
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-#: Bytes written between two writeback hints of :class:`EagerWriteback`.
+#: Bytes written between two writeback hints of :class:`DirectWriter` when it writes through the page cache.
 WRITEBACK_EVERY = 32 << 20
+#: Size of one :class:`DirectWriter` buffer (bytes); a multiple of :data:`DIRECT_ALIGN`.
+DIRECT_BLOCK = 4 << 20
+#: Alignment :class:`DirectWriter` keeps for O_DIRECT file offsets, lengths and buffer addresses
+#: (bytes). open(2), "O_DIRECT": they must be multiples of the file system's logical block size
+#: (``statx(2)`` ``stx_dio_offset_align``), 512 or 4096 on common devices; 4096 covers both.
+DIRECT_ALIGN = 4096
 
 
-class EagerWriteback:
-    """A binary file wrapper that starts the kernel's writeback of a large output while it is written.
+class DirectWriter:
+    """Sequential binary writer for one large output file that bypasses the page cache
+    (``O_DIRECT``) and writes on a background thread while the caller goes on producing and
+    hashing data. Used for the EIF (:func:`image_builder.pipelines.build_eif.write_eif_file`).
 
-    Every :data:`WRITEBACK_EVERY` bytes it flushes the wrapped file and calls
-    ``posix_fadvise(fd, start, length, POSIX_FADV_DONTNEED)`` on the range written since the last
-    call and the one before it. On Linux that starts writeback of the range's dirty pages without
-    waiting for it (``mm/fadvise.c``: ``filemap_fdatawrite_range_kick``/``WB_SYNC_NONE``) and drops
-    the pages that are already clean (those of the range before), so the ``fsync`` before the rename (nothing half-written)
-    waits only for the last few MiB instead of the whole file (measured here: 0.27 s -> 0.01 s for a
-    1 GiB EIF), and a build neither pushes other files out of the page cache nor needs fresh
-    memory for every page it writes (the dropped pages are reused). Output bytes are
-    unchanged. Where ``posix_fadvise`` does not exist or fails (not Linux, a pipe) the hint is
-    skipped. Only ``write``, ``flush``, ``seek``, ``tell`` and ``fileno`` are offered, which is what
-    :func:`image_builder.formats.eif.write_eif` uses.
+    Why: a buffered write of a 1 GiB file costs the machine 0.5-0.9 CPU-seconds in the kernel
+    (copying into the page cache, allocating pages, writing back buffer heads; measured here over
+    ``/proc/stat``), a direct write of the same bytes from page-aligned buffers about 0.15 s (the
+    device reads our buffers by DMA). On a 2-core build that time goes back to the hash lanes, and
+    the build does not push other files out of the page cache.
+
+    How: :meth:`write` copies the bytes into one of ``depth`` page-aligned anonymous ``mmap``
+    buffers of ``block`` bytes; each full buffer is written at its file offset with ``os.pwrite``
+    (which releases the GIL) by a worker thread and then reused, so at most ``depth * block``
+    bytes are held. :meth:`close` writes the last partial buffer: its aligned prefix directly, the
+    rest (a file's tail need not be a block multiple, a direct write must) after clearing
+    ``O_DIRECT`` with ``fcntl(F_SETFL)``, then restores the descriptor's flags. It does not fsync.
+
+    Fallback: where ``O_DIRECT`` cannot be set (``fcntl`` refuses it: a file system without direct
+    I/O, a pipe; not Linux), the start position is not aligned, or the first direct write fails with
+    ``EINVAL``, the same buffers are written with plain ``pwrite``, and every ``writeback_every``
+    bytes ``posix_fadvise(POSIX_FADV_DONTNEED)`` is called from the start of the range before to
+    the current end: on Linux that starts writeback of the dirty pages without waiting
+    (``mm/fadvise.c``) and drops the pages already written back, so the fsync before the rename
+    waits only for the last few MiB. The bytes in the file are the same either way.
+
+    The descriptor must be open for writing; the writer owns its position until :meth:`close`,
+    which leaves it at the end of the data. Sequential only: :meth:`seek` anywhere but the
+    current position raises ``io.UnsupportedOperation``.
+
+    Raises:
+        OSError: from :meth:`write` or :meth:`close`: the first error the worker met (ENOSPC, EIO,
+            ...); nothing after it is written.
     """
 
-    def __init__(self, fh: BinaryIO, every: int = WRITEBACK_EVERY) -> None:
-        self._fh = fh
-        self._every = max(1, every)
-        self._hinted = self._previous = fh.tell()
-        self._enabled = hasattr(os, "posix_fadvise")
+    def __init__(self, fd: int, *, block: int = DIRECT_BLOCK, depth: int = 3,
+                 writeback_every: int = WRITEBACK_EVERY) -> None:
+        import mmap
+        import queue
+
+        if block <= 0 or block % DIRECT_ALIGN:
+            raise ValueError(f"block must be a positive multiple of {DIRECT_ALIGN}")
+        self._fd = fd
+        self._block = block
+        self._every = max(1, writeback_every)
+        self._start = self._offset = os.lseek(fd, 0, os.SEEK_CUR)
+        self._flags = _fcntl_flags(fd)
+        #: True while writes go around the page cache (read it after :meth:`close` for the mode used).
+        self.direct = self._offset % DIRECT_ALIGN == 0 and self._set_direct(True)
+        self._free: queue.Queue[mmap.mmap] = queue.Queue()
+        for _ in range(max(1, depth)):
+            self._free.put(mmap.mmap(-1, block))
+        self._todo: queue.Queue[tuple[mmap.mmap, int, int] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._hinted = self._previous = self._offset
+        self._cur = self._free.get()
+        self._fill = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="teeform-direct-write", daemon=True)
+        self._thread.start()
+
+    def _set_direct(self, on: bool) -> bool:
+        """Set (or clear) O_DIRECT on the descriptor; False when that is not possible."""
+        flag = getattr(os, "O_DIRECT", 0)
+        if not flag or self._flags is None:
+            return False
+        import fcntl
+
+        try:
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, (self._flags | flag) if on else (self._flags & ~flag))
+        except OSError:
+            return False
+        return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Write ``data`` (returns its length), then hint writeback of what is due."""
-        n = self._fh.write(data)
-        if self._enabled:
-            pos = self._fh.tell()
-            if pos - self._hinted >= self._every:
-                self._fh.flush()
-                try:
-                    # From the start of the previous range: its pages are clean by now and are dropped.
-                    os.posix_fadvise(self._fh.fileno(), self._previous, pos - self._previous, os.POSIX_FADV_DONTNEED)
-                except (OSError, ValueError):
-                    self._enabled = False
-                self._previous, self._hinted = self._hinted, pos
+        """Copy ``data`` into the buffers, queuing each full one; returns ``len(data)``."""
+        if self._closed:
+            raise ValueError("write to a closed DirectWriter")
+        view = memoryview(data).cast("B")
+        n = len(view)
+        i = 0
+        while i < n:
+            k = min(self._block - self._fill, n - i)
+            self._cur[self._fill:self._fill + k] = view[i:i + k]
+            self._fill += k
+            i += k
+            if self._fill == self._block:
+                self._queue()
         return n
 
-    def flush(self) -> None:
-        """Flush the wrapped file."""
-        self._fh.flush()
+    def _queue(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._todo.put((self._cur, self._fill, self._offset))
+        self._offset += self._fill
+        self._cur = self._free.get()
+        self._fill = 0
 
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Seek the wrapped file; writeback hints restart from the new position."""
-        pos = self._fh.seek(offset, whence)
-        self._hinted = self._previous = pos
-        return pos
+    def _run(self) -> None:
+        while (item := self._todo.get()) is not None:
+            buf, n, offset = item
+            if self._error is None:
+                try:
+                    self._write_at(buf, n, offset)
+                except BaseException as exc:  # re-raised on the caller's thread
+                    self._error = exc
+            self._free.put(buf)
+
+    def _write_at(self, buf: Any, n: int, offset: int) -> None:
+        with memoryview(buf) as view:
+            if self.direct:
+                aligned = n - n % DIRECT_ALIGN
+                try:
+                    _pwrite_all(self._fd, view[:aligned], offset)
+                except OSError as exc:
+                    import errno
+
+                    if exc.errno != errno.EINVAL or offset != self._start:
+                        raise
+                    self._set_direct(False)  # the file system takes no direct writes after all
+                    self.direct = False
+                    self._write_at(buf, n, offset)
+                    return
+                if aligned < n:  # the file's tail, through the page cache
+                    self._set_direct(False)
+                    self.direct = False
+                    _pwrite_all(self._fd, view[aligned:n], offset + aligned)
+                return
+            _pwrite_all(self._fd, view[:n], offset)
+            end = offset + n
+            if end - self._hinted >= self._every and hasattr(os, "posix_fadvise"):
+                with contextlib.suppress(OSError, ValueError):
+                    os.posix_fadvise(self._fd, self._previous, end - self._previous, os.POSIX_FADV_DONTNEED)
+                self._previous, self._hinted = self._hinted, end
 
     def tell(self) -> int:
-        """The wrapped file's position."""
-        return self._fh.tell()
+        """The file position after everything given to :meth:`write` (bytes)."""
+        return self._offset + self._fill
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Allowed only as a no-op (to the current position): the writer is sequential."""
+        import io
+
+        here = self.tell()
+        target = {os.SEEK_SET: offset, os.SEEK_CUR: here + offset}.get(whence)
+        if target != here:
+            raise io.UnsupportedOperation("DirectWriter only writes sequentially")
+        return here
+
+    def flush(self) -> None:
+        """No-op: full buffers are queued as they fill, the rest is written by :meth:`close`."""
 
     def fileno(self) -> int:
-        """The wrapped file's descriptor."""
-        return self._fh.fileno()
+        """The descriptor written to."""
+        return self._fd
+
+    def close(self) -> None:
+        """Write what is left, wait for the worker, restore the descriptor's flags and leave its
+        position at the end of the data (no fsync). Raises the worker's first error, if any."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._fill and self._error is None:
+            self._todo.put((self._cur, self._fill, self._offset))
+            self._offset += self._fill
+            self._fill = 0
+        self._stop()
+        os.lseek(self._fd, self._offset, os.SEEK_SET)
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Stop after an error elsewhere: nothing still buffered or queued is written."""
+        if not self._closed:
+            self._closed = True
+            self._error = self._error or OSError("DirectWriter aborted")
+            self._stop()
+
+    def _stop(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
+        if self.direct:
+            self._set_direct(False)
+
+    def __enter__(self) -> DirectWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _fcntl_flags(fd: int) -> int | None:
+    """The descriptor's status flags (``fcntl(F_GETFL)``), or None where fcntl is missing or fails."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        return None
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    """``os.pwrite`` until all of ``view`` is written at ``offset`` (a write may be short)."""
+    done = 0
+    while done < len(view):
+        n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(f"pwrite wrote {n} bytes at offset {offset + done}")
+        done += n
 
 
 #: The per-run digest cache (see :func:`hash_cache`); None when no run is active.

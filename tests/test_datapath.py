@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import threading
 import zlib
@@ -169,3 +170,18 @@ def test_uncompressed_layer_shares_the_blob_hash_but_a_wrong_diff_id_still_fails
     write_oci_layout(bad, [blob], image_config(["sha256:" + "0" * 64], cmd=["/a"], env=[]))
     with pytest.raises(TeeformError, match="diff_id mismatch"):
         oci.flatten(oci.open_image(bad), tmp_path)
+
+
+def test_crc32_is_zlibs_crc() -> None:
+    """teeform.hashlanes.crc32 (ISA-L when python-isal is installed) against zlib.crc32 and the CRC
+    catalogue's check value of CRC-32/ISO-HDLC (reveng.sourceforge.io/crc-catalogue: check=0xcbf43926)."""
+    from teeform.hashlanes import crc32
+
+    assert crc32(b"123456789") == 0xCBF43926
+    data = os.urandom(3 << 20)
+    for cut in (0, 1, 4095, 1 << 20):
+        assert crc32(data[cut:], crc32(data[:cut])) == zlib.crc32(data)
+    c = Crc32()
+    c.update(data[:5])
+    c.update(data[5:])
+    assert c.value == zlib.crc32(data)

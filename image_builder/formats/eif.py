@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import struct
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any, BinaryIO
 from teeform.errors import TeeformError
 from teeform.fsutil import CHUNK
 from teeform.hashlanes import Crc32, HashLanes
+from teeform.hashlanes import crc32 as _hl_crc32
 from teeform.report import MeasurementReport
 
 EIF_MAGIC = b".eif"
@@ -178,8 +178,9 @@ def _section_hex(sha: Any, pcr_hasher: EifPcrHasher) -> str:
 
 
 def crc32(data: bytes, value: int = 0) -> int:
-    """CRC-32/ISO-HDLC (§1.5), continuing from ``value``; this is ``zlib.crc32``."""
-    return zlib.crc32(data, value) & 0xFFFFFFFF
+    """CRC-32/ISO-HDLC (§1.5), continuing from ``value``; zlib's CRC, computed by
+    :func:`teeform.hashlanes.crc32` (ISA-L where installed)."""
+    return _hl_crc32(data, value)
 
 
 _CRC_POLY = 0xEDB88320  # reflected 0x04C11DB7
