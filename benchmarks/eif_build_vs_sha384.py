@@ -30,7 +30,8 @@ the build machine (faster than ``openssl dgst -sha384`` and coreutils ``sha384su
 
 Also printed: the *hashing floor* (:func:`_hashing_floor`: the four digest streams alone, two at a
 time on two threads, no I/O but reads), which no build can beat on the machine, the CPU ratio (build CPU seconds / reference CPU seconds, which other jobs on the
-machine disturb less than wall time) and the parallel speedup two threads actually get here (two
+machine disturb less than wall time), the *paired* ratios (each build against the reference run
+just before it, median and worst: a slow minute slows both) and the parallel speedup two threads actually get here (two
 SHA-384 streams on two threads against one after the other): on a shared machine where that is
 near 1.0 the wall-time ratio approaches the CPU ratio and says little about the 2-core target.
 
@@ -155,6 +156,9 @@ def main() -> int:
         print(f"teeform build eif:      {build['seconds']:.2f} s (cpu {build['cpu_seconds']:.2f} s), "
               f"peak RSS {build['maxrss_kib'] / 1024:.0f} MiB")
         print(f"ratio build / sha384:   {ratio:.2f} (target <= 2.5)")
+        paired = sorted(b["seconds"] / r["seconds"] for b, r in zip(builds, refs, strict=True))
+        print(f"paired ratios:          median {paired[len(paired) // 2]:.2f}, worst {paired[-1]:.2f} "
+              "(each build / the reference run just before it: less sensitive to the machine's drift)")
         print(f"cpu ratio:              {build['cpu_seconds'] / max(ref['cpu_seconds'], 0.01):.2f} "
               "(build CPU / reference CPU)")
         print(f"two-thread speedup:     {_thread_speedup():.2f} (2.0 on two free cores)")

@@ -300,6 +300,8 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
 _HASH_CACHE: dict[tuple[str, int, int, int, int], dict[str, str]] | None = None
 _HASH_CACHE_DEPTH = 0
 _HASH_CACHE_LOCK = threading.Lock()
+#: Files being hashed right now inside a :func:`hash_cache` block: key -> set when the pass ends.
+_HASH_RUNNING: dict[tuple[str, int, int, int, int], threading.Event] = {}
 
 
 @contextlib.contextmanager
@@ -330,7 +332,9 @@ def hash_file(path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256
     """Stream ``path`` once through each of ``algorithms`` (hashlib names).
 
     Inside a :func:`hash_cache` block, digests already computed for the same file (same realpath,
-    device, inode, size and mtime) are returned without reading it again.
+    device, inode, size and mtime) are returned without reading it again, and a call that finds the
+    same file being hashed by another thread (:func:`prefetch_hash`) waits for that pass instead of
+    starting its own.
 
     Returns:
         ``{algorithm: lowercase hex digest}``.
@@ -340,27 +344,58 @@ def hash_file(path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256
     """
     from teeform.errors import TeeformError
 
+    mine: threading.Event | None = None
+    key = None
     try:
         with open(path, "rb") as fh:
             cache = _HASH_CACHE
-            key = None
             if cache is not None:
                 st = os.fstat(fh.fileno())
                 key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-                known = cache.get(key, {})
-                if all(a in known for a in algorithms):
-                    return {a: known[a] for a in algorithms}
+                while True:
+                    with _HASH_CACHE_LOCK:
+                        known = cache.get(key, {})
+                        if all(a in known for a in algorithms):
+                            return {a: known[a] for a in algorithms}
+                        running = _HASH_RUNNING.get(key)
+                        if running is None:
+                            mine = _HASH_RUNNING[key] = threading.Event()
+                            break
+                    running.wait()  # another thread is hashing this file: use its pass if it covers ours
             hashers = {a: hashlib.new(a) for a in algorithms}
             while chunk := fh.read(CHUNK):
                 for h in hashers.values():
                     h.update(chunk)
+        digests = {a: h.hexdigest() for a, h in hashers.items()}
+        if cache is not None and key is not None:
+            with _HASH_CACHE_LOCK:
+                cache.setdefault(key, {}).update(digests)
+        return digests
     except OSError as exc:
         raise TeeformError(f"cannot read file: {exc.strerror}", path=path) from exc
-    digests = {a: h.hexdigest() for a, h in hashers.items()}
-    if cache is not None and key is not None:
-        with _HASH_CACHE_LOCK:
-            cache.setdefault(key, {}).update(digests)
-    return digests
+    finally:
+        if mine is not None:
+            with _HASH_CACHE_LOCK:
+                _HASH_RUNNING.pop(key, None)  # type: ignore[arg-type]
+            mine.set()
+
+
+def prefetch_hash(path: os.PathLike[str] | str, algorithms: Sequence[str] = ("sha256",)) -> bool:
+    """Inside a :func:`hash_cache` block, start hashing ``path`` on a background thread, so a later
+    :func:`hash_file` of the same file and algorithms finds the digests ready (or waits for this
+    pass). Hashing releases the GIL, so on two cores this runs beside the caller's Python work (the
+    offline preview hashes the EIF while the Pulumi program starts). Errors are left for the later
+    :func:`hash_file` to report. Returns False (and does nothing) outside a block.
+    """
+    if _HASH_CACHE is None:
+        return False
+
+    def work() -> None:
+        with contextlib.suppress(Exception):
+            hash_file(path, algorithms)
+
+    threading.Thread(target=work, name="teeform-prefetch-hash", daemon=True).start()
+    return True
 
 
 #: 9999-12-31T23:59:59Z in seconds since the epoch: the largest SOURCE_DATE_EPOCH accepted

@@ -177,6 +177,26 @@ def test_emulation_matches_the_real_analyzer(analyzer, tmp_path, env, changes, e
         assert not [v for v in real if v[2] == "mandatory"], real
 
 
+@pytest.mark.parametrize("env", ["prod", "dev"])
+def test_shared_props_proxy_gives_what_a_fresh_proxy_per_policy_gives(tmp_path, env, monkeypatch):
+    """evaluate_policies builds one props proxy per resource for all policies (share_props, the
+    default); the analyzer builds one per (policy, resource). The same violations, in the same
+    order, and no policy of the pack writes into the props it is given (the proxy's only mutator,
+    ``_DictProxy.__setitem__``, is recorded)."""
+    from pulumi_policy import proxy
+
+    mocks = scenario(tmp_path, env, network={"ingress": [{"cidr": "0.0.0.0/0", "port": 22}]})
+    resources = registered_resources(mocks, env)
+    cfg = read_pack_config(REPO / "policies" / "config" / f"{env}.json", project_dir=REPO)
+    policies = load_policies(REPO)
+    writes: list[object] = []
+    monkeypatch.setattr(proxy._DictProxy, "__setitem__", lambda self, k, v: writes.append(k))
+    shared = evaluate_policies(resources, policies, cfg)
+    fresh = evaluate_policies(resources, policies, cfg, share_props=False)
+    assert shared == fresh and any(v.policy == "no-public-ingress" for v in shared)
+    assert writes == []
+
+
 KEY_POLICY_PROGRAM = """
 import json, sys
 sys.path.insert(0, {repo!r})

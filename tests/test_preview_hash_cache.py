@@ -10,6 +10,7 @@ import pytest
 from pulumi_support import REPO, config_values, nitro_target, write_fake_eif_manifest
 
 from teeform import fsutil
+from teeform.errors import TeeformError
 from teeform.fsutil import hash_cache, hash_file
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -80,3 +81,66 @@ def test_preview_hashes_a_shared_eif_once(tmp_path, monkeypatch):
     mocks, _ = run_program(REPO, "dev", config_values(targets))
     assert sum(r.typ == "aws:kms/key:Key" for r in mocks.resources) == 3  # three targets were built
     assert reads.count("sha256") == 1 and "sha384" not in reads  # the EIF is checked by its SHA-256 only
+
+
+def test_a_call_during_a_prefetch_waits_for_that_pass(tmp_path, monkeypatch):
+    """hash_file of a file another thread is hashing (prefetch_hash) waits and uses that pass: one
+    read of the file, the right digest. A pass that lacks an algorithm does not satisfy the call."""
+    import threading
+
+    f = tmp_path / "a.bin"
+    f.write_bytes(os.urandom(2 * fsutil.CHUNK + 5))
+    gate, started = threading.Event(), threading.Event()
+    passes: list[str] = []
+    real_new = hashlib.new
+
+    def slow_new(name, *a, **kw):
+        passes.append(name)
+        if threading.current_thread().name == "teeform-prefetch-hash":
+            started.set()
+            assert gate.wait(10)  # hold the prefetch pass until the main thread is waiting for it
+        return real_new(name, *a, **kw)
+
+    monkeypatch.setattr(fsutil.hashlib, "new", slow_new)
+    with hash_cache():
+        assert fsutil.prefetch_hash(f, ("sha256",))
+        assert started.wait(10)
+        threading.Timer(0.2, gate.set).start()
+        assert hash_file(f, ("sha256",)) == {"sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+        assert passes == ["sha256"]  # the main thread did not hash the file itself
+        assert hash_file(f, ("sha384",)) == {"sha384": hashlib.sha384(f.read_bytes()).hexdigest()}
+        assert passes == ["sha256", "sha384"]
+    assert not fsutil.prefetch_hash(f)  # outside a block: nothing to prefetch into
+
+
+def test_a_failed_prefetch_leaves_the_error_to_the_caller(tmp_path):
+    with hash_cache():
+        assert fsutil.prefetch_hash(tmp_path / "missing.eif")
+        with pytest.raises(TeeformError, match="cannot read"):
+            hash_file(tmp_path / "missing.eif")
+
+
+def test_preview_prefetches_the_deployed_eif_once(tmp_path, monkeypatch):
+    """run_preview starts the deployed EIF's SHA-256 on a thread before the program runs; the
+    program's check then uses it: still one SHA-256 pass for three targets sharing the EIF."""
+    import yaml
+
+    from teeform.preview import run_preview
+
+    img = write_fake_eif_manifest(tmp_path / "build")
+    targets = [nitro_target([img.manifest_path], name=f"agent{i}") for i in range(3)]
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text(yaml.safe_dump({"config": config_values(targets)}))
+    threads: list[str] = []
+    real_new = hashlib.new
+
+    def counting_new(name, *a, **kw):
+        import threading
+
+        threads.append((name, threading.current_thread().name))
+        return real_new(name, *a, **kw)
+
+    monkeypatch.setattr(fsutil.hashlib, "new", counting_new)
+    result = run_preview(REPO, "dev", stack_file=stack)
+    assert sum(r.type == "aws:kms/key:Key" for r in result.resources) == 3
+    assert threads == [("sha256", "teeform-prefetch-hash")]

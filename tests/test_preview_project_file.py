@@ -59,3 +59,25 @@ def test_allowed_manifests_follow_the_stack_order_not_the_registration_order(tmp
                                         reg("agent-manifest-new", new.manifest_path, 0.0)], dt.date(2026, 1, 1))
     assert [(r["key"], r["deployed"], r["manifest"]["version"]) for r in rows] == [("new", True, "1.1.0"),
                                                                                     ("old", False, "1.0.0")]
+
+
+def test_allowed_manifests_follow_the_targets_stack_order(tmp_path: Path) -> None:
+    """Targets come in the order of the stack's ``targets`` list however their manifests were
+    registered (a 100-target preview printed agent4 before agent3 in some runs); a target the list
+    does not name follows, in registration order."""
+    import datetime as dt
+
+    from teeform.preview.manifests import MEASUREMENT_MANIFEST_TYPE, allowed_manifests
+    from teeform.preview.model import RegisteredResource
+
+    img = write_fake_eif_manifest(tmp_path / "img")
+
+    def reg(target: str) -> RegisteredResource:
+        name = f"{target}-manifest-x"
+        inputs = {"target": target, "path": str(img.manifest_path), "sha256": "0" * 64, "index": 0.0}
+        return RegisteredResource(MEASUREMENT_MANIFEST_TYPE, name, f"urn:pulumi:dev::teeform::x::{name}", False, inputs)
+
+    registered = [reg("agent4"), reg("extra"), reg("agent3"), reg("agent10")]
+    rows = allowed_manifests(tmp_path, registered, dt.date(2026, 1, 1), ["agent3", "agent4", "agent10"])
+    assert [r["target"] for r in rows] == ["agent3", "agent4", "agent10", "extra"]
+    assert all(r["deployed"] for r in rows)

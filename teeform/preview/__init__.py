@@ -22,10 +22,12 @@ The names below are this package's public interface (the CLI, tests and scripts 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from teeform.errors import TeeformError
+from teeform.fsutil import hash_cache
 from teeform.preview.clouds.aws import MOCK_ACCOUNT_ID, MOCK_AMI_ID, MOCK_CALLER_ARN
 from teeform.preview.crossguard import (
     evaluate_policies,
@@ -38,7 +40,7 @@ from teeform.preview.manifests import allowed_manifests
 from teeform.preview.mocks import PreviewMocks
 from teeform.preview.model import STACK_TYPE, PreviewResult, RegisteredResource, Violation
 from teeform.preview.render import render_text, summarize, to_json
-from teeform.preview.runner import config_strings, find_teeform_error, make_mocks, run_program
+from teeform.preview.runner import config_strings, find_teeform_error, gc_checkpoint, make_mocks, quiet_gc, run_program
 from teeform.rollover import resolve_today
 from teeform.stack import PROJECT, read_stack
 
@@ -90,6 +92,44 @@ def project_name(project_dir: Path) -> str:
     return name
 
 
+def _target_names(values: Mapping[str, Any], project: str) -> list[str]:
+    """The ``name`` of each entry of the stack's ``<project>:targets`` list, in stack order (entries
+    without a string name are skipped here; the program reports them)."""
+    targets = values.get(f"{project}:targets")
+    if not isinstance(targets, list):
+        return []
+    return [t["name"] for t in targets if isinstance(t, Mapping) and isinstance(t.get("name"), str)]
+
+
+def prefetch_deployed_eifs(project_dir: Path, values: Mapping[str, Any], project: str) -> int:
+    """Start hashing (SHA-256, :func:`teeform.fsutil.prefetch_hash`) the EIF of each target's deployed
+    manifest (the first of its ``manifests``), which the program checks against the manifest
+    (``components/aws/artifact_store.check_eif_file``), so the hash pass runs on the second core while
+    the program starts instead of on the main thread. Only a hint: a manifest that does not load, or
+    is not an EIF manifest, is skipped here and reported by the program. Returns the number started.
+    """
+    from teeform.fsutil import prefetch_hash
+    from teeform.manifest import ArtifactKind, load_manifest
+
+    targets = values.get(f"{project}:targets")
+    seen: set[Path] = set()
+    for t in targets if isinstance(targets, list) else []:
+        paths = t.get("manifests") if isinstance(t, Mapping) else None
+        if not isinstance(paths, list) or not paths or not isinstance(paths[0], str):
+            continue
+        path = Path(paths[0]) if Path(paths[0]).is_absolute() else project_dir / paths[0]
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            m = load_manifest(path)
+        except Exception:  # noqa: BLE001 - the program reports it, naming the file and field
+            continue
+        if m.kind is ArtifactKind.EIF:
+            prefetch_hash(path.parent / m.artifact.file_name, ("sha256",))
+    return len(seen)
+
+
 def run_preview(
     project_dir: Path,
     stack: str,
@@ -111,28 +151,39 @@ def run_preview(
     project_dir = project_dir.resolve()
     read = read_stack(project_dir, stack, stack_file)  # Pulumi.yaml is read once, here
     values, source, project = read.values, read.source, read.project
+    with hash_cache():  # every file hashed at most once per run; the deployed EIFs from now on, on a thread
+        prefetch_deployed_eifs(project_dir, values, project)
+        return _preview(project_dir, stack, stack_file, policy_config, today, values, source, project)
+
+
+def _preview(project_dir: Path, stack: str, stack_file: Path | None, policy_config: Path | None, today: str | None,
+             values: dict[str, Any], source: str, project: str) -> PreviewResult:
+    """The rest of :func:`run_preview`, after the stack was read."""
     if policy_config is None:
         policy_config = default_policy_config(project_dir, stack, values.get(f"{project}:environment"))
     policies = load_policies(project_dir)
     pack_config = read_pack_config(policy_config, project_dir=project_dir)
-    mocks, outputs = run_program(project_dir, stack, values, stack_file=str(stack_file) if stack_file else None, project=project)
-    resources = registered_resources(mocks, stack, project)
-    clock = resolve_today(today)
-    saved = os.environ.get("TEEFORM_TODAY")
-    os.environ["TEEFORM_TODAY"] = clock.today.isoformat()  # the clock of rollover-window-expired (policies/)
-    try:
-        violations = evaluate_policies(resources, policies, pack_config)
-    finally:
-        if saved is None:
-            os.environ.pop("TEEFORM_TODAY", None)
-        else:
-            os.environ["TEEFORM_TODAY"] = saved
-    return PreviewResult(
-        stack=stack, stack_file=source, resources=tuple(resources), outputs=outputs, violations=tuple(violations),
-        policies=tuple(p.name for p in policies), policy_config=str(policy_config) if policy_config else None,
-        project_dir=str(project_dir), manifests=tuple(allowed_manifests(project_dir, resources, clock.today)),
-        clock=clock.to_json(),
-    )
+    with quiet_gc():  # the mock engine's objects live to the end: not rescanned by later collections
+        mocks, outputs = run_program(project_dir, stack, values, stack_file=str(stack_file) if stack_file else None,
+                                     project=project)
+        resources = registered_resources(mocks, stack, project)
+        gc_checkpoint()
+        clock = resolve_today(today)
+        saved = os.environ.get("TEEFORM_TODAY")
+        os.environ["TEEFORM_TODAY"] = clock.today.isoformat()  # the clock of rollover-window-expired (policies/)
+        try:
+            violations = evaluate_policies(resources, policies, pack_config)
+        finally:
+            if saved is None:
+                os.environ.pop("TEEFORM_TODAY", None)
+            else:
+                os.environ["TEEFORM_TODAY"] = saved
+        return PreviewResult(
+            stack=stack, stack_file=source, resources=tuple(resources), outputs=outputs, violations=tuple(violations),
+            policies=tuple(p.name for p in policies), policy_config=str(policy_config) if policy_config else None,
+            project_dir=str(project_dir), manifests=tuple(allowed_manifests(project_dir, resources, clock.today, _target_names(values, project))),
+            clock=clock.to_json(),
+        )
 
 
 

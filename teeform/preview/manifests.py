@@ -25,8 +25,14 @@ from teeform.rollover import window
 MEASUREMENT_MANIFEST_TYPE = "teeform:index:MeasurementManifest"
 
 
-def allowed_manifests(project_dir: Path, resources: Sequence[RegisteredResource], today: dt.date) -> list[dict[str, Any]]:
+def allowed_manifests(project_dir: Path, resources: Sequence[RegisteredResource], today: dt.date,
+                      target_order: Sequence[str] = ()) -> list[dict[str, Any]]:
     """``[{target, key, path, sha256, deployed, until, daysLeft, expired, manifest}]`` (docs/preview-json.md).
+
+    Rows come in stack order: targets as listed in ``target_order`` (the stack's ``targets`` names;
+    a target not listed follows, in the order its first manifest was registered), each target's
+    manifests by their index in its ``manifests`` list. Registration order alone is not stable: the
+    mock engine may record the registrations of a 100-target program in a different order each run.
 
     ``key`` is the export key (resource name ``<target>-manifest-<key>``); ``path`` is as configured
     (relative to ``project_dir`` or absolute); ``manifest`` is the manifest document
@@ -37,6 +43,8 @@ def allowed_manifests(project_dir: Path, resources: Sequence[RegisteredResource]
     """
     rows: list[tuple[str, int, RegisteredResource]] = []
     targets: dict[str, int] = {}
+    for name in target_order:
+        targets.setdefault(name, len(targets))
     for r in resources:
         if r.type != MEASUREMENT_MANIFEST_TYPE:
             continue
