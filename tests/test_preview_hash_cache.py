@@ -121,8 +121,11 @@ def test_a_failed_prefetch_leaves_the_error_to_the_caller(tmp_path):
 
 
 def test_preview_prefetches_the_deployed_eif_once(tmp_path, monkeypatch):
-    """run_preview starts the deployed EIF's SHA-256 on a thread before the program runs; the
-    program's check then uses it: still one SHA-256 pass for three targets sharing the EIF."""
+    """run_preview asks for the deployed EIF's SHA-256 on a thread before the program runs
+    (prefetch_hash with the EIF next to the manifest); whichever of that thread and the program's
+    check starts first hashes the file, the other uses its pass: one SHA-256 pass for three
+    targets sharing the EIF. (Which thread wins depends on scheduling; the waiting itself is
+    test_a_call_during_a_prefetch_waits_for_that_pass.)"""
     import yaml
 
     from teeform.preview import run_preview
@@ -131,16 +134,21 @@ def test_preview_prefetches_the_deployed_eif_once(tmp_path, monkeypatch):
     targets = [nitro_target([img.manifest_path], name=f"agent{i}") for i in range(3)]
     stack = tmp_path / "Pulumi.dev.yaml"
     stack.write_text(yaml.safe_dump({"config": config_values(targets)}))
-    threads: list[str] = []
-    real_new = hashlib.new
+    passes: list[str] = []
+    asked: list[tuple[str, tuple[str, ...]]] = []
+    real_new, real_prefetch = hashlib.new, fsutil.prefetch_hash
 
     def counting_new(name, *a, **kw):
-        import threading
-
-        threads.append((name, threading.current_thread().name))
+        passes.append(name)
         return real_new(name, *a, **kw)
 
+    def spy(path, algorithms=("sha256",)):
+        asked.append((str(path), tuple(algorithms)))
+        return real_prefetch(path, algorithms)
+
     monkeypatch.setattr(fsutil.hashlib, "new", counting_new)
+    monkeypatch.setattr(fsutil, "prefetch_hash", spy)
     result = run_preview(REPO, "dev", stack_file=stack)
     assert sum(r.type == "aws:kms/key:Key" for r in result.resources) == 3
-    assert threads == [("sha256", "teeform-prefetch-hash")]
+    assert asked == [(str(img.eif_path), ("sha256",))]
+    assert passes == ["sha256"]
