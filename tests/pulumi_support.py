@@ -79,8 +79,11 @@ def write_fake_eif_manifest(
 
 
 def write_fake_vm_manifest(directory: Path, name: str = "agent-vm") -> Path:
-    """Write a valid ``vm-image`` manifest (no artifact file is needed by the program)."""
+    """Write a valid ``vm-image`` manifest with made-up measurements and its raw disk (8 KiB of a fixed
+    pattern, digests computed from the file), which the image pipelines check before uploading."""
     directory.mkdir(parents=True, exist_ok=True)
+    disk = directory / f"{name}.raw"
+    disk.write_bytes(b"teeform fake disk\n".ljust(512, b"\0") * 16)
     meas = {
         "roothash": fake_hex("roothash", 64),
         "uki_authenticode_sha256": fake_hex("auth256", 64),
@@ -91,7 +94,7 @@ def write_fake_vm_manifest(directory: Path, name: str = "agent-vm") -> Path:
         "snp_launch_digest": fake_hex("snp"),
     }
     m = Manifest(
-        kind=ArtifactKind.VM_IMAGE, name=name, version="1", artifact=Artifact(f"{name}.raw", 1, fake_hex("a", 64), fake_hex("a")),
+        kind=ArtifactKind.VM_IMAGE, name=name, version="1", artifact=Artifact.from_file(disk),
         measurements=meas, inputs=(), builder=Builder("teeform", "test"), source_date_epoch=0,
     )
     path = directory / f"{name}.manifest.json"

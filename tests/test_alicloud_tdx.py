@@ -10,6 +10,7 @@ pulumi-alicloud 4.0.0 wire names the mock engine receives; the RVPS message is d
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -208,3 +209,54 @@ def test_repo_alicloud_stack_previews_clean(tmp_path: Path, manifest: Path, caps
     assert all(ids for ids in o["reference_value_ids"].values())
     mandatory = [v for v in doc.get("violations", []) if v.get("level") == "mandatory"]
     assert mandatory == [], mandatory
+
+
+def _with_qcow2(manifest: Path, data: bytes | None, **entry: Any) -> Path:
+    """Add ``details.formats.qcow2`` to ``manifest`` (and write the qcow2 file, unless ``data`` is None)."""
+    doc = json.loads(manifest.read_text())
+    q = {"file_name": "agent-vm.qcow2", **entry}
+    if data is not None:
+        (manifest.parent / "agent-vm.qcow2").write_bytes(data)
+        q.setdefault("sha256", hashlib.sha256(data).hexdigest())
+        q.setdefault("size", len(data))
+    doc.setdefault("details", {})["formats"] = {"qcow2": q}
+    manifest.write_text(json.dumps(doc))
+    return manifest
+
+
+def test_the_qcow2_disk_is_uploaded_when_the_manifest_has_one(manifest: Path) -> None:
+    data = b"QFI\xfb" + bytes(1000)
+    _with_qcow2(manifest, data)
+    res, _, _ = run([target(manifest)])
+    obj = one(res, "alicloud:oss/bucketObject:BucketObject")
+    assert obj.inputs["source"] == str(manifest.parent / "agent-vm.qcow2")
+    (dm,) = one(res, "alicloud:ecs/imageImport:ImageImport").inputs["diskDeviceMappings"]
+    assert dm["format"] == "qcow2" and dm["ossObject"] == f"agent-vm/{hashlib.sha256(data).hexdigest()}.qcow2"
+
+
+def test_a_disk_that_is_not_the_manifests_is_refused(manifest: Path) -> None:
+    """The raw disk rewritten after the build (same size): refused before anything is uploaded."""
+    disk = manifest.parent / "agent-vm.raw"
+    disk.write_bytes(bytes(disk.stat().st_size))
+    with pytest.raises(TeeformError, match="raw disk sha256 .* does not match the manifest") as exc:
+        run([target(manifest)])
+    assert str(exc.value.path) == str(disk)
+
+
+def test_a_missing_disk_is_refused(manifest: Path) -> None:
+    (manifest.parent / "agent-vm.raw").unlink()
+    with pytest.raises(TeeformError, match="is not on disk"):
+        run([target(manifest)])
+
+
+def test_a_qcow2_entry_without_its_sha256_names_the_field(manifest: Path) -> None:
+    _with_qcow2(manifest, None)
+    with pytest.raises(TeeformError, match="no SHA-256") as exc:
+        run([target(manifest)])
+    assert exc.value.field == "details.formats.qcow2.sha256"
+
+
+def test_a_changed_qcow2_is_refused(manifest: Path) -> None:
+    _with_qcow2(manifest, b"QFI\xfb" + bytes(1000), sha256="0" * 64)
+    with pytest.raises(TeeformError, match="qcow2 disk sha256"):
+        run([target(manifest)])

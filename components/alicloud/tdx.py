@@ -20,6 +20,7 @@ argument: ``shared/reference/pulumi.md`` §4.4 and ``clouds.md`` §4.1.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -32,6 +33,7 @@ from components.registry import TargetContext
 from components.trustee.broker import attach_key_broker, deployed_kbs, existing_kbs
 from components.trustee.provider import GeneratedKeyPair
 from teeform.errors import TeeformError
+from teeform.manifest import check_artifact_file
 from teeform.targets.alicloud_tdx import AlicloudTdxSettings, zone_region
 from teeform.trustee.reference_values import Verifier
 
@@ -49,15 +51,35 @@ def bucket_name(project: str, stack: str, target: str) -> str:
 
 def disk_artifact(ctx: TargetContext) -> tuple[str, str, str]:
     """``(path, import format, sha256)`` of the deployed manifest's disk: the qcow2 when the build wrote
-    one (``details.formats``), else the raw disk (the manifest's ``artifact``)."""
+    one (``details.formats``), else the raw disk (the manifest's ``artifact``).
+
+    The file is checked against the manifest before it is uploaded (present, its recorded size and
+    SHA-256; :func:`teeform.manifest.check_artifact_file`, hashed once per run), as the AWS and GCP
+    image pipelines do: an image imported from another build would boot measurements the key broker
+    does not release to.
+
+    Raises:
+        TeeformError: the qcow2 entry has no SHA-256 (naming ``details.formats.qcow2.sha256``), or the
+            disk file is missing or differs from the manifest (naming the file).
+    """
     lm = ctx.deployed
     formats = lm.manifest.details.get("formats") if isinstance(lm.manifest.details, dict) else None
     if isinstance(formats, dict) and isinstance(formats.get("qcow2"), dict):
         q = formats["qcow2"]
-        name = q.get("file_name") or lm.artifact_path.with_suffix(".qcow2").name
-        return str(lm.path.parent / name), "qcow2", str(q.get("sha256", ""))
-    art = lm.manifest.artifact
-    return str(lm.artifact_path), "RAW", art.sha256
+        name = q.get("file_name") if isinstance(q.get("file_name"), str) else lm.artifact_path.with_suffix(".qcow2").name
+        sha = q.get("sha256")
+        if not isinstance(sha, str) or len(sha) != 64:
+            raise TeeformError("the qcow2 disk has no SHA-256 in the manifest", path=lm.path,
+                               field="details.formats.qcow2.sha256",
+                               hint="rebuild with `teeform build vm-image ... --format qcow2`")
+        path, fmt, size = lm.path.parent / Path(name).name, "qcow2", q.get("size")
+    else:
+        art = lm.manifest.artifact
+        path, fmt, sha, size = lm.artifact_path, "RAW", art.sha256, art.size
+    check_artifact_file(path, what=f"{fmt.lower()} disk", size=size if isinstance(size, int) else None,
+                        algorithm="sha256", digest=sha, manifest_path=lm.path,
+                        build_hint="`teeform build vm-image ... --format qcow2` or scripts/vm-demo.sh")
+    return str(path), fmt, sha.lower()
 
 
 def build(ctx: TargetContext) -> dict[str, Any]:
