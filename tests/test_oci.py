@@ -355,3 +355,36 @@ def test_uncompressed_layer_read_in_place_and_change_detected(tmp_path: Path) ->
             fh.write(data[:512])
         with pytest.raises(TeeformError, match="layer blob changed"):
             tree.check_unchanged()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt deflate", "bad crc", "trailing garbage"])
+def test_a_broken_gzip_layer_with_a_matching_digest_is_one_clear_error(tmp_path: Path, damage: str) -> None:
+    """Gzip layers inflate through ISA-L (oci._GzipReader); a deflate stream that is broken but whose
+    blob digest is right (the descriptor was computed over the broken bytes) ends in one TeeformError
+    naming the layer, whatever the inflater raises (EOFError, BadGzipFile, IsalError)."""
+    import dataclasses
+    import hashlib
+
+    good = layer_blob(tmp_path / "w", [LayerEntry("x/", D), LayerEntry("x/f", F, os.urandom(50_000))], compression="gzip")
+    data = bytearray(good.path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "corrupt deflate":
+        data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+    elif damage == "bad crc":
+        data[-8:-4] = bytes(4)
+    else:
+        data += b"not gzip"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    broken = tmp_path / "w" / digest.split(":")[1]
+    broken.write_bytes(bytes(data))
+    good.path.unlink()
+    blob = dataclasses.replace(good, path=broken, digest=digest, size=len(data))
+    write_oci_layout(tmp_path / "img", [blob], image_config([good.diff_id], cmd=["/a"], env=[]))
+    with pytest.raises(TeeformError, match=r"layer 1/1 .*(not a valid tar stream|diff_id mismatch)"):
+        oci.flatten(oci.open_image(tmp_path / "img"))
+
+
+def test_gzip_layers_inflate_with_isa_l() -> None:
+    """The pinned python-isal is what inflates gzip layers (requirements.txt), not the slower zlib."""
+    assert oci._GzipReader.__module__ == "isal.igzip"
