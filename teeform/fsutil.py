@@ -215,6 +215,12 @@ class DirectWriter:
                     os.posix_fadvise(self._fd, self._previous, end - self._previous, os.POSIX_FADV_DONTNEED)
                 self._previous, self._hinted = self._hinted, end
 
+    @property
+    def error(self) -> BaseException | None:
+        """The first error of a write to the file (the one :meth:`write`/:meth:`close` raise), if any;
+        lets a caller tell an output failure (ENOSPC, EIO) from an error of its own inputs."""
+        return None if isinstance(self._error, _Aborted) else self._error
+
     def tell(self) -> int:
         """The file position after everything given to :meth:`write` (bytes)."""
         return self._offset + self._fill
@@ -255,7 +261,7 @@ class DirectWriter:
         """Stop after an error elsewhere: nothing still buffered or queued is written."""
         if not self._closed:
             self._closed = True
-            self._error = self._error or OSError("DirectWriter aborted")
+            self._error = self._error or _Aborted("DirectWriter aborted")
             self._stop()
 
     def _stop(self) -> None:
@@ -272,6 +278,10 @@ class DirectWriter:
             self.close()
         else:
             self.abort()
+
+
+class _Aborted(OSError):
+    """Marks a :class:`DirectWriter` stopped by :meth:`DirectWriter.abort` (not a write failure)."""
 
 
 def _fcntl_flags(fd: int) -> int | None:

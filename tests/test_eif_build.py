@@ -303,3 +303,22 @@ def test_failure_after_the_eif_is_written_leaves_no_temp_file(tmp_path: Path, bl
     out = tmp_path / "out"
     assert _build(image, blobs, out) == 2
     _no_outputs(out)
+
+
+def test_a_full_output_disk_is_one_clear_error_and_leaves_nothing(tmp_path: Path, blobs: Path, monkeypatch, capsys) -> None:
+    """ENOSPC while the EIF is written (raised by the writer thread): exit 2 with one line naming
+    --out, no traceback, and no temporary or partial file left in the output directory."""
+    import errno
+
+    from teeform import fsutil
+
+    def full(fd: int, view: memoryview, offset: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    image, _, _ = _image(tmp_path)
+    out = tmp_path / "out"
+    monkeypatch.setattr(fsutil, "_pwrite_all", full)
+    assert _build(image, blobs, out) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the EIF: No space left on device" in err and "--out" in err and "Traceback" not in err
+    assert not out.exists() or list(out.iterdir()) == []

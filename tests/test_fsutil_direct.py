@@ -138,7 +138,7 @@ def test_worker_error_is_raised_and_nothing_after_it_is_written(tmp_path: Path, 
             for _ in range(20):
                 w.write(b"y" * BLOCK)
             w.close()
-        assert info.value.errno == errno.ENOSPC
+        assert info.value.errno == errno.ENOSPC and w.error is info.value  # an output failure, as such
         w.abort()  # idempotent after the error
     finally:
         os.close(fd)
@@ -154,6 +154,7 @@ def test_abort_writes_nothing_more(tmp_path: Path) -> None:
             raise RuntimeError("the producer failed")
         with pytest.raises(ValueError):
             w.write(b"more")
+        assert w.error is None  # stopped, not failed: the producer's error is the one to report
     finally:
         os.close(fd)
     assert path.read_bytes() == b""

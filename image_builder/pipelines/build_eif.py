@@ -423,15 +423,30 @@ def write_eif_file(ctx: BuildContext) -> None:
     ensure_output_dir(c.out_dir)
     fd, tmp = tempfile.mkstemp(prefix=f".{ctx.name}.eif.", suffix=".tmp", dir=c.out_dir)
     ctx.eif_tmp = Path(tmp)
+    writer = DirectWriter(fd)
     try:
-        with DirectWriter(fd) as out:
-            ctx.written = eif.write_eif(out, sections, flags=ctx.flags,  # type: ignore[arg-type]
+        with writer:
+            ctx.written = eif.write_eif(writer, sections, flags=ctx.flags,  # type: ignore[arg-type]
                                         signer=ctx.signer, file_digests=("sha256",),
                                         before_write_pass=ctx.tree.start_verification if ctx.tree else None)
-        os.fsync(fd)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise _write_failed(exc, c.out_dir) from exc
+    except OSError as exc:
+        if exc is writer.error:  # the output failed (ENOSPC, EIO); an input's OSError stays what it is
+            raise _write_failed(exc, c.out_dir) from exc
+        raise
     finally:
         os.close(fd)
     os.chmod(tmp, 0o644)
+
+
+def _write_failed(exc: OSError, out_dir: Path) -> TeeformError:
+    """The one-line error for a failed write of the EIF into ``out_dir``."""
+    return TeeformError(f"cannot write the EIF: {exc.strerror or exc}", path=out_dir, field="--out",
+                        hint="free space there (the EIF is about the size of the image plus the kernel), "
+                             "or choose another --out")
 
 
 def build_manifest(ctx: BuildContext, eif_name: str) -> Manifest:
