@@ -136,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except BrokenPipeError:  # `teeform ... | head`: the reader left; nothing more to say (128 + SIGPIPE)
+        return 141
+    except OSError as exc:  # an I/O failure no command turned into a TeeformError (a full disk, EACCES, EIO)
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.secho(f"error: {where}{exc.strerror or exc}", fg="red", err=True)
+        click.echo("hint: rerun with --debug for the traceback", err=True)
+        return 2
     finally:  # --debug sets TEEFORM_DEBUG for teeform.run; do not leak it past this invocation
         if saved_env is None:
             os.environ.pop("TEEFORM_DEBUG", None)

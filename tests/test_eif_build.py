@@ -322,3 +322,22 @@ def test_a_full_output_disk_is_one_clear_error_and_leaves_nothing(tmp_path: Path
     err = capsys.readouterr().err
     assert "cannot write the EIF: No space left on device" in err and "--out" in err and "Traceback" not in err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_an_unexpected_io_error_is_one_line_not_a_traceback(tmp_path: Path, blobs: Path, monkeypatch, capsys) -> None:
+    """An OSError no step wrapped (here: the manifest's write hits a full disk) ends in one line
+    naming the file, exit 2 (teeform.cli.main), and the EIF already renamed into --out is removed."""
+    import errno
+
+    from image_builder.pipelines import build_eif as pipeline
+
+    def full(manifest, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    image, _, _ = _image(tmp_path)
+    out = tmp_path / "out"
+    monkeypatch.setattr(pipeline, "write_manifest", full)
+    assert _build(image, blobs, out) == 2
+    err = capsys.readouterr().err
+    assert f"error: {out / 'agent.manifest.json'}: No space left on device" in err and "Traceback" not in err
+    assert list(out.iterdir()) == []
