@@ -185,3 +185,27 @@ def test_crc32_is_zlibs_crc() -> None:
     c.update(data[:5])
     c.update(data[5:])
     assert c.value == zlib.crc32(data)
+
+
+@pytest.mark.parametrize("file_digests", [(), ("sha256",)])
+def test_progress_reports_each_pass_up_to_its_total(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     file_digests: tuple[str, ...]) -> None:
+    """With PROGRESS_EVERY 0 every piece is reported: per pass the byte counts only grow and end at
+    the sum of the section sizes; the header-first layout has a measure pass, then a write pass.
+    With the default interval a pass this small reports nothing, and the file is the same."""
+    sections = _sections(True)
+    total = sum(s.size for s in sections)
+    calls: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(eif, "PROGRESS_EVERY", 0.0)
+    with open(tmp_path / "a.eif", "w+b") as fh:
+        eif.write_eif(fh, sections, file_digests=file_digests, progress=lambda *a: calls.append(a))
+    names = ["measure pass", "write pass"] if file_digests else ["write pass"]
+    assert list(dict.fromkeys(n for n, _, _ in calls)) == names
+    for name in names:
+        done = [d for n, d, t in calls if n == name and t == total]
+        assert done == sorted(done) and done[-1] == total and len(done) == len([c for c in calls if c[0] == name])
+    monkeypatch.setattr(eif, "PROGRESS_EVERY", 2.0)
+    quiet: list[object] = []
+    with open(tmp_path / "b.eif", "w+b") as fh:
+        eif.write_eif(fh, _sections(True), file_digests=file_digests, progress=lambda *a: quiet.append(a))
+    assert quiet == [] and (tmp_path / "a.eif").read_bytes() == (tmp_path / "b.eif").read_bytes()

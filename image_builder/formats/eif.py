@@ -359,6 +359,40 @@ Signer = Callable[[bytes], tuple[bytes, bytes]]
 """``signer(pcr0) -> (signature_section_bytes, certificate_der)``, see :mod:`image_builder.formats.eif_sign`."""
 
 
+Progress = Callable[[str, int, int], object]
+"""``progress(pass_name, bytes_done, bytes_total)``: how far a pass over the section data is."""
+
+
+#: Seconds between two :data:`Progress` calls of a pass.
+PROGRESS_EVERY = 2.0
+
+
+class _Meter:
+    """Counts the section bytes of one pass and calls ``progress`` at most every
+    :data:`PROGRESS_EVERY` seconds (nothing for a pass that ends sooner), then once at the end when
+    it reported before."""
+
+    def __init__(self, progress: Progress | None, name: str, total: int) -> None:
+        import time
+
+        self._progress, self._name, self._total, self._every = progress, name, total, PROGRESS_EVERY
+        self._clock = time.monotonic
+        self._last = self._clock()
+        self.done = 0
+        self._reported = False
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self._progress is not None and self._clock() - self._last >= self._every:
+            self._last = self._clock()
+            self._reported = True
+            self._progress(self._name, self.done, self._total)
+
+    def finish(self) -> None:
+        if self._progress is not None and self._reported:
+            self._progress(self._name, self.done, self._total)
+
+
 class _SectionSink:
     """Writable stream for one section's data: writes to the EIF file (unless ``fh`` is None) and
     feeds the CRC and hashers.
@@ -367,10 +401,12 @@ class _SectionSink:
     before they are hashed, so per-call overhead does not grow with the number of entries.
     """
 
-    def __init__(self, fh: BinaryIO | None, lanes: HashLanes, targets: tuple[tuple[Any, ...], ...]) -> None:
+    def __init__(self, fh: BinaryIO | None, lanes: HashLanes, targets: tuple[tuple[Any, ...], ...],
+                 meter: _Meter | None = None) -> None:
         self._fh = fh
         self._lanes = lanes
         self._targets = targets  # one tuple of hashers per lane
+        self._meter = meter
         self._buf = bytearray()
         self.written = 0
 
@@ -400,6 +436,8 @@ class _SectionSink:
         self.written += len(piece)
         for lane, hashers in enumerate(self._targets):
             self._lanes.update_all(lane, hashers, piece)
+        if self._meter is not None:
+            self._meter.add(len(piece))
 
     def close(self) -> None:
         self._flush()
@@ -410,7 +448,8 @@ _DIRECT = 64 << 10  # writes at least this long are hashed as they are, not gath
 
 def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0,
               signer: Signer | None = None, file_digests: Sequence[str] = (),
-              before_write_pass: Callable[[], object] | None = None) -> EifWriteResult:
+              before_write_pass: Callable[[], object] | None = None,
+              progress: Progress | None = None) -> EifWriteResult:
     """Write an EIF v4 to the seekable binary stream ``fh`` (positioned at 0, empty); never reads ``fh``.
 
     Without ``file_digests`` one pass writes the sections and computes the CRC, the PCR hashes
@@ -449,6 +488,9 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
         file_digests: digests of the complete file to return in :attr:`EifWriteResult.file_digests`.
         before_write_pass: called once, with no arguments, just before the first byte is written
             (after the measure pass when there is one).
+        progress: optional :data:`Progress`, called at most every 2 s of a pass with the pass name
+            (``"measure pass"``, ``"write pass"``) and the section bytes done and in all; a pass
+            that takes less than that reports nothing.
 
     Returns:
         :class:`EifWriteResult`; the stream is left positioned at its end.
@@ -468,8 +510,8 @@ def write_eif(fh: BinaryIO, sections: Sequence[SectionSource], *, flags: int = 0
     with contextlib.ExitStack() as stack:
         sources = [_Source.of(s, stack) for s in sections]
         if file_digests:
-            return _write_header_first(fh, sources, flags, signer, file_digests, before_write_pass)
-        return _write_header_last(fh, sources, flags, signer, before_write_pass)
+            return _write_header_first(fh, sources, flags, signer, file_digests, before_write_pass, progress)
+        return _write_header_last(fh, sources, flags, signer, before_write_pass, progress)
 
 
 @dataclass(frozen=True)
@@ -510,9 +552,9 @@ class _Source:
 
 
 def _stream(source: _Source, index: int, fh: BinaryIO | None, lanes: HashLanes,
-            targets: tuple[tuple[Any, ...], ...]) -> None:
+            targets: tuple[tuple[Any, ...], ...], meter: _Meter | None = None) -> None:
     """Stream one section's data to ``fh`` (None: nowhere) and ``targets`` (one hasher tuple per lane)."""
-    sink = _SectionSink(fh, lanes, targets)
+    sink = _SectionSink(fh, lanes, targets, meter)
     source.produce(sink)
     sink.close()
     if sink.written != source.size:
@@ -541,7 +583,8 @@ def _sign(signer: Signer, pcr0: bytes) -> tuple[_Source, bytes]:
 
 
 def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer: Signer | None,
-                       before_write_pass: Callable[[], object] | None = None) -> EifWriteResult:
+                       before_write_pass: Callable[[], object] | None = None,
+                       progress: Progress | None = None) -> EifWriteResult:
     """One pass: sections with CRC, PCRs and section SHA-384, then the header (see :func:`write_eif`)."""
     if before_write_pass is not None:
         before_write_pass()
@@ -552,6 +595,7 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
     infos: list[SectionInfo] = []
     shas: list[Any] = section_digesters([s.type for s in sources])
     pcr8 = None
+    meter = _Meter(progress, "write pass", sum(x.size for x in sources))
     with HashLanes() as lanes:
 
         def emit(source: _Source) -> None:
@@ -564,7 +608,7 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
             targets = hasher.current()
             sha = shas[index]
             lane0 = (targets[0], crc) if targets else (crc,)
-            _stream(source, index, fh, lanes, (lane0, tuple(targets[1:]) + ((sha,) if sha is not None else ())))
+            _stream(source, index, fh, lanes, (lane0, tuple(targets[1:]) + ((sha,) if sha is not None else ())), meter)
             infos.append(SectionInfo(index, source.type, offset, source.size, "", source.label))
             offset += SECTION_HEADER_SIZE + source.size
 
@@ -576,6 +620,7 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
             shas.append(hashlib.sha384())  # the signature section is no ramdisk: its own digest
             emit(sig_source)
         lanes.wait()
+    meter.finish()
     head, total_crc = _header(flags, infos, crc.value, offset)
     fh.seek(0)
     fh.write(head)
@@ -586,19 +631,20 @@ def _write_header_last(fh: BinaryIO, sources: list[_Source], flags: int, signer:
 
 
 def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer: Signer | None,
-                        file_digests: Sequence[str], before_write_pass: Callable[[], object] | None = None
-                        ) -> EifWriteResult:
+                        file_digests: Sequence[str], before_write_pass: Callable[[], object] | None = None,
+                        progress: Progress | None = None) -> EifWriteResult:
     """The measure pass, then the write pass that computes the file digests (see :func:`write_eif`)."""
     # 1. Measure pass: the sections' CRC and their PCRs (they do not depend on the header); nothing written.
     crc = Crc32()
     hasher = EifPcrHasher()
     pcr8 = None
+    meter = _Meter(progress, "measure pass", sum(x.size for x in sources))
     with HashLanes() as lanes:
         for i, source in enumerate(sources):
             lanes.submit(0, crc.update, pack_section_header(source.type, source.size))
             hasher.begin(source.type)
             targets: tuple[Any, ...] = hasher.current()
-            _stream(source, i, None, lanes, ((crc,) + targets[:1], targets[1:]))
+            _stream(source, i, None, lanes, ((crc,) + targets[:1], targets[1:]), meter)
         if signer is not None:
             lanes.wait()
             sig_source, pcr8 = _sign(signer, hasher.pcrs().pcr0)
@@ -606,6 +652,7 @@ def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer
             lanes.submit(0, crc.update, pack_section_header(sig_source.type, sig_source.size))
             _stream(sig_source, len(sources) - 1, None, lanes, ((crc,), ()))
         lanes.wait()
+    meter.finish()
     infos: list[SectionInfo] = []
     offset = HEADER_SIZE
     for i, source in enumerate(sources):
@@ -622,6 +669,7 @@ def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer
     small = tuple(h for h in whole if h not in big)
     check = Crc32()
     shas = section_digesters([s.type for s in sources])
+    meter = _Meter(progress, "write pass", sum(x.size for x in sources))
     with HashLanes() as lanes:
         fh.write(head)
         lanes.update_all(0, small, head)
@@ -633,8 +681,9 @@ def _write_header_first(fh: BinaryIO, sources: list[_Source], flags: int, signer
             lanes.update_all(1, (check,) + big, shead)
             sha = shas[i]
             mine = (sha,) if sha is not None else ()
-            _stream(source, i, fh, lanes, (small + mine, (check,) + big))
+            _stream(source, i, fh, lanes, (small + mine, (check,) + big), meter)
         lanes.wait()
+    meter.finish()
     if check.value & 0xFFFFFFFF != crc.value & 0xFFFFFFFF:
         raise TeeformError("the EIF's inputs changed while it was written (the sections' CRC-32 differs between the "
                            f"measure pass, {crc.value & 0xFFFFFFFF:#010x}, and the write pass, {check.value & 0xFFFFFFFF:#010x})",

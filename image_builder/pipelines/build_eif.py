@@ -105,6 +105,8 @@ Progress = Callable[[str], None]
 #: Largest --kernel/--init/--nsm file accepted (teeform's own bound; a Nitro bzImage is ~10 MiB, init
 #: and nsm.ko well under 1 MiB). Each is copied with this bound, so a file that grows is caught too.
 MAX_BLOB_FILE = 256 << 20
+#: Bytes per MiB (progress lines).
+MIB = 1 << 20
 #: Largest ``--cmdline @FILE`` read (x86 COMMAND_LINE_SIZE is 2,048 bytes, arch/x86/include/asm/setup.h;
 #: the file may carry comments-free padding whitespace, which is trimmed).
 MAX_CMDLINE_FILE = 64 << 10
@@ -428,7 +430,9 @@ def write_eif_file(ctx: BuildContext) -> None:
         with writer:
             ctx.written = eif.write_eif(writer, sections, flags=ctx.flags,  # type: ignore[arg-type]
                                         signer=ctx.signer, file_digests=("sha256",),
-                                        before_write_pass=ctx.tree.start_verification if ctx.tree else None)
+                                        before_write_pass=ctx.tree.start_verification if ctx.tree else None,
+                                        progress=lambda name, done, total: ctx.progress(
+                                            f"  {name}: {done / MIB:.0f} of {total / MIB:.0f} MiB"))
         try:
             os.fsync(fd)
         except OSError as exc:
