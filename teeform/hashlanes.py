@@ -38,7 +38,7 @@ def crc32(data: bytes | bytearray | memoryview, value: int = 0) -> int:
 
     Computed by ISA-L (``isal.isal_zlib.crc32``, which releases the GIL and uses carry-less
     multiplication) where python-isal is installed, else by ``zlib.crc32``; both give the same
-    values (``tests/test_hashlanes.py`` checks them against each other and the CRC catalogue's
+    values (``tests/test_datapath.py::test_crc32_is_zlibs_crc`` checks them against each other and the CRC catalogue's
     check value 0xCBF43926 for b"123456789").
     """
     return _crc32(data, value) & 0xFFFFFFFF

@@ -383,8 +383,8 @@ class _Meter:
 
     def add(self, n: int) -> None:
         self.done += n
-        if self._progress is not None and self._clock() - self._last >= self._every:
-            self._last = self._clock()
+        if self._progress is not None and (now := self._clock()) - self._last >= self._every:
+            self._last = now
             self._reported = True
             self._progress(self._name, self.done, self._total)
 

@@ -183,7 +183,6 @@ except ImportError:  # pragma: no cover - a platform without the wheel: the stan
     _GzipError = zlib.error
 
 
-
 # ----------------------------------------------------------------------------------------- data
 
 

@@ -425,8 +425,9 @@ def write_eif_file(ctx: BuildContext) -> None:
     ensure_output_dir(c.out_dir)
     fd, tmp = tempfile.mkstemp(prefix=f".{ctx.name}.eif.", suffix=".tmp", dir=c.out_dir)
     ctx.eif_tmp = Path(tmp)
-    writer = DirectWriter(fd)
+    writer: DirectWriter | None = None
     try:
+        writer = DirectWriter(fd)
         with writer:
             ctx.written = eif.write_eif(writer, sections, flags=ctx.flags,  # type: ignore[arg-type]
                                         signer=ctx.signer, file_digests=("sha256",),
@@ -438,7 +439,7 @@ def write_eif_file(ctx: BuildContext) -> None:
         except OSError as exc:
             raise _write_failed(exc, c.out_dir) from exc
     except OSError as exc:
-        if exc is writer.error:  # the output failed (ENOSPC, EIO); an input's OSError stays what it is
+        if writer is not None and exc is writer.error:  # the output failed (ENOSPC, EIO); an input's OSError stays what it is
             raise _write_failed(exc, c.out_dir) from exc
         raise
     finally:

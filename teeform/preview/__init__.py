@@ -92,13 +92,17 @@ def project_name(project_dir: Path) -> str:
     return name
 
 
-def _target_names(values: Mapping[str, Any], project: str) -> list[str]:
-    """The ``name`` of each entry of the stack's ``<project>:targets`` list, in stack order (entries
-    without a string name are skipped here; the program reports them)."""
+def _raw_targets(values: Mapping[str, Any], project: str) -> list[Mapping[str, Any]]:
+    """The mappings of the stack's ``<project>:targets`` list as written, in stack order, for the
+    preview's own bookkeeping (output order, hash prefetch); anything malformed is left out here
+    and reported by the program, which validates the stack (:mod:`teeform.stack`)."""
     targets = values.get(f"{project}:targets")
-    if not isinstance(targets, list):
-        return []
-    return [t["name"] for t in targets if isinstance(t, Mapping) and isinstance(t.get("name"), str)]
+    return [t for t in targets if isinstance(t, Mapping)] if isinstance(targets, list) else []
+
+
+def _target_names(values: Mapping[str, Any], project: str) -> list[str]:
+    """The string ``name`` of each target (:func:`_raw_targets`), in stack order."""
+    return [t["name"] for t in _raw_targets(values, project) if isinstance(t.get("name"), str)]
 
 
 def prefetch_deployed_eifs(project_dir: Path, values: Mapping[str, Any], project: str) -> int:
@@ -111,10 +115,9 @@ def prefetch_deployed_eifs(project_dir: Path, values: Mapping[str, Any], project
     from teeform.fsutil import prefetch_hash
     from teeform.manifest import ArtifactKind, load_manifest
 
-    targets = values.get(f"{project}:targets")
     seen: set[Path] = set()
-    for t in targets if isinstance(targets, list) else []:
-        paths = t.get("manifests") if isinstance(t, Mapping) else None
+    for t in _raw_targets(values, project):
+        paths = t.get("manifests")
         if not isinstance(paths, list) or not paths or not isinstance(paths[0], str):
             continue
         path = Path(paths[0]) if Path(paths[0]).is_absolute() else project_dir / paths[0]

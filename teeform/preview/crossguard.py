@@ -211,7 +211,7 @@ def evaluate_policies(
 
     by_urn = {r.urn: r for r in resources}
     shared: list[Any] = [None] * len(resources)  # the props proxies, built on first use
-    opts = _opts() if share_props else None
+    opts = _opts()  # read-only: one for all resources when share_props
     stack_shared: list[Any] | None = None  # the stack policies' PolicyResource list, built on first use
     out: list[Violation] = []
     for pol in policies:
@@ -232,7 +232,7 @@ def evaluate_policies(
                     props = unknown_checking_proxy(dict(r.inputs))
                 elif (props := shared[i]) is None:
                     props = shared[i] = unknown_checking_proxy(dict(r.inputs))
-                args = ResourceValidationArgs(r.type, props, r.urn, r.name, opts or _opts(), None, dict(cfg))
+                args = ResourceValidationArgs(r.type, props, r.urn, r.name, opts if share_props else _opts(), None, dict(cfg))
                 _validate(pol, args, lambda m, urn=None, _r=r: report(m, _r=_r))
         elif isinstance(pol, StackValidationPolicy):
             if not share_props:
